@@ -1,0 +1,212 @@
+package trustgate
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("trustgate", parseCaddyfile)
+	// After basic_auth, so rate limiters ordered before basic_auth run first; before
+	// request_header, handle/route and reverse_proxy, so they can use {http.auth.user.*}.
+	httpcaddyfile.RegisterDirectiveOrder("trustgate", httpcaddyfile.After, "basic_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Handler)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	trustgate [<matcher>] [<issuer>] {
+//		issuer            <url>
+//		client_id         <id>
+//		client_secret     <secret>
+//		secret            <key> [<older_key>...]    # repeatable; first creates, all accepted
+//		scopes            <scope>...
+//		path_prefix       <path>
+//		redirect_url      <url>
+//		token_auth_method client_secret_basic|client_secret_post|none
+//		userinfo          get|post|off [require_signed]
+//		session_store     memory {
+//			max_sessions <n>
+//		}
+//		idle_timeout      <duration>
+//		lifetime          <duration>
+//		cookie_name       <name>
+//		alias_claim       <claim>
+//		clock_leeway      <duration>
+//		trusted_audiences <audience>...
+//		insecure_cookie
+//	}
+//
+// Placeholders such as {env.OIDC_CLIENT_SECRET} are kept as written and expanded when the
+// configuration is provisioned.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		h.Issuer = d.Val()
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		if seen[key] && key != "secret" {
+			return d.Errf("%s already specified", key)
+		}
+		seen[key] = true
+		switch key {
+		case "issuer":
+			if h.Issuer != "" {
+				return d.Err("issuer already specified")
+			}
+			if !d.AllArgs(&h.Issuer) {
+				return d.ArgErr()
+			}
+		case "client_id":
+			if !d.AllArgs(&h.ClientID) {
+				return d.ArgErr()
+			}
+		case "client_secret":
+			if !d.AllArgs(&h.ClientSecret) {
+				return d.ArgErr()
+			}
+		case "secret":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.Secrets = append(h.Secrets, args...)
+		case "scopes":
+			h.Scopes = d.RemainingArgs()
+			if len(h.Scopes) == 0 {
+				return d.ArgErr()
+			}
+		case "path_prefix":
+			if !d.AllArgs(&h.PathPrefix) {
+				return d.ArgErr()
+			}
+		case "redirect_url":
+			if !d.AllArgs(&h.RedirectURL) {
+				return d.ArgErr()
+			}
+		case "token_auth_method":
+			if !d.AllArgs(&h.TokenAuthMethod) {
+				return d.ArgErr()
+			}
+			switch h.TokenAuthMethod {
+			case "client_secret_basic", "client_secret_post", "none":
+			default:
+				return d.Errf("token_auth_method must be client_secret_basic, client_secret_post or none, not '%s'", h.TokenAuthMethod)
+			}
+		case "userinfo":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.Userinfo = d.Val()
+			switch h.Userinfo {
+			case "get", "post", "off":
+			default:
+				return d.Errf("userinfo must be get, post or off, not '%s'", h.Userinfo)
+			}
+			if d.NextArg() {
+				if d.Val() != "require_signed" || h.Userinfo == "off" {
+					return d.Errf("unexpected '%s' after userinfo %s (only get|post take require_signed)", d.Val(), h.Userinfo)
+				}
+				h.UserinfoRequireSigned = true
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "session_store":
+			if err := h.unmarshalStore(d); err != nil {
+				return err
+			}
+		case "idle_timeout", "lifetime", "clock_leeway":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil {
+				return d.Errf("invalid %s duration '%s': %v", key, s, err)
+			}
+			switch key {
+			case "idle_timeout":
+				h.IdleTimeout = caddy.Duration(dur)
+			case "lifetime":
+				h.Lifetime = caddy.Duration(dur)
+			default:
+				h.ClockLeeway = caddy.Duration(dur)
+			}
+		case "cookie_name":
+			if !d.AllArgs(&h.CookieName) {
+				return d.ArgErr()
+			}
+		case "alias_claim":
+			if !d.AllArgs(&h.AliasClaim) {
+				return d.ArgErr()
+			}
+		case "trusted_audiences":
+			h.TrustedAudiences = d.RemainingArgs()
+			if len(h.TrustedAudiences) == 0 {
+				return d.ArgErr()
+			}
+		case "insecure_cookie":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.InsecureCookie = true
+		default:
+			return d.Errf("unrecognized subdirective '%s'", key)
+		}
+	}
+	if d.Next() {
+		return d.Errf("unexpected token '%s' after the trustgate block", d.Val())
+	}
+	return nil
+}
+
+func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	switch d.Val() {
+	case "memory":
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		mem := &MemoryStoreConfig{}
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			switch d.Val() {
+			case "max_sessions":
+				var s string
+				if !d.AllArgs(&s) {
+					return d.ArgErr()
+				}
+				n, err := strconv.Atoi(s)
+				if err != nil || n <= 0 {
+					return d.Errf("invalid max_sessions '%s': want a positive integer", s)
+				}
+				mem.MaxSessions = n
+			default:
+				return d.Errf("unrecognized session_store memory option '%s'", d.Val())
+			}
+		}
+		h.SessionStore = &SessionStoreConfig{Memory: mem}
+	default:
+		return d.Errf("unknown session_store '%s' (this build supports: memory)", d.Val())
+	}
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,250 @@
+package trustgate
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/trustgate/trustgate/session"
+	"github.com/trustgate/trustgate/trust"
+)
+
+// opTimeout bounds the calls to the provider made for one request (discovery wait,
+// code exchange, userinfo).
+const opTimeout = 15 * time.Second
+
+// ServeHTTP strips spoofed identity headers, serves the gateway's endpoints, and passes
+// authenticated requests on with identity headers; everything else is asked to log in.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// First, on every request: no client-sent identity or trust header survives, whatever
+	// happens next (SECURITY.md HDR-01..03).
+	trust.StripManaged(r.Header)
+
+	if name, ok := h.endpoint(r.URL.Path); ok {
+		return h.serveEndpoint(w, r, name)
+	}
+
+	s, err := h.currentSession(r)
+	switch {
+	case err == nil:
+		return h.serveAuthenticated(w, r, next, s)
+	case errors.Is(err, session.ErrNotFound):
+		return h.unauthenticated(w, r)
+	default:
+		return h.storeUnavailable(w, r, err)
+	}
+}
+
+// endpoint reports whether path is one of the gateway's own, and which.
+func (h *Handler) endpoint(path string) (string, bool) {
+	if !strings.HasPrefix(path, h.PathPrefix) {
+		return "", false
+	}
+	rest := path[len(h.PathPrefix):]
+	if rest == "" {
+		return "", true
+	}
+	if rest[0] != '/' {
+		return "", false // e.g. /.trustgateway is not ours
+	}
+	return rest[1:], true
+}
+
+// currentSession finds the session named by the request's session cookie. A missing,
+// tampered, expired or foreign cookie is session.ErrNotFound, never an error page; only a
+// store failure is an error.
+func (h *Handler) currentSession(r *http.Request) (*session.Session, error) {
+	id, ok := h.sessionID(r)
+	if !ok {
+		return nil, session.ErrNotFound
+	}
+	s, err := h.store.Get(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	// A session made by another trustgate configuration sharing this store and cookie
+	// (another issuer or client) is not a session here (SECURITY.md SES-08).
+	if s.Issuer != h.Issuer || s.ClientID != h.ClientID {
+		return nil, session.ErrNotFound
+	}
+	return s, nil
+}
+
+// sessionID decodes the session cookie. Several cookies of that name (cookie tossing from a
+// sibling domain, when the __Host- prefix is off) are tried in order, at most a few.
+func (h *Handler) sessionID(r *http.Request) (string, bool) {
+	cookies := r.CookiesNamed(h.cookieName)
+	for i, c := range cookies {
+		if i == 3 {
+			break
+		}
+		var id string
+		if h.sessCodec.Decode(h.cookieName, c.Value, &id) == nil && session.ValidID(id) {
+			return id, true
+		}
+	}
+	return "", false
+}
+
+// rendered is what an authenticated request needs from a session, computed once per stored
+// session version and kept in the session's cache slot.
+type rendered struct {
+	profile      *trust.Profile
+	headers      []renderedHeader
+	placeholders map[string]string
+	expires      string
+}
+
+type renderedHeader struct {
+	name   string
+	values []string // shared by all requests: never modified
+}
+
+func (h *Handler) render(s *session.Session) *rendered {
+	if p := s.Cache.Load(); p != nil {
+		if r, ok := (*p).(*rendered); ok {
+			return r
+		}
+	}
+	prof := trust.NewProfile(s.Claims, h.trustOpts)
+	hs, dropped := prof.Headers(h.trustOpts)
+	if len(dropped) > 0 {
+		h.logger.Warn("identity headers dropped: value longer than the header size limit",
+			zap.Strings("headers", dropped), zap.String("session_hash", sessionHash(s.ID)))
+	}
+	out := &rendered{
+		profile:      prof,
+		headers:      make([]renderedHeader, 0, len(hs)),
+		placeholders: prof.Placeholders(),
+		expires:      strconv.FormatInt(s.ExpiresAt.Unix(), 10),
+	}
+	for _, hd := range hs {
+		out.headers = append(out.headers, renderedHeader{name: http.CanonicalHeaderKey(hd.Name), values: []string{hd.Value}})
+	}
+	var v any = out
+	s.Cache.CompareAndSwap(nil, &v)
+	return out
+}
+
+func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, s *session.Session) error {
+	rd := h.render(s)
+	for _, hd := range rd.headers {
+		r.Header[hd.name] = hd.values
+	}
+	h.stripGatewayCookies(r)
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		for k, v := range rd.placeholders {
+			repl.Set("http.auth.user."+k, v)
+		}
+		repl.Set("http.auth.user.id", s.Subject)
+		repl.Set("http.auth.oidc.session_expires", rd.expires)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// stripGatewayCookies removes the session and login cookies from the request the upstream
+// sees, keeping every other cookie byte for byte (SECURITY.md HDR-09).
+func (h *Handler) stripGatewayCookies(r *http.Request) {
+	lines := r.Header["Cookie"]
+	found := false
+	for _, l := range lines {
+		if strings.Contains(l, h.cookieName) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return
+	}
+	var kept []string
+	for _, l := range lines {
+		for part := range strings.SplitSeq(l, ";") {
+			p := strings.TrimSpace(part)
+			if p == "" {
+				continue
+			}
+			name, _, _ := strings.Cut(p, "=")
+			if name == h.cookieName || strings.HasPrefix(name, h.txPrefix) {
+				continue
+			}
+			kept = append(kept, p)
+		}
+	}
+	if len(kept) == 0 {
+		r.Header.Del("Cookie")
+		return
+	}
+	r.Header["Cookie"] = []string{strings.Join(kept, "; ")}
+}
+
+// isNavigation reports whether r is a top-level browser navigation, the only kind of
+// request that is redirected to the provider. Fetch/XHR, API clients and anything but
+// GET/HEAD get a 401 instead: a redirect to a login page is useless to them.
+func isNavigation(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" {
+		return mode == "navigate"
+	}
+	if r.Header.Get("X-Requested-With") != "" {
+		return false
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error {
+	if isNavigation(r) {
+		return h.startLogin(w, r, h.returnTo(r))
+	}
+	loginURL := h.PathPrefix + "/login"
+	w.Header().Set("WWW-Authenticate", `OIDC realm="trustgate", login_url="`+loginURL+`"`)
+	writeJSON(w, http.StatusUnauthorized, apiError{
+		Error:    "login_required",
+		Message:  "This resource needs a signed-in session. Sign in with a browser at " + loginURL + ", then send the session cookie.",
+		LoginURL: loginURL,
+	})
+	return nil
+}
+
+// returnTo is where the user lands after logging in: the original request URI (before any
+// rewrite), when it is a safe same-origin path.
+func (h *Handler) returnTo(r *http.Request) string {
+	uri := r.RequestURI
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok {
+		uri = orig.RequestURI
+	}
+	return safeReturnPath(uri, r)
+}
+
+func (h *Handler) storeUnavailable(w http.ResponseWriter, r *http.Request, err error) error {
+	h.logger.Error("session store unavailable", zap.String("reason", "store_unavailable"), zap.Error(err))
+	h.serviceUnavailable(w, r, 5*time.Second, "store_unavailable", "The session store is not reachable right now. Your session is kept; please retry in a few seconds.")
+	return nil
+}
+
+func (h *Handler) serviceUnavailable(w http.ResponseWriter, r *http.Request, retry time.Duration, code, msg string) {
+	secs := int(retry.Round(time.Second) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	if wantsHTML(r) {
+		h.page(w, http.StatusServiceUnavailable, "Temporarily unavailable", msg, "")
+		return
+	}
+	writeJSON(w, http.StatusServiceUnavailable, apiError{Error: code, Message: msg})
+}
+
+// opContext bounds the provider calls made for one request.
+func opContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), opTimeout)
+}

@@ -1,0 +1,261 @@
+package trustgate
+
+import (
+	"encoding/json"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/trustgate/trustgate/session"
+	"github.com/trustgate/trustgate/trust"
+)
+
+// serveEndpoint serves the gateway's own endpoints. They never reach the upstream.
+func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name string) error {
+	switch name {
+	case "callback":
+		return h.callback(w, r)
+	case "login":
+		return h.login(w, r)
+	case "logout":
+		return h.logout(w, r)
+	case "me":
+		return h.me(w, r)
+	default:
+		noStore(w)
+		if wantsHTML(r) {
+			h.page(w, http.StatusNotFound, "Not found", "There is no such gateway endpoint.", "")
+		} else {
+			writeJSON(w, http.StatusNotFound, apiError{Error: "not_found", Message: "no such gateway endpoint"})
+		}
+		return nil
+	}
+}
+
+// login starts a login explicitly: /.trustgate/login?rd=/path. rd must be a same-origin
+// path (or an absolute URL of this very origin); anything else falls back to "/".
+func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET"})
+		return nil
+	}
+	rd := "/"
+	if v := r.URL.Query()["rd"]; len(v) == 1 {
+		rd = safeReturnPath(v[0], r)
+	}
+	return h.startLogin(w, r, rd)
+}
+
+// logout ends the local session. Only a POST ends it; a GET shows a confirmation form, so a
+// link or an image on another site cannot log anyone out.
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
+	noStore(w)
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		h.logoutForm(w)
+		return nil
+	case http.MethodPost:
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use POST to sign out"})
+		return nil
+	}
+	if site := r.Header.Get("Sec-Fetch-Site"); site == "cross-site" {
+		writeJSON(w, http.StatusForbidden, apiError{Error: "cross_site", Message: "sign-out must be requested from this site"})
+		return nil
+	}
+	if id, ok := h.sessionID(r); ok {
+		if err := h.store.Delete(r.Context(), id); err != nil {
+			// The cookie is kept: the session still exists and must not outlive a silent failure.
+			h.logger.Error("logout: session store unavailable", zap.String("reason", "store_unavailable"), zap.Error(err))
+			h.serviceUnavailable(w, r, 5*time.Second, "store_unavailable", "Signing out failed because the session store is not reachable. Please retry in a few seconds.")
+			return nil
+		}
+		h.logger.Info("logout", zap.String("reason", "logout_ok"), zap.String("session_hash", sessionHash(id)))
+	}
+	http.SetCookie(w, h.cookie(h.cookieName, "", -1))
+	if wantsHTML(r) {
+		h.page(w, http.StatusOK, "Signed out", "You are signed out of this site.", h.PathPrefix+"/login")
+	} else {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "signed_out"})
+	}
+	return nil
+}
+
+// meDocument is /.trustgate/me: the profile and session times. Never a token.
+type meDocument struct {
+	*trust.Profile
+	Session meSession `json:"session"`
+}
+
+type meSession struct {
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
+	noStore(w)
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET"})
+		return nil
+	}
+	s, err := h.currentSession(r)
+	if errors.Is(err, session.ErrNotFound) {
+		writeJSON(w, http.StatusUnauthorized, apiError{Error: "login_required", Message: "not signed in", LoginURL: h.PathPrefix + "/login"})
+		return nil
+	}
+	if err != nil {
+		return h.storeUnavailable(w, r, err)
+	}
+	writeJSON(w, http.StatusOK, meDocument{
+		Profile: h.render(s).profile,
+		Session: meSession{CreatedAt: s.CreatedAt.UTC(), ExpiresAt: s.ExpiresAt.UTC()},
+	})
+	return nil
+}
+
+// apiError is the JSON body of every error answered to a non-browser client.
+type apiError struct {
+	Error    string `json:"error"`
+	Message  string `json:"message"`
+	LoginURL string `json:"login_url,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// wantsHTML reports whether the client prefers an HTML page to JSON.
+func wantsHTML(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer"><title>{{.Title}}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.4rem}p{line-height:1.5}a,button{font-size:1rem}</style></head>
+<body><h1>{{.Title}}</h1><p>{{.Message}}</p>
+{{if .Form}}<form method="post" action="{{.Form}}"><button type="submit">Sign out</button></form>{{end}}
+{{if .Link}}<p><a href="{{.Link}}">Sign in</a></p>{{end}}
+</body></html>
+`))
+
+type pageData struct {
+	Title, Message string
+	Link, Form     string
+}
+
+// page answers a small HTML page; everything in it is escaped by html/template.
+func (h *Handler) page(w http.ResponseWriter, status int, title, msg, link string) {
+	h.writePage(w, status, pageData{Title: title, Message: msg, Link: link})
+}
+
+func (h *Handler) logoutForm(w http.ResponseWriter) {
+	h.writePage(w, http.StatusOK, pageData{Title: "Sign out", Message: "Do you want to sign out of this site?", Form: h.PathPrefix + "/logout"})
+}
+
+func (h *Handler) writePage(w http.ResponseWriter, status int, d pageData) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+	w.WriteHeader(status)
+	_ = pageTemplate.Execute(w, d)
+}
+
+// clip shortens s to at most n bytes of valid UTF-8, for showing provider-supplied text.
+func clip(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// maxReturnBytes caps the return URL kept in the login cookie; a longer one falls back to
+// "/" (SECURITY.md LIM-07).
+const maxReturnBytes = 1500
+
+// safeReturnPath turns a requested post-login target into a same-origin path, or "/".
+// Accepted: a path with a single leading "/" (no "//", no "\", no control characters, also
+// after percent-decoding), or an absolute URL whose scheme and host are exactly this
+// request's, reduced to its path (SECURITY.md FL-08).
+func safeReturnPath(target string, r *http.Request) string {
+	if len(target) > maxReturnBytes {
+		return "/"
+	}
+	if isSafePath(target) {
+		return target
+	}
+	u, err := url.Parse(target)
+	if err != nil || u.User != nil || u.Opaque != "" {
+		return "/"
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if u.Scheme != scheme || !strings.EqualFold(u.Host, r.Host) {
+		return "/"
+	}
+	p := u.EscapedPath()
+	if p == "" {
+		p = "/"
+	}
+	if u.RawQuery != "" {
+		p += "?" + u.RawQuery
+	}
+	if isSafePath(p) {
+		return p
+	}
+	return "/"
+}
+
+// isSafePath reports whether p is a path a browser resolves on this origin only.
+func isSafePath(p string) bool {
+	if len(p) == 0 || len(p) > maxReturnBytes || p[0] != '/' {
+		return false
+	}
+	if hasUnsafe(p) {
+		return false
+	}
+	dec, err := url.PathUnescape(p)
+	if err != nil || hasUnsafe(dec) {
+		return false
+	}
+	// A second decoding round: an encoded "%2F" must not become "//" in any reading.
+	if dec2, err := url.PathUnescape(dec); err == nil && hasUnsafe(dec2) {
+		return false
+	}
+	return true
+}
+
+func hasUnsafe(p string) bool {
+	if strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") || len(p) == 0 || p[0] != '/' {
+		return true
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c < 0x20 || c == 0x7f || c == '\\' || c == ' ' && i == 1 {
+			return true
+		}
+	}
+	// "/./\evil" and "/../\evil" are caught by the backslash; "/ /evil" by the space rule;
+	// a leading "/." segment that collapses to "//" after dot-segment removal:
+	return strings.HasPrefix(p, "/.//") || strings.HasPrefix(p, "/..//")
+}

@@ -1,0 +1,306 @@
+package trustgate
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/trustgate/trustgate/oidcflow"
+	"github.com/trustgate/trustgate/session"
+)
+
+// txRecord is the login transaction, kept in an encrypted cookie named after its state
+// until the provider sends the browser back.
+type txRecord struct {
+	Tx          oidcflow.Transaction `json:"t"`
+	ReturnTo    string               `json:"r"`
+	RedirectURL string               `json:"u"`
+	Created     int64                `json:"c"`
+}
+
+// startLogin begins the authorization-code flow: a fresh transaction in its own cookie,
+// then a redirect to the provider.
+func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) error {
+	ctx, cancel := opContext(r)
+	defer cancel()
+	tx := oidcflow.NewTransaction()
+	rec := txRecord{Tx: tx, ReturnTo: returnTo, RedirectURL: h.callbackURL(r), Created: h.now().Unix()}
+	authURL, err := h.client.AuthCodeURL(ctx, oidcflow.AuthRequest{RedirectURL: rec.RedirectURL, Transaction: tx})
+	if err != nil {
+		h.logger.Error("cannot start login: provider discovery failed",
+			zap.String("reason", oidcflow.ReasonCode(err)), zap.String("issuer", h.Issuer), zap.Error(err))
+		h.serviceUnavailable(w, r, max(h.client.RetryAfter(), time.Second), "provider_unavailable",
+			"The sign-in service is not reachable right now. Please retry in a few seconds.")
+		return nil
+	}
+	value, err := h.txCodec.Encode(h.txPrefix+tx.State, rec)
+	if err != nil {
+		return err
+	}
+	h.evictPendingLogins(w, r)
+	http.SetCookie(w, h.cookie(h.txPrefix+tx.State, value, int(loginTimeout/time.Second)))
+	noStore(w)
+	http.Redirect(w, r, authURL, http.StatusFound)
+	return nil
+}
+
+// evictPendingLogins keeps at most maxPendingLogins-1 transaction cookies from the request
+// (the new one makes maxPendingLogins), expiring the oldest; undecodable ones go first.
+func (h *Handler) evictPendingLogins(w http.ResponseWriter, r *http.Request) {
+	type pending struct {
+		name    string
+		created int64
+	}
+	var all []pending
+	for _, c := range r.Cookies() {
+		if len(c.Name) <= len(h.txPrefix) || c.Name[:len(h.txPrefix)] != h.txPrefix {
+			continue
+		}
+		var rec txRecord
+		created := int64(-1)
+		if h.txCodec.Decode(c.Name, c.Value, &rec) == nil {
+			created = rec.Created
+		}
+		all = append(all, pending{c.Name, created})
+	}
+	if len(all) < maxPendingLogins {
+		return
+	}
+	slices.SortFunc(all, func(a, b pending) int { return int(a.created - b.created) })
+	for _, p := range all[:len(all)-(maxPendingLogins-1)] {
+		http.SetCookie(w, h.cookie(p.name, "", -1))
+	}
+}
+
+// callbackURL is the redirect_uri: configured, or built from the request's own scheme and
+// Host. X-Forwarded-* headers are never used (SECURITY.md FL-10).
+func (h *Handler) callbackURL(r *http.Request) string {
+	if h.redirectURL != nil {
+		return h.RedirectURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + h.PathPrefix + "/callback"
+}
+
+// cookie returns a gateway cookie: HttpOnly, SameSite=Lax (it must come along on the
+// provider's top-level redirect back), Path=/, no Domain, Secure unless insecure_cookie.
+func (h *Handler) cookie(name, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     "/",
+		MaxAge:   maxAge,
+		HttpOnly: true,
+		Secure:   !h.InsecureCookie,
+		SameSite: http.SameSiteLaxMode,
+	}
+}
+
+// Limits on callback parameters; anything longer cannot be ours (SECURITY.md LIM-07).
+const (
+	maxCodeBytes  = 4096
+	maxErrorBytes = 512
+)
+
+// callbackError is a refused callback: status, stable reason code, message for the user.
+type callbackError struct {
+	status int
+	reason string
+	msg    string
+}
+
+// callback finishes a login. Any failure answers a clear 4xx/5xx page; no session is created,
+// the transaction is spent, and (before the state checks pass) the provider is not called.
+func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
+	noStore(w)
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		h.page(w, http.StatusMethodNotAllowed, "Method not allowed", "The sign-in callback only accepts GET.", "")
+		return nil
+	}
+	rec, cbErr := h.checkCallback(w, r)
+	if cbErr == nil {
+		cbErr = h.finishLogin(w, r, rec)
+	}
+	if cbErr != nil {
+		level := zap.DebugLevel
+		switch {
+		case cbErr.status >= 500:
+			level = zap.ErrorLevel
+		case cbErr.status == http.StatusUnauthorized:
+			level = zap.WarnLevel
+		}
+		if ce := h.logger.Check(level, "login refused"); ce != nil {
+			ce.Write(zap.String("reason", cbErr.reason), zap.Int("status", cbErr.status))
+		}
+		h.page(w, cbErr.status, "Sign-in failed", cbErr.msg, h.PathPrefix+"/login")
+	}
+	return nil
+}
+
+// checkCallback validates the callback parameters against the transaction cookie and
+// consumes the transaction. It makes no provider call.
+func (h *Handler) checkCallback(w http.ResponseWriter, r *http.Request) (*txRecord, *callbackError) {
+	q := r.URL.Query()
+	for _, p := range []string{"state", "code", "error", "error_description", "iss"} {
+		if len(q[p]) > 1 {
+			return nil, &callbackError{http.StatusBadRequest, "callback_duplicate_parameter", "The sign-in response repeats the parameter \"" + p + "\"; it was refused. Please sign in again."}
+		}
+	}
+	state := q.Get("state")
+	if state == "" {
+		return nil, &callbackError{http.StatusBadRequest, "callback_missing_state", "The sign-in response has no state parameter. Please sign in again."}
+	}
+	// A state we issued is a 43-character random id; anything else cannot name a transaction
+	// cookie and is not looked up.
+	if !session.ValidID(state) {
+		return nil, &callbackError{http.StatusBadRequest, "callback_unknown_state", "This sign-in response does not belong to a sign-in started in this browser. Please sign in again."}
+	}
+	name := h.txPrefix + state
+	c, err := r.Cookie(name)
+	if err != nil {
+		return nil, &callbackError{http.StatusBadRequest, "callback_unknown_state", "This sign-in response does not belong to a sign-in started in this browser, or it took longer than 10 minutes. Please sign in again."}
+	}
+	// From here on the transaction is spent, whatever happens.
+	http.SetCookie(w, h.cookie(name, "", -1))
+	var rec txRecord
+	if err := h.txCodec.Decode(name, c.Value, &rec); err != nil || subtle.ConstantTimeCompare([]byte(rec.Tx.State), []byte(state)) != 1 {
+		return nil, &callbackError{http.StatusBadRequest, "callback_invalid_transaction", "The sign-in attempt expired or its cookie was altered. Please sign in again."}
+	}
+	first, err := h.store.Once(r.Context(), "state:"+stateKey(state), loginTimeout)
+	if err != nil {
+		return nil, &callbackError{http.StatusServiceUnavailable, "store_unavailable", "The session store is not reachable right now. Please sign in again in a few seconds."}
+	}
+	if !first {
+		return nil, &callbackError{http.StatusBadRequest, "callback_replayed", "This sign-in response was already used. Please sign in again."}
+	}
+	if q.Has("error") {
+		if q.Has("code") {
+			return nil, &callbackError{http.StatusBadRequest, "callback_ambiguous", "The sign-in response carries both a code and an error; it was refused. Please sign in again."}
+		}
+		status := http.StatusBadRequest
+		if q.Get("error") == "access_denied" {
+			status = http.StatusForbidden
+		}
+		msg := "The sign-in service reported: " + clip(q.Get("error"), 64)
+		if d := q.Get("error_description"); d != "" {
+			msg += " — " + clip(d, maxErrorBytes)
+		}
+		return nil, &callbackError{status, "op_error", msg}
+	}
+	code := q.Get("code")
+	if code == "" || len(code) > maxCodeBytes {
+		return nil, &callbackError{http.StatusBadRequest, "callback_missing_code", "The sign-in response has no usable code. Please sign in again."}
+	}
+	return &rec, nil
+}
+
+// finishLogin exchanges the code, creates a new session and sends the browser back.
+func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRecord) *callbackError {
+	ctx, cancel := opContext(r)
+	defer cancel()
+	q := r.URL.Query()
+	if err := h.client.CheckResponseIssuer(ctx, q.Get("iss"), q.Has("iss")); err != nil {
+		return h.exchangeError(err)
+	}
+	login, err := h.client.Exchange(ctx, q.Get("code"), rec.RedirectURL, rec.Tx)
+	if err != nil {
+		return h.exchangeError(err)
+	}
+
+	// Always a new session id (no fixation); a session the browser already had is ended
+	// (SECURITY.md SES-02).
+	if old, ok := h.sessionID(r); ok {
+		if err := h.store.Delete(r.Context(), old); err != nil {
+			h.logger.Error("could not delete the previous session at login", zap.Error(err))
+		}
+	}
+	now := h.now()
+	s := &session.Session{
+		ID:           session.NewID(),
+		Issuer:       h.Issuer,
+		ClientID:     h.ClientID,
+		Subject:      login.Subject,
+		Claims:       login.Claims,
+		IDToken:      login.IDToken,
+		AccessToken:  login.AccessToken,
+		RefreshToken: login.RefreshToken,
+		TokenExpiry:  login.Expiry,
+		CreatedAt:    now,
+		ExpiresAt:    now.Add(time.Duration(h.Lifetime)),
+		IdleTimeout:  time.Duration(h.IdleTimeout),
+	}
+	value, err := h.sessCodec.Encode(h.cookieName, s.ID)
+	if err != nil {
+		return &callbackError{http.StatusInternalServerError, "cookie_encode_failed", "The session could not be created. Please sign in again."}
+	}
+	if err := h.store.Put(r.Context(), s); err != nil {
+		h.logger.Error("session store unavailable at login", zap.Error(err))
+		return &callbackError{http.StatusServiceUnavailable, "store_unavailable", "The session store is not reachable right now. Please sign in again in a few seconds."}
+	}
+	http.SetCookie(w, h.cookie(h.cookieName, value, int(time.Duration(h.Lifetime)/time.Second)))
+	h.logger.Info("login", zap.String("reason", "login_ok"), zap.String("sub_hash", sessionHash(login.Subject)),
+		zap.String("session_hash", sessionHash(s.ID)), zap.Bool("signed_userinfo", login.SignedUserinfo))
+	target := rec.ReturnTo
+	if !isSafePath(target) {
+		target = "/"
+	}
+	http.Redirect(w, r, target, http.StatusFound)
+	return nil
+}
+
+// exchangeError maps a provider failure to what the user sees; the details go to the log.
+func (h *Handler) exchangeError(err error) *callbackError {
+	reason := oidcflow.ReasonCode(err)
+	var oe *oidcflow.Error
+	opErr := ""
+	if errors.As(err, &oe) {
+		opErr = oe.OPError
+	}
+	fields := []zap.Field{zap.String("reason", reason), zap.Error(err)}
+	if opErr != "" {
+		fields = append(fields, zap.String("op_error", opErr))
+	}
+	switch {
+	case reason == oidcflow.CodeDiscovery || oidcflow.IsTemporary(err):
+		h.logger.Error("login failed: provider unavailable", fields...)
+		status := http.StatusBadGateway
+		if reason == oidcflow.CodeDiscovery {
+			status = http.StatusServiceUnavailable
+		}
+		return &callbackError{status, reason, "The sign-in service did not answer properly. Please try again in a moment."}
+	case reason == oidcflow.CodeTokenRejected:
+		h.logger.Warn("login failed: provider refused the code", fields...)
+		return &callbackError{http.StatusBadRequest, reason, "The sign-in service refused this sign-in (the link may have been used already). Please sign in again."}
+	default:
+		h.logger.Warn("login failed: provider response rejected", fields...)
+		return &callbackError{http.StatusUnauthorized, reason, "The sign-in could not be verified, so it was refused. Please sign in again; if this keeps happening, contact the site's administrator."}
+	}
+}
+
+// stateKey and sessionHash turn secrets into short non-reversible labels for replay keys
+// and logs.
+func stateKey(state string) string {
+	sum := sha256.Sum256([]byte(state))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+func sessionHash(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return base64.RawURLEncoding.EncodeToString(sum[:9])
+}
+
+func noStore(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+}

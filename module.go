@@ -1,0 +1,465 @@
+// Package trustgate is a Caddy v2 HTTP handler that puts OpenID Connect login in front of
+// applications that know nothing about it, and forwards the user's verified identity and
+// trust signals to them as request headers.
+//
+// The Caddy side lives here (module registration, configuration, ServeHTTP); the protocol
+// is in oidcflow, sessions and cookies in session, and claims-to-headers in trust.
+package trustgate
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/trustgate/trustgate/oidcflow"
+	"github.com/trustgate/trustgate/session"
+	"github.com/trustgate/trustgate/trust"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Defaults, documented on the fields that use them.
+const (
+	defaultPathPrefix  = "/.trustgate"
+	defaultIdleTimeout = time.Hour
+	defaultLifetime    = 12 * time.Hour
+	defaultMaxSessions = 100000
+	defaultCookieName  = "trustgate"
+	// loginTimeout is how long a started login (the transaction cookie) stays valid.
+	loginTimeout = 10 * time.Minute
+	// maxPendingLogins bounds the login transactions one browser may have at once (tabs);
+	// starting another evicts the oldest (SECURITY.md LIM-03).
+	maxPendingLogins = 5
+	minSecretBytes   = 32
+)
+
+// Handler protects the routes it is placed on with OpenID Connect login.
+//
+// An authenticated request is passed on with identity headers (X-Auth-*) and trust
+// headers (X-Trust-*); client-sent headers with those prefixes are always removed first,
+// in any letter case and with '_' for '-'. An unauthenticated browser navigation is
+// redirected to the OpenID Provider; any other unauthenticated request gets 401 with a JSON
+// body. The gateway's own endpoints live under path_prefix: callback, login, logout, me.
+//
+// Placeholders set for authenticated requests:
+//
+//	{http.auth.user.id}       the subject (sub) of the logged-in user
+//	{http.auth.user.<claim>}  every top-level claim whose name is lowercase letters,
+//	                          digits and '_' (arrays comma-joined, objects as JSON)
+//	{http.auth.oidc.session_expires}  Unix time at which the session ends at the latest
+type Handler struct {
+	// Issuer is the OpenID Provider's issuer URL, exactly as in its discovery document.
+	// Required. Must be https (plain http is accepted for loopback hosts only, for
+	// development). Discovery happens on first use, never during provisioning, so
+	// `caddy validate` needs no provider.
+	Issuer string `json:"issuer,omitempty"`
+
+	// ClientID is the client identifier registered at the provider. Required.
+	ClientID string `json:"client_id,omitempty"`
+
+	// ClientSecret authenticates the gateway at the token endpoint. Use a placeholder such
+	// as {env.OIDC_CLIENT_SECRET} or {file./run/secrets/oidc}; it is expanded when the config
+	// is loaded and never logged. Leave it out for a public client (PKCE only).
+	ClientSecret string `json:"client_secret,omitempty"`
+
+	// Secrets protect the session and login cookies (encryption and authentication keys are
+	// derived from them). Each must be at least 32 bytes. The first one creates cookies; all
+	// are accepted, so a new secret can be put in front and an old one removed later
+	// (rotation). Use placeholders ({env.*}, {file.*}). Default: a random key generated once
+	// and kept in Caddy's data directory (trustgate/cookie-secret) — set an explicit secret
+	// when several instances serve the same site.
+	Secrets []string `json:"secrets,omitempty"`
+
+	// Scopes requested from the provider; "openid" is always added. Default: openid email profile.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// PathPrefix is where the gateway's own endpoints are served (callback, login, logout,
+	// me). Default: /.trustgate
+	PathPrefix string `json:"path_prefix,omitempty"`
+
+	// RedirectURL is the absolute callback URL registered at the provider, e.g.
+	// https://app.example.com/.trustgate/callback. Default: built from the request's own
+	// scheme and Host (X-Forwarded-* headers are never used). Set it when the site accepts
+	// more than one Host name or runs behind a TLS-terminating proxy.
+	RedirectURL string `json:"redirect_url,omitempty"`
+
+	// TokenAuthMethod is how the gateway authenticates at the token endpoint:
+	// client_secret_basic, client_secret_post or none. Default: client_secret_basic (none
+	// when there is no client secret).
+	TokenAuthMethod string `json:"token_auth_method,omitempty"`
+
+	// Userinfo is how the userinfo endpoint is called after login: get, post (both send the
+	// access token in the Authorization header) or off (claims from the ID token only).
+	// Default: get
+	Userinfo string `json:"userinfo,omitempty"`
+
+	// UserinfoRequireSigned rejects a login whose userinfo answer is not a JWT signed by the
+	// provider (application/jwt). Set it for clients registered with
+	// userinfo_signed_response_alg, so a plain JSON answer cannot be substituted. Default: false
+	UserinfoRequireSigned bool `json:"userinfo_require_signed,omitempty"`
+
+	// SessionStore selects where sessions live. Default: memory.
+	SessionStore *SessionStoreConfig `json:"session_store,omitempty"`
+
+	// IdleTimeout ends a session that has not been used for this long. Default: 1h
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+
+	// Lifetime ends a session this long after login, however active it is. Default: 12h
+	Lifetime caddy.Duration `json:"lifetime,omitempty"`
+
+	// CookieName is the session cookie's name; with secure cookies it gets the __Host-
+	// prefix. Login transaction cookies are named <name>_tx_<state>. Default: trustgate
+	CookieName string `json:"cookie_name,omitempty"`
+
+	// AliasClaim names the claim that carries the user's alias in the application (BindID
+	// style). When a user has none, the upstream gets X-Auth-New-User: true. Default: bindid_alias
+	AliasClaim string `json:"alias_claim,omitempty"`
+
+	// ClockLeeway is the clock skew tolerated when checking token times. Default: 1m
+	ClockLeeway caddy.Duration `json:"clock_leeway,omitempty"`
+
+	// TrustedAudiences are audiences, besides client_id, that an ID token may also name.
+	// An ID token naming any other audience is rejected.
+	TrustedAudiences []string `json:"trusted_audiences,omitempty"`
+
+	// InsecureCookie drops the Secure attribute and the __Host- prefix from cookies, so that
+	// login works over plain http. For local development only: cookies then travel in clear
+	// text. A warning is logged when it is set. Default: false
+	InsecureCookie bool `json:"insecure_cookie,omitempty"`
+
+	logger       *zap.Logger
+	client       *oidcflow.Client
+	clientKey    string
+	store        session.Store
+	storeKey     string
+	sessCodec    *session.Codec
+	txCodec      *session.Codec
+	cookieName   string // session cookie
+	txPrefix     string // login transaction cookies: txPrefix + state
+	redirectURL  *url.URL
+	trustOpts    trust.Options
+	now          func() time.Time
+	clientSecret string // expanded
+}
+
+// SessionStoreConfig selects the session store; exactly one member may be set.
+type SessionStoreConfig struct {
+	// Memory keeps sessions in this process. They survive `caddy reload` but not a restart,
+	// and are not shared between instances.
+	Memory *MemoryStoreConfig `json:"memory,omitempty"`
+}
+
+// MemoryStoreConfig configures the in-process session store.
+type MemoryStoreConfig struct {
+	// MaxSessions bounds the number of sessions kept; when full, the session idle the
+	// longest (approximately) is dropped. Default: 100000
+	MaxSessions int `json:"max_sessions,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.trustgate",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision expands placeholders, fills in defaults and takes the shared provider client and
+// session store from their pools. It does no network I/O.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.now = time.Now
+	repl := caddy.NewReplacer()
+
+	h.Issuer = repl.ReplaceAll(h.Issuer, "")
+	h.ClientID = repl.ReplaceAll(h.ClientID, "")
+	if h.ClientSecret != "" {
+		h.clientSecret = repl.ReplaceAll(h.ClientSecret, "")
+		if h.clientSecret == "" {
+			return errors.New("client_secret is empty after expanding placeholders: is the environment variable or file it names set?")
+		}
+	}
+	h.RedirectURL = repl.ReplaceAll(h.RedirectURL, "")
+	if h.PathPrefix == "" {
+		h.PathPrefix = defaultPathPrefix
+	}
+	if h.IdleTimeout == 0 {
+		h.IdleTimeout = caddy.Duration(defaultIdleTimeout)
+	}
+	if h.Lifetime == 0 {
+		h.Lifetime = caddy.Duration(defaultLifetime)
+	}
+	if h.CookieName == "" {
+		h.CookieName = defaultCookieName
+	}
+	if h.AliasClaim == "" {
+		h.AliasClaim = "bindid_alias"
+	}
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	h.PathPrefix = strings.TrimSuffix(h.PathPrefix, "/")
+	if h.RedirectURL != "" {
+		h.redirectURL, _ = url.Parse(h.RedirectURL)
+	}
+
+	h.cookieName = h.CookieName
+	if !h.InsecureCookie {
+		h.cookieName = "__Host-" + h.CookieName
+	} else {
+		h.logger.Warn("insecure_cookie is set: session cookies are sent over plain http; use this for local development only")
+	}
+	h.txPrefix = h.cookieName + "_tx_"
+	h.trustOpts = trust.Options{AliasClaim: h.AliasClaim}
+
+	secrets, err := h.cookieSecrets(repl)
+	if err != nil {
+		return err
+	}
+	if h.sessCodec, err = session.NewCodec(secrets, time.Duration(h.Lifetime)); err != nil {
+		return fmt.Errorf("session cookie keys: %w", err)
+	}
+	if h.txCodec, err = session.NewCodec(secrets, loginTimeout); err != nil {
+		return fmt.Errorf("login cookie keys: %w", err)
+	}
+
+	if err := h.provisionClient(); err != nil {
+		return err
+	}
+	return h.provisionStore()
+}
+
+// cookieSecrets expands the configured secrets, or loads (creating once) the generated key
+// in Caddy's data directory.
+func (h *Handler) cookieSecrets(repl *caddy.Replacer) ([][]byte, error) {
+	var out [][]byte
+	for i, s := range h.Secrets {
+		v := repl.ReplaceAll(s, "")
+		if len(v) < minSecretBytes {
+			// Name the position, never the value.
+			return nil, fmt.Errorf("secret #%d is %d bytes after expanding placeholders; at least %d are required (e.g. `openssl rand -base64 48`)", i+1, len(v), minSecretBytes)
+		}
+		out = append(out, []byte(v))
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	path := filepath.Join(caddy.AppDataDir(), "trustgate", "cookie-secret")
+	key, created, err := loadOrCreateKey(path)
+	if err != nil {
+		return nil, fmt.Errorf("no secret configured, and the generated one could not be kept in %s: %w", path, err)
+	}
+	if created {
+		h.logger.Warn("no secret configured: generated a cookie key and stored it in Caddy's data directory; configure `secret` explicitly when several instances serve this site", zap.String("path", path))
+	}
+	return [][]byte{key}, nil
+}
+
+// loadOrCreateKey reads a 64-byte hex key from path, creating it (0600) if it does not
+// exist. Concurrent creators agree: only the first O_EXCL create wins, the others read it.
+func loadOrCreateKey(path string) ([]byte, bool, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		key := []byte(strings.TrimSpace(string(b)))
+		if len(key) < minSecretBytes {
+			return nil, false, fmt.Errorf("%s holds %d bytes; delete it to generate a new key", path, len(key))
+		}
+		return key, false, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, false, err
+	}
+	raw := make([]byte, 48)
+	_, _ = rand.Read(raw)
+	key := []byte(hex.EncodeToString(raw))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return loadOrCreateKey(path)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if _, err := f.Write(append(key, '\n')); err != nil {
+		f.Close()
+		return nil, false, err
+	}
+	return key, true, f.Close()
+}
+
+// pooledClient shares one provider client (and so one discovery and JWKS cache) among all
+// handlers with the same provider configuration, across config reloads.
+type pooledClient struct{ *oidcflow.Client }
+
+func (p pooledClient) Destruct() error { p.Close(); return nil }
+
+var clients = caddy.NewUsagePool()
+
+func (h *Handler) provisionClient() error {
+	cfg := oidcflow.Config{
+		Issuer:                h.Issuer,
+		ClientID:              h.ClientID,
+		ClientSecret:          h.clientSecret,
+		Scopes:                h.Scopes,
+		AuthMethod:            h.TokenAuthMethod,
+		Userinfo:              h.Userinfo,
+		RequireSignedUserinfo: h.UserinfoRequireSigned,
+		TrustedAudiences:      h.TrustedAudiences,
+		ClockLeeway:           time.Duration(h.ClockLeeway),
+	}
+	// The key identifies the configuration without holding the secret itself.
+	sum := sha256.Sum256([]byte(cfg.ClientSecret))
+	kb, err := json.Marshal([]any{cfg.Issuer, cfg.ClientID, hex.EncodeToString(sum[:]), cfg.Scopes, cfg.AuthMethod,
+		cfg.Userinfo, cfg.RequireSignedUserinfo, cfg.TrustedAudiences, cfg.ClockLeeway})
+	if err != nil {
+		return fmt.Errorf("provider pool key: %w", err)
+	}
+	key := string(kb)
+	v, _, err := clients.LoadOrNew(key, func() (caddy.Destructor, error) {
+		cfg.HTTPClient = oidcflow.NewHTTPClient(10*time.Second, 1<<20)
+		c, err := oidcflow.New(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return pooledClient{c}, nil
+	})
+	if err != nil {
+		return err
+	}
+	h.clientKey = key
+	h.client = v.(pooledClient).Client
+	return nil
+}
+
+// pooledMemoryStore keeps the memory store alive across `caddy reload`: the new config's
+// handlers take it from the pool before the old ones release it.
+type pooledMemoryStore struct{ *session.MemoryStore }
+
+func (p pooledMemoryStore) Destruct() error { return p.Close() }
+
+var stores = caddy.NewUsagePool()
+
+func (h *Handler) provisionStore() error {
+	max := defaultMaxSessions
+	if h.SessionStore != nil && h.SessionStore.Memory != nil && h.SessionStore.Memory.MaxSessions > 0 {
+		max = h.SessionStore.Memory.MaxSessions
+	}
+	const key = "memory"
+	v, loaded, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return pooledMemoryStore{session.NewMemoryStore(session.MemoryOptions{MaxSessions: max})}, nil
+	})
+	if err != nil {
+		return err
+	}
+	h.storeKey = key
+	ms := v.(pooledMemoryStore).MemoryStore
+	if loaded {
+		ms.SetMaxSessions(max)
+	}
+	h.store = ms
+	return nil
+}
+
+// Validate checks the configuration. It runs after Provision, so placeholders are expanded.
+func (h *Handler) Validate() error {
+	if h.Issuer == "" {
+		return errors.New("issuer is required")
+	}
+	if h.ClientID == "" {
+		return errors.New("client_id is required")
+	}
+	if err := oidcflow.Check(oidcflow.Config{
+		Issuer: h.Issuer, ClientID: h.ClientID, ClientSecret: h.clientSecret, Scopes: h.Scopes,
+		AuthMethod: h.TokenAuthMethod, Userinfo: h.Userinfo, RequireSignedUserinfo: h.UserinfoRequireSigned,
+	}); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(h.PathPrefix, "/") || strings.ContainsAny(h.PathPrefix, "?#*{}") || strings.TrimSuffix(h.PathPrefix, "/") == "" {
+		return fmt.Errorf("path_prefix %q must be an absolute path other than /", h.PathPrefix)
+	}
+	if h.RedirectURL != "" {
+		u, err := url.Parse(h.RedirectURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("redirect_url %q must be an absolute http(s) URL without query or fragment", h.RedirectURL)
+		}
+		if want := strings.TrimSuffix(h.PathPrefix, "/") + "/callback"; u.Path != want {
+			return fmt.Errorf("redirect_url path is %q, but the callback is served at %q (path_prefix + /callback)", u.Path, want)
+		}
+		if u.Scheme == "http" && !h.InsecureCookie {
+			return errors.New("redirect_url uses http, but cookies are Secure-only; use https, or set insecure_cookie for local development")
+		}
+	}
+	if h.IdleTimeout < 0 || h.Lifetime < 0 || h.ClockLeeway < 0 {
+		return errors.New("idle_timeout, lifetime and clock_leeway must not be negative")
+	}
+	if h.Lifetime > 0 && time.Duration(h.Lifetime) < time.Minute {
+		return fmt.Errorf("lifetime %s is shorter than a minute", time.Duration(h.Lifetime))
+	}
+	if h.IdleTimeout > 0 && h.Lifetime > 0 && h.IdleTimeout > h.Lifetime {
+		return fmt.Errorf("idle_timeout %s is longer than lifetime %s", time.Duration(h.IdleTimeout), time.Duration(h.Lifetime))
+	}
+	if time.Duration(h.ClockLeeway) > 5*time.Minute {
+		return fmt.Errorf("clock_leeway %s is more than 5m; fix the clocks instead", time.Duration(h.ClockLeeway))
+	}
+	if h.CookieName != "" && !validCookieName(h.CookieName) {
+		return fmt.Errorf("cookie_name %q may only contain letters, digits, '-' and '_'", h.CookieName)
+	}
+	if h.SessionStore != nil && h.SessionStore.Memory != nil && h.SessionStore.Memory.MaxSessions < 0 {
+		return errors.New("session_store memory max_sessions must be positive")
+	}
+	return nil
+}
+
+func validCookieName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return len(s) > 0 && len(s) <= 64
+}
+
+// Cleanup releases the pooled client and store. It works after a partial Provision.
+func (h *Handler) Cleanup() error {
+	var errs []error
+	if h.clientKey != "" {
+		if _, err := clients.Delete(h.clientKey); err != nil {
+			errs = append(errs, err)
+		}
+		h.clientKey = ""
+	}
+	if h.storeKey != "" {
+		if _, err := stores.Delete(h.storeKey); err != nil {
+			errs = append(errs, err)
+		}
+		h.storeKey = ""
+	}
+	return errors.Join(errs...)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ caddy.Destructor            = pooledClient{}
+	_ caddy.Destructor            = pooledMemoryStore{}
+)

@@ -1,0 +1,261 @@
+package trustgate
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	tests := []struct {
+		name    string
+		input   string
+		want    Handler
+		wantErr string // substring; "" means success
+	}{
+		{
+			name:  "issuer as argument",
+			input: `trustgate https://idp.example.com`,
+			want:  Handler{Issuer: "https://idp.example.com"},
+		},
+		{
+			name: "every subdirective",
+			input: `trustgate {
+				issuer https://idp.example.com
+				client_id app
+				client_secret {env.OIDC_SECRET}
+				secret {env.NEW_KEY}
+				secret {file./run/old} {env.OLDER}
+				scopes openid email
+				path_prefix /_auth
+				redirect_url https://app.example.com/_auth/callback
+				token_auth_method client_secret_post
+				userinfo post require_signed
+				session_store memory {
+					max_sessions 500
+				}
+				idle_timeout 30m
+				lifetime 8h
+				cookie_name app_session
+				alias_claim preferred_username
+				clock_leeway 30s
+				trusted_audiences api1 api2
+				insecure_cookie
+			}`,
+			want: Handler{
+				Issuer:                "https://idp.example.com",
+				ClientID:              "app",
+				ClientSecret:          "{env.OIDC_SECRET}",
+				Secrets:               []string{"{env.NEW_KEY}", "{file./run/old}", "{env.OLDER}"},
+				Scopes:                []string{"openid", "email"},
+				PathPrefix:            "/_auth",
+				RedirectURL:           "https://app.example.com/_auth/callback",
+				TokenAuthMethod:       "client_secret_post",
+				Userinfo:              "post",
+				UserinfoRequireSigned: true,
+				SessionStore:          &SessionStoreConfig{Memory: &MemoryStoreConfig{MaxSessions: 500}},
+				IdleTimeout:           caddy.Duration(30 * time.Minute),
+				Lifetime:              caddy.Duration(8 * time.Hour),
+				CookieName:            "app_session",
+				AliasClaim:            "preferred_username",
+				ClockLeeway:           caddy.Duration(30 * time.Second),
+				TrustedAudiences:      []string{"api1", "api2"},
+				InsecureCookie:        true,
+			},
+		},
+		{name: "userinfo off", input: "trustgate {\n userinfo off\n}", want: Handler{Userinfo: "off"}},
+		{name: "memory store without block", input: "trustgate {\n session_store memory\n}", want: Handler{SessionStore: &SessionStoreConfig{Memory: &MemoryStoreConfig{}}}},
+		{name: "two issuer arguments", input: "trustgate a b", wantErr: "wrong argument count"},
+		{name: "issuer twice", input: "trustgate https://a {\n issuer https://b\n}", wantErr: "issuer already specified"},
+		{name: "unknown subdirective", input: "trustgate {\n bogus 1\n}", wantErr: "unrecognized subdirective 'bogus'"},
+		{name: "repeated client_id", input: "trustgate {\n client_id a\n client_id b\n}", wantErr: "client_id already specified"},
+		{name: "client_id without value", input: "trustgate {\n client_id\n}", wantErr: "wrong argument count"},
+		{name: "client_secret two values", input: "trustgate {\n client_secret a b\n}", wantErr: "wrong argument count"},
+		{name: "secret without value", input: "trustgate {\n secret\n}", wantErr: "wrong argument count"},
+		{name: "scopes empty", input: "trustgate {\n scopes\n}", wantErr: "wrong argument count"},
+		{name: "bad duration", input: "trustgate {\n idle_timeout soon\n}", wantErr: "invalid idle_timeout duration 'soon'"},
+		{name: "bad lifetime", input: "trustgate {\n lifetime 5x\n}", wantErr: "invalid lifetime duration"},
+		{name: "bad userinfo", input: "trustgate {\n userinfo put\n}", wantErr: "userinfo must be get, post or off"},
+		{name: "userinfo off require_signed", input: "trustgate {\n userinfo off require_signed\n}", wantErr: "only get|post take require_signed"},
+		{name: "userinfo junk", input: "trustgate {\n userinfo get signed\n}", wantErr: "unexpected 'signed'"},
+		{name: "bad token auth", input: "trustgate {\n token_auth_method private_key_jwt\n}", wantErr: "token_auth_method must be"},
+		{name: "unknown store", input: "trustgate {\n session_store etcd\n}", wantErr: "unknown session_store 'etcd'"},
+		{name: "bad max_sessions", input: "trustgate {\n session_store memory {\n max_sessions -3\n }\n}", wantErr: "invalid max_sessions '-3'"},
+		{name: "unknown memory option", input: "trustgate {\n session_store memory {\n size 3\n }\n}", wantErr: "unrecognized session_store memory option 'size'"},
+		{name: "insecure_cookie with argument", input: "trustgate {\n insecure_cookie yes\n}", wantErr: "wrong argument count"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got Handler
+			err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tt.input))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("UnmarshalCaddyfile() error = %v, want containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("UnmarshalCaddyfile() error = %v", err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("UnmarshalCaddyfile() = %+v,\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// provision runs Provision on h as Caddy would, with a private data directory.
+func provision(t *testing.T, h *Handler) error {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(func() {
+		_ = h.Cleanup()
+		cancel()
+	})
+	return h.Provision(ctx)
+}
+
+const testSecret = "test-secret-0123456789-0123456789-abcdef"
+
+func TestProvisionErrors(t *testing.T) {
+	t.Setenv("TG_TEST_EMPTY", "")
+	t.Setenv("TG_TEST_CLIENT_SECRET", "s3cr3t-value-never-shown")
+	tests := []struct {
+		name    string
+		h       Handler
+		wantErr string
+	}{
+		{"no issuer", Handler{ClientID: "c", Secrets: []string{testSecret}}, "issuer is required"},
+		{"no client id", Handler{Issuer: "https://idp.example.com", Secrets: []string{testSecret}}, "client_id is required"},
+		{"relative issuer", Handler{Issuer: "idp.example.com", ClientID: "c", Secrets: []string{testSecret}}, "not an absolute URL"},
+		{"http issuer off loopback", Handler{Issuer: "http://idp.example.com", ClientID: "c", Secrets: []string{testSecret}}, "only https is accepted"},
+		{"secret placeholder empty", Handler{Issuer: "https://idp.example.com", ClientID: "c", ClientSecret: "{env.TG_TEST_EMPTY}", Secrets: []string{testSecret}}, "client_secret is empty after expanding placeholders"},
+		{"short cookie secret", Handler{Issuer: "https://idp.example.com", ClientID: "c", Secrets: []string{testSecret, "{env.TG_TEST_CLIENT_SECRET}"}}, "secret #2 is 24 bytes"},
+		{"bad path prefix", Handler{Issuer: "https://idp.example.com", ClientID: "c", PathPrefix: "auth", Secrets: []string{testSecret}}, "path_prefix"},
+		{"root path prefix", Handler{Issuer: "https://idp.example.com", ClientID: "c", PathPrefix: "/", Secrets: []string{testSecret}}, "path_prefix"},
+		{"redirect_url wrong path", Handler{Issuer: "https://idp.example.com", ClientID: "c", RedirectURL: "https://app/cb", Secrets: []string{testSecret}}, "but the callback is served at \"/.trustgate/callback\""},
+		{"redirect_url http with secure cookies", Handler{Issuer: "https://idp.example.com", ClientID: "c", RedirectURL: "http://app/.trustgate/callback", Secrets: []string{testSecret}}, "redirect_url uses http"},
+		{"idle longer than lifetime", Handler{Issuer: "https://idp.example.com", ClientID: "c", IdleTimeout: caddy.Duration(3 * time.Hour), Lifetime: caddy.Duration(time.Hour), Secrets: []string{testSecret}}, "idle_timeout 3h0m0s is longer than lifetime 1h0m0s"},
+		{"huge leeway", Handler{Issuer: "https://idp.example.com", ClientID: "c", ClockLeeway: caddy.Duration(time.Hour), Secrets: []string{testSecret}}, "clock_leeway"},
+		{"bad cookie name", Handler{Issuer: "https://idp.example.com", ClientID: "c", CookieName: "a;b", Secrets: []string{testSecret}}, "cookie_name"},
+		{"post auth without secret", Handler{Issuer: "https://idp.example.com", ClientID: "c", TokenAuthMethod: "client_secret_post", Secrets: []string{testSecret}}, "needs a client secret"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := tt.h
+			err := provision(t, &h)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Provision() error = %v, want containing %q", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), "s3cr3t-value-never-shown") {
+				t.Fatalf("Provision() error %q echoes a secret", err)
+			}
+		})
+	}
+}
+
+func TestProvisionDefaultsAndExpansion(t *testing.T) {
+	t.Setenv("TG_TEST_ISSUER", "https://idp.example.com")
+	t.Setenv("TG_TEST_SECRET", testSecret)
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "client-secret")
+	if err := os.WriteFile(secretFile, []byte("from-a-file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := Handler{
+		Issuer:       "{env.TG_TEST_ISSUER}",
+		ClientID:     "app",
+		ClientSecret: "{file." + secretFile + "}",
+		Secrets:      []string{"{env.TG_TEST_SECRET}"},
+	}
+	if err := provision(t, &h); err != nil {
+		t.Fatalf("Provision() error = %v", err)
+	}
+	if h.Issuer != "https://idp.example.com" {
+		t.Errorf("Issuer = %q, want expanded", h.Issuer)
+	}
+	if h.clientSecret != "from-a-file" {
+		t.Errorf("client secret = %q, want the file's content", h.clientSecret)
+	}
+	if h.ClientSecret != "{file."+secretFile+"}" {
+		t.Errorf("ClientSecret field = %q, want the placeholder kept (the expanded value must not be written back into the config)", h.ClientSecret)
+	}
+	if h.PathPrefix != "/.trustgate" || time.Duration(h.IdleTimeout) != time.Hour || time.Duration(h.Lifetime) != 12*time.Hour {
+		t.Errorf("defaults = %q %v %v, want /.trustgate 1h 12h", h.PathPrefix, time.Duration(h.IdleTimeout), time.Duration(h.Lifetime))
+	}
+	if h.cookieName != "__Host-trustgate" {
+		t.Errorf("cookie name = %q, want __Host-trustgate (secure by default)", h.cookieName)
+	}
+	if got := h.client.Config().AuthMethod; got != "client_secret_basic" {
+		t.Errorf("token auth = %q, want client_secret_basic", got)
+	}
+}
+
+func TestProvisionGeneratesAndKeepsSecret(t *testing.T) {
+	// caddy.AppDataDir() follows XDG_DATA_HOME, which `make test` points at a private dir.
+	path := filepath.Join(caddy.AppDataDir(), "trustgate", "cookie-secret")
+	_ = os.Remove(path)
+	t.Cleanup(func() { _ = os.Remove(path) })
+
+	h1 := Handler{Issuer: "https://idp.example.com", ClientID: "app"}
+	if err := provision(t, &h1); err != nil {
+		t.Fatalf("Provision() error = %v", err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("generated secret not kept: %v", err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("secret file mode = %v, want 0600", st.Mode().Perm())
+	}
+	cookie, err := h1.sessCodec.Encode(h1.cookieName, "value")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second instance (or a restart) reads the same key: its cookies still decode.
+	h2 := Handler{Issuer: "https://idp.example.com", ClientID: "app"}
+	if err := provision(t, &h2); err != nil {
+		t.Fatalf("Provision() error = %v", err)
+	}
+	var got string
+	if err := h2.sessCodec.Decode(h2.cookieName, cookie, &got); err != nil || got != "value" {
+		t.Fatalf("Decode with the kept key = %q, %v; want value, nil", got, err)
+	}
+}
+
+func TestProvisionSharesClientAndStore(t *testing.T) {
+	a := Handler{Issuer: "https://idp.example.com", ClientID: "app", Secrets: []string{testSecret}}
+	b := Handler{Issuer: "https://idp.example.com", ClientID: "app", Secrets: []string{testSecret}}
+	c := Handler{Issuer: "https://idp.example.com", ClientID: "other", Secrets: []string{testSecret}}
+	for _, h := range []*Handler{&a, &b, &c} {
+		if err := provision(t, h); err != nil {
+			t.Fatalf("Provision() error = %v", err)
+		}
+	}
+	if a.client != b.client {
+		t.Error("handlers with the same provider config got different clients; discovery would run twice")
+	}
+	if a.client == c.client {
+		t.Error("handlers with different client_id share a client")
+	}
+	if a.store != c.store {
+		t.Error("memory store is not shared")
+	}
+}
+
+func TestCleanupAfterPartialProvision(t *testing.T) {
+	h := Handler{ClientID: "c"}
+	if err := provision(t, &h); err == nil {
+		t.Fatal("Provision() without issuer succeeded")
+	}
+	if err := h.Cleanup(); err != nil {
+		t.Fatalf("Cleanup() after failed Provision = %v", err)
+	}
+}

@@ -1,0 +1,381 @@
+package oidcflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
+)
+
+// Token endpoint client authentication methods.
+const (
+	AuthClientSecretBasic = "client_secret_basic"
+	AuthClientSecretPost  = "client_secret_post"
+	AuthNone              = "none" // public client: PKCE only
+)
+
+// Userinfo request methods.
+const (
+	UserinfoGet  = "get"
+	UserinfoPost = "post"
+	UserinfoOff  = "off"
+)
+
+// Config configures a Client. Only Issuer and ClientID are required.
+type Config struct {
+	// Issuer is the OP's issuer identifier, compared exactly (no trailing-slash folding) with
+	// the discovery document's "issuer" and with every token's "iss". It must be https, or
+	// http on a loopback host (development).
+	Issuer       string
+	ClientID     string
+	ClientSecret string
+	// Scopes requested; "openid" is always included. Default: openid email profile.
+	Scopes []string
+	// AuthMethod is the token endpoint client authentication. Default: client_secret_basic
+	// (none when ClientSecret is empty).
+	AuthMethod string
+	// Userinfo is how the userinfo endpoint is called: get (default), post or off.
+	Userinfo string
+	// RequireSignedUserinfo rejects a userinfo answer that is not a signed JWT
+	// (application/jwt), for clients registered with userinfo_signed_response_alg.
+	RequireSignedUserinfo bool
+	// TrustedAudiences are audiences besides ClientID that an ID token may also carry.
+	TrustedAudiences []string
+	// ClockLeeway tolerates clock skew on exp, nbf and iat. Default: 60s.
+	ClockLeeway time.Duration
+	// MaxTokenAge is how old (by iat) an ID token may be. Default: 10m.
+	MaxTokenAge time.Duration
+	// HTTPClient makes every call to the OP. Default: NewHTTPClient(10s, 1 MiB).
+	HTTPClient *http.Client
+	// DiscoveryTimeout bounds one discovery attempt. Default: 10s.
+	DiscoveryTimeout time.Duration
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// MaxTokenBytes caps the size of an ID token or signed userinfo accepted for parsing.
+const MaxTokenBytes = 64 << 10
+
+// Client is the gateway's view of one OP and one client registration. It is safe for
+// concurrent use and meant to be shared.
+type Client struct {
+	cfg Config
+	// bg carries the HTTP client for work not tied to one request (discovery, JWKS).
+	bg     context.Context
+	cancel context.CancelFunc
+
+	group singleflight.Group
+
+	mu       sync.Mutex
+	prov     *provider // nil until discovery succeeded
+	lastErr  error     // last discovery failure, returned until retryAt
+	retryAt  time.Time
+	failures int
+}
+
+// provider is what discovery yields; immutable once built.
+type provider struct {
+	oauth      oauth2.Config
+	idVerifier *oidc.IDTokenVerifier
+	uiVerifier *oidc.IDTokenVerifier
+	provider   *oidc.Provider
+	meta       Metadata
+}
+
+// Metadata holds the discovery fields the gateway uses beyond go-oidc's own.
+type Metadata struct {
+	AuthorizationEndpoint       string   `json:"authorization_endpoint"`
+	TokenEndpoint               string   `json:"token_endpoint"`
+	UserinfoEndpoint            string   `json:"userinfo_endpoint"`
+	JWKSURI                     string   `json:"jwks_uri"`
+	EndSessionEndpoint          string   `json:"end_session_endpoint"`
+	IDTokenSigningAlgs          []string `json:"id_token_signing_alg_values_supported"`
+	UserinfoSigningAlgs         []string `json:"userinfo_signing_alg_values_supported"`
+	CodeChallengeMethods        []string `json:"code_challenge_methods_supported"`
+	AuthorizationResponseIssuer bool     `json:"authorization_response_iss_parameter_supported"`
+}
+
+// New checks cfg and returns a Client. It does no network I/O.
+func New(cfg Config) (*Client, error) {
+	cfg, err := withDefaults(cfg)
+	if err != nil {
+		return nil, err
+	}
+	bg, cancel := context.WithCancel(oidc.ClientContext(context.Background(), cfg.HTTPClient))
+	return &Client{cfg: cfg, bg: bg, cancel: cancel}, nil
+}
+
+// Check reports what New would reject in cfg, without creating anything.
+func Check(cfg Config) error {
+	_, err := withDefaults(cfg)
+	return err
+}
+
+func withDefaults(cfg Config) (Config, error) {
+	if err := checkIssuer(cfg.Issuer); err != nil {
+		return cfg, err
+	}
+	if cfg.ClientID == "" {
+		return cfg, errors.New("client id is required")
+	}
+	if len(cfg.Scopes) == 0 {
+		cfg.Scopes = []string{oidc.ScopeOpenID, "email", "profile"}
+	}
+	if !slices.Contains(cfg.Scopes, oidc.ScopeOpenID) {
+		cfg.Scopes = append([]string{oidc.ScopeOpenID}, cfg.Scopes...)
+	}
+	switch cfg.AuthMethod {
+	case "":
+		cfg.AuthMethod = AuthClientSecretBasic
+		if cfg.ClientSecret == "" {
+			cfg.AuthMethod = AuthNone
+		}
+	case AuthClientSecretBasic, AuthClientSecretPost:
+		if cfg.ClientSecret == "" {
+			return cfg, fmt.Errorf("token auth method %s needs a client secret", cfg.AuthMethod)
+		}
+	case AuthNone:
+	default:
+		return cfg, fmt.Errorf("unknown token auth method %q (want %s, %s or %s)", cfg.AuthMethod, AuthClientSecretBasic, AuthClientSecretPost, AuthNone)
+	}
+	switch cfg.Userinfo {
+	case "":
+		cfg.Userinfo = UserinfoGet
+	case UserinfoGet, UserinfoPost, UserinfoOff:
+	default:
+		return cfg, fmt.Errorf("unknown userinfo method %q (want get, post or off)", cfg.Userinfo)
+	}
+	if cfg.RequireSignedUserinfo && cfg.Userinfo == UserinfoOff {
+		return cfg, errors.New("signed userinfo is required but userinfo is off")
+	}
+	if cfg.ClockLeeway <= 0 {
+		cfg.ClockLeeway = 60 * time.Second
+	}
+	if cfg.MaxTokenAge <= 0 {
+		cfg.MaxTokenAge = 10 * time.Minute
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = NewHTTPClient(10*time.Second, 1<<20)
+	}
+	if cfg.DiscoveryTimeout <= 0 {
+		cfg.DiscoveryTimeout = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return cfg, nil
+}
+
+// Config returns the effective configuration (defaults filled in).
+func (c *Client) Config() Config { return c.cfg }
+
+// Close stops background work (JWKS refreshes in flight).
+func (c *Client) Close() { c.cancel() }
+
+// checkIssuer accepts https issuers, and http only on loopback hosts.
+func checkIssuer(issuer string) error {
+	if issuer == "" {
+		return errors.New("issuer is required")
+	}
+	u, err := url.Parse(issuer)
+	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("issuer %q is not an absolute URL without query or fragment", issuer)
+	}
+	return checkEndpointURL("issuer", u, u)
+}
+
+func checkEndpointURL(what string, u, issuer *url.URL) error {
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if isLoopback(u.Hostname()) && isLoopback(issuer.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("%s %q uses plain http; only https is accepted (http only on loopback hosts, for development)", what, u.Redacted())
+	default:
+		return fmt.Errorf("%s %q must be an https URL", what, u.Redacted())
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// backoff returns the wait after n consecutive discovery failures: 1s, 2s, 4s ... capped at 1m.
+func backoff(n int) time.Duration {
+	if n > 6 {
+		n = 6
+	}
+	return time.Duration(1<<(n-1)) * time.Second
+}
+
+// Discover fetches the OP metadata if it is not cached yet. Concurrent callers share one
+// attempt; after a failure, callers get the same error until the backoff has passed.
+func (c *Client) Discover(ctx context.Context) (Metadata, error) {
+	p, err := c.discover(ctx)
+	if err != nil {
+		return Metadata{}, err
+	}
+	return p.meta, nil
+}
+
+// RetryAfter reports how long until the next discovery attempt, when discovery is failing.
+func (c *Client) RetryAfter() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.prov != nil || c.lastErr == nil {
+		return 0
+	}
+	return max(c.retryAt.Sub(c.cfg.Now()), 0)
+}
+
+func (c *Client) discover(ctx context.Context) (*provider, error) {
+	c.mu.Lock()
+	if p := c.prov; p != nil {
+		c.mu.Unlock()
+		return p, nil
+	}
+	if c.lastErr != nil && c.cfg.Now().Before(c.retryAt) {
+		err := c.lastErr
+		c.mu.Unlock()
+		return nil, err
+	}
+	c.mu.Unlock()
+
+	// One attempt for all concurrent callers. It runs on the client's own context, so one
+	// caller giving up does not fail the others; each caller still stops waiting at its
+	// own deadline.
+	ch := c.group.DoChan("discover", func() (any, error) {
+		p, err := c.fetchProvider()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if err != nil {
+			c.failures++
+			c.lastErr = err
+			c.retryAt = c.cfg.Now().Add(backoff(c.failures))
+			return nil, err
+		}
+		c.prov, c.lastErr, c.failures = p, nil, 0
+		return p, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*provider), nil
+	case <-ctx.Done():
+		return nil, newErr(CodeDiscovery, true, "waiting for discovery of %s: %w", c.cfg.Issuer, ctx.Err())
+	}
+}
+
+func (c *Client) fetchProvider() (*provider, error) {
+	ctx, cancel := context.WithTimeout(c.bg, c.cfg.DiscoveryTimeout)
+	defer cancel()
+	op, err := oidc.NewProvider(ctx, c.cfg.Issuer)
+	if err != nil {
+		var mismatch *oidc.IssuerMismatchError
+		if errors.As(err, &mismatch) {
+			return nil, newErr(CodeDiscovery, false, "discovery document of %s names issuer %q; the issuer must match exactly (check trailing slash and host)", c.cfg.Issuer, mismatch.Discovered)
+		}
+		return nil, newErr(CodeDiscovery, true, "fetching %s/.well-known/openid-configuration: %w", strings.TrimSuffix(c.cfg.Issuer, "/"), err)
+	}
+	var meta Metadata
+	if err := op.Claims(&meta); err != nil {
+		return nil, newErr(CodeDiscovery, false, "decoding discovery document: %w", err)
+	}
+	iss, _ := url.Parse(c.cfg.Issuer)
+	for _, ep := range []struct{ name, val string }{
+		{"authorization_endpoint", meta.AuthorizationEndpoint},
+		{"token_endpoint", meta.TokenEndpoint},
+		{"jwks_uri", meta.JWKSURI},
+		{"userinfo_endpoint", meta.UserinfoEndpoint},
+		{"end_session_endpoint", meta.EndSessionEndpoint},
+	} {
+		if ep.val == "" {
+			if ep.name == "authorization_endpoint" || ep.name == "token_endpoint" || ep.name == "jwks_uri" {
+				return nil, newErr(CodeDiscovery, false, "discovery document has no %s", ep.name)
+			}
+			continue
+		}
+		u, err := url.Parse(ep.val)
+		if err != nil || u.Host == "" {
+			return nil, newErr(CodeDiscovery, false, "discovery document %s is not an absolute URL", ep.name)
+		}
+		if err := checkEndpointURL(ep.name, u, iss); err != nil {
+			return nil, newErr(CodeDiscovery, false, "%w", err)
+		}
+	}
+	if len(meta.CodeChallengeMethods) > 0 && !slices.Contains(meta.CodeChallengeMethods, "S256") {
+		return nil, newErr(CodeDiscovery, false, "the OP does not support PKCE S256 (code_challenge_methods_supported=%v)", meta.CodeChallengeMethods)
+	}
+
+	// Signing algorithms: what the OP advertises, restricted to the asymmetric ones go-oidc
+	// supports (never "none", never HS*). An OP that advertises nothing gets RS256 only.
+	idAlgs := allowedAlgs(meta.IDTokenSigningAlgs)
+	uiAlgs := allowedAlgs(meta.UserinfoSigningAlgs)
+	if len(meta.UserinfoSigningAlgs) == 0 {
+		uiAlgs = idAlgs
+	}
+	if len(idAlgs) == 0 {
+		return nil, newErr(CodeDiscovery, false, "the OP advertises no supported ID token signing algorithm (id_token_signing_alg_values_supported=%v)", meta.IDTokenSigningAlgs)
+	}
+
+	// Expiry is checked by verifyIDToken with an explicit leeway; go-oidc has none for exp.
+	keys := op.VerifierContext(c.bg, &oidc.Config{ClientID: c.cfg.ClientID, SupportedSigningAlgs: idAlgs, SkipExpiryCheck: true})
+	ui := op.VerifierContext(c.bg, &oidc.Config{ClientID: c.cfg.ClientID, SupportedSigningAlgs: uiAlgs, SkipExpiryCheck: true})
+
+	authStyle := oauth2.AuthStyleInHeader
+	if c.cfg.AuthMethod != AuthClientSecretBasic {
+		authStyle = oauth2.AuthStyleInParams
+	}
+	return &provider{
+		oauth: oauth2.Config{
+			ClientID:     c.cfg.ClientID,
+			ClientSecret: c.cfg.ClientSecret,
+			Scopes:       c.cfg.Scopes,
+			Endpoint: oauth2.Endpoint{
+				AuthURL:   meta.AuthorizationEndpoint,
+				TokenURL:  meta.TokenEndpoint,
+				AuthStyle: authStyle,
+			},
+		},
+		idVerifier: keys,
+		uiVerifier: ui,
+		provider:   op,
+		meta:       meta,
+	}, nil
+}
+
+var asymmetricAlgs = []string{
+	oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.ES384, oidc.ES512,
+	oidc.PS256, oidc.PS384, oidc.PS512, oidc.EdDSA,
+}
+
+func allowedAlgs(advertised []string) []string {
+	if len(advertised) == 0 {
+		return []string{oidc.RS256}
+	}
+	var out []string
+	for _, a := range advertised {
+		if slices.Contains(asymmetricAlgs, a) && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}

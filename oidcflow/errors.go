@@ -1,0 +1,59 @@
+package oidcflow
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Reason codes carried by *Error. They are stable: operators search logs for them and the
+// README's troubleshooting table lists them.
+const (
+	CodeDiscovery       = "discovery_failed"      // the OP's metadata could not be fetched or is unacceptable
+	CodeTokenEndpoint   = "token_endpoint_failed" // the token endpoint was unreachable or answered 5xx
+	CodeTokenRejected   = "token_rejected"        // the OP refused the code exchange (e.g. invalid_grant)
+	CodeTokenResponse   = "token_response_invalid"
+	CodeIDToken         = "id_token_invalid"
+	CodeUserinfoFailed  = "userinfo_failed"  // unreachable, 5xx or timeout
+	CodeUserinfoInvalid = "userinfo_invalid" // answered, but the answer is not acceptable
+	CodeRefreshInvalid  = "refresh_invalid"
+)
+
+// Error is a failure talking to the OP. Err may carry details for operators (never tokens or
+// secrets); Code is the stable reason.
+type Error struct {
+	Code string
+	// OPError is the OAuth 2.0 "error" value when the OP sent one (e.g. "invalid_grant").
+	OPError string
+	// Temporary reports a failure of the OP or the network (retrying later may succeed), as
+	// opposed to a response that was received and rejected.
+	Temporary bool
+	Err       error
+}
+
+func (e *Error) Error() string {
+	if e.OPError != "" {
+		return fmt.Sprintf("%s (op error %q): %v", e.Code, e.OPError, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.Code, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func newErr(code string, temporary bool, format string, args ...any) *Error {
+	return &Error{Code: code, Temporary: temporary, Err: fmt.Errorf(format, args...)}
+}
+
+// ReasonCode returns the stable reason code of err, or "internal" when err is not an *Error.
+func ReasonCode(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return "internal"
+}
+
+// IsTemporary reports whether err is an OP or network failure worth retrying later.
+func IsTemporary(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Temporary
+}

@@ -1,0 +1,289 @@
+package trust
+
+import (
+	"encoding/base64"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Header names set for the upstream. They are in canonical form (http.CanonicalHeaderKey),
+// so they can be used as http.Header keys directly. doc.go documents each one.
+const (
+	HeaderSubject       = "X-Auth-Subject"
+	HeaderIssuer        = "X-Auth-Issuer"
+	HeaderEmail         = "X-Auth-Email"
+	HeaderEmailVerified = "X-Auth-Email-Verified"
+	HeaderName          = "X-Auth-Name"
+	HeaderPhone         = "X-Auth-Phone"
+	HeaderAlias         = "X-Auth-Alias"
+	HeaderNewUser       = "X-Auth-New-User"
+	HeaderACR           = "X-Auth-Acr"
+	HeaderAMR           = "X-Auth-Amr"
+	HeaderAuthTime      = "X-Auth-Time"
+
+	HeaderFirstLogin           = "X-Trust-First-Login"
+	HeaderLastLogin            = "X-Trust-Last-Login"
+	HeaderFirstConfirmedLogin  = "X-Trust-First-Confirmed-Login"
+	HeaderDeviceFirstLogin     = "X-Trust-Device-First-Login"
+	HeaderDeviceLastLogin      = "X-Trust-Device-Last-Login"
+	HeaderAuthenticatingDevice = "X-Trust-Authenticating-Device"
+	HeaderOriginatingDevice    = "X-Trust-Originating-Device"
+	HeaderUserRegistered       = "X-Trust-User-Registered"
+	HeaderDeviceRegistered     = "X-Trust-Device-Registered"
+	HeaderDeviceLastSeen       = "X-Trust-Device-Last-Seen"
+	HeaderUserLastSeen         = "X-Trust-User-Last-Seen"
+	HeaderConfirmedAppCount    = "X-Trust-Confirmed-App-Count"
+	HeaderDeviceCount          = "X-Trust-Device-Count"
+)
+
+// HeaderNames returns every header name Headers can emit, in the order Headers emits them.
+func HeaderNames() []string {
+	return []string{
+		HeaderSubject, HeaderIssuer, HeaderEmail, HeaderEmailVerified, HeaderName, HeaderPhone,
+		HeaderAlias, HeaderNewUser, HeaderACR, HeaderAMR, HeaderAuthTime,
+		HeaderFirstLogin, HeaderLastLogin, HeaderFirstConfirmedLogin, HeaderDeviceFirstLogin,
+		HeaderDeviceLastLogin, HeaderAuthenticatingDevice, HeaderOriginatingDevice,
+		HeaderUserRegistered, HeaderDeviceRegistered, HeaderDeviceLastSeen, HeaderUserLastSeen,
+		HeaderConfirmedAppCount, HeaderDeviceCount,
+	}
+}
+
+// Header is one upstream request header. Value is already safe for the wire (EncodeValue).
+type Header struct{ Name, Value string }
+
+// Headers renders the profile as upstream headers, in the order of HeaderNames. A claim that
+// is absent (or empty once cleaned) yields no header. A value longer than
+// opts.MaxHeaderBytes once encoded is left out whole, never cut, and its header name is
+// returned in dropped so the caller can log it. Callers render once per session version
+// and cache the result; the caller must still delete every managed header from the
+// request (StripManaged) before adding these, so an absent header cannot be forged.
+func (p *Profile) Headers(opts Options) (hs []Header, dropped []string) {
+	limit := opts.maxHeaderBytes()
+	hs = make([]Header, 0, 24)
+	add := func(name, raw string) {
+		v := EncodeValue(raw)
+		switch {
+		case v == "":
+		case len(v) > limit:
+			dropped = append(dropped, name)
+		default:
+			hs = append(hs, Header{Name: name, Value: v})
+		}
+	}
+	addUnix := func(name string, t int64) {
+		if t > 0 {
+			add(name, strconv.FormatInt(t, 10))
+		}
+	}
+	addCount := func(name string, n *int64) {
+		if n != nil {
+			add(name, strconv.FormatInt(*n, 10))
+		}
+	}
+	addBool := func(name string, b *bool) {
+		if b != nil {
+			add(name, strconv.FormatBool(*b))
+		}
+	}
+	addDevice := func(name string, d *Device) {
+		if d == nil {
+			return
+		}
+		// Device fields are declared in key order, so the JSON keys come out sorted.
+		if s, ok := compactJSON(d); ok {
+			add(name, s)
+		}
+	}
+
+	add(HeaderSubject, p.Subject)
+	add(HeaderIssuer, p.Issuer)
+	add(HeaderEmail, p.Email)
+	addBool(HeaderEmailVerified, p.EmailVerified)
+	add(HeaderName, p.Name)
+	add(HeaderPhone, p.Phone)
+	add(HeaderAlias, p.Alias)
+	if p.NewUser {
+		add(HeaderNewUser, "true")
+	}
+	add(HeaderACR, p.ACR)
+	if len(p.AMR) > 0 {
+		s, _ := ClaimString(p.AMR) // joins with ","; JSON array if an element has a comma
+		add(HeaderAMR, s)
+	}
+	addUnix(HeaderAuthTime, p.AuthTime)
+
+	if b := p.BindID; b != nil {
+		addUnix(HeaderFirstLogin, b.FirstLogin)
+		addUnix(HeaderLastLogin, b.LastLogin)
+		addUnix(HeaderFirstConfirmedLogin, b.FirstConfirmedLogin)
+		addUnix(HeaderDeviceFirstLogin, b.DeviceFirstLogin)
+		addUnix(HeaderDeviceLastLogin, b.DeviceLastLogin)
+		addDevice(HeaderAuthenticatingDevice, b.AuthenticatingDevice)
+		addDevice(HeaderOriginatingDevice, b.OriginatingDevice)
+		addUnix(HeaderUserRegistered, b.UserRegistered)
+		addUnix(HeaderDeviceRegistered, b.DeviceRegistered)
+		addUnix(HeaderDeviceLastSeen, b.DeviceLastSeen)
+		addUnix(HeaderUserLastSeen, b.UserLastSeen)
+		addCount(HeaderConfirmedAppCount, b.ConfirmedAppCount)
+		addCount(HeaderDeviceCount, b.DeviceCount)
+	}
+	return hs, dropped
+}
+
+// EncodeValue makes a claim string safe as an HTTP header value:
+//
+//   - invalid UTF-8 is replaced by U+FFFD;
+//   - control characters are removed: C0 (including NUL, TAB, CR, LF), DEL and C1;
+//   - leading and trailing spaces are trimmed (the wire cannot carry them);
+//   - a value that then contains non-ASCII, or contains "=?" anywhere, is sent as RFC 2047
+//     encoded-words "=?UTF-8?B?...?=" (base64 of UTF-8, at most 75 characters per word, words
+//     separated by one space, never splitting a character). Decode it with
+//     mime.WordDecoder.DecodeHeader. Because any "=?" forces encoding, a plain ASCII result
+//     never looks like an encoded-word, so decoding is unambiguous.
+//
+// Printable ASCII that needs none of this is returned unchanged without allocating. The
+// result contains only printable ASCII (0x20-0x7E), and never starts or ends with a space.
+func EncodeValue(s string) string {
+	if isPlainValue(s) {
+		return s
+	}
+	s = strings.Trim(sanitize(s), " ")
+	if s == "" || isPlainValue(s) {
+		return s
+	}
+	return bEncode(s)
+}
+
+// isPlainValue reports whether s is printable ASCII without surrounding spaces and without
+// "=?", so it can be sent as is.
+func isPlainValue(s string) bool {
+	if s == "" {
+		return true
+	}
+	if s[0] == ' ' || s[len(s)-1] == ' ' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+		if c == '=' && i+1 < len(s) && s[i+1] == '?' {
+			return false
+		}
+	}
+	return true
+}
+
+// sanitize replaces invalid UTF-8 with U+FFFD and removes control characters (Cc: C0, DEL,
+// C1). It returns s itself when there is nothing to change.
+func sanitize(s string) string {
+	clean := true
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && size == 1) || unicode.IsControl(r) {
+			clean = false
+			break
+		}
+		i += size
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b.WriteRune(utf8.RuneError)
+		case unicode.IsControl(r):
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+const (
+	wordPrefix = "=?UTF-8?B?"
+	wordSuffix = "?="
+	// RFC 2047 §2: an encoded-word is at most 75 characters, so at most 63 characters of
+	// base64 fit: 15 quanta (60 characters), which carry 45 bytes of UTF-8.
+	maxWordChars = (75 - len(wordPrefix) - len(wordSuffix)) / 4 * 4
+	maxWordBytes = maxWordChars / 4 * 3
+)
+
+// bEncode encodes valid UTF-8 s as RFC 2047 B encoded-words.
+func bEncode(s string) string {
+	var b strings.Builder
+	words := len(s)/maxWordBytes + 1
+	b.Grow(base64.StdEncoding.EncodedLen(len(s)) + words*(len(wordPrefix)+len(wordSuffix)+1))
+	var buf [maxWordChars]byte
+	for start := 0; start < len(s); {
+		end := start
+		for end < len(s) {
+			_, size := utf8.DecodeRuneInString(s[end:])
+			if end-start+size > maxWordBytes {
+				break
+			}
+			end += size
+		}
+		if start > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(wordPrefix)
+		n := base64.StdEncoding.EncodedLen(end - start)
+		base64.StdEncoding.Encode(buf[:n], []byte(s[start:end]))
+		b.Write(buf[:n])
+		b.WriteString(wordSuffix)
+		start = end
+	}
+	return b.String()
+}
+
+// IsManagedHeader reports whether name is a header trustgate owns: lowercased and with '_'
+// read as '-', it starts with "x-auth-" or "x-trust-". Upstreams such as php_fastcgi and
+// WSGI merge '_' and '-', and Go does not canonicalise '_', so every spelling counts.
+// It does not allocate.
+func IsManagedHeader(name string) bool {
+	return hasHeaderPrefix(name, "x-auth-") || hasHeaderPrefix(name, "x-trust-")
+}
+
+// hasHeaderPrefix compares name's start with a lowercase, '-'-separated prefix, ASCII case
+// insensitively and with '_' equal to '-'.
+func hasHeaderPrefix(name, prefix string) bool {
+	if len(name) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := name[i]
+		switch {
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// StripManaged deletes every managed header (IsManagedHeader) from h, in every spelling,
+// with all its values, and returns the number of keys it deleted. Call it on every request
+// before setting the gateway's own headers. It does not allocate.
+func StripManaged(h http.Header) (removed int) {
+	for k := range h {
+		if IsManagedHeader(k) {
+			delete(h, k)
+			removed++
+		}
+	}
+	return removed
+}

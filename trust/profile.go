@@ -1,0 +1,296 @@
+package trust
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Defaults for Options.
+const (
+	// DefaultAliasClaim is the claim that names the user's account alias (BindID).
+	DefaultAliasClaim = "bindid_alias"
+	// DefaultMaxHeaderBytes is the largest header value Headers emits.
+	DefaultMaxHeaderBytes = 4096
+)
+
+// Options tune how claims become a Profile and headers. The zero value is ready to use.
+type Options struct {
+	// AliasClaim is the claim holding the user's alias; when it is absent or empty the
+	// user is new (Profile.NewUser). Default: "bindid_alias".
+	AliasClaim string
+	// MaxHeaderBytes bounds each header value as sent (after encoding). Longer values are
+	// dropped, never cut, and reported by Headers. Default: 4096.
+	MaxHeaderBytes int
+}
+
+func (o Options) aliasClaim() string {
+	if o.AliasClaim == "" {
+		return DefaultAliasClaim
+	}
+	return o.AliasClaim
+}
+
+func (o Options) maxHeaderBytes() int {
+	if o.MaxHeaderBytes <= 0 {
+		return DefaultMaxHeaderBytes
+	}
+	return o.MaxHeaderBytes
+}
+
+// Profile is what trustgate knows about the signed-in user, built from verified claims.
+// Its JSON form is the /.trustgate/me document; it never holds a token.
+type Profile struct {
+	Subject       string         `json:"sub"`
+	Issuer        string         `json:"iss"`
+	Email         string         `json:"email,omitempty"`
+	EmailVerified *bool          `json:"email_verified,omitempty"` // bool, or the strings "true"/"false"; anything else is nil
+	Name          string         `json:"name,omitempty"`           // name, else given_name + " " + family_name
+	Phone         string         `json:"phone_number,omitempty"`   // phone_number, else msisdn
+	PhoneVerified *bool          `json:"phone_number_verified,omitempty"`
+	Alias         string         `json:"alias,omitempty"`
+	NewUser       bool           `json:"new_user"` // the alias claim is absent or empty
+	ACR           string         `json:"acr,omitempty"`
+	AMR           []string       `json:"amr,omitempty"`
+	AuthTime      int64          `json:"auth_time,omitempty"` // unix seconds
+	BindID        *BindID        `json:"bindid,omitempty"`    // nil when neither bindid_info nor bindid_network_info is present
+	Claims        map[string]any `json:"claims"`              // every verified claim (a shallow copy of the input)
+}
+
+// BindID holds the BindID trust profile: the bindid_info and bindid_network_info claims.
+// Times are unix seconds; zero means the claim was absent. Counts are pointers because
+// zero is a real count; nil means absent.
+type BindID struct {
+	// From bindid_info.
+	FirstLogin           int64   `json:"capp_first_login,omitempty"`
+	LastLogin            int64   `json:"capp_last_login,omitempty"`
+	FirstConfirmedLogin  int64   `json:"capp_first_confirmed_login,omitempty"`
+	DeviceFirstLogin     int64   `json:"capp_first_login_from_authenticating_device,omitempty"`
+	DeviceLastLogin      int64   `json:"capp_last_login_from_authenticating_device,omitempty"`
+	AuthenticatingDevice *Device `json:"authenticating_device,omitempty"`
+	OriginatingDevice    *Device `json:"originating_device,omitempty"`
+
+	// From bindid_network_info.
+	UserRegistered    int64  `json:"user_registration_time,omitempty"`
+	DeviceRegistered  int64  `json:"authenticating_device_registration_time,omitempty"`
+	DeviceLastSeen    int64  `json:"authenticating_device_last_seen,omitempty"`
+	UserLastSeen      int64  `json:"user_last_seen,omitempty"`
+	ConfirmedAppCount *int64 `json:"confirmed_capp_count,omitempty"`
+	DeviceCount       *int64 `json:"device_count,omitempty"`
+}
+
+// Device describes a device in bindid_info. Fields are in JSON key order so that
+// json.Marshal yields sorted keys.
+type Device struct {
+	BrowserType    string `json:"browser_type,omitempty"`
+	BrowserVersion string `json:"browser_version,omitempty"`
+	OSType         string `json:"os_type,omitempty"`
+	OSVersion      string `json:"os_version,omitempty"`
+}
+
+// NewProfile builds a Profile from verified claims (ID token merged with userinfo). Claims
+// of an unexpected type are treated as absent. The claims map itself is copied (shallowly),
+// so later changes to it do not affect the Profile.
+func NewProfile(claims map[string]any, opts Options) *Profile {
+	p := &Profile{Claims: make(map[string]any, len(claims))}
+	for k, v := range claims {
+		p.Claims[k] = v
+	}
+	p.Subject = textClaim(claims["sub"])
+	p.Issuer = textClaim(claims["iss"])
+	p.Email = textClaim(claims["email"])
+	p.EmailVerified = boolClaim(claims["email_verified"])
+	p.Name = textClaim(claims["name"])
+	if p.Name == "" {
+		p.Name = strings.TrimSpace(textClaim(claims["given_name"]) + " " + textClaim(claims["family_name"]))
+	}
+	p.Phone = textClaim(claims["phone_number"])
+	if p.Phone == "" {
+		p.Phone = textClaim(claims["msisdn"])
+	}
+	p.PhoneVerified = boolClaim(claims["phone_number_verified"])
+	p.Alias = textClaim(claims[opts.aliasClaim()])
+	p.NewUser = p.Alias == ""
+	p.ACR = strings.TrimSpace(textClaim(claims["acr"]))
+	p.AMR = stringsClaim(claims["amr"])
+	p.AuthTime = unixClaim(claims["auth_time"])
+	p.BindID = newBindID(claims)
+	return p
+}
+
+func newBindID(claims map[string]any) *BindID {
+	info, okInfo := claims["bindid_info"].(map[string]any)
+	network, okNetwork := claims["bindid_network_info"].(map[string]any)
+	if !okInfo && !okNetwork {
+		return nil
+	}
+	// A nil map reads as empty, so a missing half simply leaves its fields zero.
+	return &BindID{
+		FirstLogin:           unixClaim(info["capp_first_login"]),
+		LastLogin:            unixClaim(info["capp_last_login"]),
+		FirstConfirmedLogin:  unixClaim(info["capp_first_confirmed_login"]),
+		DeviceFirstLogin:     unixClaim(info["capp_first_login_from_authenticating_device"]),
+		DeviceLastLogin:      unixClaim(info["capp_last_login_from_authenticating_device"]),
+		AuthenticatingDevice: deviceClaim(info["authenticating_device"]),
+		OriginatingDevice:    deviceClaim(info["originating_device"]),
+		UserRegistered:       unixClaim(network["user_registration_time"]),
+		DeviceRegistered:     unixClaim(network["authenticating_device_registration_time"]),
+		DeviceLastSeen:       unixClaim(network["authenticating_device_last_seen"]),
+		UserLastSeen:         unixClaim(network["user_last_seen"]),
+		ConfirmedAppCount:    countClaim(network["confirmed_capp_count"]),
+		DeviceCount:          countClaim(network["device_count"]),
+	}
+}
+
+func deviceClaim(v any) *Device {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil
+	}
+	d := &Device{
+		BrowserType:    textClaim(m["browser_type"]),
+		BrowserVersion: textClaim(m["browser_version"]),
+		OSType:         textClaim(m["os_type"]),
+		OSVersion:      textClaim(m["os_version"]),
+	}
+	if *d == (Device{}) {
+		return nil
+	}
+	return d
+}
+
+// textClaim returns a string claim, or a number rendered as text (some OPs send phone
+// numbers or ids as JSON numbers). Anything else is absent ("").
+func textClaim(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case float64, float32, json.Number, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
+		s, _ := ClaimString(v)
+		return s
+	}
+	return ""
+}
+
+// boolClaim accepts a JSON boolean or exactly the strings "true" and "false".
+func boolClaim(v any) *bool {
+	var b bool
+	switch v := v.(type) {
+	case bool:
+		b = v
+	case string:
+		switch v {
+		case "true":
+			b = true
+		case "false":
+			b = false
+		default:
+			return nil
+		}
+	default:
+		return nil
+	}
+	return &b
+}
+
+// stringsClaim accepts an array of strings (non-string and empty elements are skipped)
+// or a single non-empty string.
+func stringsClaim(v any) []string {
+	var out []string
+	switch v := v.(type) {
+	case string:
+		if v != "" {
+			out = []string{v}
+		}
+	case []string:
+		for _, s := range v {
+			if s != "" {
+				out = append(out, s)
+			}
+		}
+	case []any:
+		for _, e := range v {
+			if s, ok := e.(string); ok && s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// unixClaim reads a positive unix time in seconds. Fractions are truncated; non-positive,
+// non-finite and non-numeric values are absent (0). A string of decimal digits is accepted.
+func unixClaim(v any) int64 {
+	n, ok := int64Claim(v)
+	if !ok || n <= 0 {
+		return 0
+	}
+	return n
+}
+
+// countClaim reads a non-negative count; nil when absent or not a number.
+func countClaim(v any) *int64 {
+	n, ok := int64Claim(v)
+	if !ok || n < 0 {
+		return nil
+	}
+	return &n
+}
+
+func int64Claim(v any) (int64, bool) {
+	switch v := v.(type) {
+	case float64:
+		return floatToInt64(v)
+	case float32:
+		return floatToInt64(float64(v))
+	case json.Number:
+		if n, err := v.Int64(); err == nil {
+			return n, true
+		}
+		f, err := v.Float64()
+		if err != nil {
+			return 0, false
+		}
+		return floatToInt64(f)
+	case string:
+		n, err := strconv.ParseInt(v, 10, 64)
+		return n, err == nil
+	case int:
+		return int64(v), true
+	case int8:
+		return int64(v), true
+	case int16:
+		return int64(v), true
+	case int32:
+		return int64(v), true
+	case int64:
+		return v, true
+	case uint:
+		return uintToInt64(uint64(v))
+	case uint8:
+		return int64(v), true
+	case uint16:
+		return int64(v), true
+	case uint32:
+		return int64(v), true
+	case uint64:
+		return uintToInt64(v)
+	}
+	return 0, false
+}
+
+func floatToInt64(f float64) (int64, bool) {
+	// 2^63 is exactly representable; anything at or beyond it does not fit.
+	if math.IsNaN(f) || f >= 1<<63 || f < -(1<<63) {
+		return 0, false
+	}
+	return int64(math.Trunc(f)), true
+}
+
+func uintToInt64(u uint64) (int64, bool) {
+	if u > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(u), true
+}

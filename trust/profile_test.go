@@ -1,0 +1,268 @@
+package trust
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// seedBindID is the BindID trust profile of the seed 000 user.
+func seedBindID() *BindID {
+	return &BindID{
+		FirstLogin:           1605180504,
+		LastLogin:            1605180577,
+		FirstConfirmedLogin:  1605180577,
+		DeviceFirstLogin:     1605180500,
+		DeviceLastLogin:      1605180574,
+		AuthenticatingDevice: &Device{BrowserType: "Mobile", BrowserVersion: "Safari", OSType: "iOS", OSVersion: "14.1"},
+		OriginatingDevice:    &Device{BrowserType: "Chrome", BrowserVersion: "86.0.4240.183", OSType: "Mac OS", OSVersion: "10.15.7"},
+		UserRegistered:       1605180498,
+		DeviceRegistered:     1605180500,
+		DeviceLastSeen:       1605180691,
+		UserLastSeen:         1605180694,
+		ConfirmedAppCount:    ptr(int64(1)),
+		DeviceCount:          ptr(int64(2)),
+	}
+}
+
+func TestNewProfile(t *testing.T) {
+	known := bindIDKnownClaims(t)
+	bankID := loadClaims(t, "bankid_userinfo.json")
+	tests := []struct {
+		name   string
+		claims map[string]any
+		opts   Options
+		want   Profile // Claims is checked by TestNewProfileCopiesClaims
+	}{
+		{
+			name:   "bindid known user (seed 000)",
+			claims: known,
+			want: Profile{
+				Subject:       "123e4567-e89b-12d3-a456-426652340000",
+				Issuer:        bindIDIssuer,
+				EmailVerified: ptr(true), // email is "" in the seed: absent
+				Phone:         "+12125556789",
+				PhoneVerified: ptr(true),
+				Alias:         "username@domain",
+				ACR:           "ts.bindid.iac.phone_number", // seed has a leading space
+				AMR:           []string{"ts.bind_id.ama", "ts.bind_id.mfca"},
+				AuthTime:      1605180698,
+				BindID:        seedBindID(),
+			},
+		},
+		{
+			name:   "bindid new user (no bindid_alias)",
+			claims: bindIDNewClaims(t),
+			want: Profile{
+				Subject:       "123e4567-e89b-12d3-a456-426652340000",
+				Issuer:        bindIDIssuer,
+				EmailVerified: ptr(true),
+				Phone:         "+12125556789",
+				PhoneVerified: ptr(true),
+				NewUser:       true,
+				ACR:           "ts.bindid.iac.phone_number",
+				AMR:           []string{"ts.bind_id.ama", "ts.bind_id.mfca"},
+				AuthTime:      1605180698,
+				BindID:        seedBindID(),
+			},
+		},
+		{
+			name:   "empty alias is a new user",
+			claims: with(known, "bindid_alias", ""),
+			want: func() Profile {
+				p := *NewProfile(bindIDNewClaims(t), Options{})
+				p.Claims = nil
+				return p
+			}(),
+		},
+		{
+			name:   "bankid Ola Normann (seed 003)",
+			claims: bankID,
+			want: Profile{
+				Subject: "9578-6000-4-00001",
+				Issuer:  "https://userinfo.current.bankid.no",
+				Email:   "normann@example.org",
+				Name:    "Ola Normann",
+				Phone:   "95871775",
+				NewUser: true,
+			},
+		},
+		{
+			name:   "name from given_name and family_name",
+			claims: with(bankID, "name", nil),
+			want: Profile{
+				Subject: "9578-6000-4-00001", Issuer: "https://userinfo.current.bankid.no",
+				Email: "normann@example.org", Name: "Ola Normann", Phone: "95871775", NewUser: true,
+			},
+		},
+		{
+			name:   "name from given_name alone",
+			claims: with(bankID, "name", nil, "family_name", nil),
+			want: Profile{
+				Subject: "9578-6000-4-00001", Issuer: "https://userinfo.current.bankid.no",
+				Email: "normann@example.org", Name: "Ola", Phone: "95871775", NewUser: true,
+			},
+		},
+		{
+			name:   "bank userinfo (seed 004): msisdn, given/family, string email_verified",
+			claims: loadClaims(t, "bank_ciba_userinfo.json"),
+			want: Profile{
+				Subject:       "b1c3f0a2-5d1e-4f7a-9c2b-7e8d9a0b1c2d",
+				Issuer:        "https://bank.example.com",
+				Email:         "ase@example.org",
+				EmailVerified: ptr(true),
+				Name:          "Åse Øvrebø",
+				Phone:         "4795871775",
+				NewUser:       true,
+			},
+		},
+		{
+			name:   "phone_number wins over msisdn",
+			claims: map[string]any{"sub": "s", "phone_number": "+4795871775", "msisdn": "4700000000"},
+			want:   Profile{Subject: "s", Phone: "+4795871775", NewUser: true},
+		},
+		{
+			name:   "custom alias claim",
+			claims: with(known, "legacy_user", "u-42"),
+			opts:   Options{AliasClaim: "legacy_user"},
+			want: func() Profile {
+				p := *NewProfile(known, Options{})
+				p.Claims = nil
+				p.Alias = "u-42"
+				return p
+			}(),
+		},
+		{
+			name:   "custom alias claim absent means new user even with bindid_alias",
+			claims: known,
+			opts:   Options{AliasClaim: "legacy_user"},
+			want: func() Profile {
+				p := *NewProfile(known, Options{})
+				p.Claims = nil
+				p.Alias = ""
+				p.NewUser = true
+				return p
+			}(),
+		},
+		{
+			name: "lenient scalars: numeric sub, string auth_time, single amr string",
+			claims: map[string]any{
+				"sub": 12345.0, "auth_time": "1605180698", "amr": "pwd", "bindid_alias": "a",
+			},
+			want: Profile{Subject: "12345", Alias: "a", AMR: []string{"pwd"}, AuthTime: 1605180698},
+		},
+		{
+			name: "wrong types are absent",
+			claims: map[string]any{
+				"sub": "s", "email": []any{"a@b"}, "name": map[string]any{"x": "y"},
+				"email_verified": "yes", "phone_number_verified": 1.0, "acr": true,
+				"amr": []any{1.0, "", "otp", nil}, "auth_time": "soon", "bindid_info": "x",
+				"bindid_alias": false,
+			},
+			want: Profile{Subject: "s", NewUser: true, AMR: []string{"otp"}},
+		},
+		{
+			name: "fractional auth_time truncated, negative and huge dropped",
+			claims: map[string]any{
+				"sub": "s", "auth_time": 1605180698.9, "bindid_alias": "a",
+				"bindid_network_info": map[string]any{"user_last_seen": -5.0, "user_registration_time": 1e300},
+			},
+			want: Profile{Subject: "s", Alias: "a", AuthTime: 1605180698, BindID: &BindID{}},
+		},
+		{
+			name: "network info alone; zero count kept, negative count dropped",
+			claims: map[string]any{
+				"sub": "s", "bindid_alias": "a",
+				"bindid_network_info": map[string]any{"confirmed_capp_count": 0.0, "device_count": -1.0, "user_last_seen": 1605180694.0},
+			},
+			want: Profile{Subject: "s", Alias: "a", BindID: &BindID{UserLastSeen: 1605180694, ConfirmedAppCount: ptr(int64(0))}},
+		},
+		{
+			name: "empty device object is absent",
+			claims: map[string]any{
+				"sub": "s", "bindid_alias": "a",
+				"bindid_info": map[string]any{"authenticating_device": map[string]any{}, "originating_device": map[string]any{"os_type": "Linux"}},
+			},
+			want: Profile{Subject: "s", Alias: "a", BindID: &BindID{OriginatingDevice: &Device{OSType: "Linux"}}},
+		},
+		{
+			name: "json.Number claims (decoder with UseNumber)",
+			claims: map[string]any{
+				"sub": "s", "bindid_alias": "a", "auth_time": json.Number("1605180698"),
+				"bindid_network_info": map[string]any{"device_count": json.Number("2"), "user_last_seen": json.Number("1.605180694e9")},
+			},
+			want: Profile{Subject: "s", Alias: "a", AuthTime: 1605180698, BindID: &BindID{UserLastSeen: 1605180694, DeviceCount: ptr(int64(2))}},
+		},
+		{
+			name:   "nil claims",
+			claims: nil,
+			want:   Profile{NewUser: true},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := NewProfile(tt.claims, tt.opts)
+			got.Claims = nil
+			if !reflect.DeepEqual(*got, tt.want) {
+				gotJSON, _ := json.Marshal(got)
+				wantJSON, _ := json.Marshal(tt.want)
+				t.Errorf("NewProfile() = %s, want %s", gotJSON, wantJSON)
+			}
+		})
+	}
+}
+
+func TestNewProfileCopiesClaims(t *testing.T) {
+	claims := bindIDKnownClaims(t)
+	p := NewProfile(claims, Options{})
+	if !reflect.DeepEqual(p.Claims, claims) {
+		t.Fatalf("NewProfile().Claims = %v, want %v", p.Claims, claims)
+	}
+	claims["sub"] = "changed"
+	if got := p.Claims["sub"]; got != "123e4567-e89b-12d3-a456-426652340000" {
+		t.Errorf("NewProfile().Claims[sub] after caller changed its map = %v, want the original", got)
+	}
+	if got := NewProfile(nil, Options{}).Claims; got == nil {
+		t.Errorf("NewProfile(nil).Claims = nil, want an empty map (JSON {})")
+	}
+}
+
+// TestProfileJSON checks the /.trustgate/me document: the keys of the contract, and no
+// token material even when the claims were merged from a token response.
+func TestProfileJSON(t *testing.T) {
+	raw, err := json.Marshal(NewProfile(bindIDKnownClaims(t), Options{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"sub", "iss", "email_verified", "phone_number", "phone_number_verified", "alias", "new_user", "acr", "amr", "auth_time", "bindid", "claims"} {
+		if _, ok := doc[key]; !ok {
+			t.Errorf("json.Marshal(Profile) has no %q key: %s", key, raw)
+		}
+	}
+	for _, key := range []string{"email", "name", "access_token", "id_token", "refresh_token"} {
+		if _, ok := doc[key]; ok {
+			t.Errorf("json.Marshal(Profile) has key %q, want it absent: %s", key, raw)
+		}
+	}
+	bindid, _ := doc["bindid"].(map[string]any)
+	if got := bindid["confirmed_capp_count"]; got != 1.0 {
+		t.Errorf("json bindid.confirmed_capp_count = %v, want 1", got)
+	}
+	dev, _ := bindid["authenticating_device"].(map[string]any)
+	if got := dev["os_version"]; got != "14.1" {
+		t.Errorf("json bindid.authenticating_device.os_version = %v, want 14.1", got)
+	}
+
+	raw, _ = json.Marshal(NewProfile(map[string]any{"sub": "s"}, Options{}))
+	if want := `{"sub":"s","iss":"","new_user":true,"claims":{"sub":"s"}}`; string(raw) != want {
+		t.Errorf("json.Marshal(minimal Profile) = %s, want %s", raw, want)
+	}
+	if strings.Contains(string(raw), "bindid") {
+		t.Errorf("json.Marshal(Profile without BindID claims) = %s, want no bindid key", raw)
+	}
+}

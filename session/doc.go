@@ -1,0 +1,84 @@
+// Package session holds trustgate's server-side login sessions and the
+// encoding of the cookies that point at them.
+//
+// # Model
+//
+// The browser's session cookie holds only an opaque, random session ID
+// ([NewID]: 256 bits from crypto/rand, 43 base64url characters), encrypted
+// and authenticated by a [Codec]. Claims and tokens stay on the server in a
+// [Store], keyed by that ID. A [Session] is immutable once stored: to change
+// it, [Session.Clone] it and Put the clone; Put bumps Session.Version. The
+// Session.Cache slot lets a caller keep renderings derived from a stored
+// session (for example upstream headers) on the session itself.
+//
+// # Expiry
+//
+// Expiry is enforced on the server, by the store: [Store.Get] returns
+// [ErrNotFound], and removes the session, once it is past its absolute end
+// (Session.ExpiresAt) or has not been used for Session.IdleTimeout. A
+// cookie's Max-Age is only a hint to the browser. Separately, a cookie value
+// carries its authenticated issue time and [Codec.Decode] rejects values
+// older than the codec's max age.
+//
+// # Cookies
+//
+// [NewCodec] derives, from each secret of at least 32 bytes, an HMAC-SHA256
+// key and an AES-256 key with HKDF-SHA256, and uses gorilla/securecookie
+// (encrypt-then-MAC, the cookie name inside the MAC). The first secret
+// encodes and all of them decode, which is how secrets are rotated. Every
+// decode failure is [ErrInvalidCookie]; values longer than 4096 bytes or with
+// characters outside base64url are rejected before any cryptography. Check
+// a decoded ID with [ValidID] before using it as a store key.
+//
+// # Memory store
+//
+// [MemoryStore] is the embedded store. It is bounded (MaxSessions,
+// MaxOnceKeys) with sampled, approximately-least-recently-used eviction in
+// O(1); Get takes only a read lock and does not allocate; a janitor goroutine
+// removes expired entries until [MemoryStore.Close]. [Store.Once] gives
+// replay protection for single-use values such as the login state or a
+// logout token's jti.
+//
+// Nothing in this package logs; errors carry the "session:" prefix and
+// never contain secrets, cookie values or tokens.
+//
+// # Usage
+//
+//	codec, err := session.NewCodec([][]byte{newSecret, oldSecret}, 8*time.Hour)
+//	if err != nil {
+//		return err
+//	}
+//	store := session.NewMemoryStore(session.MemoryOptions{MaxSessions: 50_000})
+//	defer store.Close()
+//
+//	// After a successful login: a fresh ID, never the one the browser sent.
+//	now := time.Now()
+//	s := &session.Session{
+//		ID:          session.NewID(),
+//		Issuer:      issuer,
+//		ClientID:    clientID,
+//		Subject:     sub,
+//		Claims:      claims,
+//		CreatedAt:   now,
+//		ExpiresAt:   now.Add(8 * time.Hour),
+//		IdleTimeout: time.Hour,
+//	}
+//	if err := store.Put(ctx, s); err != nil {
+//		return err
+//	}
+//	value, err := codec.Encode("__Host-trustgate", s.ID)
+//	// ... http.SetCookie(w, &http.Cookie{Name: "__Host-trustgate", Value: value, ...})
+//
+//	// On each request:
+//	var id string
+//	if err := codec.Decode("__Host-trustgate", cookie.Value, &id); err != nil || !session.ValidID(id) {
+//		// no session: start a login
+//	}
+//	s, err = store.Get(ctx, id)
+//	switch {
+//	case errors.Is(err, session.ErrNotFound):
+//		// expired or logged out: start a login
+//	case err != nil:
+//		// store failure: 503
+//	}
+package session

@@ -1,0 +1,482 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"math"
+	"math/bits"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for [MemoryOptions].
+const (
+	DefaultMaxSessions   = 100_000
+	DefaultMaxOnceKeys   = 100_000
+	DefaultSweepInterval = time.Minute
+)
+
+const (
+	// evictionSample is how many entries an eviction looks at.
+	evictionSample = 8
+	// sweepBatch is how many entries the janitor checks per lock hold, so
+	// that a sweep of a large store never blocks Get for long.
+	sweepBatch = 1024
+	// maxTouchResolution bounds how often Get writes an entry's last-seen
+	// time (see entry.touch).
+	maxTouchResolution = int64(time.Second)
+)
+
+var (
+	errNilSession     = errors.New("session: put: nil session")
+	errEmptyID        = errors.New("session: put: empty id")
+	errNoExpiry       = errors.New("session: put: expires_at is required")
+	errStoredSession  = errors.New("session: put: session is already stored and must not be modified; put a Clone")
+	errEmptyOnceKey   = errors.New("session: once: empty key")
+	errNonPositiveTTL = errors.New("session: once: ttl must be positive")
+)
+
+// MemoryOptions configures a [MemoryStore]. The zero value is usable.
+type MemoryOptions struct {
+	// MaxSessions bounds the number of sessions. When the store is full, a
+	// Put of a new session evicts approximately the least recently used
+	// one: it samples 8 entries and drops an expired one if there is one,
+	// else the one idle longest. Default (<= 0): DefaultMaxSessions.
+	MaxSessions int
+	// MaxOnceKeys bounds the number of keys remembered by Once, with the
+	// same sampled eviction (expired first, else the one that expires
+	// soonest). Evicting a live key ends its replay protection early, so
+	// size this above the peak number of keys per ttl (for login state:
+	// logins started per state lifetime). Default (<= 0): DefaultMaxOnceKeys.
+	MaxOnceKeys int
+	// SweepInterval is the period of the janitor that removes expired
+	// sessions and Once keys. Default (<= 0): DefaultSweepInterval.
+	SweepInterval time.Duration
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// MemoryStore is the embedded [Store]: sessions live in this process's
+// memory. It is safe for concurrent use.
+//
+// Get, the per-request path, takes only a read lock and does not allocate;
+// the idle clock of a session is an atomic last-seen time with a resolution
+// of one second or a sixteenth of the session's IdleTimeout, whichever is
+// smaller (a session may therefore end up to that much before its idle
+// timeout, never after). Eviction samples a constant number of entries, so
+// Put is O(1) even when the store is full.
+//
+// NewMemoryStore starts a janitor goroutine; Close stops it.
+type MemoryStore struct {
+	now func() time.Time
+
+	mu          sync.RWMutex
+	sessions    map[string]*entry // guarded by mu
+	list        []*entry          // guarded by mu; dense, for O(1) random sampling
+	maxSessions int               // guarded by mu
+	rng         uint64            // guarded by mu
+
+	onceMu   sync.Mutex
+	once     map[[sha256.Size]byte]int // key hash -> index in onceList; guarded by onceMu
+	onceList []onceEntry               // guarded by onceMu
+	maxOnce  int                       // guarded by onceMu
+	onceRng  uint64                    // guarded by onceMu
+
+	closeOnce sync.Once
+	done      chan struct{} // closed by Close
+	stopped   chan struct{} // closed when the janitor has returned
+}
+
+// entry is a stored session. Everything but lastSeen and idx is immutable
+// after Put, so Get reads it without holding mu.
+type entry struct {
+	id       string
+	s        *Session
+	expires  int64 // unix ns, absolute end
+	idle     int64 // ns; 0 = no idle timeout
+	touch    int64 // ns; Get stores lastSeen only when it has moved by this much
+	lastSeen atomic.Int64
+	idx      int // position in MemoryStore.list; guarded by mu
+}
+
+// expired reports whether the entry is past its absolute or idle end at now,
+// given the last-seen time last.
+func (e *entry) expired(now, last int64) bool {
+	return now >= e.expires || (e.idle > 0 && now-last >= e.idle)
+}
+
+// onceEntry is a key remembered by Once.
+type onceEntry struct {
+	key [sha256.Size]byte
+	exp int64 // unix ns
+}
+
+// NewMemoryStore returns an empty store and starts its janitor. Call Close
+// when done with it.
+func NewMemoryStore(opts MemoryOptions) *MemoryStore {
+	if opts.MaxSessions <= 0 {
+		opts.MaxSessions = DefaultMaxSessions
+	}
+	if opts.MaxOnceKeys <= 0 {
+		opts.MaxOnceKeys = DefaultMaxOnceKeys
+	}
+	if opts.SweepInterval <= 0 {
+		opts.SweepInterval = DefaultSweepInterval
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	m := &MemoryStore{
+		now:         opts.Now,
+		sessions:    make(map[string]*entry),
+		maxSessions: opts.MaxSessions,
+		rng:         seed(),
+		once:        make(map[[sha256.Size]byte]int),
+		maxOnce:     opts.MaxOnceKeys,
+		onceRng:     seed(),
+		done:        make(chan struct{}),
+		stopped:     make(chan struct{}),
+	}
+	go m.janitor(opts.SweepInterval)
+	return m
+}
+
+// Get returns the live session stored under id. A session past its
+// ExpiresAt or IdleTimeout is removed and ErrNotFound is returned; otherwise
+// the access is recorded for the idle clock and eviction.
+func (m *MemoryStore) Get(_ context.Context, id string) (*Session, error) {
+	m.mu.RLock()
+	e := m.sessions[id]
+	m.mu.RUnlock()
+	if e == nil {
+		return nil, ErrNotFound
+	}
+	now := unixNano(m.now())
+	last := e.lastSeen.Load()
+	if e.expired(now, last) {
+		m.mu.Lock()
+		if m.sessions[id] == e { // not replaced meanwhile
+			m.removeLocked(e.idx)
+		}
+		m.mu.Unlock()
+		return nil, ErrNotFound
+	}
+	if now-last >= e.touch {
+		e.lastSeen.Store(now)
+	}
+	return e.s, nil
+}
+
+// Put stores s under s.ID, replacing any previous session, and sets
+// s.Version to the previous version + 1 (1 when there was none). s must have
+// a non-empty ID and a non-zero ExpiresAt, and must not be the session that
+// is currently stored (Put a Clone instead). When the store is full, Put of
+// a new ID first evicts one session.
+func (m *MemoryStore) Put(_ context.Context, s *Session) error {
+	switch {
+	case s == nil:
+		return errNilSession
+	case s.ID == "":
+		return errEmptyID
+	case s.ExpiresAt.IsZero():
+		return errNoExpiry
+	}
+	now := unixNano(m.now())
+	e := &entry{
+		id:      s.ID,
+		s:       s,
+		expires: unixNano(s.ExpiresAt),
+		touch:   maxTouchResolution,
+	}
+	if s.IdleTimeout > 0 {
+		e.idle = int64(s.IdleTimeout)
+		e.touch = min(maxTouchResolution, e.idle/16)
+	}
+	e.lastSeen.Store(now)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old := m.sessions[s.ID]; old != nil {
+		if old.s == s {
+			return errStoredSession
+		}
+		s.Version = old.s.Version + 1
+		e.idx = old.idx
+		m.list[e.idx] = e
+		m.sessions[s.ID] = e
+		return nil
+	}
+	s.Version = 1
+	for len(m.list) >= m.maxSessions {
+		m.evictLocked(now)
+	}
+	e.idx = len(m.list)
+	m.list = append(m.list, e)
+	m.sessions[s.ID] = e
+	return nil
+}
+
+// Delete removes the session stored under id, if any.
+func (m *MemoryStore) Delete(_ context.Context, id string) error {
+	m.mu.Lock()
+	if e := m.sessions[id]; e != nil {
+		m.removeLocked(e.idx)
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// Once reports whether key is seen for the first time within ttl: the first
+// call returns true and remembers key for ttl; later calls return false
+// until ttl has passed. Keys are remembered as their SHA-256, so a long key
+// costs no more memory than a short one. When MaxOnceKeys keys are
+// remembered, an expired key is dropped if the sample finds one, else the
+// one that expires soonest.
+func (m *MemoryStore) Once(_ context.Context, key string, ttl time.Duration) (bool, error) {
+	if key == "" {
+		return false, errEmptyOnceKey
+	}
+	if ttl <= 0 {
+		return false, errNonPositiveTTL
+	}
+	h := sha256.Sum256([]byte(key))
+	now := unixNano(m.now())
+	exp := addNanos(now, ttl)
+
+	m.onceMu.Lock()
+	defer m.onceMu.Unlock()
+	if i, ok := m.once[h]; ok {
+		if now < m.onceList[i].exp {
+			return false, nil
+		}
+		m.onceList[i].exp = exp
+		return true, nil
+	}
+	for len(m.onceList) >= m.maxOnce {
+		m.evictOnceLocked(now)
+	}
+	m.once[h] = len(m.onceList)
+	m.onceList = append(m.onceList, onceEntry{key: h, exp: exp})
+	return true, nil
+}
+
+// SetMaxSessions changes the session bound (config reload). n <= 0 means
+// DefaultMaxSessions. When the store holds more than n sessions, the excess
+// is evicted now.
+func (m *MemoryStore) SetMaxSessions(n int) {
+	if n <= 0 {
+		n = DefaultMaxSessions
+	}
+	now := unixNano(m.now())
+	m.mu.Lock()
+	m.maxSessions = n
+	for len(m.list) > n {
+		m.evictLocked(now)
+	}
+	m.mu.Unlock()
+}
+
+// Len returns the number of stored sessions, including expired ones that
+// neither Get nor the janitor has removed yet.
+func (m *MemoryStore) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.list)
+}
+
+// Close stops the janitor and waits for it to return. The store stays
+// usable, without background sweeping. Close is idempotent and always
+// returns nil.
+func (m *MemoryStore) Close() error {
+	m.closeOnce.Do(func() { close(m.done) })
+	<-m.stopped
+	return nil
+}
+
+// janitor removes expired entries every interval until Close.
+func (m *MemoryStore) janitor(interval time.Duration) {
+	defer close(m.stopped)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.done:
+			return
+		case <-t.C:
+			m.sweep()
+		}
+	}
+}
+
+// sweep removes every expired session and Once key. It holds each lock for
+// at most sweepBatch entries at a time.
+func (m *MemoryStore) sweep() {
+	now := unixNano(m.now())
+
+	m.mu.RLock()
+	i := len(m.list) - 1
+	m.mu.RUnlock()
+	for i >= 0 {
+		m.mu.Lock()
+		// Walk downwards: removeLocked moves the last entry (already
+		// visited) into the hole. Entries added between batches are
+		// skipped until the next sweep.
+		i = min(i, len(m.list)-1)
+		for stop := max(i-sweepBatch, -1); i > stop; i-- {
+			if e := m.list[i]; e.expired(now, e.lastSeen.Load()) {
+				m.removeLocked(i)
+			}
+		}
+		m.mu.Unlock()
+	}
+	m.mu.Lock()
+	m.list = shrink(m.list)
+	m.mu.Unlock()
+
+	m.onceMu.Lock()
+	i = len(m.onceList) - 1
+	m.onceMu.Unlock()
+	for i >= 0 {
+		m.onceMu.Lock()
+		i = min(i, len(m.onceList)-1)
+		for stop := max(i-sweepBatch, -1); i > stop; i-- {
+			if now >= m.onceList[i].exp {
+				m.removeOnceLocked(i)
+			}
+		}
+		m.onceMu.Unlock()
+	}
+	m.onceMu.Lock()
+	m.onceList = shrink(m.onceList)
+	m.onceMu.Unlock()
+}
+
+// evictLocked removes one session: an expired one among a random sample if
+// there is one, else the sampled one with the oldest last-seen time.
+// m.mu must be held for writing and m.list must not be empty.
+func (m *MemoryStore) evictLocked(now int64) {
+	n := len(m.list)
+	victim, oldest := -1, int64(math.MaxInt64)
+	for k := range min(n, evictionSample) {
+		i := k // a small store is scanned completely: exact LRU
+		if n > evictionSample {
+			i = randIndex(&m.rng, n)
+		}
+		e := m.list[i]
+		last := e.lastSeen.Load()
+		if e.expired(now, last) {
+			victim = i
+			break
+		}
+		if last < oldest || victim < 0 {
+			victim, oldest = i, last
+		}
+	}
+	m.removeLocked(victim)
+}
+
+// removeLocked deletes the session at list index i. m.mu must be held for
+// writing.
+func (m *MemoryStore) removeLocked(i int) {
+	e := m.list[i]
+	last := len(m.list) - 1
+	if i != last {
+		m.list[i] = m.list[last]
+		m.list[i].idx = i
+	}
+	m.list[last] = nil
+	m.list = m.list[:last]
+	delete(m.sessions, e.id)
+}
+
+// evictOnceLocked removes one Once key: an expired one among a random
+// sample if there is one, else the sampled one that expires soonest.
+// m.onceMu must be held and m.onceList must not be empty.
+func (m *MemoryStore) evictOnceLocked(now int64) {
+	n := len(m.onceList)
+	victim, soonest := -1, int64(math.MaxInt64)
+	for k := range min(n, evictionSample) {
+		i := k
+		if n > evictionSample {
+			i = randIndex(&m.onceRng, n)
+		}
+		exp := m.onceList[i].exp
+		if now >= exp {
+			victim = i
+			break
+		}
+		if exp < soonest || victim < 0 {
+			victim, soonest = i, exp
+		}
+	}
+	m.removeOnceLocked(victim)
+}
+
+// removeOnceLocked deletes the Once key at index i. m.onceMu must be held.
+func (m *MemoryStore) removeOnceLocked(i int) {
+	key := m.onceList[i].key
+	last := len(m.onceList) - 1
+	if i != last {
+		m.onceList[i] = m.onceList[last]
+		m.once[m.onceList[i].key] = i
+	}
+	m.onceList = m.onceList[:last]
+	delete(m.once, key)
+}
+
+// shrink returns s with a smaller backing array when most of it is unused,
+// so that a burst of sessions does not pin memory forever.
+func shrink[T any](s []T) []T {
+	if c := cap(s); c > 2*sweepBatch && len(s) < c/4 {
+		return slices.Clone(s)
+	}
+	return s
+}
+
+// seed returns a random PRNG seed.
+func seed() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+// randIndex returns a pseudo-random index in [0, n) from the splitmix64
+// state *s. It picks eviction samples only and is not for security.
+func randIndex(s *uint64, n int) int {
+	*s += 0x9e3779b97f4a7c15
+	z := *s
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	z ^= z >> 31
+	hi, _ := bits.Mul64(z, uint64(n))
+	return int(hi)
+}
+
+// unixNano is t.UnixNano, saturated at the int64 range instead of
+// overflowing (t.UnixNano is undefined outside years 1678..2262).
+func unixNano(t time.Time) int64 {
+	const limit = math.MaxInt64/int64(time.Second) - 1 // whole seconds that surely fit
+	switch sec := t.Unix(); {
+	case sec > limit:
+		return math.MaxInt64
+	case sec < -limit:
+		return math.MinInt64
+	}
+	return t.UnixNano()
+}
+
+// addNanos returns t + d, saturated at math.MaxInt64. d must be positive.
+func addNanos(t int64, d time.Duration) int64 {
+	if t > math.MaxInt64-int64(d) {
+		return math.MaxInt64
+	}
+	return t + int64(d)
+}
+
+// Interface guards
+var _ Store = (*MemoryStore)(nil)

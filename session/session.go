@@ -1,0 +1,147 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"maps"
+	"sync/atomic"
+	"time"
+)
+
+// ErrNotFound is returned by [Store.Get] when the session is absent or has
+// expired (idle or absolute). Callers treat it as "not logged in".
+var ErrNotFound = errors.New("session: not found")
+
+// ErrInvalidCookie is returned by [Codec.Decode] for every decode failure:
+// tampering, a foreign key, expiry, a value presented under another cookie
+// name, a malformed or oversized value. Callers treat it as "no cookie".
+var ErrInvalidCookie = errors.New("session: invalid cookie")
+
+// IDLength is the length of the identifiers made by [NewID].
+const IDLength = 43
+
+// idBytes is the entropy of an identifier: 256 bits.
+const idBytes = 32
+
+// Session is an authenticated login.
+//
+// A Session is immutable once it has been passed to [Store.Put]: other
+// goroutines may be reading it. To change a session, [Session.Clone] it,
+// change the clone and Put the clone. Put sets Version.
+//
+// A Session must not be copied by value (it holds an atomic slot); pass
+// *Session around.
+type Session struct {
+	// ID is the session identifier, 43 characters of base64url from
+	// [NewID]. It is the only thing the browser sees (inside the encrypted
+	// cookie).
+	ID string `json:"-"`
+
+	Issuer   string `json:"iss"`
+	ClientID string `json:"client_id"`
+	Subject  string `json:"sub"`
+
+	// Claims are the verified ID token and userinfo claims. The map and its
+	// contents are shared between clones and must not be modified.
+	Claims map[string]any `json:"claims"`
+
+	IDToken      string    `json:"id_token,omitempty"`
+	AccessToken  string    `json:"access_token,omitempty"`
+	RefreshToken string    `json:"refresh_token,omitempty"`
+	TokenExpiry  time.Time `json:"token_expiry,omitzero"`
+
+	CreatedAt time.Time `json:"created_at"`
+	// ExpiresAt is the absolute end of the session (CreatedAt + lifetime).
+	// It is required: [MemoryStore.Put] rejects a session without it.
+	ExpiresAt time.Time `json:"expires_at"`
+	// IdleTimeout ends the session when it has not been used for this long.
+	// Zero (or negative) means no idle timeout.
+	IdleTimeout time.Duration `json:"idle_timeout"`
+
+	// Version is set by [Store.Put] to the stored version + 1 (1 for a new
+	// session), so callers can key renderings by (ID, Version).
+	Version uint64 `json:"version"`
+
+	// Cache is a slot for the caller, for example the upstream headers
+	// rendered from this session. It costs one pointer, is safe for
+	// concurrent use (Load/Store or CompareAndSwap), and is neither
+	// persisted, compared nor copied by Clone. Because a stored Session never
+	// changes, whatever is derived from it can be cached here for the
+	// session's lifetime:
+	//
+	//	if p := s.Cache.Load(); p != nil {
+	//		return (*p).(rendered)
+	//	}
+	//	var v any = render(s) // v holds a rendered
+	//	s.Cache.CompareAndSwap(nil, &v)
+	//	return v.(rendered)
+	Cache atomic.Pointer[any] `json:"-"`
+}
+
+// Clone returns a copy of s that may be modified and stored. The Claims map
+// is copied one level deep (the claim values are shared and must not be
+// modified); Cache starts empty.
+func (s *Session) Clone() *Session {
+	return &Session{
+		ID:           s.ID,
+		Issuer:       s.Issuer,
+		ClientID:     s.ClientID,
+		Subject:      s.Subject,
+		Claims:       maps.Clone(s.Claims),
+		IDToken:      s.IDToken,
+		AccessToken:  s.AccessToken,
+		RefreshToken: s.RefreshToken,
+		TokenExpiry:  s.TokenExpiry,
+		CreatedAt:    s.CreatedAt,
+		ExpiresAt:    s.ExpiresAt,
+		IdleTimeout:  s.IdleTimeout,
+		Version:      s.Version,
+	}
+}
+
+// Store keeps sessions. Implementations are safe for concurrent use.
+type Store interface {
+	// Get returns the live session. It enforces ExpiresAt and IdleTimeout
+	// (ErrNotFound when past either, and the session is then removed) and
+	// records the access for the idle clock.
+	Get(ctx context.Context, id string) (*Session, error)
+	// Put stores s under s.ID, replacing any previous one, and sets
+	// s.Version to the previous version + 1.
+	Put(ctx context.Context, s *Session) error
+	// Delete removes the session; deleting an absent id is not an error.
+	Delete(ctx context.Context, id string) error
+	// Once reports whether key is seen for the first time within ttl
+	// (replay protection for login state and logout-token jti). A second
+	// call with the same key within ttl returns false.
+	Once(ctx context.Context, key string, ttl time.Duration) (bool, error)
+}
+
+// NewID returns a new session identifier: 32 bytes (256 bits) from
+// crypto/rand, base64url-encoded without padding (43 characters).
+func NewID() string {
+	var b [idBytes]byte
+	// crypto/rand.Read never returns an error; it crashes the program if
+	// the system's random source fails, which is what we want.
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// ValidID reports whether s has the shape of an identifier made by [NewID]:
+// exactly 43 characters of [A-Za-z0-9_-]. Check it before using a value
+// from a request as a store key.
+func ValidID(s string) bool {
+	if len(s) != IDLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,147 @@
+package trustgate
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/trustgate/trustgate/internal/oidctest"
+)
+
+// These tests run a real Caddy in this process (caddytest): one global server per test
+// binary, admin on localhost:2999, so they must not run in parallel.
+
+func echoUpstream(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"path": r.URL.RequestURI(), "headers": r.Header})
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func caddyConfig(op *oidctest.Provider, upstream, extra string) string {
+	return fmt.Sprintf(`{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+}
+http://localhost:9080 {
+	trustgate {
+		issuer %s
+		client_id trustgate
+		client_secret {env.TG_IT_CLIENT_SECRET}
+		secret {env.TG_IT_SECRET}
+		insecure_cookie
+	}
+	request_header X-Gateway-User {http.auth.user.id}
+	%s
+	reverse_proxy %s
+}`, op.Issuer(), extra, strings.TrimPrefix(upstream, "http://"))
+}
+
+type echoed struct {
+	Path    string      `json:"path"`
+	Headers http.Header `json:"headers"`
+}
+
+func getEcho(t *testing.T, c *http.Client, url, accept string) (int, echoed) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Accept", accept)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	var e echoed
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+			t.Fatalf("GET %s: upstream answer is not the echo: %v", url, err)
+		}
+	}
+	return resp.StatusCode, e
+}
+
+func TestIntegrationLoginThroughCaddyAndReloadKeepsSession(t *testing.T) {
+	t.Setenv("TG_IT_CLIENT_SECRET", oidctest.DefaultClient().Secret)
+	t.Setenv("TG_IT_SECRET", testSecret)
+	op := oidctest.NewTest(t, oidctest.Options{})
+	op.SetAutoLogin("bindid-known")
+	up := echoUpstream(t)
+
+	tester := caddytest.NewTester(t)
+	tester.InitServer(caddyConfig(op, up.URL, ""), "caddyfile")
+
+	// An API call without a session: 401 JSON, no redirect.
+	status, _ := getEcho(t, tester.Client, "http://localhost:9080/api", "application/json")
+	if status != http.StatusUnauthorized {
+		t.Fatalf("unauthenticated API call = %d, want 401", status)
+	}
+
+	// A browser navigation logs in through the OP and lands on the original URL.
+	status, e := getEcho(t, tester.Client, "http://localhost:9080/app?x=1", "text/html")
+	if status != http.StatusOK || e.Path != "/app?x=1" {
+		t.Fatalf("after login: %d %q, want 200 /app?x=1", status, e.Path)
+	}
+	if got := e.Headers.Get("X-Auth-Subject"); got != oidctest.SubjectBindIDKnown {
+		t.Errorf("X-Auth-Subject = %q", got)
+	}
+	if got := e.Headers.Get("X-Gateway-User"); got != oidctest.SubjectBindIDKnown {
+		t.Errorf("{http.auth.user.id} in request_header = %q, want the subject", got)
+	}
+	if got := e.Headers.Get("X-Auth-Alias"); got != "username@domain" {
+		t.Errorf("X-Auth-Alias = %q", got)
+	}
+	if strings.Contains(e.Headers.Get("Cookie"), "trustgate") {
+		t.Errorf("upstream Cookie %q carries a gateway cookie", e.Headers.Get("Cookie"))
+	}
+	authorizations := op.Counts().Authorize
+
+	// caddy reload with a changed configuration keeps the session (memory store pooled).
+	tester.InitServer(caddyConfig(op, up.URL, "header X-Reloaded yes"), "caddyfile")
+	req, _ := http.NewRequest(http.MethodGet, "http://localhost:9080/after-reload", nil)
+	req.Header.Set("Accept", "application/json")
+	resp, err := tester.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Reloaded") != "yes" {
+		t.Fatalf("after reload: %d (X-Reloaded %q), want 200 from the new config with the old session", resp.StatusCode, resp.Header.Get("X-Reloaded"))
+	}
+	if op.Counts().Authorize != authorizations {
+		t.Error("the reload forced a new login at the OP")
+	}
+}
+
+func TestIntegrationConfigErrors(t *testing.T) {
+	t.Setenv("TG_IT_SHORT", "short")
+	for _, tc := range []struct{ name, block, want string }{
+		{"missing issuer", "client_id x", "issuer is required"},
+		{"short secret from env", "issuer https://idp.example.com\n\t\tclient_id x\n\t\tsecret {env.TG_IT_SHORT}", "secret #1 is 5 bytes"},
+		{"plain http issuer", "issuer http://idp.example.com\n\t\tclient_id x", "only https is accepted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			caddytest.AssertLoadError(t, `{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+}
+http://localhost:9080 {
+	trustgate {
+		`+tc.block+`
+	}
+}`, "caddyfile", tc.want)
+		})
+	}
+}

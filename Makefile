@@ -35,7 +35,9 @@ test: prereqs
 	TRUSTGATE_SECRET=validate-only-secret-0123456789abcdef \
 	"$$tmp/caddy" validate --config Caddyfile.example --adapter caddyfile 2>/dev/null; \
 	echo "== go test (race detector on)"; \
-	$(GO) test -race -count=1 -json ./... | $(GO) run ./internal/testreport
+	$(GO) test -race -count=1 -json ./... | $(GO) run ./internal/testreport; \
+	echo "== allocation tests (race detector off: it changes allocation counts)"; \
+	$(GO) test -count=1 -json ./session/ ./trust/ | $(GO) run ./internal/testreport
 
 vet: prereqs
 	$(GO) vet ./...

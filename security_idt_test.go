@@ -54,7 +54,19 @@ func TestIDT01_BadSignature(t *testing.T) {
 	}, withSigningAlg("ES256"))
 }
 
+// longSecretClient is a client whose secret is long enough (>= 32 bytes) for a valid
+// HS256 MAC, so that a rejection proves the algorithm allow-list, not a key-size check.
+func longSecretClient(h *Handler, o *oidctest.Options) {
+	c := oidctest.DefaultClient()
+	c.Secret = "a-client-secret-that-is-long-enough-for-hs256"
+	o.Clients = []oidctest.Client{c}
+	h.ClientSecret = c.Secret
+}
+
 func TestIDT02_HS256AlgorithmConfusion(t *testing.T) {
+	runIDTokenRejections(t, []idtCase{
+		{"HS256 with a MAC-sized client secret", oidctest.Faults{IDTokenHS256: true}},
+	}, longSecretClient)
 	runIDTokenRejections(t, []idtCase{
 		{"HS256 keyed with the client secret", oidctest.Faults{IDTokenHS256: true}},
 		{"HS384 keyed with the client secret", mutateID(func(h, _ map[string]any) { h["alg"] = "HS384"; delete(h, "kid") })},

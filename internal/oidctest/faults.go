@@ -1,0 +1,125 @@
+package oidctest
+
+import "time"
+
+// Faults make the Provider misbehave. The zero value is a well-behaved OP. Install a set with
+// SetFaults; switches can be combined. Unless a field says otherwise, ID-token faults apply to
+// every ID token issued (authorization_code and refresh_token grants), after the normal claims
+// are built and before MutateIDToken runs.
+type Faults struct {
+	// IDTokenBadSignature flips the last byte of the ID token's signature.
+	IDTokenBadSignature bool
+	// IDTokenWrongIssuer sets iss to WrongIssuer.
+	IDTokenWrongIssuer bool
+	// IDTokenWrongAudience sets aud to OtherClientID (azp is left as the client ID).
+	IDTokenWrongAudience bool
+	// IDTokenMissingAudience removes aud.
+	IDTokenMissingAudience bool
+	// IDTokenWrongNonce appends "-wrong" to the nonce (or sets "wrong-nonce" when the
+	// authorization request had none).
+	IDTokenWrongNonce bool
+	// IDTokenMissingNonce removes nonce.
+	IDTokenMissingNonce bool
+	// IDTokenAlgNone makes the ID token unsigned: header alg "none", no kid, empty signature.
+	IDTokenAlgNone bool
+	// IDTokenHS256 signs the ID token with HMAC-SHA256 keyed with the client secret (header
+	// alg "HS256", no kid).
+	IDTokenHS256 bool
+	// IDTokenUnpublishedKey signs with a key that is not in the JWKS, under the kid of the
+	// published signing key.
+	IDTokenUnpublishedKey bool
+	// IDTokenMissingSub removes sub.
+	IDTokenMissingSub bool
+	// IDTokenMissingIat removes iat.
+	IDTokenMissingIat bool
+	// IDTokenExpired sets exp to now-360s (iat stays now).
+	IDTokenExpired bool
+	// IDTokenIatFuture sets iat to now+10min (exp to iat+5min, so only iat is wrong).
+	IDTokenIatFuture bool
+	// IDTokenIatWeekOld sets iat to now-7 days (exp stays now+5min, so only iat is wrong).
+	IDTokenIatWeekOld bool
+	// IDTokenExtraAudience sets aud to [client ID, OtherClientID] (azp stays the client ID).
+	IDTokenExtraAudience bool
+	// IDTokenAzpOther sets azp to OtherClientID (aud stays the client ID).
+	IDTokenAzpOther bool
+	// IDTokenOmit leaves id_token out of the token response.
+	IDTokenOmit bool
+	// IDTokenBadAtHash sets at_hash to the hash of another access token.
+	IDTokenBadAtHash bool
+
+	// UserinfoSubMismatch sets the userinfo sub (JSON or JWT) to the subject + "invalid".
+	UserinfoSubMismatch bool
+	// UserinfoMissingSub removes sub from the userinfo (JSON or JWT).
+	UserinfoMissingSub bool
+	// UserinfoStatus, when non-zero, makes /userinfo answer with this status and a JSON error
+	// body (a 401 also carries WWW-Authenticate: Bearer error="invalid_token"), whatever the
+	// token.
+	UserinfoStatus int
+	// UserinfoHTML answers 200 text/html with an HTML page.
+	UserinfoHTML bool
+	// UserinfoArray answers 200 application/json with a top-level array holding the claims.
+	UserinfoArray bool
+	// UserinfoForceJSON answers JSON even when a signed JWT is expected.
+	UserinfoForceJSON bool
+	// UserinfoJWTBadSignature flips the last byte of the signed userinfo's signature.
+	UserinfoJWTBadSignature bool
+	// UserinfoJWTAlgNone makes the signed userinfo unsigned (alg "none", no kid).
+	UserinfoJWTAlgNone bool
+	// UserinfoJWTHS256 MACs the signed userinfo with the client secret (alg "HS256", no kid).
+	UserinfoJWTHS256 bool
+	// UserinfoJWTWrongIssuer sets the signed userinfo's iss to WrongIssuer.
+	UserinfoJWTWrongIssuer bool
+	// UserinfoJWTWrongAudience sets the signed userinfo's aud to OtherClientID.
+	UserinfoJWTWrongAudience bool
+	// UserinfoContentType, when set, replaces the Content-Type of a successful userinfo
+	// response (e.g. "application/jwt; charset=utf-8", or "application/jwt" on a JSON body
+	// together with UserinfoForceJSON).
+	UserinfoContentType string
+	// UserinfoDelay delays the userinfo response (aborted when the client gives up or the
+	// Provider closes), for timeout tests.
+	UserinfoDelay time.Duration
+
+	// TokenError, when set (e.g. "invalid_grant"), makes /token answer with this error
+	// before looking at the request; the code is not consumed.
+	TokenError string
+	// TokenErrorStatus is the status of the TokenError answer. Default: 400 (use 200 for
+	// "HTTP 200 carrying an error").
+	TokenErrorStatus int
+	// TokenHTML makes /token answer 200 text/html before looking at the request.
+	TokenHTML bool
+	// TokenType, when set, replaces token_type (e.g. "bEARER", "MAC").
+	TokenType string
+	// TokenOmitExpiresIn leaves expires_in out of the token response.
+	TokenOmitExpiresIn bool
+	// RefreshOmitIDToken leaves id_token out of refresh_token grant responses only.
+	RefreshOmitIDToken bool
+	// TokenDelay delays the token response (aborted when the client gives up or the Provider
+	// closes).
+	TokenDelay time.Duration
+
+	// AuthorizeError, when set (e.g. "access_denied"), makes /authorize redirect back with
+	// this error (and AuthorizeErrorDescription) instead of a code, once client_id and
+	// redirect_uri are valid.
+	AuthorizeError            string
+	AuthorizeErrorDescription string
+	// AuthorizeWrongIssuer sets the iss authorization response parameter (RFC 9207) to
+	// WrongIssuer.
+	AuthorizeWrongIssuer bool
+	// AuthorizeMissingIssuer leaves the iss authorization response parameter out.
+	AuthorizeMissingIssuer bool
+
+	// EndSessionWrongState returns a different state to the post-logout redirect URI.
+	EndSessionWrongState bool
+	// EndSessionMissingState returns no state to the post-logout redirect URI.
+	EndSessionMissingState bool
+
+	// MutateIDToken, when set, edits the ID token's JOSE header and claims just before
+	// signing (after the switches above). The token is then signed as the final header "alg"
+	// says (see the package doc).
+	MutateIDToken func(header, claims map[string]any)
+	// MutateUserinfo, when set, edits the userinfo claims just before encoding; header is the
+	// JOSE header of a signed userinfo, nil for JSON.
+	MutateUserinfo func(header, claims map[string]any)
+	// MutateTokenResponse, when set, edits the JSON token response just before it is written.
+	MutateTokenResponse func(resp map[string]any)
+}

@@ -1,0 +1,356 @@
+package oidctest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Lifetimes and bounds. They are constants so that tests of the gateway can rely on them.
+const (
+	// CodeLifetime is how long an authorization code can be exchanged.
+	CodeLifetime = 60 * time.Second
+	// AccessTokenLifetime is the lifetime of access tokens and ID tokens (expires_in 300).
+	AccessTokenLifetime = 5 * time.Minute
+	// RefreshTokenLifetime is how long a refresh token can be used.
+	RefreshTokenLifetime = 8 * time.Hour
+
+	maxCodes         = 4096 // outstanding authorization codes
+	maxTokens        = 8192 // outstanding access tokens, and separately refresh tokens
+	maxUsedMarkers   = 4096 // remembered used codes / refresh tokens (reuse detection)
+	usedMarkerTTL    = 10 * time.Minute
+	maxBodyBytes     = 64 << 10 // request bodies
+	maxHeaderBytes   = 64 << 10 // request line + headers
+	shutdownDeadline = 2 * time.Second
+)
+
+// Options configures a Provider. The zero value is usable.
+type Options struct {
+	// Addr is the listen address. It must be a loopback address (127.0.0.0/8, ::1 or localhost).
+	// Default: 127.0.0.1:0 (a free port).
+	Addr string
+	// Clients are the registered clients. Default: DefaultClient().
+	Clients []Client
+	// Users are the users shown on the login page. Default: DefaultUsers().
+	Users []User
+	// Now is the clock used for codes, tokens and claims. Default: time.Now.
+	Now func() time.Time
+	// SigningAlg is the algorithm of the signing key: "RS256" (default) or "ES256".
+	SigningAlg string
+	// Logf, when set, receives one line per request (method, path, status, duration and a short
+	// note such as the client or grant type). Tokens, codes and secrets are never passed to it.
+	Logf func(format string, args ...any)
+}
+
+// Counts is the number of requests each endpoint received, plus the misuses the Provider saw.
+// Every request is counted, including rejected ones.
+type Counts struct {
+	Authorize, Token, Userinfo, JWKS, Discovery int
+	// EndSession counts requests to the end-session endpoint.
+	EndSession int
+	// CodeReuse counts token requests that presented an already used authorization code.
+	CodeReuse int
+	// RefreshReuse counts token requests that presented an already rotated refresh token.
+	RefreshReuse int
+}
+
+// Provider is an OpenID Provider serving on a loopback address. All methods are safe for
+// concurrent use.
+type Provider struct {
+	issuer     string
+	now        func() time.Time
+	alg        string
+	clients    map[string]Client
+	users      []User // login page order
+	userIndex  map[string]int
+	logf       func(format string, args ...any)
+	ln         net.Listener
+	srv        *http.Server
+	done       chan struct{} // closed by Close; aborts delayed responses
+	served     chan struct{} // closed when Serve returns
+	closeOnce  sync.Once
+	keyGenLock sync.Mutex // serialises RotateKeys so two rotations do not interleave
+
+	mu             sync.Mutex
+	keys           []*signingKey // [0] signs; [1] is the previous key, still published
+	autoLogin      string
+	faults         Faults
+	counts         Counts
+	lastToken      url.Values
+	lastUserinfo   *recordedRequest
+	lastEndSession url.Values
+	codes          *expiringMap[*authCode]
+	usedCodes      *expiringMap[string] // code -> grant family
+	access         *expiringMap[*grant]
+	refresh        *expiringMap[*grant]
+	usedRefresh    *expiringMap[string] // refresh token -> grant family
+}
+
+// recordedRequest is a userinfo request kept for LastUserinfoRequest.
+type recordedRequest struct {
+	req  *http.Request // body replaced by http.NoBody
+	body []byte
+}
+
+// New validates opts, listens on a loopback address and starts serving.
+func New(opts Options) (*Provider, error) {
+	addr := opts.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	if err := checkLoopback(addr); err != nil {
+		return nil, err
+	}
+	alg := opts.SigningAlg
+	if alg == "" {
+		alg = algRS256
+	}
+	if alg != algRS256 && alg != algES256 {
+		return nil, fmt.Errorf("oidctest: signing alg %q: must be RS256 or ES256", alg)
+	}
+	clients := opts.Clients
+	if len(clients) == 0 {
+		clients = []Client{DefaultClient()}
+	}
+	users := opts.Users
+	if len(users) == 0 {
+		users = DefaultUsers()
+	}
+	p := &Provider{
+		now:         opts.Now,
+		alg:         alg,
+		clients:     make(map[string]Client, len(clients)),
+		userIndex:   make(map[string]int, len(users)),
+		logf:        opts.Logf,
+		done:        make(chan struct{}),
+		served:      make(chan struct{}),
+		codes:       newExpiringMap[*authCode](maxCodes),
+		usedCodes:   newExpiringMap[string](maxUsedMarkers),
+		access:      newExpiringMap[*grant](maxTokens),
+		refresh:     newExpiringMap[*grant](maxTokens),
+		usedRefresh: newExpiringMap[string](maxUsedMarkers),
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	for _, c := range clients {
+		if c.ID == "" {
+			return nil, errors.New("oidctest: client with empty ID")
+		}
+		if _, dup := p.clients[c.ID]; dup {
+			return nil, fmt.Errorf("oidctest: client %q registered twice", c.ID)
+		}
+		p.clients[c.ID] = c.clone()
+	}
+	for _, u := range users {
+		if u.Subject == "" {
+			return nil, errors.New("oidctest: user with empty subject")
+		}
+		if _, dup := p.userIndex[u.Subject]; dup {
+			return nil, fmt.Errorf("oidctest: user %q defined twice", u.Subject)
+		}
+		p.userIndex[u.Subject] = len(p.users)
+		p.users = append(p.users, u.clone())
+	}
+	key, err := sharedKey(alg)
+	if err != nil {
+		return nil, err
+	}
+	p.keys = []*signingKey{key}
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("oidctest: listen %s: %w", addr, err)
+	}
+	tcp, ok := ln.Addr().(*net.TCPAddr)
+	if !ok || !tcp.IP.IsLoopback() {
+		_ = ln.Close()
+		return nil, fmt.Errorf("oidctest: listen %s: bound to non-loopback address %s", addr, ln.Addr())
+	}
+	p.ln = ln
+	p.issuer = "http://" + ln.Addr().String()
+	p.srv = &http.Server{
+		Handler:           p.routes(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
+	go func() {
+		defer close(p.served)
+		_ = p.srv.Serve(ln)
+	}()
+	return p, nil
+}
+
+// NewTest is New for tests: it fails tb on error and closes the Provider in tb.Cleanup.
+func NewTest(tb testing.TB, opts Options) *Provider {
+	tb.Helper()
+	p, err := New(opts)
+	if err != nil {
+		tb.Fatalf("oidctest.New() error = %v", err)
+	}
+	tb.Cleanup(p.Close)
+	return p
+}
+
+// Issuer is the issuer URL, "http://127.0.0.1:PORT" (no trailing slash).
+func (p *Provider) Issuer() string { return p.issuer }
+
+// Close stops serving. Delayed responses are aborted; in-flight requests get a short grace
+// period. Close is idempotent.
+func (p *Provider) Close() {
+	p.closeOnce.Do(func() {
+		close(p.done)
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownDeadline)
+		defer cancel()
+		if err := p.srv.Shutdown(ctx); err != nil {
+			_ = p.srv.Close()
+		}
+		<-p.served
+	})
+}
+
+// SetAutoLogin makes GET /authorize log in the user with this subject (or, if no subject
+// matches, this label) without showing the login page. "" shows the login page again.
+func (p *Provider) SetAutoLogin(subject string) {
+	p.mu.Lock()
+	p.autoLogin = subject
+	p.mu.Unlock()
+}
+
+// SetFaults replaces the active fault switches; Faults{} turns them all off. It applies to
+// requests that start after the call.
+func (p *Provider) SetFaults(f Faults) {
+	p.mu.Lock()
+	p.faults = f
+	p.mu.Unlock()
+}
+
+// Counts reports how many requests each endpoint has received.
+func (p *Provider) Counts() Counts {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.counts
+}
+
+// LastTokenRequest is the form of the last /token request (body parameters only), plus
+// "auth" = "basic", "post" or "none" for the client authentication it used. Nil before any.
+func (p *Provider) LastTokenRequest() url.Values {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return cloneValues(p.lastToken)
+}
+
+// LastUserinfoRequest is a copy of the last /userinfo request: method, URL (as received,
+// with the query), Host, headers and body. Nil before any. Each call returns a new copy
+// whose body can be read.
+func (p *Provider) LastUserinfoRequest() *http.Request {
+	p.mu.Lock()
+	rec := p.lastUserinfo
+	p.mu.Unlock()
+	if rec == nil {
+		return nil
+	}
+	r := rec.req.Clone(context.Background())
+	r.Body = io.NopCloser(bytes.NewReader(rec.body))
+	r.ContentLength = int64(len(rec.body))
+	return r
+}
+
+// LastEndSessionRequest is the query or form of the last end-session request. Nil before any.
+func (p *Provider) LastEndSessionRequest() url.Values {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return cloneValues(p.lastEndSession)
+}
+
+// snapshot returns the current faults and auto-login subject.
+func (p *Provider) snapshot() (Faults, string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.faults, p.autoLogin
+}
+
+// user finds a user by subject.
+func (p *Provider) user(subject string) (User, bool) {
+	i, ok := p.userIndex[subject]
+	if !ok {
+		return User{}, false
+	}
+	return p.users[i], true
+}
+
+// autoLoginUser resolves the auto-login setting (subject first, then label).
+func (p *Provider) autoLoginUser(s string) (User, bool) {
+	if u, ok := p.user(s); ok {
+		return u, true
+	}
+	for _, u := range p.users {
+		if u.Label == s {
+			return u, true
+		}
+	}
+	return User{}, false
+}
+
+// wait sleeps for d unless the request or the Provider ends first. It reports whether the
+// full delay passed.
+func (p *Provider) wait(r *http.Request, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	case <-p.done:
+		return false
+	}
+}
+
+// checkLoopback refuses listen addresses that are not loopback.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("oidctest: address %q: %w", addr, err)
+	}
+	if isLoopbackHost(host) {
+		return nil
+	}
+	return fmt.Errorf("oidctest: address %q is not loopback", addr)
+}
+
+// isLoopbackHost reports whether host names the loopback interface: localhost (and
+// *.localhost, RFC 6761), 127.0.0.0/8 or ::1.
+func isLoopbackHost(host string) bool {
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(h, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+func cloneValues(v url.Values) url.Values {
+	if v == nil {
+		return nil
+	}
+	out := make(url.Values, len(v))
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}

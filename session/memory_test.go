@@ -592,7 +592,6 @@ func TestMemoryStoreConcurrent(t *testing.T) {
 	checkIndex(t, m)
 }
 
-
 // checkIndex verifies the store's internal invariants: the map and the
 // dense lists describe the same entries.
 func checkIndex(tb testing.TB, m *MemoryStore) {

@@ -231,31 +231,33 @@ func isSafePath(p string) bool {
 	if len(p) == 0 || len(p) > maxReturnBytes || p[0] != '/' {
 		return false
 	}
-	if hasUnsafe(p) {
+	if hasUnsafe(p, false) {
 		return false
 	}
+	// Decoded (twice, so "%252F" is caught too) it must still be safe, except that an
+	// encoded space is an ordinary character of a path.
 	dec, err := url.PathUnescape(p)
-	if err != nil || hasUnsafe(dec) {
+	if err != nil || hasUnsafe(dec, true) {
 		return false
 	}
-	// A second decoding round: an encoded "%2F" must not become "//" in any reading.
-	if dec2, err := url.PathUnescape(dec); err == nil && hasUnsafe(dec2) {
+	if dec2, err := url.PathUnescape(dec); err == nil && hasUnsafe(dec2, true) {
 		return false
 	}
 	return true
 }
 
-func hasUnsafe(p string) bool {
-	if strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") || len(p) == 0 || p[0] != '/' {
+// hasUnsafe reports what makes a browser leave the origin or read the path differently:
+// a leading "//" or "/\\", any backslash or control character, whitespace (a space only
+// when !space), and a leading "/./" or "/../" segment followed by "/" (dot-segment removal
+// would yield "//").
+func hasUnsafe(p string, space bool) bool {
+	if len(p) == 0 || p[0] != '/' || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/.//") || strings.HasPrefix(p, "/..//") {
 		return true
 	}
 	for i := 0; i < len(p); i++ {
-		c := p[i]
-		if c < 0x20 || c == 0x7f || c == '\\' || c == ' ' && i == 1 {
+		if c := p[i]; c < ' ' || c == ' ' && !space || c == 0x7f || c == '\\' {
 			return true
 		}
 	}
-	// "/./\evil" and "/../\evil" are caught by the backslash; "/ /evil" by the space rule;
-	// a leading "/." segment that collapses to "//" after dot-segment removal:
-	return strings.HasPrefix(p, "/.//") || strings.HasPrefix(p, "/..//")
+	return false
 }

@@ -111,11 +111,14 @@ const (
 	maxErrorBytes = 512
 )
 
-// callbackError is a refused callback: status, stable reason code, message for the user.
+// callbackError is a refused callback: status, stable reason code, message for the user,
+// and for the log the underlying error and the provider's OAuth error code, if any.
 type callbackError struct {
 	status int
 	reason string
 	msg    string
+	err    error
+	opErr  string
 }
 
 // callback finishes a login. Any failure answers a clear 4xx/5xx page; no session is created,
@@ -133,19 +136,35 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		cbErr = h.finishLogin(w, r, rec)
 	}
 	if cbErr != nil {
-		level := zap.DebugLevel
-		switch {
-		case cbErr.status >= 500:
-			level = zap.ErrorLevel
-		case cbErr.status == http.StatusUnauthorized:
-			level = zap.WarnLevel
-		}
-		if ce := h.logger.Check(level, "login refused"); ce != nil {
-			ce.Write(zap.String("reason", cbErr.reason), zap.Int("status", cbErr.status))
-		}
+		h.logRefusal(cbErr)
 		h.page(w, cbErr.status, "Sign-in failed", cbErr.msg, h.PathPrefix+"/login")
 	}
 	return nil
+}
+
+// logRefusal writes the one log line of a refused login: provider and store faults at
+// error, tokens that failed verification at warn (possible attacks), client faults (stale
+// or replayed callbacks) at debug.
+func (h *Handler) logRefusal(e *callbackError) {
+	level := zap.DebugLevel
+	switch {
+	case e.status >= 500:
+		level = zap.ErrorLevel
+	case e.status == http.StatusUnauthorized:
+		level = zap.WarnLevel
+	}
+	ce := h.logger.Check(level, "login refused")
+	if ce == nil {
+		return
+	}
+	fields := []zap.Field{zap.String("reason", e.reason), zap.Int("status", e.status)}
+	if e.opErr != "" {
+		fields = append(fields, zap.String("op_error", e.opErr))
+	}
+	if e.err != nil {
+		fields = append(fields, zap.Error(e.err))
+	}
+	ce.Write(fields...)
 }
 
 // checkCallback validates the callback parameters against the transaction cookie and
@@ -154,39 +173,40 @@ func (h *Handler) checkCallback(w http.ResponseWriter, r *http.Request) (*txReco
 	q := r.URL.Query()
 	for _, p := range []string{"state", "code", "error", "error_description", "iss"} {
 		if len(q[p]) > 1 {
-			return nil, &callbackError{http.StatusBadRequest, "callback_duplicate_parameter", "The sign-in response repeats the parameter \"" + p + "\"; it was refused. Please sign in again."}
+			return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_duplicate_parameter", msg: "The sign-in response repeats the parameter \"" + p + "\"; it was refused. Please sign in again."}
 		}
 	}
 	state := q.Get("state")
 	if state == "" {
-		return nil, &callbackError{http.StatusBadRequest, "callback_missing_state", "The sign-in response has no state parameter. Please sign in again."}
+		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_missing_state", msg: "The sign-in response has no state parameter. Please sign in again."}
 	}
 	// A state we issued is a 43-character random id; anything else cannot name a transaction
 	// cookie and is not looked up.
 	if !session.ValidID(state) {
-		return nil, &callbackError{http.StatusBadRequest, "callback_unknown_state", "This sign-in response does not belong to a sign-in started in this browser. Please sign in again."}
+		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_unknown_state", msg: "This sign-in response does not belong to a sign-in started in this browser. Please sign in again."}
 	}
 	name := h.txPrefix + state
 	c, err := r.Cookie(name)
 	if err != nil {
-		return nil, &callbackError{http.StatusBadRequest, "callback_unknown_state", "This sign-in response does not belong to a sign-in started in this browser, or it took longer than 10 minutes. Please sign in again."}
+		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_unknown_state", msg: "This sign-in response does not belong to a sign-in started in this browser, or it took longer than 10 minutes. Please sign in again."}
 	}
 	// From here on the transaction is spent, whatever happens.
 	http.SetCookie(w, h.cookie(name, "", -1))
 	var rec txRecord
 	if err := h.txCodec.Decode(name, c.Value, &rec); err != nil || subtle.ConstantTimeCompare([]byte(rec.Tx.State), []byte(state)) != 1 {
-		return nil, &callbackError{http.StatusBadRequest, "callback_invalid_transaction", "The sign-in attempt expired or its cookie was altered. Please sign in again."}
+		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_invalid_transaction", msg: "The sign-in attempt expired or its cookie was altered. Please sign in again."}
 	}
 	first, err := h.store.Once(r.Context(), "state:"+stateKey(state), loginTimeout)
 	if err != nil {
-		return nil, &callbackError{http.StatusServiceUnavailable, "store_unavailable", "The session store is not reachable right now. Please sign in again in a few seconds."}
+		return nil, &callbackError{status: http.StatusServiceUnavailable, reason: "store_unavailable", err: err,
+			msg: "The session store is not reachable right now. Please sign in again in a few seconds."}
 	}
 	if !first {
-		return nil, &callbackError{http.StatusBadRequest, "callback_replayed", "This sign-in response was already used. Please sign in again."}
+		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_replayed", msg: "This sign-in response was already used. Please sign in again."}
 	}
 	if q.Has("error") {
 		if q.Has("code") {
-			return nil, &callbackError{http.StatusBadRequest, "callback_ambiguous", "The sign-in response carries both a code and an error; it was refused. Please sign in again."}
+			return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_ambiguous", msg: "The sign-in response carries both a code and an error; it was refused. Please sign in again."}
 		}
 		status := http.StatusBadRequest
 		if q.Get("error") == "access_denied" {
@@ -196,11 +216,11 @@ func (h *Handler) checkCallback(w http.ResponseWriter, r *http.Request) (*txReco
 		if d := q.Get("error_description"); d != "" {
 			msg += " — " + clip(d, maxErrorBytes)
 		}
-		return nil, &callbackError{status, "op_error", msg}
+		return nil, &callbackError{status: status, reason: "op_error", msg: msg, opErr: clip(q.Get("error"), 64)}
 	}
 	code := q.Get("code")
 	if code == "" || len(code) > maxCodeBytes {
-		return nil, &callbackError{http.StatusBadRequest, "callback_missing_code", "The sign-in response has no usable code. Please sign in again."}
+		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_missing_code", msg: "The sign-in response has no usable code. Please sign in again."}
 	}
 	return &rec, nil
 }
@@ -211,11 +231,11 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRec
 	defer cancel()
 	q := r.URL.Query()
 	if err := h.client.CheckResponseIssuer(ctx, q.Get("iss"), q.Has("iss")); err != nil {
-		return h.exchangeError(err)
+		return exchangeError(err)
 	}
 	login, err := h.client.Exchange(ctx, q.Get("code"), rec.RedirectURL, rec.Tx)
 	if err != nil {
-		return h.exchangeError(err)
+		return exchangeError(err)
 	}
 
 	// Always a new session id (no fixation); a session the browser already had is ended
@@ -242,11 +262,12 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRec
 	}
 	value, err := h.sessCodec.Encode(h.cookieName, s.ID)
 	if err != nil {
-		return &callbackError{http.StatusInternalServerError, "cookie_encode_failed", "The session could not be created. Please sign in again."}
+		return &callbackError{status: http.StatusInternalServerError, reason: "cookie_encode_failed", err: err,
+			msg: "The session could not be created. Please sign in again."}
 	}
 	if err := h.store.Put(r.Context(), s); err != nil {
-		h.logger.Error("session store unavailable at login", zap.Error(err))
-		return &callbackError{http.StatusServiceUnavailable, "store_unavailable", "The session store is not reachable right now. Please sign in again in a few seconds."}
+		return &callbackError{status: http.StatusServiceUnavailable, reason: "store_unavailable", err: err,
+			msg: "The session store is not reachable right now. Please sign in again in a few seconds."}
 	}
 	http.SetCookie(w, h.cookie(h.cookieName, value, int(time.Duration(h.Lifetime)/time.Second)))
 	h.logger.Info("login", zap.String("reason", "login_ok"), zap.String("sub_hash", sessionHash(login.Subject)),
@@ -260,32 +281,24 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRec
 }
 
 // exchangeError maps a provider failure to what the user sees; the details go to the log.
-func (h *Handler) exchangeError(err error) *callbackError {
+func exchangeError(err error) *callbackError {
 	reason := oidcflow.ReasonCode(err)
+	e := &callbackError{reason: reason, err: err}
 	var oe *oidcflow.Error
-	opErr := ""
 	if errors.As(err, &oe) {
-		opErr = oe.OPError
-	}
-	fields := []zap.Field{zap.String("reason", reason), zap.Error(err)}
-	if opErr != "" {
-		fields = append(fields, zap.String("op_error", opErr))
+		e.opErr = oe.OPError
 	}
 	switch {
-	case reason == oidcflow.CodeDiscovery || oidcflow.IsTemporary(err):
-		h.logger.Error("login failed: provider unavailable", fields...)
-		status := http.StatusBadGateway
-		if reason == oidcflow.CodeDiscovery {
-			status = http.StatusServiceUnavailable
-		}
-		return &callbackError{status, reason, "The sign-in service did not answer properly. Please try again in a moment."}
+	case reason == oidcflow.CodeDiscovery:
+		e.status, e.msg = http.StatusServiceUnavailable, "The sign-in service is not reachable right now. Please try again in a moment."
+	case oidcflow.IsTemporary(err):
+		e.status, e.msg = http.StatusBadGateway, "The sign-in service did not answer properly. Please try again in a moment."
 	case reason == oidcflow.CodeTokenRejected:
-		h.logger.Warn("login failed: provider refused the code", fields...)
-		return &callbackError{http.StatusBadRequest, reason, "The sign-in service refused this sign-in (the link may have been used already). Please sign in again."}
+		e.status, e.msg = http.StatusBadRequest, "The sign-in service refused this sign-in (the link may have been used already). Please sign in again."
 	default:
-		h.logger.Warn("login failed: provider response rejected", fields...)
-		return &callbackError{http.StatusUnauthorized, reason, "The sign-in could not be verified, so it was refused. Please sign in again; if this keeps happening, contact the site's administrator."}
+		e.status, e.msg = http.StatusUnauthorized, "The sign-in could not be verified, so it was refused. Please sign in again; if this keeps happening, contact the site's administrator."
 	}
+	return e
 }
 
 // stateKey and sessionHash turn secrets into short non-reversible labels for replay keys

@@ -356,13 +356,13 @@ func (p pooledMemoryStore) Destruct() error { return p.Close() }
 var stores = caddy.NewUsagePool()
 
 func (h *Handler) provisionStore() error {
-	max := defaultMaxSessions
+	maxSessions := defaultMaxSessions
 	if h.SessionStore != nil && h.SessionStore.Memory != nil && h.SessionStore.Memory.MaxSessions > 0 {
-		max = h.SessionStore.Memory.MaxSessions
+		maxSessions = h.SessionStore.Memory.MaxSessions
 	}
 	const key = "memory"
 	v, loaded, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return pooledMemoryStore{session.NewMemoryStore(session.MemoryOptions{MaxSessions: max})}, nil
+		return pooledMemoryStore{session.NewMemoryStore(session.MemoryOptions{MaxSessions: maxSessions})}, nil
 	})
 	if err != nil {
 		return err
@@ -370,7 +370,7 @@ func (h *Handler) provisionStore() error {
 	h.storeKey = key
 	ms := v.(pooledMemoryStore).MemoryStore
 	if loaded {
-		ms.SetMaxSessions(max)
+		ms.SetMaxSessions(maxSessions)
 	}
 	h.store = ms
 	return nil

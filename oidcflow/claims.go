@@ -39,7 +39,8 @@ func decodeObject(b []byte) (map[string]any, error) {
 	if m == nil {
 		return nil, errors.New("claims are not a JSON object")
 	}
-	if dec.More() {
+	// dec.More would report false before a stray "}" or "]": ask for the next token instead.
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("trailing data after the JSON object")
 	}
 	if err := checkDuplicateKeys(b); err != nil {
@@ -205,8 +206,12 @@ func (c *Client) userinfo(ctx context.Context, p *provider, accessToken, wantSub
 		}
 		// The same verifier as for ID tokens: signature with the OP's keys, alg allow-list,
 		// iss equal to the issuer, aud containing the client.
-		t, err := p.uiVerifier.Verify(oidc.ClientContext(ctx, c.cfg.HTTPClient), raw)
+		vctx, fetchErr := withKeyFetchSlot(oidc.ClientContext(ctx, c.cfg.HTTPClient))
+		t, err := p.uiVerifier.Verify(vctx, raw)
 		if err != nil {
+			if *fetchErr != nil {
+				return nil, false, newErr(CodeKeys, true, "fetching the OP's signing keys: %w", *fetchErr)
+			}
 			return nil, false, newErr(CodeUserinfoInvalid, false, "signed userinfo: %w", err)
 		}
 		if claims, err = decodeClaims(t); err != nil {

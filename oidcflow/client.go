@@ -218,10 +218,8 @@ func isLoopback(host string) bool {
 
 // backoff returns the wait after n consecutive discovery failures: 1s, 2s, 4s ... capped at 1m.
 func backoff(n int) time.Duration {
-	if n > 6 {
-		n = 6
-	}
-	return time.Duration(1<<(n-1)) * time.Second
+	n = min(max(n, 1), 7)
+	return min(time.Duration(1<<(n-1))*time.Second, time.Minute)
 }
 
 // Discover fetches the OP metadata if it is not cached yet. Concurrent callers share one
@@ -261,6 +259,18 @@ func (c *Client) discover(ctx context.Context) (*provider, error) {
 	// caller giving up does not fail the others; each caller still stops waiting at its
 	// own deadline.
 	ch := c.group.DoChan("discover", func() (any, error) {
+		// Re-check: an attempt may have finished between the check above and this call.
+		c.mu.Lock()
+		if p := c.prov; p != nil {
+			c.mu.Unlock()
+			return p, nil
+		}
+		if c.lastErr != nil && c.cfg.Now().Before(c.retryAt) {
+			err := c.lastErr
+			c.mu.Unlock()
+			return nil, err
+		}
+		c.mu.Unlock()
 		p, err := c.fetchProvider()
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -337,8 +347,11 @@ func (c *Client) fetchProvider() (*provider, error) {
 	}
 
 	// Expiry is checked by verifyIDToken with an explicit leeway; go-oidc has none for exp.
-	keys := op.VerifierContext(c.bg, &oidc.Config{ClientID: c.cfg.ClientID, SupportedSigningAlgs: idAlgs, SkipExpiryCheck: true})
-	ui := op.VerifierContext(c.bg, &oidc.Config{ClientID: c.cfg.ClientID, SupportedSigningAlgs: uiAlgs, SkipExpiryCheck: true})
+	// One key set (one JWKS cache) for both verifiers, wrapped to tell a key fetch failure
+	// from a bad signature.
+	ks := &keySet{remote: oidc.NewRemoteKeySet(c.bg, meta.JWKSURI)}
+	keys := oidc.NewVerifier(c.cfg.Issuer, ks, &oidc.Config{ClientID: c.cfg.ClientID, SupportedSigningAlgs: idAlgs, SkipExpiryCheck: true})
+	ui := oidc.NewVerifier(c.cfg.Issuer, ks, &oidc.Config{ClientID: c.cfg.ClientID, SupportedSigningAlgs: uiAlgs, SkipExpiryCheck: true})
 
 	authStyle := oauth2.AuthStyleInHeader
 	if c.cfg.AuthMethod != AuthClientSecretBasic {

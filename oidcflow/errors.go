@@ -13,6 +13,7 @@ const (
 	CodeTokenRejected   = "token_rejected"        // the OP refused the code exchange (e.g. invalid_grant)
 	CodeTokenResponse   = "token_response_invalid"
 	CodeIDToken         = "id_token_invalid"
+	CodeKeys            = "jwks_unavailable" // the OP's signing keys could not be fetched
 	CodeUserinfoFailed  = "userinfo_failed"  // unreachable, 5xx or timeout
 	CodeUserinfoInvalid = "userinfo_invalid" // answered, but the answer is not acceptable
 	CodeRefreshInvalid  = "refresh_invalid"

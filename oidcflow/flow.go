@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -155,6 +156,9 @@ func (c *Client) Exchange(ctx context.Context, code, redirectURL string, tx Tran
 	return login, nil
 }
 
+// tokenEndpointError classifies a failed code exchange: the OP or the network failing
+// (temporary: 5xx, timeouts, connection errors), the OP refusing (an OAuth error such as
+// invalid_grant), or an answer that is not a usable token response.
 func tokenEndpointError(err error) error {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
@@ -162,17 +166,24 @@ func tokenEndpointError(err error) error {
 		if re.Response != nil {
 			status = re.Response.StatusCode
 		}
-		if re.ErrorCode == "" && (status >= 500 || status == 0) {
-			return newErr(CodeTokenEndpoint, true, "token endpoint answered HTTP %d", status)
+		var e *Error
+		if status >= 500 || status == 0 {
+			e = newErr(CodeTokenEndpoint, true, "token endpoint answered HTTP %d", status)
+		} else {
+			e = newErr(CodeTokenRejected, false, "token endpoint refused the code exchange (HTTP %d): %s", status, truncate(re.ErrorDescription, 200))
 		}
-		e := newErr(CodeTokenRejected, false, "token endpoint refused the code exchange (HTTP %d): %s", status, truncate(re.ErrorDescription, 200))
 		e.OPError = truncate(re.ErrorCode, 64)
 		return e
 	}
 	if errors.Is(err, ErrBodyTooLarge) {
 		return newErr(CodeTokenResponse, false, "token endpoint response: %w", ErrBodyTooLarge)
 	}
-	return newErr(CodeTokenEndpoint, true, "calling the token endpoint: %w", err)
+	var ue *url.Error
+	if errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return newErr(CodeTokenEndpoint, true, "calling the token endpoint: %w", err)
+	}
+	// x/oauth2 parsed a 2xx answer and found no usable token in it.
+	return newErr(CodeTokenResponse, false, "token endpoint answer is not a token response: %w", err)
 }
 
 // verifyIDToken verifies raw and returns go-oidc's view plus the full claim set. nonce is
@@ -184,8 +195,12 @@ func (c *Client) verifyIDToken(ctx context.Context, p *provider, raw, nonce stri
 	if typ := jwtType(raw); typ != "" && !strings.EqualFold(typ, "JWT") {
 		return nil, nil, newErr(CodeIDToken, false, "id token has typ %q; a logout token or access token is not an id token", truncate(typ, 40))
 	}
-	idt, err := p.idVerifier.Verify(oidc.ClientContext(ctx, c.cfg.HTTPClient), raw)
+	ctx, fetchErr := withKeyFetchSlot(oidc.ClientContext(ctx, c.cfg.HTTPClient))
+	idt, err := p.idVerifier.Verify(ctx, raw)
 	if err != nil {
+		if *fetchErr != nil {
+			return nil, nil, newErr(CodeKeys, true, "fetching the OP's signing keys: %w", *fetchErr)
+		}
 		return nil, nil, newErr(CodeIDToken, false, "%w", err)
 	}
 	claims, err := decodeClaims(idt)

@@ -1,15 +1,16 @@
 # trustgate — the two commands a newcomer needs:
 #   make demo   build Caddy with trustgate and run it in front of the demo app, with the
 #               development OpenID Provider; open the printed URL
-#   make test   vet, build, validate Caddyfile.example, and run every test (fails, never
-#               skips, when a prerequisite is missing)
+#   make test   install what the tests need (chromium, redis-server, Node.js, the pinned
+#               OpenID Provider), vet, build, validate Caddyfile.example, and run every test,
+#               the end-to-end ones included (fails, never skips, when a prerequisite is missing)
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 GO ?= go
 BIN := bin
 
-.PHONY: all build demo test vet prereqs clean
+.PHONY: all build demo test e2e-deps vet prereqs clean
 
 all: build
 
@@ -23,7 +24,7 @@ demo: build
 
 # Private XDG dirs: Caddy keeps its storage and autosave.json there, and the tests must
 # neither read nor write the user's.
-test: prereqs
+test: prereqs e2e-deps
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	export XDG_DATA_HOME="$$tmp/data" XDG_CONFIG_HOME="$$tmp/config"; \
 	echo "== go vet"; $(GO) vet ./...; \
@@ -39,6 +40,10 @@ test: prereqs
 	echo "== allocation tests (race detector off: it changes allocation counts)"; \
 	$(GO) test -count=1 -json ./session/ ./trust/ | $(GO) run ./internal/testreport
 
+# chromium, redis-server, Node.js (apt, as root) and oidc-provider (npm ci into .cache/e2e/op).
+e2e-deps:
+	scripts/e2e-deps.sh
+
 vet: prereqs
 	$(GO) vet ./...
 
@@ -49,4 +54,4 @@ prereqs:
 		echo "make: Go 1.26 or newer is required (found go$$v): https://go.dev/dl" >&2; exit 1; fi
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) .cache

@@ -1,0 +1,332 @@
+// Package e2e proves trustgate against real parts: the built Caddy binary as a process, a
+// real OpenID Certified provider (panva/oidc-provider, pinned in e2e/op), and a real
+// browser (Debian's chromium, driven with chromedp).
+//
+// `make test` installs the prerequisites (chromium, Node.js, the provider's npm packages
+// under .cache/e2e/op) and runs these tests; when one is missing they fail with the command
+// that installs it, never skip. Artifacts of failed tests (a screenshot, the provider's and
+// Caddy's logs) go to .cache/e2e/artifacts.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// env is everything TestMain started; the tests only read it.
+type env struct {
+	root, cache, artifacts string
+	opURL                  string // issuer
+	plainURL, signedURL    string // the two gateway sites
+	upstream               *httptest.Server
+	opLog, caddyLog        string
+	browser                context.Context
+}
+
+var e2e env
+
+// Client registrations at the provider, one per gateway site.
+const (
+	plainClientID  = "trustgate-e2e"
+	signedClientID = "trustgate-e2e-signed"
+	clientSecret   = "e2e-client-secret-0123456789abcdef"
+	cookieSecret   = "e2e-cookie-secret-0123456789abcdef0123"
+)
+
+func TestMain(m *testing.M) {
+	cleanup, err := setup()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e setup: %v\n", err)
+		cleanup()
+		os.Exit(1)
+	}
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
+}
+
+// setup starts everything; cleanup stops what was started, also after a partial setup.
+func setup() (cleanup func(), err error) {
+	var stops []func()
+	cleanup = func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	root, _ := filepath.Abs("..")
+	e2e.root = root
+	e2e.cache = filepath.Join(root, ".cache", "e2e")
+	e2e.artifacts = filepath.Join(e2e.cache, "artifacts")
+	if err := os.MkdirAll(e2e.artifacts, 0o755); err != nil {
+		return cleanup, err
+	}
+
+	chromium, node, err := prerequisites()
+	if err != nil {
+		return cleanup, err
+	}
+	// The binary users run: built once from caddy-build/, like `make build` does.
+	caddyBin := filepath.Join(e2e.cache, "caddy")
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", caddyBin, "./caddy-build")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return cleanup, fmt.Errorf("building the custom Caddy: %v\n%s", err, out)
+	}
+
+	e2e.upstream = httptest.NewServer(http.HandlerFunc(echo))
+	stops = append(stops, e2e.upstream.Close)
+
+	opPort, plainPort, signedPort := freePort(), freePort(), freePort()
+	e2e.opURL = fmt.Sprintf("http://127.0.0.1:%d", opPort)
+	e2e.plainURL = fmt.Sprintf("http://localhost:%d", plainPort)
+	e2e.signedURL = fmt.Sprintf("http://localhost:%d", signedPort)
+
+	stop, err := startOP(node, opPort)
+	stops = append(stops, stop)
+	if err != nil {
+		return cleanup, err
+	}
+	stop, err = startCaddy(caddyBin, plainPort, signedPort)
+	stops = append(stops, stop)
+	if err != nil {
+		return cleanup, err
+	}
+	stop, err = startBrowser(chromium)
+	stops = append(stops, stop)
+	return cleanup, err
+}
+
+// prerequisites finds chromium, node and the installed provider, or says how to get them.
+func prerequisites() (chromium, node string, err error) {
+	const hint = "run `make test` (as root it installs them) or: apt-get update && apt-get install -y chromium nodejs npm && make e2e-deps"
+	chromium = os.Getenv("CHROMIUM")
+	if chromium == "" {
+		for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+			if p, err := exec.LookPath(name); err == nil {
+				chromium = p
+				break
+			}
+		}
+	}
+	if chromium == "" {
+		return "", "", fmt.Errorf("chromium is not installed; %s", hint)
+	}
+	node, err = exec.LookPath("node")
+	if err != nil {
+		return "", "", fmt.Errorf("node is not installed; %s", hint)
+	}
+	if _, err := os.Stat(filepath.Join(e2e.cache, "op", "node_modules", "oidc-provider", "package.json")); err != nil {
+		return "", "", fmt.Errorf("oidc-provider is not installed in .cache/e2e/op; %s", hint)
+	}
+	return chromium, node, nil
+}
+
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startOP runs e2e/op/server.mjs (copied next to its installed node_modules) on port.
+func startOP(node string, port int) (func(), error) {
+	opDir := filepath.Join(e2e.cache, "op")
+	src, err := os.ReadFile(filepath.Join(e2e.root, "e2e", "op", "server.mjs"))
+	if err != nil {
+		return func() {}, err
+	}
+	if err := os.WriteFile(filepath.Join(opDir, "server.mjs"), src, 0o644); err != nil {
+		return func() {}, err
+	}
+	type client struct {
+		ClientID               string   `json:"client_id"`
+		ClientSecret           string   `json:"client_secret"`
+		RedirectURIs           []string `json:"redirect_uris"`
+		PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
+		UserinfoSignedAlg      string   `json:"userinfo_signed_response_alg,omitempty"`
+	}
+	clients, _ := json.Marshal([]client{
+		{ClientID: plainClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.plainURL + "/.trustgate/callback"}, PostLogoutRedirectURIs: []string{e2e.plainURL + "/"}},
+		{ClientID: signedClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.signedURL + "/.trustgate/callback"}, PostLogoutRedirectURIs: []string{e2e.signedURL + "/"}, UserinfoSignedAlg: "RS256"},
+	})
+	e2e.opLog = filepath.Join(e2e.artifacts, "op.log")
+	logf, err := os.Create(e2e.opLog)
+	if err != nil {
+		return func() {}, err
+	}
+	cmd := exec.Command(node, "server.mjs")
+	cmd.Dir = opDir
+	cmd.Env = append(os.Environ(), fmt.Sprintf("OP_PORT=%d", port), "OP_CLIENTS="+string(clients), "DEBUG=")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return func() {}, fmt.Errorf("starting the provider: %w", err)
+	}
+	stop := stopper(cmd, logf)
+	if err := waitHTTP(e2e.opURL+"/.well-known/openid-configuration", 20*time.Second); err != nil {
+		return stop, fmt.Errorf("the provider did not come up: %w\n%s", err, tail(e2e.opLog))
+	}
+	return stop, nil
+}
+
+func startCaddy(bin string, plainPort, signedPort int) (func(), error) {
+	dir, err := os.MkdirTemp("", "trustgate-e2e-caddy")
+	if err != nil {
+		return func() {}, err
+	}
+	site := func(url, clientID, cookie, extra string) string {
+		return fmt.Sprintf(`
+%s {
+	trustgate {
+		issuer %s
+		client_id %s
+		client_secret {env.E2E_CLIENT_SECRET}
+		secret {env.E2E_COOKIE_SECRET}
+		scopes openid email phone profile address bindid
+		cookie_name %s
+		insecure_cookie
+		%s
+	}
+	reverse_proxy %s
+}
+`, url, e2e.opURL, clientID, cookie, extra, strings.TrimPrefix(e2e.upstream.URL, "http://"))
+	}
+	caddyfile := `{
+	admin off
+	auto_https off
+	persist_config off
+}
+` + site(e2e.plainURL, plainClientID, "tg_plain", "") + site(e2e.signedURL, signedClientID, "tg_signed", "userinfo get require_signed")
+	cfgPath := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cfgPath, []byte(caddyfile), 0o600); err != nil {
+		return func() {}, err
+	}
+	e2e.caddyLog = filepath.Join(e2e.artifacts, "caddy.log")
+	logf, err := os.Create(e2e.caddyLog)
+	if err != nil {
+		return func() {}, err
+	}
+	cmd := exec.Command(bin, "run", "--config", cfgPath, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"),
+		"E2E_CLIENT_SECRET="+clientSecret, "E2E_COOKIE_SECRET="+cookieSecret)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return func() {}, fmt.Errorf("starting caddy: %w", err)
+	}
+	stop := stopper(cmd, logf)
+	done := func() { stop(); os.RemoveAll(dir) }
+	for _, u := range []string{e2e.plainURL, e2e.signedURL} {
+		if err := waitHTTP(u+"/.trustgate/me", 20*time.Second); err != nil {
+			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
+		}
+	}
+	return done, nil
+}
+
+func startBrowser(chromium string) (func(), error) {
+	profile, err := os.MkdirTemp("", "trustgate-e2e-chromium")
+	if err != nil {
+		return func() {}, err
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(profile),
+		chromedp.WindowSize(1100, 1300),
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	browser, cancelBrowser := chromedp.NewContext(allocCtx)
+	stop := func() { cancelBrowser(); cancelAlloc(); os.RemoveAll(profile) }
+	if err := chromedp.Do(browser); err != nil {
+		return stop, fmt.Errorf("starting chromium: %w", err)
+	}
+	e2e.browser = browser
+	return stop, nil
+}
+
+// stopper ends a child process (SIGTERM, then kill) and closes its log.
+func stopper(cmd *exec.Cmd, logf *os.File) func() {
+	return func() {
+		if cmd.Process != nil {
+			_ = cmd.Process.Signal(os.Interrupt)
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		}
+		logf.Close()
+	}
+}
+
+func waitHTTP(url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				return nil
+			}
+			err = errors.New(resp.Status)
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// echo is the upstream: it answers with the request it received, as JSON.
+func echo(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	var buf bytes.Buffer
+	_ = json.NewEncoder(&buf).Encode(echoed{Method: r.Method, Path: r.URL.RequestURI(), Headers: r.Header, Body: string(body)})
+	_, _ = w.Write(buf.Bytes())
+}
+
+type echoed struct {
+	Method  string      `json:"method"`
+	Path    string      `json:"path"`
+	Headers http.Header `json:"headers"`
+	Body    string      `json:"body"`
+}

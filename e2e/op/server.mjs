@@ -1,0 +1,191 @@
+// A real OpenID Provider for trustgate's end-to-end tests: panva/oidc-provider (OpenID
+// Certified) with its built-in development login and consent pages. Loopback only.
+//
+// Environment:
+//   OP_PORT        port to listen on at 127.0.0.1 (issuer http://127.0.0.1:OP_PORT)
+//   OP_CLIENTS     JSON array of client registrations (see clients() below for the shape)
+//
+// Users carry claims built from the provider documents in shared/seeds/: a BindID user with
+// alias and the full trust profile (000), the same without alias (a new user), and a
+// BankID-style user (003). acr/amr come with the login, as a real OP sets them.
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import Provider from 'oidc-provider';
+
+const port = Number(process.env.OP_PORT || 0);
+const issuer = `http://127.0.0.1:${port}`;
+
+const bindidInfo = {
+  capp_first_login_from_authenticating_device: 1605180500,
+  authenticating_device: { browser_type: 'Mobile', os_type: 'iOS', os_version: '14.1', browser_version: 'Safari' },
+  capp_last_login_from_authenticating_device: 1605180574,
+  capp_last_login: 1605180577,
+  capp_first_login: 1605180504,
+  capp_first_confirmed_login: 1605180577,
+  originating_device: { browser_type: 'Chrome', os_type: 'Mac OS', os_version: '10.15.7', browser_version: '86.0.4240.183' },
+};
+const bindidNetworkInfo = {
+  user_registration_time: 1605180498,
+  authenticating_device_registration_time: 1605180500,
+  authenticating_device_last_seen: 1605180691,
+  user_last_seen: 1605180694,
+  confirmed_capp_count: 1,
+  device_count: 2,
+};
+
+// Login name (typed on the login page) -> account.
+const users = {
+  'bindid-known': {
+    sub: '123e4567-e89b-12d3-a456-426652340000',
+    acr: 'ts.bindid.iac.phone_number',
+    amr: ['ts.bind_id.ama', 'ts.bind_id.mfca'],
+    claims: {
+      bindid_alias: 'username@domain',
+      email: 'known@example.com', email_verified: true,
+      phone_number: '+12125556789', phone_number_verified: true,
+      bindid_info: bindidInfo, bindid_network_info: bindidNetworkInfo,
+    },
+  },
+  'bindid-new': {
+    sub: '123e4567-e89b-12d3-a456-426652340001',
+    acr: 'ts.bindid.iac.phone_number',
+    amr: ['ts.bind_id.ama'],
+    claims: {
+      email: 'new@example.com', email_verified: false,
+      phone_number: '+12125550000', phone_number_verified: true,
+      bindid_info: bindidInfo, bindid_network_info: bindidNetworkInfo,
+    },
+  },
+  ola: {
+    sub: '9578-6000-4-00001',
+    acr: 'urn:bankid:bid',
+    amr: ['BID'],
+    claims: {
+      name: 'Ola Normann', given_name: 'Ola', family_name: 'Normann',
+      email: 'normann@example.org', birthdate: '110286', phone_number: '95871775',
+      address: { formatted: 'Veien 311\nOslo 0772', street_address: 'Veien 311', locality: '0772', postal_code: 'Oslo' },
+    },
+  },
+};
+const bySub = Object.fromEntries(Object.values(users).map((u) => [u.sub, u]));
+const account = (id) => users[id] || bySub[id];
+
+function clients() {
+  return JSON.parse(process.env.OP_CLIENTS || '[]').map((c) => ({
+    client_id: c.client_id,
+    client_secret: c.client_secret,
+    redirect_uris: c.redirect_uris,
+    post_logout_redirect_uris: c.post_logout_redirect_uris || [],
+    grant_types: ['authorization_code', 'refresh_token', 'urn:openid:params:grant-type:ciba'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_basic',
+    backchannel_token_delivery_mode: 'poll',
+    ...(c.backchannel_logout_uri ? { backchannel_logout_uri: c.backchannel_logout_uri, backchannel_logout_session_required: true } : {}),
+    ...(c.userinfo_signed_response_alg ? { userinfo_signed_response_alg: c.userinfo_signed_response_alg } : {}),
+  }));
+}
+
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: `rs-${randomBytes(4).toString('hex')}`, use: 'sig', alg: 'RS256' };
+
+// CIBA requests waiting for the test to approve or deny them (POST /test/ciba/{approve,deny}).
+const pendingCIBA = new Map();
+
+const configuration = {
+  clients: clients(),
+  jwks: { keys: [signingKey] },
+  cookies: { keys: [randomBytes(32).toString('hex')] },
+  findAccount: async (ctx, id) => {
+    const u = account(id);
+    if (!u) return undefined;
+    return {
+      accountId: u.sub,
+      claims: async () => ({ sub: u.sub, ...u.claims }),
+    };
+  },
+  // acr, amr and auth_time under openid: like the BindID and BankID providers of the seeds,
+  // every ID token says how the user authenticated, without the client asking for it.
+  claims: {
+    openid: ['sub', 'acr', 'amr', 'auth_time'],
+    email: ['email', 'email_verified'],
+    phone: ['phone_number', 'phone_number_verified'],
+    profile: ['name', 'given_name', 'family_name', 'birthdate'],
+    address: ['address'],
+    bindid: ['bindid_alias', 'bindid_info', 'bindid_network_info'],
+  },
+  scopes: ['openid', 'offline_access', 'email', 'phone', 'profile', 'address', 'bindid'],
+  acrValues: ['ts.bindid.iac.phone_number', 'urn:bankid:bid'],
+  pkce: { required: () => true },
+  // Refresh tokens for every code-flow client, not only with offline_access + prompt=consent.
+  issueRefreshToken: async (ctx, client, code) => client.grantTypeAllowed('refresh_token'),
+  features: {
+    devInteractions: { enabled: true },
+    claimsParameter: { enabled: true },
+    jwtUserinfo: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
+    ciba: {
+      enabled: true,
+      deliveryModes: ['poll'],
+      processLoginHint: async (ctx, hint) => account(hint)?.sub,
+      validateBindingMessage: async () => {},
+      validateRequestContext: async () => {},
+      verifyUserCode: async () => {},
+      triggerAuthenticationDevice: async (ctx, request, acct) => {
+        pendingCIBA.set(request.jti, { request, accountId: acct.accountId });
+      },
+    },
+  },
+  // oidc-provider refuses outgoing requests to loopback and private addresses (SSRF
+  // protection); in these loopback-only tests the back-channel logout receiver is on
+  // 127.0.0.1, so drop the guarding dispatcher.
+  fetch: (url, options) => {
+    const { dispatcher, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
+  ttl: {
+    AccessToken: 300, IdToken: 300, AuthorizationCode: 60, Interaction: 600, Session: 3600,
+    Grant: 3600, RefreshToken: 3600, BackchannelAuthenticationRequest: 120,
+  },
+};
+
+const provider = new Provider(issuer, configuration);
+
+// The development login page only submits an account id; a real OP records how the user
+// authenticated. Add the seed user's acr and amr to the login result, keeping the built-in pages.
+const finish = provider.interactionFinished.bind(provider);
+provider.interactionFinished = async (req, res, result, options) => {
+  if (result?.login?.accountId) {
+    const u = account(result.login.accountId);
+    if (u) result.login = { ...result.login, accountId: u.sub, acr: u.acr, amr: u.amr };
+  }
+  return finish(req, res, result, options);
+};
+
+// Test controls for CIBA (loopback only, like everything here).
+provider.use(async (ctx, next) => {
+  const m = /^\/test\/ciba\/(approve|deny)$/.exec(ctx.path);
+  if (!m || ctx.method !== 'POST') return next();
+  const loginHint = ctx.query.login_hint;
+  const entry = [...pendingCIBA.entries()].find(([, v]) => account(loginHint)?.sub === v.accountId);
+  if (!entry) { ctx.status = 404; ctx.body = { error: 'no pending request for that login_hint' }; return; }
+  const [jti, { request, accountId }] = entry;
+  pendingCIBA.delete(jti);
+  if (m[1] === 'deny') {
+    await provider.backchannelResult(request, new provider.errors.AccessDenied('denied by the test'));
+  } else {
+    const grant = new provider.Grant({ accountId, clientId: request.clientId });
+    grant.addOIDCScope(request.scope);
+    await grant.save();
+    await provider.backchannelResult(request, grant, { acr: account(accountId).acr, amr: account(accountId).amr });
+  }
+  ctx.status = 204;
+});
+
+const server = provider.listen(port, '127.0.0.1', () => {
+  const actual = server.address().port;
+  if (port === 0) provider.issuer = `http://127.0.0.1:${actual}`;
+  console.log(`oidc-provider ${issuer} ready`);
+});
+const stop = () => server.close(() => process.exit(0));
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);

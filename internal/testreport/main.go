@@ -31,6 +31,7 @@ func run(in io.Reader, out io.Writer) int {
 	var failed, skipped []string
 	passed := 0
 	pkgs := map[string]string{}
+	perPkg := map[string]int{} // tests (not subtests) that ran, per package
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -50,8 +51,11 @@ func run(in io.Reader, out io.Writer) int {
 		case "pass":
 			if e.Test != "" {
 				passed++
+				if !strings.Contains(e.Test, "/") {
+					perPkg[e.Package]++
+				}
 			} else {
-				pkgs[e.Package] = fmt.Sprintf("ok    %s (%.1fs)", e.Package, e.Elapsed)
+				pkgs[e.Package] = fmt.Sprintf("ok    %s (%.1fs, %d tests)", e.Package, e.Elapsed, perPkg[e.Package])
 			}
 		case "fail":
 			if e.Test != "" {
@@ -82,7 +86,7 @@ func run(in io.Reader, out io.Writer) int {
 	for _, k := range skipped {
 		fmt.Fprintf(out, "\n--- SKIP %s (skipped tests fail the run: a missing prerequisite must be installed, not ignored)\n%s", k, strings.Join(outputs[k], ""))
 	}
-	fmt.Fprintf(out, "\n%d passed, %d failed, %d skipped\n", passed, len(failed), len(skipped))
+	fmt.Fprintf(out, "\n%d passed (tests and subtests), %d failed, %d skipped\n", passed, len(failed), len(skipped))
 	if len(failed) > 0 || len(skipped) > 0 || passed == 0 {
 		return 1
 	}

@@ -14,7 +14,8 @@ func TestRun(t *testing.T) {
 		wantOut  string
 	}{
 		{"all pass", `{"Action":"pass","Package":"p","Test":"TestA"}
-{"Action":"pass","Package":"p","Elapsed":0.5}`, 0, "1 passed, 0 failed, 0 skipped"},
+{"Action":"pass","Package":"p","Test":"TestA/sub"}
+{"Action":"pass","Package":"p","Elapsed":0.5}`, 0, "ok    p (0.5s, 1 tests)"},
 		{"a failure shows its output", `{"Action":"output","Package":"p","Test":"TestA","Output":"boom\n"}
 {"Action":"fail","Package":"p","Test":"TestA"}`, 1, "--- FAIL p TestA\nboom"},
 		{"a skip fails the run", `{"Action":"pass","Package":"p","Test":"TestA"}

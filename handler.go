@@ -25,10 +25,19 @@ const opTimeout = 15 * time.Second
 // authenticated requests on with identity headers; everything else is asked to log in.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	// First, on every request: no client-sent identity or trust header survives, whatever
-	// happens next (SECURITY.md HDR-01..03).
+	// happens next (SECURITY.md HDR-01..03). Trailers would arrive after the body, past any
+	// stripping, so a request that announces one of those names is refused.
 	trust.StripManaged(r.Header)
+	for name := range r.Trailer {
+		if trust.IsManagedHeader(name) {
+			writeJSON(w, http.StatusBadRequest, apiError{Error: "forbidden_trailer", Message: "identity headers may not be sent as trailers"})
+			return nil
+		}
+	}
 
-	if name, ok := h.endpoint(r.URL.Path); ok {
+	// The gateway's endpoints are where the browser sees them: the path before any rewrite
+	// (try_files, uri, handle_path), so that a rewrite cannot swallow the callback.
+	if name, ok := h.endpoint(originalPath(r)); ok {
 		return h.serveEndpoint(w, r, name)
 	}
 
@@ -41,6 +50,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	default:
 		return h.storeUnavailable(w, r, err)
 	}
+}
+
+// originalPath is the request path as the client sent it, before Caddy rewrote it.
+func originalPath(r *http.Request) string {
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
+		return orig.URL.Path
+	}
+	return r.URL.Path
 }
 
 // endpoint reports whether path is one of the gateway's own, and which.
@@ -95,22 +112,21 @@ func (h *Handler) sessionID(r *http.Request) (string, bool) {
 }
 
 // rendered is what an authenticated request needs from a session, computed once per stored
-// session version and kept in the session's cache slot.
+// session version and kept in the session's cache slot. It is valid for the rendering options
+// it was made with: a reload that changes them, or another handler with other options,
+// renders again.
 type rendered struct {
+	opts         trust.Options
 	profile      *trust.Profile
-	headers      []renderedHeader
+	headers      []trust.Header // canonical names
 	placeholders map[string]string
 	expires      string
 }
 
-type renderedHeader struct {
-	name   string
-	values []string // shared by all requests: never modified
-}
-
 func (h *Handler) render(s *session.Session) *rendered {
-	if p := s.Cache.Load(); p != nil {
-		if r, ok := (*p).(*rendered); ok {
+	p := s.Cache.Load()
+	if p != nil {
+		if r, ok := (*p).(*rendered); ok && r.opts == h.trustOpts {
 			return r
 		}
 	}
@@ -121,23 +137,28 @@ func (h *Handler) render(s *session.Session) *rendered {
 			zap.Strings("headers", dropped), zap.String("session_hash", sessionHash(s.ID)))
 	}
 	out := &rendered{
+		opts:         h.trustOpts,
 		profile:      prof,
-		headers:      make([]renderedHeader, 0, len(hs)),
+		headers:      make([]trust.Header, 0, len(hs)),
 		placeholders: prof.Placeholders(),
 		expires:      strconv.FormatInt(s.ExpiresAt.Unix(), 10),
 	}
 	for _, hd := range hs {
-		out.headers = append(out.headers, renderedHeader{name: http.CanonicalHeaderKey(hd.Name), values: []string{hd.Value}})
+		out.headers = append(out.headers, trust.Header{Name: http.CanonicalHeaderKey(hd.Name), Value: hd.Value})
 	}
 	var v any = out
-	s.Cache.CompareAndSwap(nil, &v)
+	s.Cache.CompareAndSwap(p, &v)
 	return out
 }
 
 func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, s *session.Session) error {
 	rd := h.render(s)
-	for _, hd := range rd.headers {
-		r.Header[hd.name] = hd.values
+	// Each request gets its own value slices (one allocation for all): later handlers such
+	// as request_header may edit them in place, and must not edit the cached rendering.
+	vals := make([]string, len(rd.headers))
+	for i, hd := range rd.headers {
+		vals[i] = hd.Value
+		r.Header[hd.Name] = vals[i : i+1 : i+1]
 	}
 	h.stripGatewayCookies(r)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
@@ -172,6 +193,7 @@ func (h *Handler) stripGatewayCookies(r *http.Request) {
 				continue
 			}
 			name, _, _ := strings.Cut(p, "=")
+			name = strings.TrimSpace(name) // as net/http reads it
 			if name == h.cookieName || strings.HasPrefix(name, h.txPrefix) {
 				continue
 			}

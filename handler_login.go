@@ -40,8 +40,16 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo st
 		return nil
 	}
 	value, err := h.txCodec.Encode(h.txPrefix+tx.State, rec)
+	if err != nil && rec.ReturnTo != "/" {
+		// Too long for a cookie (a long query string): land on "/" rather than fail
+		// (SECURITY.md LIM-07).
+		rec.ReturnTo = "/"
+		value, err = h.txCodec.Encode(h.txPrefix+tx.State, rec)
+	}
 	if err != nil {
-		return err
+		h.logger.Error("cannot store the login transaction in a cookie", zap.String("reason", "cookie_encode_failed"), zap.Int("return_bytes", len(rec.ReturnTo)))
+		h.page(w, http.StatusInternalServerError, "Sign-in failed", "The sign-in could not be started. Please try again.", "")
+		return nil
 	}
 	h.evictPendingLogins(w, r)
 	http.SetCookie(w, h.cookie(h.txPrefix+tx.State, value, int(loginTimeout/time.Second)))
@@ -137,6 +145,9 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	}
 	if cbErr != nil {
 		h.logRefusal(cbErr)
+		if cbErr.status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "5")
+		}
 		h.page(w, cbErr.status, "Sign-in failed", cbErr.msg, h.PathPrefix+"/login")
 	}
 	return nil
@@ -196,14 +207,6 @@ func (h *Handler) checkCallback(w http.ResponseWriter, r *http.Request) (*txReco
 	if err := h.txCodec.Decode(name, c.Value, &rec); err != nil || subtle.ConstantTimeCompare([]byte(rec.Tx.State), []byte(state)) != 1 {
 		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_invalid_transaction", msg: "The sign-in attempt expired or its cookie was altered. Please sign in again."}
 	}
-	first, err := h.store.Once(r.Context(), "state:"+stateKey(state), loginTimeout)
-	if err != nil {
-		return nil, &callbackError{status: http.StatusServiceUnavailable, reason: "store_unavailable", err: err,
-			msg: "The session store is not reachable right now. Please sign in again in a few seconds."}
-	}
-	if !first {
-		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_replayed", msg: "This sign-in response was already used. Please sign in again."}
-	}
 	if q.Has("error") {
 		if q.Has("code") {
 			return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_ambiguous", msg: "The sign-in response carries both a code and an error; it was refused. Please sign in again."}
@@ -221,6 +224,16 @@ func (h *Handler) checkCallback(w http.ResponseWriter, r *http.Request) (*txReco
 	code := q.Get("code")
 	if code == "" || len(code) > maxCodeBytes {
 		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_missing_code", msg: "The sign-in response has no usable code. Please sign in again."}
+	}
+	// Single use, recorded only when a code exchange follows: an error response needs no
+	// replay record (and so cannot be used to fill the replay table cheaply).
+	first, err := h.store.Once(r.Context(), "state:"+stateKey(state), loginTimeout)
+	if err != nil {
+		return nil, &callbackError{status: http.StatusServiceUnavailable, reason: "store_unavailable", err: err,
+			msg: "The session store is not reachable right now. Please sign in again in a few seconds."}
+	}
+	if !first {
+		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_replayed", msg: "This sign-in response was already used. Please sign in again."}
 	}
 	return &rec, nil
 }
@@ -295,6 +308,10 @@ func exchangeError(err error) *callbackError {
 		e.status, e.msg = http.StatusBadGateway, "The sign-in service did not answer properly. Please try again in a moment."
 	case reason == oidcflow.CodeTokenRejected:
 		e.status, e.msg = http.StatusBadRequest, "The sign-in service refused this sign-in (the link may have been used already). Please sign in again."
+	case reason == oidcflow.CodeResponseIssuer:
+		e.status, e.msg = http.StatusBadRequest, "This sign-in response comes from another sign-in service than the one it was sent to, so it was refused. Please sign in again."
+	case reason == oidcflow.CodeClientRejected:
+		e.status, e.msg = http.StatusBadGateway, "The sign-in service refused this site's request. The site's administrator has been told; please try again later."
 	default:
 		e.status, e.msg = http.StatusUnauthorized, "The sign-in could not be verified, so it was refused. Please sign in again; if this keeps happening, contact the site's administrator."
 	}

@@ -136,12 +136,22 @@ func TestFL03_PKCEParameters(t *testing.T) {
 }
 
 func TestFL05_ResponseIssuerMixUp(t *testing.T) {
-	g := newGateway(t)
-	g.op.SetFaults(oidctest.Faults{AuthorizeWrongIssuer: true})
-	resp, body := g.login("bindid-known", "/app")
-	g.assertRejectedLogin(resp, body, http.StatusUnauthorized)
-	if g.op.Counts().Token != 0 {
-		t.Error("token endpoint called although the response iss names another issuer")
+	for _, tc := range []struct {
+		name   string
+		faults oidctest.Faults
+	}{
+		{"iss parameter names another issuer", oidctest.Faults{AuthorizeWrongIssuer: true}},
+		{"iss parameter missing although advertised", oidctest.Faults{AuthorizeMissingIssuer: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGateway(t)
+			g.op.SetFaults(tc.faults)
+			resp, body := g.login("bindid-known", "/app")
+			g.assertRejectedLogin(resp, body, http.StatusBadRequest)
+			if g.op.Counts().Token != 0 {
+				t.Error("token endpoint called although the authorization response failed the RFC 9207 check")
+			}
+		})
 	}
 }
 

@@ -722,7 +722,7 @@ func TestCheckResponseIssuer(t *testing.T) {
 				}
 				return
 			}
-			wantError(t, err, CodeTokenResponse, false)
+			wantError(t, err, CodeResponseIssuer, false)
 		})
 	}
 

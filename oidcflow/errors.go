@@ -8,9 +8,11 @@ import (
 // Reason codes carried by *Error. They are stable: operators search logs for them and the
 // README's troubleshooting table lists them.
 const (
-	CodeDiscovery       = "discovery_failed"      // the OP's metadata could not be fetched or is unacceptable
-	CodeTokenEndpoint   = "token_endpoint_failed" // the token endpoint was unreachable or answered 5xx
-	CodeTokenRejected   = "token_rejected"        // the OP refused the code exchange (e.g. invalid_grant)
+	CodeDiscovery       = "discovery_failed"         // the OP's metadata could not be fetched or is unacceptable
+	CodeTokenEndpoint   = "token_endpoint_failed"    // the token endpoint was unreachable or answered 5xx
+	CodeTokenRejected   = "token_rejected"           // the OP refused the code: invalid_grant (expired, used, or not this login's)
+	CodeClientRejected  = "client_rejected"          // the OP refused the gateway itself (invalid_client, unauthorized_client, ...): a configuration fault
+	CodeResponseIssuer  = "response_issuer_mismatch" // the authorization response's iss (RFC 9207) is not the issuer
 	CodeTokenResponse   = "token_response_invalid"
 	CodeIDToken         = "id_token_invalid"
 	CodeKeys            = "jwks_unavailable" // the OP's signing keys could not be fetched

@@ -76,10 +76,10 @@ func (c *Client) CheckResponseIssuer(ctx context.Context, iss string, present bo
 		return err
 	}
 	if present && iss != c.cfg.Issuer {
-		return newErr(CodeTokenResponse, false, "authorization response iss %q is not the configured issuer (mix-up?)", truncate(iss, 200))
+		return newErr(CodeResponseIssuer, false, "authorization response iss %q is not the configured issuer (mix-up?)", truncate(iss, 200))
 	}
 	if !present && p.meta.AuthorizationResponseIssuer {
-		return newErr(CodeTokenResponse, false, "authorization response has no iss parameter although the OP advertises authorization_response_iss_parameter_supported")
+		return newErr(CodeResponseIssuer, false, "authorization response has no iss parameter although the OP advertises authorization_response_iss_parameter_supported")
 	}
 	return nil
 }
@@ -167,10 +167,16 @@ func tokenEndpointError(err error) error {
 			status = re.Response.StatusCode
 		}
 		var e *Error
-		if status >= 500 || status == 0 {
+		switch {
+		case status >= 500 || status == 0:
 			e = newErr(CodeTokenEndpoint, true, "token endpoint answered HTTP %d", status)
-		} else {
-			e = newErr(CodeTokenRejected, false, "token endpoint refused the code exchange (HTTP %d): %s", status, truncate(re.ErrorDescription, 200))
+		case re.ErrorCode == "invalid_grant":
+			// The code itself: expired, already used, or issued for another login.
+			e = newErr(CodeTokenRejected, false, "token endpoint refused the code (HTTP %d): %s", status, truncate(re.ErrorDescription, 200))
+		default:
+			// The OP refuses the gateway's request itself: wrong client_id or client_secret,
+			// token_auth_method, or a redirect URI that is not registered.
+			e = newErr(CodeClientRejected, false, "token endpoint refused the gateway's request (HTTP %d): %s; check client_id, client_secret, token_auth_method and the registered redirect URI", status, truncate(re.ErrorDescription, 200))
 		}
 		e.OPError = truncate(re.ErrorCode, 64)
 		return e

@@ -107,7 +107,7 @@ func TestExchangeTokenResponseAnomalies(t *testing.T) {
 		{
 			name:        "HTTP 200 carrying an error",
 			faults:      oidctest.Faults{TokenError: "invalid_request", TokenErrorStatus: http.StatusOK},
-			wantCode:    CodeTokenRejected,
+			wantCode:    CodeClientRejected,
 			wantOPError: "invalid_request",
 		},
 		{
@@ -119,7 +119,7 @@ func TestExchangeTokenResponseAnomalies(t *testing.T) {
 		{
 			name:        "invalid_client with 401",
 			faults:      oidctest.Faults{TokenError: "invalid_client", TokenErrorStatus: http.StatusUnauthorized},
-			wantCode:    CodeTokenRejected,
+			wantCode:    CodeClientRejected,
 			wantOPError: "invalid_client",
 		},
 		{

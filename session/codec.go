@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/binary"
@@ -235,7 +236,13 @@ type stampedJSON struct {
 
 // Serialize implements securecookie.Serializer.
 func (z stampedJSON) Serialize(src any) ([]byte, error) {
-	j, err := json.Marshal(src)
+	// No HTML escaping: it would turn each of & < > into six bytes and push a value that
+	// fits the cookie limit over it.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(src)
+	j := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	if err != nil {
 		return nil, err
 	}

@@ -222,3 +222,14 @@ func (g *gateway) assertRejectedLogin(resp *http.Response, body string, wantStat
 		g.t.Error("browser holds a session cookie after a rejected login")
 	}
 }
+
+// assertNoPendingLogin checks that the callback spent the browser's login transaction.
+func (g *gateway) assertNoPendingLogin() {
+	g.t.Helper()
+	u, _ := url.Parse(g.srv.URL)
+	for _, c := range g.browser.Jar.Cookies(u) {
+		if strings.HasPrefix(c.Name, g.h.txPrefix) {
+			g.t.Errorf("login transaction cookie %s is still set after the callback", c.Name)
+		}
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -144,4 +146,79 @@ http://localhost:9080 {
 }`, "caddyfile", tc.want)
 		})
 	}
+}
+
+// Behind Caddy's rewrites: a single-page app with try_files (every path rewritten to
+// /index.html before trustgate runs), and an app mounted under a prefix with handle_path
+// (the prefix stripped). The callback must be recognised by the path the browser sees, and
+// request_header editing identity headers must not change them for later requests.
+func TestIntegrationBehindRewrites(t *testing.T) {
+	t.Setenv("TG_IT_CLIENT_SECRET", oidctest.DefaultClient().Secret)
+	t.Setenv("TG_IT_SECRET", testSecret)
+	op := oidctest.NewTest(t, oidctest.Options{})
+	op.SetAutoLogin("bindid-known")
+	up := echoUpstream(t)
+	upstream := strings.TrimPrefix(up.URL, "http://")
+	block := func(extra string) string {
+		return fmt.Sprintf(`trustgate {
+			issuer %s
+			client_id trustgate
+			client_secret {env.TG_IT_CLIENT_SECRET}
+			secret {env.TG_IT_SECRET}
+			insecure_cookie
+			%s
+		}`, op.Issuer(), extra)
+	}
+	spa := t.TempDir() // the single-page app's files: only index.html
+	if err := os.WriteFile(filepath.Join(spa, "index.html"), []byte("<html>app</html>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tester := caddytest.NewTester(t)
+	tester.InitServer(`{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+}
+http://localhost:9080 {
+	root * `+spa+`
+	try_files {path} /index.html
+	`+block("")+`
+	request_header X-Auth-Alias "^" "edited-"
+	reverse_proxy `+upstream+`
+}
+http://127.0.0.1:9080 {
+	handle_path /app/* {
+		`+block("path_prefix /app/.trustgate")+`
+		reverse_proxy `+upstream+`
+	}
+	respond "not the app" 404
+}`, "caddyfile")
+
+	t.Run("try_files", func(t *testing.T) {
+		status, e := getEcho(t, tester.Client, "http://localhost:9080/dashboard", "text/html")
+		if status != http.StatusOK || e.Path != "/index.html" {
+			t.Fatalf("after login behind try_files: %d %q, want 200 with the rewritten /index.html (no login loop)", status, e.Path)
+		}
+		for i := range 3 {
+			_, e = getEcho(t, tester.Client, "http://localhost:9080/dashboard", "application/json")
+			if got := e.Headers.Get("X-Auth-Alias"); got != "edited-username@domain" {
+				t.Errorf("request %d: X-Auth-Alias after request_header = %q, want edited-username@domain (edited once, not cumulatively)", i, got)
+			}
+		}
+	})
+	t.Run("handle_path", func(t *testing.T) {
+		status, e := getEcho(t, tester.Client, "http://127.0.0.1:9080/app/reports?y=1", "text/html")
+		if status != http.StatusOK || e.Path != "/reports?y=1" {
+			t.Fatalf("after login under handle_path: %d %q, want 200 /reports?y=1 (prefix stripped)", status, e.Path)
+		}
+		if got := e.Headers.Get("X-Auth-Subject"); got != oidctest.SubjectBindIDKnown {
+			t.Errorf("X-Auth-Subject = %q", got)
+		}
+		req := op.LastTokenRequest()
+		if got := req.Get("redirect_uri"); got != "http://127.0.0.1:9080/app/.trustgate/callback" {
+			t.Errorf("redirect_uri = %q, want the path the browser sees", got)
+		}
+	})
 }

@@ -26,6 +26,7 @@ func runIDTokenRejections(t *testing.T, cases []idtCase, opts ...gatewayOption) 
 			g.op.SetFaults(tc.faults)
 			resp, body := g.login("bindid-known", "/app")
 			g.assertRejectedLogin(resp, body, http.StatusUnauthorized)
+			g.assertNoPendingLogin()
 			if n := g.op.Counts().Userinfo; n != 0 {
 				t.Errorf("userinfo calls after a rejected ID token = %d, want 0", n)
 			}

@@ -19,6 +19,7 @@ func runUserinfoRejections(t *testing.T, user string, cases []idtCase, opts ...g
 			g.op.SetFaults(tc.faults)
 			resp, body := g.login(user, "/app")
 			g.assertRejectedLogin(resp, body, http.StatusUnauthorized)
+			g.assertNoPendingLogin()
 			if n := g.op.Counts().Userinfo; n != 1 {
 				t.Errorf("userinfo calls = %d, want 1", n)
 			}

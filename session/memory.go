@@ -231,6 +231,24 @@ func (m *MemoryStore) Delete(_ context.Context, id string) error {
 	return nil
 }
 
+// DeleteMatching removes every stored session that m selects. It scans all sessions:
+// back-channel logouts are rare next to requests, and the scan takes milliseconds even at
+// the default bound.
+func (m *MemoryStore) DeleteMatching(_ context.Context, match Match) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for i := 0; i < len(m.list); {
+		if match.Matches(m.list[i].s) {
+			m.removeLocked(i) // moves the last entry to i: look at i again
+			n++
+			continue
+		}
+		i++
+	}
+	return n, nil
+}
+
 // Once reports whether key is seen for the first time within ttl: the first
 // call returns true and remembers key for ttl; later calls return false
 // until ttl has passed. Keys are remembered as their SHA-256, so a long key

@@ -758,3 +758,52 @@ func BenchmarkMemoryStoreBytesPerSession(b *testing.B) {
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(m.Len()), "heap-B/session")
 }
+
+func TestMemoryStoreDeleteMatching(t *testing.T) {
+	ctx := t.Context()
+	now := time.Now()
+	mk := func(iss, sub, sid string) *Session {
+		s := newTestSession(t, NewID(), now, time.Hour, 0)
+		s.Issuer, s.Subject = iss, sub
+		s.Claims = map[string]any{}
+		if sid != "" {
+			s.Claims["sid"] = sid
+		}
+		return s
+	}
+	tests := []struct {
+		name  string
+		match Match
+		want  []int // indexes of the sessions below that are removed
+	}{
+		{"by subject", Match{Issuer: "A", Subject: "alice"}, []int{0, 1}},
+		{"by sid", Match{Issuer: "A", SID: "s1"}, []int{0}},
+		{"by subject and sid", Match{Issuer: "A", Subject: "alice", SID: "s2"}, []int{1}},
+		{"sid of another issuer is not ours", Match{Issuer: "B", SID: "s1"}, []int{3}},
+		{"subject and sid that do not go together", Match{Issuer: "A", Subject: "bob", SID: "s1"}, nil},
+		{"empty match removes nothing", Match{Issuer: "A"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newTestStore(t, MemoryOptions{})
+			all := []*Session{mk("A", "alice", "s1"), mk("A", "alice", "s2"), mk("A", "bob", "s3"), mk("B", "alice", "s1")}
+			for _, s := range all {
+				mustPut(t, m, s)
+			}
+			n, err := m.DeleteMatching(ctx, tt.match)
+			if err != nil || n != len(tt.want) {
+				t.Fatalf("DeleteMatching() = %d, %v; want %d, nil", n, err, len(tt.want))
+			}
+			removed := map[int]bool{}
+			for _, i := range tt.want {
+				removed[i] = true
+			}
+			for i, s := range all {
+				_, err := m.Get(ctx, s.ID)
+				if gone := errors.Is(err, ErrNotFound); gone != removed[i] {
+					t.Errorf("session %d (%s/%s/%s) gone = %v, want %v", i, s.Issuer, s.Subject, s.SID(), gone, removed[i])
+				}
+			}
+		})
+	}
+}

@@ -116,6 +116,35 @@ type Store interface {
 	// (replay protection for login state and logout-token jti). A second
 	// call with the same key within ttl returns false.
 	Once(ctx context.Context, key string, ttl time.Duration) (bool, error)
+	// DeleteMatching removes every session that m matches and returns how many
+	// it removed (back-channel logout by sid or sub, "log out everywhere").
+	DeleteMatching(ctx context.Context, m Match) (int, error)
+}
+
+// Match selects sessions of one issuer: those whose subject is Subject (when set)
+// and whose sid claim is SID (when set). At least one of Subject and SID must be
+// set; a Match with neither matches nothing.
+type Match struct {
+	Issuer  string
+	Subject string
+	SID     string
+}
+
+// Matches reports whether m selects s.
+func (m Match) Matches(s *Session) bool {
+	if m.Subject == "" && m.SID == "" {
+		return false
+	}
+	return s.Issuer == m.Issuer &&
+		(m.Subject == "" || s.Subject == m.Subject) &&
+		(m.SID == "" || s.SID() == m.SID)
+}
+
+// SID returns the session's sid claim (the provider's session id from the ID token),
+// or "" when it has none.
+func (s *Session) SID() string {
+	sid, _ := s.Claims["sid"].(string)
+	return sid
 }
 
 // NewID returns a new session identifier: 32 bytes (256 bits) from

@@ -1,0 +1,3 @@
+package session
+
+import _ "github.com/redis/go-redis/v9"

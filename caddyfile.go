@@ -37,6 +37,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		session_store     memory {
 //			max_sessions <n>
 //		}
+//		session_store     redis {               # instead of memory; see unmarshalRedis
+//			addrs <host:port>...
+//		}
 //		idle_timeout      <duration>
 //		lifetime          <duration>
 //		cookie_name       <name>
@@ -202,10 +205,139 @@ func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
 			}
 		}
 		h.SessionStore = &SessionStoreConfig{Memory: mem}
+	case "redis":
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		rc, err := unmarshalRedis(d)
+		if err != nil {
+			return err
+		}
+		h.SessionStore = &SessionStoreConfig{Redis: rc}
 	default:
-		return d.Errf("unknown session_store '%s' (this build supports: memory)", d.Val())
+		return d.Errf("unknown session_store '%s' (want memory or redis)", d.Val())
 	}
 	return nil
+}
+
+// unmarshalRedis parses the block of `session_store redis`:
+//
+//	session_store redis {
+//		addrs            <host:port>...
+//		master_name      <name>
+//		username         <user>
+//		password         <password>
+//		db               <n>
+//		tls              [{
+//			ca_file              <file>
+//			server_name          <name>
+//			client_cert          <cert_file> <key_file>
+//			insecure_skip_verify
+//		}]
+//		key_prefix       <prefix>
+//		dial_timeout     <duration>
+//		read_timeout     <duration>
+//		local_cache_ttl  <duration>|off
+//		local_cache_size <n>
+//	}
+func unmarshalRedis(d *caddyfile.Dispenser) (*RedisStoreConfig, error) {
+	rc := &RedisStoreConfig{}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		if seen[key] {
+			return nil, d.Errf("session_store redis: %s already specified", key)
+		}
+		seen[key] = true
+		switch key {
+		case "addrs":
+			rc.Addrs = d.RemainingArgs()
+			if len(rc.Addrs) == 0 {
+				return nil, d.ArgErr()
+			}
+		case "master_name", "username", "password", "key_prefix":
+			var v string
+			if !d.AllArgs(&v) {
+				return nil, d.ArgErr()
+			}
+			switch key {
+			case "master_name":
+				rc.MasterName = v
+			case "username":
+				rc.Username = v
+			case "password":
+				rc.Password = v
+			default:
+				rc.KeyPrefix = v
+			}
+		case "db", "local_cache_size":
+			var v string
+			if !d.AllArgs(&v) {
+				return nil, d.ArgErr()
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return nil, d.Errf("invalid %s '%s': want a non-negative integer", key, v)
+			}
+			if key == "db" {
+				rc.DB = n
+			} else {
+				rc.LocalCacheSize = n
+			}
+		case "dial_timeout", "read_timeout", "local_cache_ttl":
+			var v string
+			if !d.AllArgs(&v) {
+				return nil, d.ArgErr()
+			}
+			if key == "local_cache_ttl" && v == "off" {
+				rc.LocalCacheTTL = -1
+				continue
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("invalid %s duration '%s': want a positive duration", key, v)
+			}
+			switch key {
+			case "dial_timeout":
+				rc.DialTimeout = caddy.Duration(dur)
+			case "read_timeout":
+				rc.ReadTimeout = caddy.Duration(dur)
+			default:
+				rc.LocalCacheTTL = caddy.Duration(dur)
+			}
+		case "tls":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			rc.TLS = &RedisTLSConfig{}
+			for n := d.Nesting(); d.NextBlock(n); {
+				switch d.Val() {
+				case "ca_file":
+					if !d.AllArgs(&rc.TLS.CAFile) {
+						return nil, d.ArgErr()
+					}
+				case "server_name":
+					if !d.AllArgs(&rc.TLS.ServerName) {
+						return nil, d.ArgErr()
+					}
+				case "client_cert":
+					if !d.AllArgs(&rc.TLS.ClientCertFile, &rc.TLS.ClientKeyFile) {
+						return nil, d.ArgErr()
+					}
+				case "insecure_skip_verify":
+					if d.NextArg() {
+						return nil, d.ArgErr()
+					}
+					rc.TLS.InsecureSkipVerify = true
+				default:
+					return nil, d.Errf("unrecognized session_store redis tls option '%s'", d.Val())
+				}
+			}
+		default:
+			return nil, d.Errf("unrecognized session_store redis option '%s'", key)
+		}
+	}
+	return rc, nil
 }
 
 // Interface guard

@@ -158,11 +158,70 @@ type Handler struct {
 	clientSecret string // expanded
 }
 
-// SessionStoreConfig selects the session store; exactly one member may be set.
+// SessionStoreConfig selects the session store; at most one member may be set.
 type SessionStoreConfig struct {
 	// Memory keeps sessions in this process. They survive `caddy reload` but not a restart,
 	// and are not shared between instances.
 	Memory *MemoryStoreConfig `json:"memory,omitempty"`
+
+	// Redis keeps sessions in Redis (standalone, Sentinel or Cluster), shared by every
+	// instance that uses the same Redis, key prefix and secret. Values are encrypted.
+	Redis *RedisStoreConfig `json:"redis,omitempty"`
+}
+
+// RedisStoreConfig configures the Redis session store. One client (with its local cache
+// and invalidation subscription) serves every handler with the same store configuration
+// and secret, and is kept across `caddy reload`.
+type RedisStoreConfig struct {
+	// Addrs are host:port addresses: one for a standalone server, several for a Cluster
+	// (any of its nodes), or the sentinels when master_name is set. Required.
+	Addrs []string `json:"addrs,omitempty"`
+
+	// MasterName is the name the sentinels know the master by; it selects Sentinel mode.
+	MasterName string `json:"master_name,omitempty"`
+
+	// Username and Password authenticate at Redis (ACL user, or just the password for
+	// requirepass). Use a placeholder such as {env.REDIS_PASSWORD}; never logged.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+
+	// DB is the database number (standalone and Sentinel only). Default: 0
+	DB int `json:"db,omitempty"`
+
+	// TLS, when present, connects with TLS.
+	TLS *RedisTLSConfig `json:"tls,omitempty"`
+
+	// KeyPrefix starts every key trustgate writes, so several gateways (or other
+	// applications) can share one Redis. Default: trustgate:
+	KeyPrefix string `json:"key_prefix,omitempty"`
+
+	// DialTimeout bounds connecting; ReadTimeout bounds every command. A request that needs
+	// Redis answers 503 within about these when Redis is down. Default: 2s and 1s
+	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
+	ReadTimeout caddy.Duration `json:"read_timeout,omitempty"`
+
+	// LocalCacheTTL is how long this instance serves a session from its own memory without
+	// asking Redis, while it receives the invalidations other instances publish (a logout
+	// anywhere reaches every instance within a second). Negative turns the local cache off
+	// (every request reads Redis). Default: 1m
+	LocalCacheTTL caddy.Duration `json:"local_cache_ttl,omitempty"`
+
+	// LocalCacheSize bounds the sessions cached per instance. Default: 10000
+	LocalCacheSize int `json:"local_cache_size,omitempty"`
+}
+
+// RedisTLSConfig configures TLS to Redis. Verification against the system roots (or
+// ca_file) is always on unless insecure_skip_verify is set.
+type RedisTLSConfig struct {
+	// CAFile is a PEM file of CA certificates to trust instead of the system roots.
+	CAFile string `json:"ca_file,omitempty"`
+	// ServerName overrides the name checked in the server's certificate.
+	ServerName string `json:"server_name,omitempty"`
+	// ClientCertFile and ClientKeyFile are a PEM certificate and key for mutual TLS.
+	ClientCertFile string `json:"client_cert_file,omitempty"`
+	ClientKeyFile  string `json:"client_key_file,omitempty"`
+	// InsecureSkipVerify accepts any server certificate. For testing only; logs a warning.
+	InsecureSkipVerify bool `json:"insecure_skip_verify,omitempty"`
 }
 
 // MemoryStoreConfig configures the in-process session store.
@@ -242,7 +301,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionClient(); err != nil {
 		return err
 	}
-	return h.provisionStore()
+	return h.provisionStore(secrets)
 }
 
 // cookieSecrets expands the configured secrets, or loads (creating once) the generated key
@@ -355,7 +414,10 @@ func (p pooledMemoryStore) Destruct() error { return p.Close() }
 
 var stores = caddy.NewUsagePool()
 
-func (h *Handler) provisionStore() error {
+func (h *Handler) provisionStore(secrets [][]byte) error {
+	if h.SessionStore != nil && h.SessionStore.Redis != nil {
+		return h.provisionRedis(secrets)
+	}
 	maxSessions := defaultMaxSessions
 	if h.SessionStore != nil && h.SessionStore.Memory != nil && h.SessionStore.Memory.MaxSessions > 0 {
 		maxSessions = h.SessionStore.Memory.MaxSessions
@@ -420,8 +482,18 @@ func (h *Handler) Validate() error {
 	if h.CookieName != "" && !validCookieName(h.CookieName) {
 		return fmt.Errorf("cookie_name %q may only contain letters, digits, '-' and '_'", h.CookieName)
 	}
-	if h.SessionStore != nil && h.SessionStore.Memory != nil && h.SessionStore.Memory.MaxSessions < 0 {
-		return errors.New("session_store memory max_sessions must be positive")
+	if st := h.SessionStore; st != nil {
+		if st.Memory != nil && st.Redis != nil {
+			return errors.New("session_store: choose memory or redis, not both")
+		}
+		if st.Memory != nil && st.Memory.MaxSessions < 0 {
+			return errors.New("session_store memory max_sessions must be positive")
+		}
+		if st.Redis != nil {
+			if err := st.Redis.validate(); err != nil {
+				return fmt.Errorf("session_store redis: %w", err)
+			}
+		}
 	}
 	return nil
 }

@@ -90,6 +90,43 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "bad max_sessions", input: "trustgate {\n session_store memory {\n max_sessions -3\n }\n}", wantErr: "invalid max_sessions '-3'"},
 		{name: "unknown memory option", input: "trustgate {\n session_store memory {\n size 3\n }\n}", wantErr: "unrecognized session_store memory option 'size'"},
 		{name: "insecure_cookie with argument", input: "trustgate {\n insecure_cookie yes\n}", wantErr: "wrong argument count"},
+		{
+			name: "redis store, every option",
+			input: `trustgate {
+				session_store redis {
+					addrs 10.0.0.1:26379 10.0.0.2:26379
+					master_name mymaster
+					username gw
+					password {env.REDIS_PASSWORD}
+					db 2
+					tls {
+						ca_file /etc/ssl/redis-ca.pem
+						server_name redis.internal
+						client_cert /etc/gw.pem /etc/gw.key
+					}
+					key_prefix app1:
+					dial_timeout 3s
+					read_timeout 500ms
+					local_cache_ttl 30s
+					local_cache_size 500
+				}
+			}`,
+			want: Handler{SessionStore: &SessionStoreConfig{Redis: &RedisStoreConfig{
+				Addrs: []string{"10.0.0.1:26379", "10.0.0.2:26379"}, MasterName: "mymaster", Username: "gw",
+				Password: "{env.REDIS_PASSWORD}", DB: 2, KeyPrefix: "app1:",
+				TLS:         &RedisTLSConfig{CAFile: "/etc/ssl/redis-ca.pem", ServerName: "redis.internal", ClientCertFile: "/etc/gw.pem", ClientKeyFile: "/etc/gw.key"},
+				DialTimeout: caddy.Duration(3 * time.Second), ReadTimeout: caddy.Duration(500 * time.Millisecond),
+				LocalCacheTTL: caddy.Duration(30 * time.Second), LocalCacheSize: 500,
+			}}},
+		},
+		{name: "redis bare tls and cache off", input: "trustgate {\n session_store redis {\n addrs 127.0.0.1:6379\n tls\n local_cache_ttl off\n }\n}",
+			want: Handler{SessionStore: &SessionStoreConfig{Redis: &RedisStoreConfig{Addrs: []string{"127.0.0.1:6379"}, TLS: &RedisTLSConfig{}, LocalCacheTTL: -1}}}},
+		{name: "redis without addrs", input: "trustgate {\n session_store redis {\n addrs\n }\n}", wantErr: "wrong argument count"},
+		{name: "redis unknown option", input: "trustgate {\n session_store redis {\n cluster yes\n }\n}", wantErr: "unrecognized session_store redis option 'cluster'"},
+		{name: "redis bad timeout", input: "trustgate {\n session_store redis {\n read_timeout 0s\n }\n}", wantErr: "invalid read_timeout duration '0s'"},
+		{name: "redis bad db", input: "trustgate {\n session_store redis {\n db -1\n }\n}", wantErr: "invalid db '-1'"},
+		{name: "redis repeated option", input: "trustgate {\n session_store redis {\n db 1\n db 2\n }\n}", wantErr: "db already specified"},
+		{name: "redis tls unknown option", input: "trustgate {\n session_store redis {\n tls {\n verify no\n }\n }\n}", wantErr: "unrecognized session_store redis tls option 'verify'"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,6 +183,11 @@ func TestProvisionErrors(t *testing.T) {
 		{"huge leeway", Handler{Issuer: "https://idp.example.com", ClientID: "c", ClockLeeway: caddy.Duration(time.Hour), Secrets: []string{testSecret}}, "clock_leeway"},
 		{"bad cookie name", Handler{Issuer: "https://idp.example.com", ClientID: "c", CookieName: "a;b", Secrets: []string{testSecret}}, "cookie_name"},
 		{"post auth without secret", Handler{Issuer: "https://idp.example.com", ClientID: "c", TokenAuthMethod: "client_secret_post", Secrets: []string{testSecret}}, "needs a client secret"},
+		{"redis without addrs", Handler{Issuer: "https://idp.example.com", ClientID: "c", Secrets: []string{testSecret}, SessionStore: &SessionStoreConfig{Redis: &RedisStoreConfig{}}}, "session_store redis: addrs is required"},
+		{"redis bad address", Handler{Issuer: "https://idp.example.com", ClientID: "c", Secrets: []string{testSecret}, SessionStore: &SessionStoreConfig{Redis: &RedisStoreConfig{Addrs: []string{"localhost"}}}}, `address "localhost" is not host:port`},
+		{"redis cluster with db", Handler{Issuer: "https://idp.example.com", ClientID: "c", Secrets: []string{testSecret}, SessionStore: &SessionStoreConfig{Redis: &RedisStoreConfig{Addrs: []string{"a:1", "b:1"}, DB: 3}}}, "db must be 0 with Redis Cluster"},
+		{"memory and redis", Handler{Issuer: "https://idp.example.com", ClientID: "c", Secrets: []string{testSecret}, SessionStore: &SessionStoreConfig{Memory: &MemoryStoreConfig{}, Redis: &RedisStoreConfig{Addrs: []string{"a:1"}}}}, "choose memory or redis"},
+		{"redis password placeholder empty", Handler{Issuer: "https://idp.example.com", ClientID: "c", Secrets: []string{testSecret}, SessionStore: &SessionStoreConfig{Redis: &RedisStoreConfig{Addrs: []string{"127.0.0.1:1"}, Password: "{env.TG_TEST_EMPTY}"}}}, "redis password is empty after expanding"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

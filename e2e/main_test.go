@@ -34,6 +34,8 @@ type env struct {
 	root, cache, artifacts string
 	opURL                  string // issuer
 	plainURL, signedURL    string // the two gateway sites
+	redisPorts             [2]int // two gateway instances sharing Redis, started by their test
+	caddyBin               string
 	upstream               *httptest.Server
 	opLog, caddyLog        string
 	browser                context.Context
@@ -45,6 +47,7 @@ var e2e env
 const (
 	plainClientID  = "trustgate-e2e"
 	signedClientID = "trustgate-e2e-signed"
+	redisClientID  = "trustgate-e2e-redis"
 	clientSecret   = "e2e-client-secret-0123456789abcdef"
 	cookieSecret   = "e2e-cookie-secret-0123456789abcdef0123"
 )
@@ -83,6 +86,7 @@ func setup() (cleanup func(), err error) {
 	}
 	// The binary users run: built once from caddy-build/, like `make build` does.
 	caddyBin := filepath.Join(e2e.cache, "caddy")
+	e2e.caddyBin = caddyBin
 	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", caddyBin, "./caddy-build")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
@@ -96,6 +100,7 @@ func setup() (cleanup func(), err error) {
 	e2e.opURL = fmt.Sprintf("http://127.0.0.1:%d", opPort)
 	e2e.plainURL = fmt.Sprintf("http://localhost:%d", plainPort)
 	e2e.signedURL = fmt.Sprintf("http://localhost:%d", signedPort)
+	e2e.redisPorts = [2]int{freePort(), freePort()}
 
 	stop, err := startOP(node, opPort)
 	stops = append(stops, stop)
@@ -166,6 +171,10 @@ func startOP(node string, port int) (func(), error) {
 	clients, _ := json.Marshal([]client{
 		{ClientID: plainClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.plainURL + "/.trustgate/callback"}, PostLogoutRedirectURIs: []string{e2e.plainURL + "/"}},
 		{ClientID: signedClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.signedURL + "/.trustgate/callback"}, PostLogoutRedirectURIs: []string{e2e.signedURL + "/"}, UserinfoSignedAlg: "RS256"},
+		{ClientID: redisClientID, ClientSecret: clientSecret, RedirectURIs: []string{
+			fmt.Sprintf("http://localhost:%d/.trustgate/callback", e2e.redisPorts[0]),
+			fmt.Sprintf("http://localhost:%d/.trustgate/callback", e2e.redisPorts[1]),
+		}},
 	})
 	e2e.opLog = filepath.Join(e2e.artifacts, "op.log")
 	logf, err := os.Create(e2e.opLog)

@@ -1,0 +1,141 @@
+package trustgate
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/trustgate/trustgate/session"
+)
+
+// pooledRedisStore shares one Redis client, local cache and invalidation subscription
+// among all handlers with the same store configuration and secret, across reloads.
+type pooledRedisStore struct{ *session.RedisStore }
+
+func (p pooledRedisStore) Destruct() error { return p.Close() }
+
+func (c *RedisStoreConfig) validate() error {
+	if len(c.Addrs) == 0 {
+		return errors.New("addrs is required (host:port of the server, the cluster nodes, or the sentinels)")
+	}
+	for _, a := range c.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("address %q is not host:port", a)
+		}
+	}
+	if c.DB < 0 {
+		return errors.New("db must not be negative")
+	}
+	if c.DB != 0 && c.MasterName == "" && len(c.Addrs) > 1 {
+		return errors.New("db must be 0 with Redis Cluster (several addrs without master_name)")
+	}
+	if c.DialTimeout < 0 || c.ReadTimeout < 0 {
+		return errors.New("dial_timeout and read_timeout must not be negative")
+	}
+	if c.LocalCacheSize < 0 {
+		return errors.New("local_cache_size must not be negative")
+	}
+	if t := c.TLS; t != nil && (t.ClientCertFile == "") != (t.ClientKeyFile == "") {
+		return errors.New("tls client_cert needs both a certificate and a key file")
+	}
+	return nil
+}
+
+func (h *Handler) provisionRedis(secrets [][]byte) error {
+	c := h.SessionStore.Redis
+	repl := caddy.NewReplacer()
+	password := repl.ReplaceAll(c.Password, "")
+	if c.Password != "" && password == "" {
+		return errors.New("session_store redis password is empty after expanding placeholders: is the environment variable or file it names set?")
+	}
+	opts := session.RedisOptions{
+		Addrs:          c.Addrs,
+		MasterName:     c.MasterName,
+		Username:       repl.ReplaceAll(c.Username, ""),
+		Password:       password,
+		DB:             c.DB,
+		KeyPrefix:      c.KeyPrefix,
+		DialTimeout:    time.Duration(c.DialTimeout),
+		ReadTimeout:    time.Duration(c.ReadTimeout),
+		LocalCacheTTL:  time.Duration(c.LocalCacheTTL),
+		LocalCacheSize: c.LocalCacheSize,
+		Secrets:        secrets,
+	}
+	if c.TLS != nil {
+		tc, err := c.TLS.config()
+		if err != nil {
+			return fmt.Errorf("session_store redis tls: %w", err)
+		}
+		if c.TLS.InsecureSkipVerify {
+			h.logger.Warn("session_store redis tls insecure_skip_verify is set: the Redis server's certificate is not checked; use this for testing only")
+		}
+		opts.TLS = tc
+	}
+
+	// The key names the configuration and the secrets without holding either: two
+	// handlers share a store only when they would read each other's sessions anyway.
+	sum := sha256.New()
+	sum.Write([]byte(password))
+	for _, s := range secrets {
+		sum.Write([]byte{0})
+		sum.Write(s)
+	}
+	keyCfg := *c
+	keyCfg.Password = ""
+	kb, err := json.Marshal(struct {
+		Config  RedisStoreConfig
+		Secrets string
+	}{keyCfg, hex.EncodeToString(sum.Sum(nil))})
+	if err != nil {
+		return fmt.Errorf("redis store pool key: %w", err)
+	}
+	key := "redis:" + string(kb)
+	v, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
+		rs, err := session.NewRedisStore(opts)
+		if err != nil {
+			return nil, fmt.Errorf("session_store redis: %w", err)
+		}
+		return pooledRedisStore{rs}, nil
+	})
+	if err != nil {
+		return err
+	}
+	h.storeKey = key
+	h.store = v.(pooledRedisStore).RedisStore
+	return nil
+}
+
+func (t *RedisTLSConfig) config() (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // opt-in, warned
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file %s holds no PEM certificate", t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if t.ClientCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.ClientCertFile, t.ClientKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loading client_cert: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// Interface guard
+var _ caddy.Destructor = pooledRedisStore{}

@@ -1,0 +1,941 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// Defaults for [RedisOptions].
+const (
+	DefaultRedisKeyPrefix   = "trustgate:"
+	DefaultRedisDialTimeout = 2 * time.Second
+	DefaultRedisReadTimeout = time.Second
+	DefaultLocalCacheTTL    = time.Minute
+	DefaultLocalCacheSize   = 10_000
+	DefaultTouchInterval    = time.Minute
+)
+
+const (
+	// unconfirmedCacheTTL is how long a cached session is trusted when
+	// invalidations may have been missed: while the invalidation
+	// subscription is down, reconnecting or not yet confirmed, and for
+	// entries read before it was last confirmed.
+	unconfirmedCacheTTL = time.Second
+	// touchQueueSize bounds the idle-clock writes waiting for the worker;
+	// when it is full, touches are dropped (and retried by a later Get).
+	touchQueueSize = 1024
+	// touchBatch is how many idle-clock writes the worker sends in one
+	// pipeline.
+	touchBatch = 64
+	// hashLength is the length of a base64url SHA-256 in key names.
+	hashLength = 43
+)
+
+// ErrUnavailable is wrapped by every error that comes from the store's
+// backend (Redis down, timed out, refusing writes): the session state is
+// unknown, which is not the same as "not logged in". The gateway answers
+// 503.
+var ErrUnavailable = errors.New("session: store unavailable")
+
+var (
+	errPutExpired    = errors.New("session: put: session has already expired")
+	errRedisClosed   = fmt.Errorf("%w: redis store is closed", ErrUnavailable)
+	errRedisNoAddrs  = errors.New("session: redis: no address configured")
+	errRedisDB       = errors.New("session: redis: db must be 0 with Redis Cluster (several addrs without master_name)")
+	errRedisNegative = errors.New("session: redis: timeouts, local cache size and touch interval must not be negative")
+)
+
+// RedisOptions configures a [RedisStore]; see [NewRedisStore].
+type RedisOptions struct {
+	// Addrs are host:port addresses. One address is a standalone server;
+	// several are the seed nodes of a Redis Cluster; with MasterName they
+	// are the Sentinels. Required.
+	Addrs []string
+	// MasterName is the Sentinel master name; set it to use Sentinel.
+	MasterName string
+	// Username and Password authenticate to Redis (ACL user or
+	// requirepass). The Sentinels themselves are contacted without
+	// credentials.
+	Username string
+	Password string
+	// DB is the database number. It must be 0 with Cluster.
+	DB int
+	// TLS, when not nil, is used for every connection. Default: plain TCP.
+	TLS *tls.Config
+	// KeyPrefix starts every key and the invalidation channel.
+	// Default: DefaultRedisKeyPrefix ("trustgate:").
+	KeyPrefix string
+	// DialTimeout bounds establishing a connection. Default: 2s.
+	DialTimeout time.Duration
+	// ReadTimeout bounds every socket read and write and every call to
+	// Redis (one command or one pipeline): an operation that cannot be
+	// done in this time fails with ErrUnavailable. Default: 1s.
+	ReadTimeout time.Duration
+	// LocalCacheTTL is how long a cached session is used without asking
+	// Redis while the invalidation subscription is up; while it is down,
+	// cached sessions are trusted for at most one second. Negative turns the
+	// local cache off: every Get reads Redis. Default: 1m.
+	LocalCacheTTL time.Duration
+	// LocalCacheSize bounds the number of cached sessions per instance.
+	// Default: 10000.
+	LocalCacheSize int
+	// TouchInterval is the period of the write-behind of the idle clock: a
+	// session's last access is written to Redis asynchronously, at most
+	// once per TouchInterval per instance, or once per quarter of its
+	// IdleTimeout when that is shorter (so that a short idle timeout stays
+	// correct across instances). A session may therefore end up to that
+	// period before its idle timeout on other instances, never after.
+	// Default: 1m.
+	TouchInterval time.Duration
+	// Secrets are the encryption secrets, newest first, each at least
+	// MinSecretLength bytes. The first encrypts; all decrypt, so a secret is
+	// rotated by putting the new one first and keeping the old one for the
+	// longest session lifetime. Required.
+	Secrets [][]byte
+	// Now is the clock for expiry, the idle clock and cache ages.
+	// Default: time.Now.
+	Now func() time.Time
+}
+
+// RedisStore is a [Store] in Redis, for gateways that run several
+// instances: standalone Redis, Sentinel or Cluster. It is safe for
+// concurrent use.
+//
+// Keys (<h> is the base64url SHA-256 of the session id, so the id in the
+// cookie never appears in Redis):
+//
+//	<prefix>s:<h>                      the session: JSON, AES-256-GCM encrypted
+//	<prefix>a:<h>                      its idle clock: last access, unix ms
+//	<prefix>sub:<hash(iss \0 sub)>     set of the <h> of a subject's sessions
+//	<prefix>sid:<hash(iss \0 sid)>     set of the <h> of a provider session's sessions
+//	<prefix>o:<hash(key)>              a key remembered by Once
+//	<prefix>invalidate                 the Pub/Sub channel of cache invalidations
+//
+// Every key has a TTL (the session's remaining lifetime; an index keeps its
+// longest member's), and every command names a single key, so the store
+// works on Redis Cluster without hash tags. PEXPIRE NX/GT needs Redis 7.0
+// or later.
+//
+// A session blob is a version byte, a 4-byte key id, a random 96-bit nonce
+// and the AES-256-GCM ciphertext, with the Redis key name as additional
+// data. The key of each secret is derived with HKDF-SHA256. A blob that
+// does not decrypt (tampered, truncated, moved to another key, sealed with
+// an unknown secret or format) reads as no session, and is left in place for
+// the instances that can read it.
+//
+// Each instance keeps a bounded local cache of sessions, so a request with
+// a warm cache makes no round trip to Redis and does not allocate. Put,
+// Delete, DeleteMatching and expiry publish the session's <h> on the
+// invalidation channel, and every instance drops its copy, so a logout is
+// seen everywhere within milliseconds. While that subscription is not
+// confirmed up, cached sessions are trusted for at most one second. The
+// idle clock is written behind, asynchronously, at most once per
+// TouchInterval per session and instance.
+//
+// NewRedisStore does no network I/O; the first use starts two goroutines
+// (the subscription and the idle-clock writer), which Close stops.
+type RedisStore struct {
+	client      redis.UniversalClient
+	keys        keyring
+	prefix      string
+	channel     string
+	sender      string // random id of this instance in invalidation messages
+	readTimeout time.Duration
+	dialTimeout time.Duration
+	trustLong   int64 // ns; how long a confirmed entry is trusted; 0 = cache off
+	trustShort  int64 // ns; how long an unconfirmed entry is trusted
+	touchEvery  int64 // ns; TouchInterval
+	now         func() time.Time
+	subscribe   bool // whether this instance needs invalidations (cache on)
+
+	cache *redisCache
+
+	// sub is the subscription state: epoch<<1 | up. Every change of state
+	// increments the epoch, so an entry whose epoch equals the current
+	// state was read while the subscription was up, and it has stayed up
+	// since. Written only by the subscriber goroutine.
+	sub atomic.Uint64
+
+	touches chan touchRequest
+
+	state  atomic.Int32    // stateNew, stateRunning or stateClosed; changed under mu
+	ctx    context.Context // cancelled by Close; parent of background work
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu sync.Mutex
+	ps *redis.PubSub // the live subscription; guarded by mu
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// The life of a RedisStore.
+const (
+	stateNew     = iota // no goroutine yet
+	stateRunning        // goroutines started
+	stateClosed
+)
+
+// touchRequest asks the worker to write the idle clock of e: at is the
+// access time, prev the value of e.remote before.
+type touchRequest struct {
+	e        *cacheEntry
+	at, prev int64
+}
+
+// NewRedisStore validates opts and returns a store. It builds the Redis
+// client but does not connect: that happens on first use, so it is safe in
+// `caddy validate`. Call Close when done. Errors never contain a password or
+// secret.
+func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
+	if len(opts.Addrs) == 0 {
+		return nil, errRedisNoAddrs
+	}
+	for i, a := range opts.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("session: redis: address %d of %d is not host:port: %w", i+1, len(opts.Addrs), err)
+		}
+	}
+	if opts.DB < 0 {
+		return nil, errors.New("session: redis: db must not be negative")
+	}
+	if opts.DB != 0 && opts.MasterName == "" && len(opts.Addrs) > 1 {
+		return nil, errRedisDB
+	}
+	if opts.DialTimeout < 0 || opts.ReadTimeout < 0 || opts.LocalCacheSize < 0 || opts.TouchInterval < 0 {
+		return nil, errRedisNegative
+	}
+	keys, err := newKeyring(opts.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	if opts.KeyPrefix == "" {
+		opts.KeyPrefix = DefaultRedisKeyPrefix
+	}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = DefaultRedisDialTimeout
+	}
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = DefaultRedisReadTimeout
+	}
+	if opts.LocalCacheTTL == 0 {
+		opts.LocalCacheTTL = DefaultLocalCacheTTL
+	}
+	if opts.LocalCacheSize == 0 {
+		opts.LocalCacheSize = DefaultLocalCacheSize
+	}
+	if opts.TouchInterval == 0 {
+		opts.TouchInterval = DefaultTouchInterval
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	var tc *tls.Config
+	if opts.TLS != nil {
+		tc = opts.TLS.Clone()
+	}
+
+	client := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:      slices.Clone(opts.Addrs),
+		MasterName: opts.MasterName,
+		Username:   opts.Username,
+		Password:   opts.Password,
+		DB:         opts.DB,
+		TLSConfig:  tc,
+
+		DialTimeout:           opts.DialTimeout,
+		ReadTimeout:           opts.ReadTimeout,
+		WriteTimeout:          opts.ReadTimeout,
+		ContextTimeoutEnabled: true,
+		// Every call also runs under a ReadTimeout context, which bounds
+		// retries, dial attempts and waiting for a pooled connection. One
+		// retry covers a pooled connection that died with a Redis restart
+		// or failover; more would only delay the 503 of an outage.
+		MaxRetries:      1,
+		MinRetryBackoff: 8 * time.Millisecond,
+		MaxRetryBackoff: 64 * time.Millisecond,
+		DialerRetries:   1,
+		PoolTimeout:     opts.ReadTimeout,
+
+		// No extra round trips on connect for features we do not use.
+		DisableIdentity:          true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &RedisStore{
+		client:      client,
+		keys:        keys,
+		prefix:      opts.KeyPrefix,
+		channel:     opts.KeyPrefix + "invalidate",
+		sender:      randomTag(),
+		readTimeout: opts.ReadTimeout,
+		dialTimeout: opts.DialTimeout,
+		touchEvery:  int64(opts.TouchInterval),
+		now:         opts.Now,
+		touches:     make(chan touchRequest, touchQueueSize),
+		ctx:         ctx,
+		cancel:      cancel,
+	}
+	if opts.LocalCacheTTL > 0 {
+		s.trustLong = int64(opts.LocalCacheTTL)
+		s.trustShort = min(int64(unconfirmedCacheTTL), s.trustLong)
+		s.subscribe = true
+	}
+	// With the cache off, entries are still kept (never trusted): they
+	// remember this instance's accesses for the idle clock, and keep
+	// returning the same *Session while it is unchanged in Redis.
+	s.cache = newRedisCache(opts.LocalCacheSize, s.trustLong)
+	return s, nil
+}
+
+// Get returns the live session stored under id. A warm local cache answers
+// without Redis; otherwise the session is read from Redis and decrypted. A
+// session past its ExpiresAt or IdleTimeout is removed and ErrNotFound is
+// returned, as for a session that is absent or whose blob does not decrypt
+// (tampered, foreign key, unknown format). Failures to reach Redis are
+// ErrUnavailable. The returned session is shared (other requests get the
+// same pointer while it is unchanged): Clone it to change it.
+func (s *RedisStore) Get(ctx context.Context, id string) (*Session, error) {
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	if id == "" {
+		return nil, ErrNotFound
+	}
+	h := hashID(id)
+	now := unixNano(s.now())
+	if e := s.cache.get(&h); e != nil && s.trusted(e, now) {
+		if now >= e.expires {
+			s.expire(ctx, e)
+			return nil, ErrNotFound
+		}
+		if e.idle > 0 && now-max(e.lastSeen.Load(), e.remote.Load()) >= e.idle {
+			// Idle here; another instance may have seen activity.
+			return s.recheckIdle(ctx, e, now)
+		}
+		s.touch(e, now)
+		return e.s, nil
+	}
+	return s.load(ctx, id, &h, now)
+}
+
+// trusted reports whether the cached entry e may be used without asking
+// Redis at now: for LocalCacheTTL when it was read while the subscription
+// was up and the subscription has stayed up since, else for one second.
+func (s *RedisStore) trusted(e *cacheEntry, now int64) bool {
+	age := now - e.filled
+	switch {
+	case age < 0 || age >= s.trustLong: // the clock went back, or too old
+		return false
+	case age < s.trustShort:
+		return true
+	}
+	st := s.sub.Load()
+	return st&1 == 1 && st == e.epoch
+}
+
+// load reads the session h from Redis, checks it and caches it.
+func (s *RedisStore) load(ctx context.Context, id string, h *[sha256.Size]byte, now int64) (*Session, error) {
+	epoch, seq := s.sub.Load(), s.cache.seq(h)
+	hs := encodeHash(h)
+	blobKey, idleKey := s.blobKey(hs), s.idleKey(hs)
+	var blobCmd, idleCmd *redis.StringCmd
+	err := s.pipeline(ctx, func(p redis.Pipeliner) {
+		blobCmd = p.Get(ctx, blobKey)
+		idleCmd = p.Get(ctx, idleKey)
+	})
+	if err != nil && !isMissing(err) {
+		return nil, unavailable("get", err)
+	}
+	// On a Cluster the two keys may live on different nodes: check each.
+	for _, cmd := range []*redis.StringCmd{blobCmd, idleCmd} {
+		if err := cmd.Err(); err != nil && !isMissing(err) {
+			return nil, unavailable("get", err)
+		}
+	}
+	old := s.cache.get(h)
+	blob, err := blobCmd.Bytes()
+	if err != nil { // missing
+		if old != nil {
+			s.cache.remove(old)
+		}
+		return nil, ErrNotFound
+	}
+	remote, hasRemote := parseMillis(idleCmd)
+
+	sum := sha256.Sum256(blob)
+	var sess *Session
+	if old != nil && old.sum == sum {
+		sess = old.s // unchanged in Redis: keep the pointer and its Cache
+	} else {
+		plaintext, ok := s.keys.open(blobKey, blob)
+		if !ok {
+			// Not ours, or damaged: treat as absent, but leave it (another
+			// instance may hold a newer secret).
+			if old != nil {
+				s.cache.remove(old)
+			}
+			return nil, ErrNotFound
+		}
+		sess = new(Session)
+		if json.Unmarshal(plaintext, sess) != nil || sess.ExpiresAt.IsZero() {
+			if old != nil {
+				s.cache.remove(old)
+			}
+			return nil, ErrNotFound
+		}
+		sess.ID = id
+	}
+
+	e := &cacheEntry{
+		h:       *h,
+		s:       sess,
+		sum:     sum,
+		expires: unixNano(sess.ExpiresAt),
+		touch:   maxTouchResolution,
+		filled:  now,
+		epoch:   epoch,
+	}
+	last := remote
+	if old != nil {
+		last = max(last, old.lastSeen.Load()) // this instance's unwritten accesses
+	}
+	if sess.IdleTimeout > 0 {
+		e.idle = int64(sess.IdleTimeout)
+		e.touch = min(maxTouchResolution, e.idle/16)
+	}
+	if now >= e.expires || (e.idle > 0 && (!hasRemote || now-last >= e.idle)) {
+		s.expire(ctx, e) // drops old too
+		return nil, ErrNotFound
+	}
+	e.lastSeen.Store(now)
+	if hasRemote {
+		e.remote.Store(remote)
+	}
+	s.cache.fill(e, seq, now)
+	s.touch(e, now)
+	return sess, nil
+}
+
+// recheckIdle reads the idle clock of the cached entry e, which looks idle
+// at now, and decides.
+func (s *RedisStore) recheckIdle(ctx context.Context, e *cacheEntry, now int64) (*Session, error) {
+	hs := encodeHash(&e.h)
+	ctx, cancel := s.callContext(ctx)
+	defer cancel()
+	cmd := s.client.Get(ctx, s.idleKey(hs))
+	if err := cmd.Err(); err != nil && !isMissing(err) {
+		return nil, unavailable("get idle clock", err)
+	}
+	remote, ok := parseMillis(cmd)
+	if !ok { // deleted or expired in Redis, or not a time
+		s.expire(ctx, e)
+		return nil, ErrNotFound
+	}
+	for { // e.remote only moves forward
+		cur := e.remote.Load()
+		if remote <= cur || e.remote.CompareAndSwap(cur, remote) {
+			break
+		}
+	}
+	if now-max(e.lastSeen.Load(), e.remote.Load()) >= e.idle {
+		s.expire(ctx, e)
+		return nil, ErrNotFound
+	}
+	s.touch(e, now)
+	return e.s, nil
+}
+
+// touch records an access to e at now: locally (for the idle timeout and
+// eviction), and in Redis through the write-behind worker at most once per
+// touch period.
+func (s *RedisStore) touch(e *cacheEntry, now int64) {
+	if now-e.lastSeen.Load() >= e.touch {
+		e.lastSeen.Store(now)
+	}
+	if e.idle <= 0 {
+		return
+	}
+	prev := e.remote.Load()
+	if now-prev < min(s.touchEvery, e.idle/4) || !e.remote.CompareAndSwap(prev, now) {
+		return
+	}
+	select {
+	case s.touches <- touchRequest{e: e, at: now, prev: prev}:
+	default: // queue full: drop, a later Get will try again
+		e.remote.CompareAndSwap(now, prev)
+	}
+}
+
+// expire removes the expired session e: from the cache, from Redis, and
+// from the other instances' caches. Failures are ignored: the session is
+// expired either way, and the keys have TTLs.
+func (s *RedisStore) expire(ctx context.Context, e *cacheEntry) {
+	s.cache.invalidate(&e.h)
+	hs := encodeHash(&e.h)
+	if s.pipeline(ctx, func(p redis.Pipeliner) {
+		p.Del(ctx, s.blobKey(hs))
+		p.Del(ctx, s.idleKey(hs))
+	}) == nil {
+		s.publish(ctx, hs)
+	}
+}
+
+// Put stores sess under sess.ID, replacing any previous session, and sets
+// sess.Version to sess.Version + 1 (so a fresh session gets 1 and a Clone
+// of a stored one its successor). sess must have an ID and an ExpiresAt in
+// the future, and must not be a session returned by Get (Put a Clone).
+// Its keys get the session's remaining lifetime as TTL. On error,
+// sess.Version is left unchanged.
+func (s *RedisStore) Put(ctx context.Context, sess *Session) error {
+	switch {
+	case sess == nil:
+		return errNilSession
+	case sess.ID == "":
+		return errEmptyID
+	case sess.ExpiresAt.IsZero():
+		return errNoExpiry
+	}
+	now := unixNano(s.now())
+	expires := unixNano(sess.ExpiresAt)
+	if expires <= now {
+		return errPutExpired
+	}
+	ttl := time.Duration(expires - now)
+	if ttl < 0 { // overflowed: a clock before 1970
+		ttl = math.MaxInt64
+	}
+	if ttl < time.Millisecond { // the smallest TTL Redis keeps
+		return errPutExpired
+	}
+	h := hashID(sess.ID)
+	if e := s.cache.get(&h); e != nil && e.s == sess {
+		return errStoredSession
+	}
+	if err := s.start(); err != nil {
+		return err
+	}
+
+	version := sess.Version
+	sess.Version++
+	plaintext, err := json.Marshal(sess)
+	if err != nil {
+		sess.Version = version
+		return fmt.Errorf("session: put: encoding: %w", err)
+	}
+	hs := encodeHash(&h)
+	blobKey := s.blobKey(hs)
+	blob := s.keys.seal(blobKey, plaintext)
+	epoch, seq := s.sub.Load(), s.cache.seq(&h)
+	err = s.pipeline(ctx, func(p redis.Pipeliner) {
+		p.Set(ctx, blobKey, blob, ttl)
+		p.Set(ctx, s.idleKey(hs), now/int64(time.Millisecond), ttl)
+		s.index(ctx, p, s.subIndexKey(sess.Issuer, sess.Subject), hs, ttl)
+		if sid := sess.SID(); sid != "" {
+			s.index(ctx, p, s.sidIndexKey(sess.Issuer, sid), hs, ttl)
+		}
+	})
+	if err != nil {
+		sess.Version = version
+		s.cache.invalidate(&h)
+		return unavailable("put", err)
+	}
+	e := &cacheEntry{
+		h:       h,
+		s:       sess,
+		sum:     sha256.Sum256(blob),
+		expires: expires,
+		touch:   maxTouchResolution,
+		filled:  now,
+		epoch:   epoch,
+	}
+	if sess.IdleTimeout > 0 {
+		e.idle = int64(sess.IdleTimeout)
+		e.touch = min(maxTouchResolution, e.idle/16)
+	}
+	e.lastSeen.Store(now)
+	e.remote.Store(now)
+	s.cache.written(e, seq, now)
+	// Only now, after the write has landed on every node: an instance that
+	// reads again on this message must see the new value.
+	if err := s.publish(ctx, hs); err != nil {
+		sess.Version = version
+		s.cache.invalidate(&h)
+		return unavailable("put: publishing the invalidation", err)
+	}
+	return nil
+}
+
+// index adds hs to the set key with a TTL of at least ttl (the longest of
+// its members): PEXPIRE NX sets one when there is none, PEXPIRE GT extends
+// it.
+func (s *RedisStore) index(ctx context.Context, p redis.Pipeliner, key, hs string, ttl time.Duration) {
+	ms := max(int64(ttl/time.Millisecond), 1)
+	p.SAdd(ctx, key, hs)
+	p.Do(ctx, "pexpire", key, ms, "nx")
+	p.Do(ctx, "pexpire", key, ms, "gt")
+}
+
+// Delete removes the session stored under id, here and in every
+// instance's cache. Deleting an absent id is not an error. The session stays
+// in the subject and sid indexes until DeleteMatching or the index TTL
+// removes it.
+func (s *RedisStore) Delete(ctx context.Context, id string) error {
+	if err := s.start(); err != nil {
+		return err
+	}
+	h := hashID(id)
+	hs := encodeHash(&h)
+	err := s.pipeline(ctx, func(p redis.Pipeliner) {
+		p.Del(ctx, s.blobKey(hs))
+		p.Del(ctx, s.idleKey(hs))
+	})
+	// Dropped locally whatever happened; after the DEL, so that a concurrent
+	// Get that read the session before it cannot cache it.
+	s.cache.invalidate(&h)
+	if err != nil {
+		return unavailable("delete", err)
+	}
+	if err := s.publish(ctx, hs); err != nil {
+		return unavailable("delete: publishing the invalidation", err)
+	}
+	return nil
+}
+
+// DeleteMatching removes every session that m selects, here and in every
+// instance's cache, and returns how many it removed. It reads the sid index
+// when m.SID is set, else the subject index, and checks each session it
+// names against m (indexes may name sessions that were deleted or changed
+// since; those are dropped from the index).
+func (s *RedisStore) DeleteMatching(ctx context.Context, m Match) (int, error) {
+	if m.Subject == "" && m.SID == "" {
+		return 0, nil
+	}
+	if err := s.start(); err != nil {
+		return 0, err
+	}
+	indexKey := s.subIndexKey(m.Issuer, m.Subject)
+	if m.SID != "" {
+		indexKey = s.sidIndexKey(m.Issuer, m.SID)
+	}
+	var members []string
+	if err := s.call(ctx, func(ctx context.Context) (err error) {
+		members, err = s.client.SMembers(ctx, indexKey).Result()
+		return err
+	}); err != nil {
+		return 0, unavailable("delete matching: reading the index", err)
+	}
+
+	// Read every session the index names.
+	type candidate struct {
+		hs             string
+		h              [sha256.Size]byte
+		get            *redis.StringCmd
+		subKey, sidKey string // the indexes that name it
+	}
+	var stale []any // members to drop from the index
+	cands := make([]candidate, 0, len(members))
+	for _, hs := range members {
+		h, ok := decodeHash(hs)
+		if !ok {
+			stale = append(stale, hs)
+			continue
+		}
+		cands = append(cands, candidate{hs: hs, h: h})
+	}
+	if len(cands) > 0 {
+		err := s.pipeline(ctx, func(p redis.Pipeliner) {
+			for i := range cands {
+				cands[i].get = p.Get(ctx, s.blobKey(cands[i].hs))
+			}
+		})
+		if err != nil && !isMissing(err) {
+			return 0, unavailable("delete matching: reading sessions", err)
+		}
+	}
+	var victims []candidate
+	for _, c := range cands {
+		blob, err := c.get.Bytes()
+		if isMissing(err) { // deleted or expired
+			stale = append(stale, c.hs)
+			continue
+		}
+		if err != nil { // on a Cluster, one node may fail alone
+			return 0, unavailable("delete matching: reading sessions", err)
+		}
+		plaintext, ok := s.keys.open(s.blobKey(c.hs), blob)
+		if !ok {
+			continue // another secret's (rotation) or damaged: leave it
+		}
+		var sess Session
+		if json.Unmarshal(plaintext, &sess) != nil || !m.Matches(&sess) {
+			continue // changed since it was indexed, or another subject's sid
+		}
+		c.subKey = s.subIndexKey(sess.Issuer, sess.Subject)
+		if sid := sess.SID(); sid != "" {
+			c.sidKey = s.sidIndexKey(sess.Issuer, sid)
+		}
+		victims = append(victims, c)
+	}
+	if len(victims) == 0 && len(stale) == 0 {
+		return 0, nil
+	}
+
+	err := s.pipeline(ctx, func(p redis.Pipeliner) {
+		for _, v := range victims {
+			p.Del(ctx, s.blobKey(v.hs))
+			p.Del(ctx, s.idleKey(v.hs))
+			p.SRem(ctx, v.subKey, v.hs)
+			if v.sidKey != "" {
+				p.SRem(ctx, v.sidKey, v.hs)
+			}
+		}
+		if len(stale) > 0 {
+			p.SRem(ctx, indexKey, stale...)
+		}
+	})
+	for i := range victims {
+		s.cache.invalidate(&victims[i].h) // whatever happened in Redis
+	}
+	if err != nil {
+		return 0, unavailable("delete matching: deleting sessions", err)
+	}
+	if len(victims) > 0 {
+		// Only after the deletes have landed on every node.
+		err = s.pipeline(ctx, func(p redis.Pipeliner) {
+			for _, v := range victims {
+				p.Publish(ctx, s.channel, s.message(v.hs))
+			}
+		})
+		if err != nil {
+			return 0, unavailable("delete matching: publishing the invalidations", err)
+		}
+	}
+	return len(victims), nil
+}
+
+// Once reports whether key is seen for the first time within ttl, across
+// all instances (SET NX with a TTL). Keys are stored as their SHA-256.
+func (s *RedisStore) Once(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	if key == "" {
+		return false, errEmptyOnceKey
+	}
+	if ttl <= 0 {
+		return false, errNonPositiveTTL
+	}
+	if err := s.start(); err != nil {
+		return false, err
+	}
+	sum := sha256.Sum256([]byte(key))
+	k := s.prefix + "o:" + base64.RawURLEncoding.EncodeToString(sum[:])
+	ttl = max(ttl, time.Millisecond)
+	var first bool
+	err := s.call(ctx, func(ctx context.Context) error {
+		err := s.client.SetArgs(ctx, k, 1, redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+		switch {
+		case err == nil:
+			first = true
+		case errors.Is(err, redis.Nil): // NX: the key exists
+		default:
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return false, unavailable("once", err)
+	}
+	return first, nil
+}
+
+// Ping checks that Redis answers.
+func (s *RedisStore) Ping(ctx context.Context) error {
+	if err := s.start(); err != nil {
+		return err
+	}
+	if err := s.call(ctx, func(ctx context.Context) error {
+		return s.client.Ping(ctx).Err()
+	}); err != nil {
+		return unavailable("ping", err)
+	}
+	return nil
+}
+
+// Close stops the store's goroutines and closes the Redis client. Later
+// calls to the store fail with ErrUnavailable. Close is idempotent.
+func (s *RedisStore) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.state.Store(stateClosed)
+		ps := s.ps
+		s.mu.Unlock()
+		s.cancel()
+		if ps != nil {
+			_ = ps.Close() // unblocks the subscriber's read
+		}
+		s.wg.Wait()
+		s.closeErr = s.client.Close()
+	})
+	return s.closeErr
+}
+
+// start starts the background goroutines on first use. After Close it
+// reports errRedisClosed.
+func (s *RedisStore) start() error {
+	switch s.state.Load() {
+	case stateRunning:
+		return nil
+	case stateClosed:
+		return errRedisClosed
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.state.Load() {
+	case stateRunning:
+		return nil
+	case stateClosed:
+		return errRedisClosed
+	}
+	s.state.Store(stateRunning)
+	s.wg.Add(1)
+	go s.touchLoop()
+	if s.subscribe {
+		s.wg.Add(1)
+		go s.subscribeLoop()
+	}
+	return nil
+}
+
+// call runs f with a context bounded by ReadTimeout.
+func (s *RedisStore) call(ctx context.Context, f func(ctx context.Context) error) error {
+	ctx, cancel := s.callContext(ctx)
+	defer cancel()
+	return f(ctx)
+}
+
+// callContext returns ctx bounded by ReadTimeout.
+func (s *RedisStore) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.readTimeout)
+}
+
+// pipeline sends the commands queued by f in one pipeline (one round trip
+// per node) within ReadTimeout. It returns the first command error, which
+// may be redis.Nil.
+func (s *RedisStore) pipeline(ctx context.Context, f func(p redis.Pipeliner)) error {
+	return s.call(ctx, func(ctx context.Context) error {
+		p := s.client.Pipeline()
+		f(p)
+		_, err := p.Exec(ctx)
+		return err
+	})
+}
+
+// publish announces on the invalidation channel that the session hs
+// changed.
+func (s *RedisStore) publish(ctx context.Context, hs string) error {
+	return s.call(ctx, func(ctx context.Context) error {
+		return s.client.Publish(ctx, s.channel, s.message(hs)).Err()
+	})
+}
+
+// message is the invalidation message for hs: "<h>.<sender>".
+func (s *RedisStore) message(hs string) string { return hs + "." + s.sender }
+
+func (s *RedisStore) blobKey(hs string) string { return s.prefix + "s:" + hs }
+func (s *RedisStore) idleKey(hs string) string { return s.prefix + "a:" + hs }
+
+func (s *RedisStore) subIndexKey(iss, sub string) string {
+	return s.prefix + "sub:" + hashString(iss+"\x00"+sub)
+}
+
+func (s *RedisStore) sidIndexKey(iss, sid string) string {
+	return s.prefix + "sid:" + hashString(iss+"\x00"+sid)
+}
+
+// unavailable wraps a Redis failure in ErrUnavailable.
+func unavailable(op string, err error) error {
+	if errors.Is(err, redis.ErrClosed) {
+		return fmt.Errorf("%w: redis %s: store is closed", ErrUnavailable, op)
+	}
+	return fmt.Errorf("%w: redis %s: %w", ErrUnavailable, op, err)
+}
+
+// isMissing reports whether err means that a key holds no usable value:
+// it is absent, or holds another type (corrupted or foreign data), which
+// reads as no session rather than as an outage.
+func isMissing(err error) bool {
+	return errors.Is(err, redis.Nil) || redis.HasErrorPrefix(err, "WRONGTYPE")
+}
+
+// parseMillis returns the value of an idle-clock GET as unix ns, and false
+// when the key is absent, unreadable or the command failed.
+func parseMillis(cmd *redis.StringCmd) (int64, bool) {
+	v, err := cmd.Result()
+	if err != nil {
+		return 0, false
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms < 0 || ms > (1<<63-1)/int64(time.Millisecond) {
+		return 0, false
+	}
+	return ms * int64(time.Millisecond), true
+}
+
+// hashID returns the SHA-256 of a session id without allocating for ids of
+// usual length.
+func hashID(id string) [sha256.Size]byte {
+	var buf [64]byte
+	if len(id) <= len(buf) {
+		n := copy(buf[:], id)
+		return sha256.Sum256(buf[:n])
+	}
+	return sha256.Sum256([]byte(id))
+}
+
+// encodeHash returns h in base64url, as used in key names.
+func encodeHash(h *[sha256.Size]byte) string {
+	return base64.RawURLEncoding.EncodeToString(h[:])
+}
+
+// decodeHash parses a hash from a key name or index member.
+func decodeHash(hs string) ([sha256.Size]byte, bool) {
+	var h [sha256.Size]byte
+	if len(hs) != hashLength {
+		return h, false
+	}
+	n, err := base64.RawURLEncoding.Decode(h[:], []byte(hs))
+	return h, err == nil && n == sha256.Size
+}
+
+// hashString returns the base64url SHA-256 of s.
+func hashString(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// randomTag returns 8 random bytes in base64url.
+func randomTag() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// Interface guards
+var _ Store = (*RedisStore)(nil)

@@ -1,3 +1,0 @@
-package session
-
-import _ "github.com/redis/go-redis/v9"

@@ -1,6 +1,7 @@
 package trustgate
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -10,12 +11,25 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/trustgate/trustgate/session"
 )
+
+// redisLog routes go-redis's own messages (dial failures, pool trouble) into Caddy's log
+// instead of stderr. go-redis has one logger per process, so it is set once.
+type redisLog struct{}
+
+func (redisLog) Printf(_ context.Context, format string, v ...any) {
+	caddy.Log().Named("trustgate.redis").Warn(fmt.Sprintf(format, v...))
+}
+
+var setRedisLogger sync.Once
 
 // pooledRedisStore shares one Redis client, local cache and invalidation subscription
 // among all handlers with the same store configuration and secret, across reloads.
@@ -99,6 +113,7 @@ func (h *Handler) provisionRedis(secrets [][]byte) error {
 		return fmt.Errorf("redis store pool key: %w", err)
 	}
 	key := "redis:" + string(kb)
+	setRedisLogger.Do(func() { redis.SetLogger(redisLog{}) })
 	v, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
 		rs, err := session.NewRedisStore(opts)
 		if err != nil {

@@ -81,4 +81,22 @@
 //	case err != nil:
 //		// store failure: 503
 //	}
+//
+// # Redis
+//
+// RedisStore keeps sessions in Redis for several gateway instances (standalone, Sentinel
+// or Cluster; it uses single-key commands only). Values are sealed with AES-256-GCM under
+// keys derived from the same secrets as the cookies, bound to their key name; keys name a
+// SHA-256 of the session id, never the id itself; every key expires with the session. A
+// bounded local cache answers warm Gets without a round trip; Put, Delete and
+// DeleteMatching publish an invalidation that every instance applies within milliseconds,
+// and while that subscription is down cached copies are trusted for one second only.
+// Idle-clock updates are written behind. Every Redis failure wraps ErrUnavailable.
+//
+//	store, err := session.NewRedisStore(session.RedisOptions{
+//		Addrs:   []string{"10.0.0.11:26379", "10.0.0.12:26379"},
+//		MasterName: "trustgate", // Sentinel; several Addrs without it = Cluster
+//		Secrets: secrets,
+//	})
+//	defer store.Close()
 package session

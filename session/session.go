@@ -107,8 +107,9 @@ type Store interface {
 	// (ErrNotFound when past either, and the session is then removed) and
 	// records the access for the idle clock.
 	Get(ctx context.Context, id string) (*Session, error)
-	// Put stores s under s.ID, replacing any previous one, and sets
-	// s.Version to the previous version + 1.
+	// Put stores s under s.ID, replacing any previous one, and raises
+	// s.Version above the version of the session it replaces (when s is a
+	// Clone of it).
 	Put(ctx context.Context, s *Session) error
 	// Delete removes the session; deleting an absent id is not an error.
 	Delete(ctx context.Context, id string) error

@@ -96,16 +96,31 @@ func (h *Handler) currentSession(r *http.Request) (*session.Session, error) {
 }
 
 // sessionID decodes the session cookie. Several cookies of that name (cookie tossing from a
-// sibling domain, when the __Host- prefix is off) are tried in order, at most a few.
+// sibling domain, when the __Host- prefix is off) are tried in order, at most a few. A value
+// decoded (and so authenticated) before is taken from the decode cache.
 func (h *Handler) sessionID(r *http.Request) (string, bool) {
-	cookies := r.CookiesNamed(h.cookieName)
-	for i, c := range cookies {
-		if i == 3 {
-			break
-		}
-		var id string
-		if h.sessCodec.Decode(h.cookieName, c.Value, &id) == nil && session.ValidID(id) {
-			return id, true
+	tried := 0
+	for _, line := range r.Header["Cookie"] {
+		for line != "" && tried < 3 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			name, value, ok := strings.Cut(part, "=")
+			if !ok || strings.TrimSpace(name) != h.cookieName {
+				continue
+			}
+			tried++
+			value = strings.TrimSpace(value)
+			if len(value) > 1 && value[0] == '"' && value[len(value)-1] == '"' {
+				value = value[1 : len(value)-1]
+			}
+			if id, ok := h.decoded.get(value); ok {
+				return id, true
+			}
+			var id string
+			if h.sessCodec.Decode(h.cookieName, value, &id) == nil && session.ValidID(id) {
+				h.decoded.put(value, id)
+				return id, true
+			}
 		}
 	}
 	return "", false
@@ -116,6 +131,7 @@ func (h *Handler) sessionID(r *http.Request) (string, bool) {
 // it was made with: a reload that changes them, or another handler with other options,
 // renders again.
 type rendered struct {
+	provider     caddy.ReplacerFunc // rd.placeholder, made once
 	opts         trust.Options
 	profile      *trust.Profile
 	headers      []trust.Header // canonical names
@@ -143,6 +159,8 @@ func (h *Handler) render(s *session.Session) *rendered {
 		placeholders: prof.Placeholders(),
 		expires:      strconv.FormatInt(s.ExpiresAt.Unix(), 10),
 	}
+	out.placeholders["id"] = s.Subject
+	out.provider = out.placeholder
 	for _, hd := range hs {
 		out.headers = append(out.headers, trust.Header{Name: http.CanonicalHeaderKey(hd.Name), Value: hd.Value})
 	}
@@ -153,6 +171,13 @@ func (h *Handler) render(s *session.Session) *rendered {
 
 func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, s *session.Session) error {
 	rd := h.render(s)
+	// One header map of the final size: adding some twenty headers to the client's small map
+	// would grow and rehash it several times.
+	hdr := make(http.Header, len(r.Header)+len(rd.headers))
+	for k, v := range r.Header {
+		hdr[k] = v
+	}
+	r.Header = hdr
 	// Each request gets its own value slices (one allocation for all): later handlers such
 	// as request_header may edit them in place, and must not edit the cached rendering.
 	vals := make([]string, len(rd.headers))
@@ -162,13 +187,25 @@ func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, nex
 	}
 	h.stripGatewayCookies(r)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		for k, v := range rd.placeholders {
-			repl.Set("http.auth.user."+k, v)
-		}
-		repl.Set("http.auth.user.id", s.Subject)
-		repl.Set("http.auth.oidc.session_expires", rd.expires)
+		// One provider answers every identity placeholder from the cached rendering,
+		// instead of setting each one on every request.
+		repl.Map(rd.provider)
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// placeholder answers {http.auth.user.*} and {http.auth.oidc.*} for a request of this
+// session.
+func (rd *rendered) placeholder(key string) (any, bool) {
+	const user, oidc = "http.auth.user.", "http.auth.oidc."
+	switch {
+	case len(key) > len(user) && key[:len(user)] == user:
+		v, ok := rd.placeholders[key[len(user):]]
+		return v, ok
+	case key == oidc+"session_expires":
+		return rd.expires, true
+	}
+	return nil, false
 }
 
 // stripGatewayCookies removes the session and login cookies from the request the upstream
@@ -185,9 +222,11 @@ func (h *Handler) stripGatewayCookies(r *http.Request) {
 	if !found {
 		return
 	}
-	var kept []string
+	var b strings.Builder
 	for _, l := range lines {
-		for part := range strings.SplitSeq(l, ";") {
+		for l != "" {
+			var part string
+			part, l, _ = strings.Cut(l, ";")
 			p := strings.TrimSpace(part)
 			if p == "" {
 				continue
@@ -197,14 +236,20 @@ func (h *Handler) stripGatewayCookies(r *http.Request) {
 			if name == h.cookieName || strings.HasPrefix(name, h.txPrefix) {
 				continue
 			}
-			kept = append(kept, p)
+			if b.Len() == 0 {
+				b.Grow(len(lines[0]))
+			} else {
+				b.WriteString("; ")
+			}
+			b.WriteString(p)
 		}
 	}
-	if len(kept) == 0 {
+	if b.Len() == 0 {
 		r.Header.Del("Cookie")
 		return
 	}
-	r.Header["Cookie"] = []string{strings.Join(kept, "; ")}
+	lines[0] = b.String() // the request's own slice: a later handler sees one Cookie line
+	r.Header["Cookie"] = lines[:1]
 }
 
 // isNavigation reports whether r is a top-level browser navigation, the only kind of

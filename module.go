@@ -144,6 +144,7 @@ type Handler struct {
 	InsecureCookie bool `json:"insecure_cookie,omitempty"`
 
 	logger       *zap.Logger
+	decoded      *decodeCache // verified session cookie values -> session ids
 	client       *oidcflow.Client
 	clientKey    string
 	store        session.Store
@@ -291,6 +292,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	h.decoded = newDecodeCache(decodeCacheSize)
 	if h.sessCodec, err = session.NewCodec(secrets, time.Duration(h.Lifetime)); err != nil {
 		return fmt.Errorf("session cookie keys: %w", err)
 	}

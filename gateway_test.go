@@ -21,7 +21,7 @@ import (
 // gateway is a provisioned Handler behind a loopback test server, in front of a recording
 // upstream, with the in-process OP as its provider and a private memory store.
 type gateway struct {
-	t        *testing.T
+	t        testing.TB
 	op       *oidctest.Provider
 	h        *Handler
 	srv      *httptest.Server
@@ -70,7 +70,7 @@ func (rec *recorder) Header() http.Header {
 
 type gatewayOption func(*Handler, *oidctest.Options)
 
-func newGateway(t *testing.T, opts ...gatewayOption) *gateway {
+func newGateway(t testing.TB, opts ...gatewayOption) *gateway {
 	t.Helper()
 	opOpts := oidctest.Options{}
 	h := &Handler{

@@ -149,7 +149,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 }
 
 // provision runs Provision on h as Caddy would, with a private data directory.
-func provision(t *testing.T, h *Handler) error {
+func provision(t testing.TB, h *Handler) error {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(func() {

@@ -10,7 +10,7 @@ SHELL := bash
 GO ?= go
 BIN := bin
 
-.PHONY: all build demo test e2e-deps vet prereqs clean
+.PHONY: all build demo test bench e2e-deps vet prereqs clean
 
 all: build
 
@@ -39,6 +39,11 @@ test: prereqs e2e-deps
 	$(GO) test -race -count=1 -json ./... | $(GO) run ./internal/testreport; \
 	echo "== allocation tests (race detector off: it changes allocation counts)"; \
 	$(GO) test -count=1 -json ./session/ ./trust/ | $(GO) run ./internal/testreport
+
+# Load benchmark against plain reverse_proxy in the same run (wrk, installed when missing);
+# writes bench/RESULTS.md. Takes a few minutes; see bench/README.md.
+bench: prereqs
+	bench/run.sh
 
 # chromium, redis-server, Node.js (apt, as root) and oidc-provider (npm ci into .cache/e2e/op).
 e2e-deps:

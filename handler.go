@@ -171,13 +171,6 @@ func (h *Handler) render(s *session.Session) *rendered {
 
 func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, s *session.Session) error {
 	rd := h.render(s)
-	// One header map of the final size: adding some twenty headers to the client's small map
-	// would grow and rehash it several times.
-	hdr := make(http.Header, len(r.Header)+len(rd.headers))
-	for k, v := range r.Header {
-		hdr[k] = v
-	}
-	r.Header = hdr
 	// Each request gets its own value slices (one allocation for all): later handlers such
 	// as request_header may edit them in place, and must not edit the cached rendering.
 	vals := make([]string, len(rd.headers))

@@ -45,6 +45,7 @@ http://localhost:9080 {
 		insecure_cookie
 	}
 	request_header X-Gateway-User {http.auth.user.id}
+	request_header X-Seen-Alias {http.request.header.X-Auth-Alias}
 	%s
 	reverse_proxy %s
 }`, op.Issuer(), extra, strings.TrimPrefix(upstream, "http://"))
@@ -102,6 +103,10 @@ func TestIntegrationLoginThroughCaddyAndReloadKeepsSession(t *testing.T) {
 	}
 	if got := e.Headers.Get("X-Auth-Alias"); got != "username@domain" {
 		t.Errorf("X-Auth-Alias = %q", got)
+	}
+	// Later handlers read the identity headers through Caddy's request placeholders.
+	if got := e.Headers.Get("X-Seen-Alias"); got != "username@domain" {
+		t.Errorf("{http.request.header.X-Auth-Alias} in request_header = %q, want username@domain", got)
 	}
 	if strings.Contains(e.Headers.Get("Cookie"), "trustgate") {
 		t.Errorf("upstream Cookie %q carries a gateway cookie", e.Headers.Get("Cookie"))

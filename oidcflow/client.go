@@ -243,34 +243,18 @@ func (c *Client) RetryAfter() time.Duration {
 }
 
 func (c *Client) discover(ctx context.Context) (*provider, error) {
-	c.mu.Lock()
-	if p := c.prov; p != nil {
-		c.mu.Unlock()
-		return p, nil
+	if p, err := c.cached(); p != nil || err != nil {
+		return p, err
 	}
-	if c.lastErr != nil && c.cfg.Now().Before(c.retryAt) {
-		err := c.lastErr
-		c.mu.Unlock()
-		return nil, err
-	}
-	c.mu.Unlock()
 
 	// One attempt for all concurrent callers. It runs on the client's own context, so one
 	// caller giving up does not fail the others; each caller still stops waiting at its
 	// own deadline.
 	ch := c.group.DoChan("discover", func() (any, error) {
 		// Re-check: an attempt may have finished between the check above and this call.
-		c.mu.Lock()
-		if p := c.prov; p != nil {
-			c.mu.Unlock()
-			return p, nil
+		if p, err := c.cached(); p != nil || err != nil {
+			return p, err
 		}
-		if c.lastErr != nil && c.cfg.Now().Before(c.retryAt) {
-			err := c.lastErr
-			c.mu.Unlock()
-			return nil, err
-		}
-		c.mu.Unlock()
 		p, err := c.fetchProvider()
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -292,6 +276,20 @@ func (c *Client) discover(ctx context.Context) (*provider, error) {
 	case <-ctx.Done():
 		return nil, newErr(CodeDiscovery, true, "waiting for discovery of %s: %w", c.cfg.Issuer, ctx.Err())
 	}
+}
+
+// cached returns the discovered provider, or the last failure while its backoff lasts; both
+// nil when a discovery attempt is due.
+func (c *Client) cached() (*provider, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.prov != nil {
+		return c.prov, nil
+	}
+	if c.lastErr != nil && c.cfg.Now().Before(c.retryAt) {
+		return nil, c.lastErr
+	}
+	return nil, nil
 }
 
 func (c *Client) fetchProvider() (*provider, error) {

@@ -134,21 +134,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "idle_timeout", "lifetime", "clock_leeway":
-			var s string
-			if !d.AllArgs(&s) {
+			var v string
+			if !d.AllArgs(&v) {
 				return d.ArgErr()
 			}
-			dur, err := caddy.ParseDuration(s)
-			if err != nil {
-				return d.Errf("invalid %s duration '%s': %v", key, s, err)
-			}
-			switch key {
-			case "idle_timeout":
-				h.IdleTimeout = caddy.Duration(dur)
-			case "lifetime":
-				h.Lifetime = caddy.Duration(dur)
-			default:
-				h.ClockLeeway = caddy.Duration(dur)
+			dst := map[string]*caddy.Duration{"idle_timeout": &h.IdleTimeout, "lifetime": &h.Lifetime, "clock_leeway": &h.ClockLeeway}[key]
+			if err := parseDuration(d, key, v, dst, false); err != nil {
+				return err
 			}
 		case "cookie_name":
 			if !d.AllArgs(&h.CookieName) {
@@ -293,17 +285,9 @@ func unmarshalRedis(d *caddyfile.Dispenser) (*RedisStoreConfig, error) {
 				rc.LocalCacheTTL = -1
 				continue
 			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return nil, d.Errf("invalid %s duration '%s': want a positive duration", key, v)
-			}
-			switch key {
-			case "dial_timeout":
-				rc.DialTimeout = caddy.Duration(dur)
-			case "read_timeout":
-				rc.ReadTimeout = caddy.Duration(dur)
-			default:
-				rc.LocalCacheTTL = caddy.Duration(dur)
+			dst := map[string]*caddy.Duration{"dial_timeout": &rc.DialTimeout, "read_timeout": &rc.ReadTimeout, "local_cache_ttl": &rc.LocalCacheTTL}[key]
+			if err := parseDuration(d, key, v, dst, true); err != nil {
+				return nil, err
 			}
 		case "tls":
 			if d.NextArg() {
@@ -342,3 +326,18 @@ func unmarshalRedis(d *caddyfile.Dispenser) (*RedisStoreConfig, error) {
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// parseDuration parses the value v of key into dst; positive refuses zero and negative
+// durations.
+func parseDuration(d *caddyfile.Dispenser, key, v string, dst *caddy.Duration, positive bool) error {
+	dur, err := caddy.ParseDuration(v)
+	if err != nil || (positive && dur <= 0) {
+		want := "a duration such as 30s or 1h"
+		if positive {
+			want = "a positive duration"
+		}
+		return d.Errf("invalid %s duration '%s': want %s", key, v, want)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}

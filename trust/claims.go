@@ -196,3 +196,32 @@ func isPlaceholderName(s string) bool {
 	}
 	return true
 }
+
+// LookupClaim finds a claim by path: the top-level claim of exactly that name first (names
+// may hold dots, e.g. "https://example.com/roles"), otherwise dot-separated names into
+// nested objects ("address.locality"). A JSON null is absent. It returns false when the path
+// is empty or any step is missing or not an object.
+func LookupClaim(claims map[string]any, path string) (any, bool) {
+	if path == "" {
+		return nil, false
+	}
+	if v, ok := claims[path]; ok {
+		return v, v != nil
+	}
+	cur := claims
+	for {
+		name, rest, more := strings.Cut(path, ".")
+		v, ok := cur[name]
+		if !ok || v == nil || name == "" {
+			return nil, false
+		}
+		if !more {
+			return v, true
+		}
+		next, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		cur, path = next, rest
+	}
+}

@@ -115,3 +115,37 @@ func TestPlaceholders(t *testing.T) {
 		t.Errorf("Placeholders()[name] = %q, want raw UTF-8 %q", ase["name"], "Åse Øvrebø")
 	}
 }
+
+func TestLookupClaim(t *testing.T) {
+	claims := map[string]any{
+		"sub":                       "s1",
+		"address":                   map[string]any{"locality": "0772", "deep": map[string]any{"x": 1.0}},
+		"https://example.com/roles": []any{"a", "b"},
+		"null":                      nil,
+		"address.locality":          "flat wins",
+		"list":                      []any{map[string]any{"a": "b"}},
+	}
+	for _, tc := range []struct {
+		path string
+		want any
+		ok   bool
+	}{
+		{"sub", "s1", true},
+		{"address.deep.x", 1.0, true},
+		{"address.locality", "flat wins", true}, // an exact top-level name is preferred
+		{"https://example.com/roles", []any{"a", "b"}, true},
+		{"null", nil, false},
+		{"", nil, false},
+		{"missing", nil, false},
+		{"address.missing", nil, false},
+		{"sub.x", nil, false},  // not an object
+		{"list.a", nil, false}, // arrays are not walked
+		{"address.", nil, false},
+		{".sub", nil, false},
+	} {
+		got, ok := LookupClaim(claims, tc.path)
+		if ok != tc.ok || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("LookupClaim(%q) = %v, %v; want %v, %v", tc.path, got, ok, tc.want, tc.ok)
+		}
+	}
+}

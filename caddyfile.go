@@ -7,6 +7,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/trustgate/trustgate/trust"
 )
 
 func init() {
@@ -47,7 +49,17 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		clock_leeway      <duration>
 //		trusted_audiences <audience>...
 //		insecure_cookie
+//		standard_headers  all|identity|none
+//		header            <Header-Name> <claim.path>   # repeatable
+//		max_header_bytes  <n>
+//		max_total_header_bytes <n>
+//		acr_levels        <weakest> ... <strongest>
+//		require           <rule> <args>...             # repeatable; see unmarshalRule
+//		assertion         [{ ... }]                     # see unmarshalAssertion
 //	}
+//
+// A block with only require (and acr_levels) lines is a policy block for a route: it checks
+// the session found by the trustgate block before it.
 //
 // Placeholders such as {env.OIDC_CLIENT_SECRET} are kept as written and expanded when the
 // configuration is provisioned.
@@ -62,7 +74,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		key := d.Val()
-		if seen[key] && key != "secret" {
+		if seen[key] && key != "secret" && key != "header" && key != "require" {
 			return d.Errf("%s already specified", key)
 		}
 		seen[key] = true
@@ -160,12 +172,166 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.InsecureCookie = true
+		case "header":
+			var name, claim string
+			if !d.AllArgs(&name, &claim) {
+				return d.Errf("header needs a header name and a claim path: header X-Employee-Id employee_id")
+			}
+			h.HeaderMappings = append(h.HeaderMappings, trust.Mapping{Header: name, Claim: claim})
+		case "standard_headers":
+			if !d.AllArgs(&h.StandardHeaders) {
+				return d.ArgErr()
+			}
+			if _, err := trust.ParseStandardHeaders(h.StandardHeaders); err != nil {
+				return d.Errf("standard_headers: %v", err)
+			}
+		case "max_header_bytes", "max_total_header_bytes":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return d.Errf("%s must be a positive number of bytes, not '%s'", key, v)
+			}
+			if key == "max_header_bytes" {
+				h.MaxHeaderBytes = n
+			} else {
+				h.MaxTotalHeaderBytes = n
+			}
+		case "acr_levels":
+			h.ACRLevels = d.RemainingArgs()
+			if len(h.ACRLevels) == 0 {
+				return d.Errf("acr_levels needs the provider's acr values, weakest first")
+			}
+		case "require":
+			if h.Require == nil {
+				h.Require = new(PolicyConfig)
+			}
+			if err := h.Require.unmarshalRule(d); err != nil {
+				return err
+			}
+		case "assertion":
+			if err := h.unmarshalAssertion(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized subdirective '%s'", key)
 		}
 	}
 	if d.Next() {
 		return d.Errf("unexpected token '%s' after the trustgate block", d.Val())
+	}
+	return nil
+}
+
+// unmarshalRule parses one require line:
+//
+//	require acr <value>...
+//	require acr_at_least <level>          # needs acr_levels
+//	require amr <value>...                # every value
+//	require claim <path> <value>...       # equals one (arrays: contains one)
+//	require email_domain <domain>...      # verified e-mail; *.example.com for subdomains
+//	require max_auth_age <duration>
+//	require known_user
+func (c *PolicyConfig) unmarshalRule(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.Errf("require needs a rule: acr, acr_at_least, amr, claim, email_domain, max_auth_age or known_user")
+	}
+	rule := d.Val()
+	args := d.RemainingArgs()
+	once := func(set bool) error {
+		if set {
+			return d.Errf("require %s already specified", rule)
+		}
+		return nil
+	}
+	switch rule {
+	case "acr":
+		if err := once(len(c.ACR) > 0); err != nil {
+			return err
+		}
+		c.ACR = args
+	case "acr_at_least":
+		if err := once(c.ACRAtLeast != ""); err != nil {
+			return err
+		}
+		if len(args) != 1 {
+			return d.Errf("require acr_at_least takes one level")
+		}
+		c.ACRAtLeast = args[0]
+	case "amr":
+		c.AMR = append(c.AMR, args...)
+	case "claim":
+		if len(args) < 2 {
+			return d.Errf("require claim needs a claim path and at least one value: require claim groups admins")
+		}
+		c.Claims = append(c.Claims, ClaimRequirement{Claim: args[0], Values: args[1:]})
+		return nil
+	case "email_domain":
+		c.EmailDomains = append(c.EmailDomains, args...)
+	case "max_auth_age":
+		if err := once(c.MaxAuthAge != 0); err != nil {
+			return err
+		}
+		if len(args) != 1 {
+			return d.Errf("require max_auth_age takes one duration")
+		}
+		return parseDuration(d, "max_auth_age", args[0], &c.MaxAuthAge, true)
+	case "known_user":
+		if len(args) != 0 {
+			return d.Errf("require known_user takes no value")
+		}
+		c.KnownUser = true
+		return nil
+	default:
+		return d.Errf("unknown require rule '%s': want acr, acr_at_least, amr, claim, email_domain, max_auth_age or known_user", rule)
+	}
+	if len(args) == 0 {
+		return d.Errf("require %s needs at least one value", rule)
+	}
+	return nil
+}
+
+// unmarshalAssertion parses
+//
+//	assertion [{
+//		issuer       <origin>
+//		audience     <aud>
+//		lifetime     <duration>   # at most 1m
+//		key_file     <pem file>
+//		key_rotation <duration>
+//	}]
+func (h *Handler) unmarshalAssertion(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	c := new(AssertionConfig)
+	h.Assertion = c
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		var v string
+		if !d.AllArgs(&v) {
+			return d.ArgErr()
+		}
+		switch key {
+		case "issuer":
+			c.Issuer = v
+		case "audience":
+			c.Audience = v
+		case "key_file":
+			c.KeyFile = v
+		case "lifetime":
+			if err := parseDuration(d, key, v, &c.Lifetime, true); err != nil {
+				return err
+			}
+		case "key_rotation":
+			if err := parseDuration(d, key, v, &c.KeyRotation, true); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized assertion option '%s'", key)
+		}
 	}
 	return nil
 }

@@ -28,6 +28,7 @@ type gateway struct {
 	store    *session.MemoryStore
 	upstream *recorder
 	browser  *http.Client // cookie jar, follows redirects
+	policy   *Handler     // a policy block after h for /admin*, or nil (addPolicyBlock)
 }
 
 // recorder is the upstream: it records every request that reaches it.
@@ -96,7 +97,16 @@ func newGateway(t testing.TB, opts ...gatewayOption) *gateway {
 	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		repl := caddy.NewReplacer()
 		ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
-		if err := h.ServeHTTP(w, r.WithContext(ctx), g.upstream); err != nil {
+		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
+		var next caddyhttp.Handler = g.upstream
+		if g.policy != nil && strings.HasPrefix(r.URL.Path, "/admin") {
+			// A policy block (a trustgate block with only require lines) after this one,
+			// as in `route /admin* { trustgate { require ... } }`.
+			next = caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+				return g.policy.ServeHTTP(w, r, g.upstream)
+			})
+		}
+		if err := h.ServeHTTP(w, r.WithContext(ctx), next); err != nil {
 			// What Caddy would do with a returned error without handle_errors.
 			status := http.StatusInternalServerError
 			if he, ok := err.(caddyhttp.HandlerError); ok {

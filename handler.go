@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -24,15 +25,26 @@ const opTimeout = 15 * time.Second
 // ServeHTTP strips spoofed identity headers, serves the gateway's endpoints, and passes
 // authenticated requests on with identity headers; everything else is asked to log in.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.policyOnly {
+		return h.servePolicyOnly(w, r, next)
+	}
 	// First, on every request: no client-sent identity or trust header survives, whatever
 	// happens next (SECURITY.md HDR-01..03). Trailers would arrive after the body, past any
 	// stripping, so a request that announces one of those names is refused.
-	trust.StripManaged(r.Header)
+	trust.StripManaged(r.Header, h.trustOpts.Mappings)
 	for name := range r.Trailer {
-		if trust.IsManagedHeader(name) {
+		if trust.IsManagedHeader(name, h.trustOpts.Mappings) {
 			writeJSON(w, http.StatusBadRequest, apiError{Error: "forbidden_trailer", Message: "identity headers may not be sent as trailers"})
 			return nil
 		}
+	}
+
+	// A backslash in the path is a separator to some upstreams (Windows, IIS) but not to
+	// Caddy's path matchers, so `/public\..\admin` could pass a route policy for /admin*
+	// and still be served as /admin (SECURITY.md HDR-07). No legitimate link needs one.
+	if hasBackslash(r.URL.EscapedPath()) {
+		h.badPath(w, r)
+		return nil
 	}
 
 	// The gateway's endpoints are where the browser sees them: the path before any rewrite
@@ -50,6 +62,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	default:
 		return h.storeUnavailable(w, r, err)
 	}
+}
+
+// hasBackslash reports whether an escaped path holds a backslash, raw or as %5C.
+func hasBackslash(p string) bool {
+	for i := 0; i < len(p); i++ {
+		switch {
+		case p[i] == '\\':
+			return true
+		case p[i] == '%' && i+2 < len(p) && p[i+1] == '5' && (p[i+2] == 'c' || p[i+2] == 'C'):
+			return true
+		}
+	}
+	return false
+}
+
+func (h *Handler) badPath(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	if wantsHTML(r) {
+		h.page(w, http.StatusBadRequest, "Bad request", "This address contains a backslash, which this site does not accept.", "")
+		return
+	}
+	writeJSON(w, http.StatusBadRequest, apiError{Error: "bad_path", Message: "the path contains a backslash (raw or %5C), which is refused"})
 }
 
 // originalPath is the request path as the client sent it, before Caddy rewrote it.
@@ -137,6 +171,8 @@ type rendered struct {
 	headers      []trust.Header // canonical names
 	placeholders map[string]string
 	expires      string
+	state        atomic.Pointer[authState]       // for the policy blocks after this handler
+	assertion    atomic.Pointer[signedAssertion] // X-Auth-Assertion, re-signed before it expires
 }
 
 func (h *Handler) render(s *session.Session) *rendered {
@@ -148,9 +184,11 @@ func (h *Handler) render(s *session.Session) *rendered {
 	}
 	prof := trust.NewProfile(s.Claims, h.trustOpts)
 	hs, dropped := prof.Headers(h.trustOpts)
-	if len(dropped) > 0 {
-		h.logger.Warn("identity headers dropped: value longer than the header size limit",
-			zap.Strings("headers", dropped), zap.String("session_hash", sessionHash(s.ID)))
+	for _, d := range dropped {
+		h.logger.Warn("identity header not sent: over the size limit (values are never cut)",
+			zap.String("reason", d.Reason), zap.String("header", d.Name), zap.Int("bytes", d.Bytes),
+			zap.Int("max_header_bytes", h.trustOpts.MaxHeaderBytes), zap.Int("max_total_header_bytes", h.trustOpts.MaxTotalHeaderBytes),
+			zap.String("session_hash", sessionHash(s.ID)))
 	}
 	out := &rendered{
 		opts:         h.trustOpts,
@@ -171,12 +209,37 @@ func (h *Handler) render(s *session.Session) *rendered {
 
 func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, s *session.Session) error {
 	rd := h.render(s)
+	// Policy blocks later on this route check this session (servePolicyOnly).
+	st := rd.state.Load()
+	if st == nil || st.h != h || st.s != s {
+		st = &authState{h: h, s: s, rd: rd}
+		rd.state.Store(st)
+	}
+	caddyhttp.SetVar(r.Context(), authVar, st)
+	if h.enforce(w, r, h.policy, st) {
+		return nil
+	}
+	n := len(rd.headers)
+	var assertion string
+	if h.assert != nil {
+		var err error
+		if assertion, err = h.assertionFor(r, rd); err != nil {
+			h.logger.Error("cannot sign the identity assertion", zap.String("reason", "assertion_failed"), zap.Error(err))
+			h.page(w, http.StatusInternalServerError, "Error", "Your identity could not be passed on to the application. Please try again; the site's administrator has been told.", "")
+			return nil
+		}
+		n++
+	}
 	// Each request gets its own value slices (one allocation for all): later handlers such
 	// as request_header may edit them in place, and must not edit the cached rendering.
-	vals := make([]string, len(rd.headers))
+	vals := make([]string, n)
 	for i, hd := range rd.headers {
 		vals[i] = hd.Value
 		r.Header[hd.Name] = vals[i : i+1 : i+1]
+	}
+	if assertion != "" {
+		vals[n-1] = assertion
+		r.Header[headerAssertion] = vals[n-1:]
 	}
 	h.stripGatewayCookies(r)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
@@ -263,7 +326,7 @@ func isNavigation(r *http.Request) bool {
 
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error {
 	if isNavigation(r) {
-		return h.startLogin(w, r, h.returnTo(r))
+		return h.startLogin(w, r, loginRequest{returnTo: h.returnTo(r)})
 	}
 	loginURL := h.PathPrefix + "/login"
 	w.Header().Set("WWW-Authenticate", `OIDC realm="trustgate", login_url="`+loginURL+`"`)

@@ -27,6 +27,8 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name str
 		return h.logout(w, r)
 	case "me":
 		return h.me(w, r)
+	case "jwks.json":
+		return h.jwks(w, r)
 	default:
 		noStore(w)
 		if wantsHTML(r) {
@@ -50,7 +52,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	if v := r.URL.Query()["rd"]; len(v) == 1 {
 		rd = safeReturnPath(v[0], r)
 	}
-	return h.startLogin(w, r, rd)
+	return h.startLogin(w, r, loginRequest{returnTo: rd})
 }
 
 // logout ends the local session. Only a POST ends it; a GET shows a confirmation form, so a
@@ -148,6 +150,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 <style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}
 h1{font-size:1.4rem}p{line-height:1.5}a,button{font-size:1rem}</style></head>
 <body><h1>{{.Title}}</h1><p>{{.Message}}</p>
+{{if .Items}}<ul>{{range .Items}}<li>{{.}}</li>{{end}}</ul>{{end}}
 {{if .Form}}<form method="post" action="{{.Form}}"><button type="submit">Sign out</button></form>{{end}}
 {{if .Link}}<p><a href="{{.Link}}">Sign in</a></p>{{end}}
 </body></html>
@@ -155,6 +158,7 @@ h1{font-size:1.4rem}p{line-height:1.5}a,button{font-size:1rem}</style></head>
 
 type pageData struct {
 	Title, Message string
+	Items          []string // a list under the message (e.g. the unmet rules of a route)
 	Link, Form     string
 }
 

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/session"
+	"github.com/trustgate/trustgate/trust"
 )
 
 // txRecord is the login transaction, kept in an encrypted cookie named after its state
@@ -22,16 +24,35 @@ type txRecord struct {
 	ReturnTo    string               `json:"r"`
 	RedirectURL string               `json:"u"`
 	Created     int64                `json:"c"`
+	// StepUp is the fingerprint of the route policy this login is a step-up for; the
+	// session it creates carries it (session.Session.StepUp).
+	StepUp string `json:"p,omitempty"`
+}
+
+// loginRequest is what a login is started for.
+type loginRequest struct {
+	returnTo string        // same-origin path to land on afterwards
+	stepUp   *trust.StepUp // extra authorization parameters of a step-up login, or nil
+	policy   string        // the fingerprint of the policy the step-up is for
 }
 
 // startLogin begins the authorization-code flow: a fresh transaction in its own cookie,
 // then a redirect to the provider.
-func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) error {
+func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginRequest) error {
 	ctx, cancel := opContext(r)
 	defer cancel()
 	tx := oidcflow.NewTransaction()
-	rec := txRecord{Tx: tx, ReturnTo: returnTo, RedirectURL: h.callbackURL(r), Created: h.now().Unix()}
-	authURL, err := h.client.AuthCodeURL(ctx, oidcflow.AuthRequest{RedirectURL: rec.RedirectURL, Transaction: tx})
+	rec := txRecord{Tx: tx, ReturnTo: lr.returnTo, RedirectURL: h.callbackURL(r), Created: h.now().Unix()}
+	ar := oidcflow.AuthRequest{RedirectURL: rec.RedirectURL, Transaction: tx}
+	if su := lr.stepUp; su != nil {
+		rec.StepUp = lr.policy
+		ar.ACRValues = strings.Join(su.ACRValues, " ")
+		ar.MaxAge = su.MaxAge
+		if su.PromptLogin {
+			ar.Prompt = "login"
+		}
+	}
+	authURL, err := h.client.AuthCodeURL(ctx, ar)
 	if err != nil {
 		h.logger.Error("cannot start login: provider discovery failed",
 			zap.String("reason", oidcflow.ReasonCode(err)), zap.String("issuer", h.Issuer), zap.Error(err))
@@ -272,6 +293,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRec
 		CreatedAt:    now,
 		ExpiresAt:    now.Add(time.Duration(h.Lifetime)),
 		IdleTimeout:  time.Duration(h.IdleTimeout),
+		StepUp:       rec.StepUp,
 	}
 	value, err := h.sessCodec.Encode(h.cookieName, s.ID)
 	if err != nil {

@@ -18,8 +18,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
@@ -138,6 +140,42 @@ type Handler struct {
 	// An ID token naming any other audience is rejected.
 	TrustedAudiences []string `json:"trusted_audiences,omitempty"`
 
+	// StandardHeaders selects the built-in upstream headers: all (X-Auth-* identity and
+	// X-Trust-* trust signals), identity (X-Auth-* only) or none (only the `header` mappings
+	// and the assertion). Each forwarded header costs the upstream hop a little; send what
+	// the application reads. Default: all
+	StandardHeaders string `json:"standard_headers,omitempty"`
+
+	// HeaderMappings add upstream headers from any claim: the claim at a path ("employee_id",
+	// "address.locality", or an exact top-level name such as "https://example.com/roles").
+	// Objects are sent as compact JSON, arrays comma-joined, numbers as integers, non-ASCII
+	// as RFC 2047 encoded-words. Client-sent headers of these names are always removed.
+	HeaderMappings []trust.Mapping `json:"header_mappings,omitempty"`
+
+	// MaxHeaderBytes bounds each identity header value (encoded); a longer value is not
+	// sent (never cut) and a warning names the header. Default: 4096
+	MaxHeaderBytes int `json:"max_header_bytes,omitempty"`
+
+	// MaxTotalHeaderBytes bounds all identity headers of a request together (names and
+	// values); headers past the limit are not sent and a warning names them. Default: 16384
+	MaxTotalHeaderBytes int `json:"max_total_header_bytes,omitempty"`
+
+	// ACRLevels orders the provider's acr values from the weakest to the strongest, for
+	// `require acr_at_least`. Policy blocks inside routes use the levels of the trustgate
+	// block that logged the user in unless they set their own.
+	ACRLevels []string `json:"acr_levels,omitempty"`
+
+	// Require is the route policy: every rule set must hold, or the request is refused
+	// (403) or, when logging in again can help, the browser is sent to the provider for a
+	// step-up login. A trustgate block with only require (and acr_levels) lines is a policy
+	// block: it checks the session found by the trustgate block before it on the route.
+	Require *PolicyConfig `json:"require,omitempty"`
+
+	// Assertion, when present, adds X-Auth-Assertion: a short-lived JWT signed by the
+	// gateway with the user's identity and trust profile, verifiable with the keys at
+	// <path_prefix>/jwks.json.
+	Assertion *AssertionConfig `json:"assertion,omitempty"`
+
 	// InsecureCookie drops the Secure attribute and the __Host- prefix from cookies, so that
 	// login works over plain http. For local development only: cookies then travel in clear
 	// text. A warning is logged when it is set. Default: false
@@ -156,7 +194,13 @@ type Handler struct {
 	redirectURL  *url.URL
 	trustOpts    trust.Options
 	now          func() time.Time
-	clientSecret string // expanded
+	clientSecret string        // expanded
+	policyOnly   bool          // a block with only require/acr_levels: checks the outer block's session
+	policy       *trust.Policy // nil: no rules (for a policy block: compiled per outer block, see policyFor)
+	policies     *sync.Map     // policy blocks: *Handler (outer) -> its compiled policy or error
+	assert       *assertionKeys
+	assertKey    string            // assertionKeyPool key, for Cleanup
+	storage      certmagic.Storage // tests: instead of Caddy's configured storage
 }
 
 // SessionStoreConfig selects the session store; at most one member may be set.
@@ -245,6 +289,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.now = time.Now
+	if h.isPolicyOnly() {
+		return h.provisionPolicyOnly()
+	}
 	repl := caddy.NewReplacer()
 
 	h.Issuer = repl.ReplaceAll(h.Issuer, "")
@@ -286,7 +333,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.logger.Warn("insecure_cookie is set: session cookies are sent over plain http; use this for local development only")
 	}
 	h.txPrefix = h.cookieName + "_tx_"
-	h.trustOpts = trust.Options{AliasClaim: h.AliasClaim}
+	if err := h.provisionTrust(); err != nil {
+		return err
+	}
+	if h.Assertion != nil {
+		if err := h.provisionAssertion(ctx); err != nil {
+			return err
+		}
+	}
 
 	secrets, err := h.cookieSecrets(repl)
 	if err != nil {
@@ -304,6 +358,34 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	return h.provisionStore(secrets)
+}
+
+// provisionTrust compiles the header options and the route policy.
+func (h *Handler) provisionTrust() error {
+	std, err := trust.ParseStandardHeaders(h.StandardHeaders)
+	if err != nil {
+		return fmt.Errorf("standard_headers: %w", err)
+	}
+	mappings, err := trust.CompileMappings(h.HeaderMappings)
+	if err != nil {
+		return err
+	}
+	if h.MaxHeaderBytes < 0 || h.MaxTotalHeaderBytes < 0 {
+		return errors.New("max_header_bytes and max_total_header_bytes must not be negative")
+	}
+	h.trustOpts = trust.Options{
+		AliasClaim:          h.AliasClaim,
+		Standard:            std,
+		Mappings:            mappings,
+		MaxHeaderBytes:      h.MaxHeaderBytes,
+		MaxTotalHeaderBytes: h.MaxTotalHeaderBytes,
+	}
+	if h.Require != nil {
+		if h.policy, err = h.Require.compile(h.ACRLevels); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // cookieSecrets expands the configured secrets, or loads (creating once) the generated key
@@ -442,6 +524,9 @@ func (h *Handler) provisionStore(secrets [][]byte) error {
 
 // Validate checks the configuration. It runs after Provision, so placeholders are expanded.
 func (h *Handler) Validate() error {
+	if h.policyOnly {
+		return nil // checked by provisionPolicyOnly
+	}
 	if h.Issuer == "" {
 		return errors.New("issuer is required")
 	}
@@ -524,6 +609,12 @@ func (h *Handler) Cleanup() error {
 			errs = append(errs, err)
 		}
 		h.storeKey = ""
+	}
+	if h.assertKey != "" {
+		if _, err := assertionKeyPool.Delete(h.assertKey); err != nil {
+			errs = append(errs, err)
+		}
+		h.assertKey = ""
 	}
 	return errors.Join(errs...)
 }

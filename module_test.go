@@ -11,6 +11,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/trustgate/trustgate/trust"
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {
@@ -126,6 +128,63 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "redis bad timeout", input: "trustgate {\n session_store redis {\n read_timeout 0s\n }\n}", wantErr: "invalid read_timeout duration '0s'"},
 		{name: "redis bad db", input: "trustgate {\n session_store redis {\n db -1\n }\n}", wantErr: "invalid db '-1'"},
 		{name: "redis repeated option", input: "trustgate {\n session_store redis {\n db 1\n db 2\n }\n}", wantErr: "db already specified"},
+		{
+			name: "trust headers, policy and assertion",
+			input: `trustgate {
+				standard_headers identity
+				header X-Employee-Id employee_id
+				header X-City address.locality
+				max_header_bytes 2048
+				max_total_header_bytes 8192
+				acr_levels low high top
+				require acr_at_least high
+				require amr mfa
+				require amr hwk
+				require claim groups admins ops
+				require claim tenant t1
+				require email_domain example.com *.example.org
+				require max_auth_age 15m
+				require known_user
+				assertion {
+					issuer https://app.example.com
+					audience legacy
+					lifetime 30s
+					key_rotation 168h
+				}
+			}`,
+			want: Handler{
+				StandardHeaders:     "identity",
+				HeaderMappings:      []trust.Mapping{{Header: "X-Employee-Id", Claim: "employee_id"}, {Header: "X-City", Claim: "address.locality"}},
+				MaxHeaderBytes:      2048,
+				MaxTotalHeaderBytes: 8192,
+				ACRLevels:           []string{"low", "high", "top"},
+				Require: &PolicyConfig{
+					ACRAtLeast:   "high",
+					AMR:          []string{"mfa", "hwk"},
+					Claims:       []ClaimRequirement{{Claim: "groups", Values: []string{"admins", "ops"}}, {Claim: "tenant", Values: []string{"t1"}}},
+					EmailDomains: []string{"example.com", "*.example.org"},
+					MaxAuthAge:   caddy.Duration(15 * time.Minute),
+					KnownUser:    true,
+				},
+				Assertion: &AssertionConfig{Issuer: "https://app.example.com", Audience: "legacy", Lifetime: caddy.Duration(30 * time.Second), KeyRotation: caddy.Duration(168 * time.Hour)},
+			},
+		},
+		{name: "policy block", input: "trustgate {\n require acr a b\n}", want: Handler{Require: &PolicyConfig{ACR: []string{"a", "b"}}}},
+		{name: "bare assertion", input: "trustgate {\n assertion\n}", want: Handler{Assertion: &AssertionConfig{}}},
+		{name: "header without claim", input: "trustgate {\n header X-A\n}", wantErr: "header needs a header name and a claim path"},
+		{name: "bad standard_headers", input: "trustgate {\n standard_headers some\n}", wantErr: "standard_headers"},
+		{name: "bad max_header_bytes", input: "trustgate {\n max_header_bytes 0\n}", wantErr: "max_header_bytes must be a positive number"},
+		{name: "acr_levels empty", input: "trustgate {\n acr_levels\n}", wantErr: "acr_levels needs"},
+		{name: "require nothing", input: "trustgate {\n require\n}", wantErr: "require needs a rule"},
+		{name: "require unknown rule", input: "trustgate {\n require group admins\n}", wantErr: "unknown require rule 'group'"},
+		{name: "require acr without value", input: "trustgate {\n require acr\n}", wantErr: "require acr needs at least one value"},
+		{name: "require acr twice", input: "trustgate {\n require acr a\n require acr b\n}", wantErr: "require acr already specified"},
+		{name: "require acr_at_least two", input: "trustgate {\n require acr_at_least a b\n}", wantErr: "takes one level"},
+		{name: "require claim without value", input: "trustgate {\n require claim groups\n}", wantErr: "require claim needs a claim path and at least one value"},
+		{name: "require max_auth_age bad", input: "trustgate {\n require max_auth_age soon\n}", wantErr: "invalid max_auth_age duration 'soon'"},
+		{name: "require known_user with value", input: "trustgate {\n require known_user yes\n}", wantErr: "takes no value"},
+		{name: "assertion unknown option", input: "trustgate {\n assertion {\n alg HS256\n }\n}", wantErr: "unrecognized assertion option 'alg'"},
+		{name: "assertion bad lifetime", input: "trustgate {\n assertion {\n lifetime 0s\n }\n}", wantErr: "invalid lifetime duration"},
 		{name: "redis tls unknown option", input: "trustgate {\n session_store redis {\n tls {\n verify no\n }\n }\n}", wantErr: "unrecognized session_store redis tls option 'verify'"},
 	}
 	for _, tt := range tests {

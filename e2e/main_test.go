@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ type env struct {
 	root, cache, artifacts string
 	opURL                  string // issuer
 	plainURL, signedURL    string // the two gateway sites
+	stepupURL              string // a site whose /admin/* requires urn:bankid:bid
 	redisPorts             [2]int // two gateway instances sharing Redis, started by their test
 	caddyBin               string
 	upstream               *httptest.Server
@@ -48,6 +50,7 @@ const (
 	plainClientID  = "trustgate-e2e"
 	signedClientID = "trustgate-e2e-signed"
 	redisClientID  = "trustgate-e2e-redis"
+	stepupClientID = "trustgate-e2e-stepup"
 	clientSecret   = "e2e-client-secret-0123456789abcdef"
 	cookieSecret   = "e2e-cookie-secret-0123456789abcdef0123"
 )
@@ -96,10 +99,11 @@ func setup() (cleanup func(), err error) {
 	e2e.upstream = httptest.NewServer(http.HandlerFunc(echo))
 	stops = append(stops, e2e.upstream.Close)
 
-	opPort, plainPort, signedPort := freePort(), freePort(), freePort()
+	opPort := freePort()
 	e2e.opURL = fmt.Sprintf("http://127.0.0.1:%d", opPort)
-	e2e.plainURL = fmt.Sprintf("http://localhost:%d", plainPort)
-	e2e.signedURL = fmt.Sprintf("http://localhost:%d", signedPort)
+	e2e.plainURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.signedURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.stepupURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.redisPorts = [2]int{freePort(), freePort()}
 
 	stop, err := startOP(node, opPort)
@@ -107,7 +111,7 @@ func setup() (cleanup func(), err error) {
 	if err != nil {
 		return cleanup, err
 	}
-	stop, err = startCaddy(caddyBin, plainPort, signedPort)
+	stop, err = startCaddy(caddyBin)
 	stops = append(stops, stop)
 	if err != nil {
 		return cleanup, err
@@ -171,6 +175,7 @@ func startOP(node string, port int) (func(), error) {
 	clients, _ := json.Marshal([]client{
 		{ClientID: plainClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.plainURL + "/.trustgate/callback"}, PostLogoutRedirectURIs: []string{e2e.plainURL + "/"}},
 		{ClientID: signedClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.signedURL + "/.trustgate/callback"}, PostLogoutRedirectURIs: []string{e2e.signedURL + "/"}, UserinfoSignedAlg: "RS256"},
+		{ClientID: stepupClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.stepupURL + "/.trustgate/callback"}},
 		{ClientID: redisClientID, ClientSecret: clientSecret, RedirectURIs: []string{
 			fmt.Sprintf("http://localhost:%d/.trustgate/callback", e2e.redisPorts[0]),
 			fmt.Sprintf("http://localhost:%d/.trustgate/callback", e2e.redisPorts[1]),
@@ -196,12 +201,13 @@ func startOP(node string, port int) (func(), error) {
 	return stop, nil
 }
 
-func startCaddy(bin string, plainPort, signedPort int) (func(), error) {
+func startCaddy(bin string) (func(), error) {
 	dir, err := os.MkdirTemp("", "trustgate-e2e-caddy")
 	if err != nil {
 		return func() {}, err
 	}
-	site := func(url, clientID, cookie, extra string) string {
+	// extra goes into the trustgate block, routes into the site before the proxy.
+	site := func(url, clientID, cookie, extra, routes string) string {
 		return fmt.Sprintf(`
 %s {
 	trustgate {
@@ -214,16 +220,23 @@ func startCaddy(bin string, plainPort, signedPort int) (func(), error) {
 		insecure_cookie
 		%s
 	}
+	%s
 	reverse_proxy %s
 }
-`, url, e2e.opURL, clientID, cookie, extra, strings.TrimPrefix(e2e.upstream.URL, "http://"))
+`, url, e2e.opURL, clientID, cookie, extra, routes, strings.TrimPrefix(e2e.upstream.URL, "http://"))
 	}
 	caddyfile := `{
 	admin off
 	auto_https off
 	persist_config off
 }
-` + site(e2e.plainURL, plainClientID, "tg_plain", "") + site(e2e.signedURL, signedClientID, "tg_signed", "userinfo get require_signed")
+` + site(e2e.plainURL, plainClientID, "tg_plain", "", "") +
+		site(e2e.signedURL, signedClientID, "tg_signed", "userinfo get require_signed", "") +
+		site(e2e.stepupURL, stepupClientID, "tg_stepup", "acr_levels ts.bindid.iac.phone_number urn:bankid:bid", `route /admin/* {
+		trustgate {
+			require acr_at_least urn:bankid:bid
+		}
+	}`)
 	cfgPath := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(cfgPath, []byte(caddyfile), 0o600); err != nil {
 		return func() {}, err
@@ -243,7 +256,7 @@ func startCaddy(bin string, plainPort, signedPort int) (func(), error) {
 	}
 	stop := stopper(cmd, logf)
 	done := func() { stop(); os.RemoveAll(dir) }
-	for _, u := range []string{e2e.plainURL, e2e.signedURL} {
+	for _, u := range []string{e2e.plainURL, e2e.signedURL, e2e.stepupURL} {
 		if err := waitHTTP(u+"/.trustgate/me", 20*time.Second); err != nil {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}
@@ -323,8 +336,30 @@ func tail(path string) string {
 	return string(b)
 }
 
+// upstreamSeen records the path and query of every request the upstream answered.
+var upstreamSeen struct {
+	sync.Mutex
+	paths []string
+}
+
+// upstreamSaw reports the requests the upstream answered whose path starts with prefix.
+func upstreamSaw(prefix string) []string {
+	upstreamSeen.Lock()
+	defer upstreamSeen.Unlock()
+	var got []string
+	for _, p := range upstreamSeen.paths {
+		if strings.HasPrefix(p, prefix) {
+			got = append(got, p)
+		}
+	}
+	return got
+}
+
 // echo is the upstream: it answers with the request it received, as JSON.
 func echo(w http.ResponseWriter, r *http.Request) {
+	upstreamSeen.Lock()
+	upstreamSeen.paths = append(upstreamSeen.paths, r.URL.RequestURI())
+	upstreamSeen.Unlock()
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,6 +45,9 @@ type AuthRequest struct {
 	LoginHint string
 	ACRValues string
 	Prompt    string
+	// MaxAge, when positive, is sent as max_age (whole seconds): the provider must
+	// authenticate the user again if the last authentication is older.
+	MaxAge time.Duration
 }
 
 // AuthCodeURL returns the OP's authorization URL for r (code flow, PKCE S256, state, nonce).
@@ -59,7 +63,11 @@ func (c *Client) AuthCodeURL(ctx context.Context, r AuthRequest) (string, error)
 		oauth2.S256ChallengeOption(r.Transaction.Verifier),
 		oidc.Nonce(r.Transaction.Nonce),
 	}
-	for k, v := range map[string]string{"login_hint": r.LoginHint, "acr_values": r.ACRValues, "prompt": r.Prompt} {
+	params := map[string]string{"login_hint": r.LoginHint, "acr_values": r.ACRValues, "prompt": r.Prompt}
+	if r.MaxAge > 0 {
+		params["max_age"] = strconv.FormatInt(int64(r.MaxAge/time.Second), 10)
+	}
+	for k, v := range params {
 		if v != "" {
 			opts = append(opts, oauth2.SetAuthURLParam(k, v))
 		}

@@ -480,6 +480,9 @@ func TestAuthCodeURLOptionalParameters(t *testing.T) {
 		{"acr_values", AuthRequest{ACRValues: "urn:bankid:high urn:bankid:substantial"}, map[string]string{"acr_values": "urn:bankid:high urn:bankid:substantial"}},
 		{"prompt", AuthRequest{Prompt: "login consent"}, map[string]string{"prompt": "login consent"}},
 		{"all", AuthRequest{LoginHint: "a&b=c", ACRValues: "x", Prompt: "none"}, map[string]string{"login_hint": "a&b=c", "acr_values": "x", "prompt": "none"}},
+		{"max_age", AuthRequest{MaxAge: 90 * time.Minute}, map[string]string{"max_age": "5400"}},
+		{"max_age whole seconds", AuthRequest{MaxAge: 2500 * time.Millisecond}, map[string]string{"max_age": "2"}},
+		{"step-up", AuthRequest{ACRValues: "urn:bankid:bid", Prompt: "login", MaxAge: time.Minute}, map[string]string{"acr_values": "urn:bankid:bid", "prompt": "login", "max_age": "60"}},
 	}
 	issuer := discoveryServer(t, nil)
 	c := newClient(t, Config{Issuer: issuer, ClientID: "app", HTTPClient: NewHTTPClient(5*time.Second, 0)})
@@ -496,7 +499,7 @@ func TestAuthCodeURLOptionalParameters(t *testing.T) {
 				t.Fatal(err)
 			}
 			q := u.Query()
-			for _, k := range []string{"login_hint", "acr_values", "prompt"} {
+			for _, k := range []string{"login_hint", "acr_values", "prompt", "max_age"} {
 				want, set := tt.want[k]
 				switch {
 				case set && (len(q[k]) != 1 || q[k][0] != want):

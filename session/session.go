@@ -60,6 +60,11 @@ type Session struct {
 	// Zero (or negative) means no idle timeout.
 	IdleTimeout time.Duration `json:"idle_timeout"`
 
+	// StepUp names the route policy (its fingerprint) whose step-up login created
+	// this session, so the gateway can tell a step-up that came back still
+	// insufficient from one it has not tried yet. Empty for an ordinary login.
+	StepUp string `json:"step_up,omitempty"`
+
 	// Version is set by [Store.Put] to the stored version + 1 (1 for a new
 	// session), so callers can key renderings by (ID, Version).
 	Version uint64 `json:"version"`
@@ -97,6 +102,7 @@ func (s *Session) Clone() *Session {
 		CreatedAt:    s.CreatedAt,
 		ExpiresAt:    s.ExpiresAt,
 		IdleTimeout:  s.IdleTimeout,
+		StepUp:       s.StepUp,
 		Version:      s.Version,
 	}
 }

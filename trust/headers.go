@@ -2,6 +2,7 @@ package trust
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,6 +19,12 @@ const (
 	HeaderEmailVerified = "X-Auth-Email-Verified"
 	HeaderName          = "X-Auth-Name"
 	HeaderPhone         = "X-Auth-Phone"
+	HeaderPhoneVerified = "X-Auth-Phone-Verified"
+	HeaderGivenName     = "X-Auth-Given-Name"
+	HeaderFamilyName    = "X-Auth-Family-Name"
+	HeaderBirthdate     = "X-Auth-Birthdate"
+	HeaderPersonalID    = "X-Auth-Personal-Id"
+	HeaderAddress       = "X-Auth-Address"
 	HeaderAlias         = "X-Auth-Alias"
 	HeaderNewUser       = "X-Auth-New-User"
 	HeaderACR           = "X-Auth-Acr"
@@ -37,39 +44,125 @@ const (
 	HeaderUserLastSeen         = "X-Trust-User-Last-Seen"
 	HeaderConfirmedAppCount    = "X-Trust-Confirmed-App-Count"
 	HeaderDeviceCount          = "X-Trust-Device-Count"
+
+	HeaderNewDevice          = "X-Trust-New-Device"
+	HeaderAccountAgeDays     = "X-Trust-Account-Age-Days"
+	HeaderDeviceKnownSince   = "X-Trust-Device-Known-Since"
+	HeaderDeviceAgeDays      = "X-Trust-Device-Age-Days"
+	HeaderDaysSinceLastLogin = "X-Trust-Days-Since-Last-Login"
 )
 
-// HeaderNames returns every header name Headers can emit, in the order Headers emits them.
+// HeaderNames returns every built-in header name Headers can emit, in the order Headers
+// emits them. Mapped headers (Options.Mappings) come after these and are not listed.
 func HeaderNames() []string {
 	return []string{
-		HeaderSubject, HeaderIssuer, HeaderEmail, HeaderEmailVerified, HeaderName, HeaderPhone,
-		HeaderAlias, HeaderNewUser, HeaderACR, HeaderAMR, HeaderAuthTime,
+		HeaderSubject, HeaderIssuer, HeaderEmail, HeaderEmailVerified, HeaderName,
+		HeaderPhone, HeaderPhoneVerified, HeaderGivenName, HeaderFamilyName, HeaderBirthdate,
+		HeaderPersonalID, HeaderAddress, HeaderAlias, HeaderNewUser, HeaderACR, HeaderAMR,
+		HeaderAuthTime,
 		HeaderFirstLogin, HeaderLastLogin, HeaderFirstConfirmedLogin, HeaderDeviceFirstLogin,
 		HeaderDeviceLastLogin, HeaderAuthenticatingDevice, HeaderOriginatingDevice,
 		HeaderUserRegistered, HeaderDeviceRegistered, HeaderDeviceLastSeen, HeaderUserLastSeen,
 		HeaderConfirmedAppCount, HeaderDeviceCount,
+		HeaderNewDevice, HeaderAccountAgeDays, HeaderDeviceKnownSince, HeaderDeviceAgeDays,
+		HeaderDaysSinceLastLogin,
 	}
+}
+
+// StandardHeaders selects the built-in headers Headers emits (Caddyfile: standard_headers).
+type StandardHeaders string
+
+// The values of StandardHeaders.
+const (
+	// StandardAll emits every built-in header: X-Auth-* and X-Trust-*. The zero value ""
+	// means the same.
+	StandardAll StandardHeaders = "all"
+	// StandardIdentity emits only the X-Auth-* built-in headers (no trust signals).
+	StandardIdentity StandardHeaders = "identity"
+	// StandardNone emits no built-in header; only the mapped ones (Options.Mappings).
+	StandardNone StandardHeaders = "none"
+)
+
+// ParseStandardHeaders reads a standard_headers value: "all", "identity" or "none"; the
+// empty string is "all".
+func ParseStandardHeaders(s string) (StandardHeaders, error) {
+	switch v := StandardHeaders(s); v {
+	case "", StandardAll:
+		return StandardAll, nil
+	case StandardIdentity, StandardNone:
+		return v, nil
+	}
+	return "", fmt.Errorf("standard_headers %q: want one of all, identity, none", s)
+}
+
+// emits reports which built-in groups s selects. A value ParseStandardHeaders rejects
+// selects none: a configuration mistake never sends more than was asked for.
+func (s StandardHeaders) emits() (auth, trust bool) {
+	switch s {
+	case "", StandardAll:
+		return true, true
+	case StandardIdentity:
+		return true, false
+	}
+	return false, false
 }
 
 // Header is one upstream request header. Value is already safe for the wire (EncodeValue).
 type Header struct{ Name, Value string }
 
-// Headers renders the profile as upstream headers, in the order of HeaderNames. A claim that
-// is absent (or empty once cleaned) yields no header. A value longer than
-// opts.MaxHeaderBytes once encoded is left out whole, never cut, and its header name is
-// returned in dropped so the caller can log it. Callers render once per session version
-// and cache the result; the caller must still delete every managed header from the
-// request (StripManaged) before adding these, so an absent header cannot be forged.
-func (p *Profile) Headers(opts Options) (hs []Header, dropped []string) {
-	limit := opts.maxHeaderBytes()
-	hs = make([]Header, 0, 24)
+// Reasons in Dropped.
+const (
+	// DropValueTooLong: the encoded value is longer than Options.MaxHeaderBytes.
+	DropValueTooLong = "value_too_long"
+	// DropTotalTooLarge: the header would take the headers past
+	// Options.MaxTotalHeaderBytes, or an earlier one already did.
+	DropTotalTooLarge = "total_too_large"
+)
+
+// Dropped reports a header Headers left out because of a size limit. It never holds the
+// value, so it can be logged as is.
+type Dropped struct {
+	Name   string // header name
+	Reason string // DropValueTooLong or DropTotalTooLarge
+	Bytes  int    // length of the encoded value
+}
+
+// builtinHeaders is len(HeaderNames()).
+const builtinHeaders = 35
+
+// headerOverhead is what a header line costs besides its name and value: ": " and CRLF.
+const headerOverhead = 4
+
+// Headers renders the profile as upstream headers: the built-in ones opts.Standard selects,
+// in the order of HeaderNames, then one per opts.Mappings rule, in rule order. A claim that
+// is absent (or empty once cleaned) yields no header. Size limits drop headers whole, never
+// cut them, and report them in dropped so the caller can log them:
+//
+//   - a value longer than opts.MaxHeaderBytes once encoded (DropValueTooLong);
+//   - once the running total of len(name)+len(value)+4 over the emitted headers would
+//     exceed opts.MaxTotalHeaderBytes, that header and every later one (DropTotalTooLarge,
+//     unless the value alone is too long). Stopping at the first overflow keeps the result
+//     predictable: always a prefix, in emission order, of what fits.
+//
+// Callers render once per session version and cache the result; the caller must still
+// delete every managed header from the request (StripManaged, with the same Mappings)
+// before adding these, so an absent header cannot be forged.
+func (p *Profile) Headers(opts Options) (hs []Header, dropped []Dropped) {
+	limit, budget := opts.maxHeaderBytes(), opts.maxTotalHeaderBytes()
+	full := false
+	hs = make([]Header, 0, builtinHeaders+opts.Mappings.len())
 	add := func(name, raw string) {
 		v := EncodeValue(raw)
+		cost := len(name) + len(v) + headerOverhead
 		switch {
 		case v == "":
 		case len(v) > limit:
-			dropped = append(dropped, name)
+			dropped = append(dropped, Dropped{Name: name, Reason: DropValueTooLong, Bytes: len(v)})
+		case full || cost > budget:
+			full = true
+			dropped = append(dropped, Dropped{Name: name, Reason: DropTotalTooLarge, Bytes: len(v)})
 		default:
+			budget -= cost
 			hs = append(hs, Header{Name: name, Value: v})
 		}
 	}
@@ -98,24 +191,33 @@ func (p *Profile) Headers(opts Options) (hs []Header, dropped []string) {
 		}
 	}
 
-	add(HeaderSubject, p.Subject)
-	add(HeaderIssuer, p.Issuer)
-	add(HeaderEmail, p.Email)
-	addBool(HeaderEmailVerified, p.EmailVerified)
-	add(HeaderName, p.Name)
-	add(HeaderPhone, p.Phone)
-	add(HeaderAlias, p.Alias)
-	if p.NewUser {
-		add(HeaderNewUser, "true")
+	authHeaders, trustHeaders := opts.Standard.emits()
+	if authHeaders {
+		add(HeaderSubject, p.Subject)
+		add(HeaderIssuer, p.Issuer)
+		add(HeaderEmail, p.Email)
+		addBool(HeaderEmailVerified, p.EmailVerified)
+		add(HeaderName, p.Name)
+		add(HeaderPhone, p.Phone)
+		addBool(HeaderPhoneVerified, p.PhoneVerified)
+		add(HeaderGivenName, p.GivenName)
+		add(HeaderFamilyName, p.FamilyName)
+		add(HeaderBirthdate, p.Birthdate)
+		add(HeaderPersonalID, p.PersonalID)
+		add(HeaderAddress, p.Address)
+		add(HeaderAlias, p.Alias)
+		if p.NewUser {
+			add(HeaderNewUser, "true")
+		}
+		add(HeaderACR, p.ACR)
+		if len(p.AMR) > 0 {
+			s, _ := ClaimString(p.AMR) // joins with ","; JSON array if an element has a comma
+			add(HeaderAMR, s)
+		}
+		addUnix(HeaderAuthTime, p.AuthTime)
 	}
-	add(HeaderACR, p.ACR)
-	if len(p.AMR) > 0 {
-		s, _ := ClaimString(p.AMR) // joins with ","; JSON array if an element has a comma
-		add(HeaderAMR, s)
-	}
-	addUnix(HeaderAuthTime, p.AuthTime)
 
-	if b := p.BindID; b != nil {
+	if b := p.BindID; b != nil && trustHeaders {
 		addUnix(HeaderFirstLogin, b.FirstLogin)
 		addUnix(HeaderLastLogin, b.LastLogin)
 		addUnix(HeaderFirstConfirmedLogin, b.FirstConfirmedLogin)
@@ -129,6 +231,25 @@ func (p *Profile) Headers(opts Options) (hs []Header, dropped []string) {
 		addUnix(HeaderUserLastSeen, b.UserLastSeen)
 		addCount(HeaderConfirmedAppCount, b.ConfirmedAppCount)
 		addCount(HeaderDeviceCount, b.DeviceCount)
+	}
+	if d := p.Derived; d != nil && trustHeaders {
+		addBool(HeaderNewDevice, d.NewDevice)
+		addCount(HeaderAccountAgeDays, d.AccountAgeDays)
+		addUnix(HeaderDeviceKnownSince, d.DeviceKnownSince)
+		addCount(HeaderDeviceAgeDays, d.DeviceAgeDays)
+		addCount(HeaderDaysSinceLastLogin, d.DaysSinceLastLogin)
+	}
+
+	if m := opts.Mappings; m != nil {
+		for _, r := range m.rules {
+			v, ok := LookupClaim(p.Claims, r.claim)
+			if !ok {
+				continue
+			}
+			if s, ok := ClaimString(v); ok {
+				add(r.name, s)
+			}
+		}
 	}
 	return hs, dropped
 }
@@ -247,11 +368,11 @@ func bEncode(s string) string {
 }
 
 // IsManagedHeader reports whether name is a header trustgate owns: lowercased and with '_'
-// read as '-', it starts with "x-auth-" or "x-trust-". Upstreams such as php_fastcgi and
-// WSGI merge '_' and '-', and Go does not canonicalise '_', so every spelling counts.
-// It does not allocate.
-func IsManagedHeader(name string) bool {
-	return hasHeaderPrefix(name, "x-auth-") || hasHeaderPrefix(name, "x-trust-")
+// read as '-', it starts with "x-auth-" or "x-trust-", or it is one of the mapped headers
+// of m (which may be nil). Upstreams such as php_fastcgi and WSGI merge '_' and '-', and Go
+// does not canonicalise '_', so every spelling counts. It does not allocate.
+func IsManagedHeader(name string, m *Mappings) bool {
+	return hasHeaderPrefix(name, "x-auth-") || hasHeaderPrefix(name, "x-trust-") || m.matches(name)
 }
 
 // hasHeaderPrefix compares name's start with a lowercase, '-'-separated prefix, ASCII case
@@ -275,12 +396,13 @@ func hasHeaderPrefix(name, prefix string) bool {
 	return true
 }
 
-// StripManaged deletes every managed header (IsManagedHeader) from h, in every spelling,
-// with all its values, and returns the number of keys it deleted. Call it on every request
-// before setting the gateway's own headers. It does not allocate.
-func StripManaged(h http.Header) (removed int) {
+// StripManaged deletes every managed header (IsManagedHeader with m, which may be nil) from
+// h, in every spelling, with all its values, and returns the number of keys it deleted.
+// Call it on every request before setting the gateway's own headers, with the Mappings the
+// headers were rendered with. It does not allocate.
+func StripManaged(h http.Header, m *Mappings) (removed int) {
 	for k := range h {
-		if IsManagedHeader(k) {
+		if IsManagedHeader(k, m) {
 			delete(h, k)
 			removed++
 		}

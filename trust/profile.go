@@ -13,9 +13,14 @@ const (
 	DefaultAliasClaim = "bindid_alias"
 	// DefaultMaxHeaderBytes is the largest header value Headers emits.
 	DefaultMaxHeaderBytes = 4096
+	// DefaultMaxTotalHeaderBytes bounds the size of all headers Headers emits together.
+	DefaultMaxTotalHeaderBytes = 16384
 )
 
 // Options tune how claims become a Profile and headers. The zero value is ready to use.
+//
+// Options is comparable with ==, so a caller can key a cache of renderings by it: it holds
+// no slices or maps, and Mappings is compared by pointer (compile the rules once).
 type Options struct {
 	// AliasClaim is the claim holding the user's alias; when it is absent or empty the
 	// user is new (Profile.NewUser). Default: "bindid_alias".
@@ -23,6 +28,16 @@ type Options struct {
 	// MaxHeaderBytes bounds each header value as sent (after encoding). Longer values are
 	// dropped, never cut, and reported by Headers. Default: 4096.
 	MaxHeaderBytes int
+	// MaxTotalHeaderBytes bounds all emitted headers together, counted as
+	// len(name)+len(value)+4 each (": " and CRLF). The first header that does not fit and
+	// every header after it are dropped and reported. Default: 16384.
+	MaxTotalHeaderBytes int
+	// Standard selects which built-in headers Headers emits: StandardAll (also ""),
+	// StandardIdentity or StandardNone. Default: all.
+	Standard StandardHeaders
+	// Mappings are the operator's own header rules (CompileMappings), emitted after the
+	// built-in headers and stripped from client requests like them. nil: none.
+	Mappings *Mappings
 }
 
 func (o Options) aliasClaim() string {
@@ -39,6 +54,13 @@ func (o Options) maxHeaderBytes() int {
 	return o.MaxHeaderBytes
 }
 
+func (o Options) maxTotalHeaderBytes() int {
+	if o.MaxTotalHeaderBytes <= 0 {
+		return DefaultMaxTotalHeaderBytes
+	}
+	return o.MaxTotalHeaderBytes
+}
+
 // Profile is what trustgate knows about the signed-in user, built from verified claims.
 // Its JSON form is the /.trustgate/me document; it never holds a token.
 type Profile struct {
@@ -49,12 +71,18 @@ type Profile struct {
 	Name          string         `json:"name,omitempty"`           // name, else given_name + " " + family_name
 	Phone         string         `json:"phone_number,omitempty"`   // phone_number, else msisdn
 	PhoneVerified *bool          `json:"phone_number_verified,omitempty"`
+	GivenName     string         `json:"given_name,omitempty"`
+	FamilyName    string         `json:"family_name,omitempty"`
+	Birthdate     string         `json:"birthdate,omitempty"`          // as sent: "1986-02-11", or "110286" (BankID)
+	PersonalID    string         `json:"personal_id_number,omitempty"` // national identity number (bank OPs)
+	Address       string         `json:"address,omitempty"`            // an object as compact JSON with sorted keys, a string as is
 	Alias         string         `json:"alias,omitempty"`
 	NewUser       bool           `json:"new_user"` // the alias claim is absent or empty
 	ACR           string         `json:"acr,omitempty"`
 	AMR           []string       `json:"amr,omitempty"`
 	AuthTime      int64          `json:"auth_time,omitempty"` // unix seconds
 	BindID        *BindID        `json:"bindid,omitempty"`    // nil when neither bindid_info nor bindid_network_info is present
+	Derived       *Derived       `json:"derived,omitempty"`   // signals computed from BindID; nil without BindID or a reference time
 	Claims        map[string]any `json:"claims"`              // every verified claim (a shallow copy of the input)
 }
 
@@ -110,13 +138,36 @@ func NewProfile(claims map[string]any, opts Options) *Profile {
 		p.Phone = textClaim(claims["msisdn"])
 	}
 	p.PhoneVerified = boolClaim(claims["phone_number_verified"])
+	p.GivenName = textClaim(claims["given_name"])
+	p.FamilyName = textClaim(claims["family_name"])
+	p.Birthdate = textClaim(claims["birthdate"])
+	p.PersonalID = textClaim(claims["personal_id_number"])
+	p.Address = addressClaim(claims["address"])
 	p.Alias = textClaim(claims[opts.aliasClaim()])
 	p.NewUser = p.Alias == ""
 	p.ACR = strings.TrimSpace(textClaim(claims["acr"]))
 	p.AMR = stringsClaim(claims["amr"])
 	p.AuthTime = unixClaim(claims["auth_time"])
 	p.BindID = newBindID(claims)
+	p.Derived = newDerived(claims, p)
 	return p
+}
+
+// addressClaim renders the OIDC address claim: a JSON object as compact JSON with sorted
+// keys (so "Veien 311\nOslo 0772" keeps its newline as the two characters \n), a string as
+// is. An empty object and anything else are absent.
+func addressClaim(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case map[string]any:
+		if len(v) == 0 {
+			return ""
+		}
+		s, _ := compactJSON(v)
+		return s
+	}
+	return ""
 }
 
 func newBindID(claims map[string]any) *BindID {

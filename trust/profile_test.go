@@ -26,6 +26,23 @@ func seedBindID() *BindID {
 	}
 }
 
+// seedDerived is the derived signals of the seed 000 user: every time in bindid_info and
+// bindid_network_info lies less than a day before auth_time 1605180698.
+func seedDerived() *Derived {
+	return &Derived{
+		ReferenceTime:      1605180698,
+		NewDevice:          ptr(false), // first (1605180500) != last (1605180574) login from the device
+		AccountAgeDays:     ptr(int64(0)),
+		DeviceKnownSince:   1605180500, // registration and first login from the device agree
+		DeviceAgeDays:      ptr(int64(0)),
+		DaysSinceLastLogin: ptr(int64(0)),
+	}
+}
+
+// seedAddress is the seed 003 address object as compact JSON with sorted keys: the newline
+// in "formatted" stays the two characters \n.
+const seedAddress = `{"formatted":"Veien 311\nOslo 0772","locality":"0772","postal_code":"Oslo","street_address":"Veien 311"}`
+
 func TestNewProfile(t *testing.T) {
 	known := bindIDKnownClaims(t)
 	bankID := loadClaims(t, "bankid_userinfo.json")
@@ -49,6 +66,7 @@ func TestNewProfile(t *testing.T) {
 				AMR:           []string{"ts.bind_id.ama", "ts.bind_id.mfca"},
 				AuthTime:      1605180698,
 				BindID:        seedBindID(),
+				Derived:       seedDerived(),
 			},
 		},
 		{
@@ -65,6 +83,7 @@ func TestNewProfile(t *testing.T) {
 				AMR:           []string{"ts.bind_id.ama", "ts.bind_id.mfca"},
 				AuthTime:      1605180698,
 				BindID:        seedBindID(),
+				Derived:       seedDerived(),
 			},
 		},
 		{
@@ -80,12 +99,16 @@ func TestNewProfile(t *testing.T) {
 			name:   "bankid Ola Normann (seed 003)",
 			claims: bankID,
 			want: Profile{
-				Subject: "9578-6000-4-00001",
-				Issuer:  "https://userinfo.current.bankid.no",
-				Email:   "normann@example.org",
-				Name:    "Ola Normann",
-				Phone:   "95871775",
-				NewUser: true,
+				Subject:    "9578-6000-4-00001",
+				Issuer:     "https://userinfo.current.bankid.no",
+				Email:      "normann@example.org",
+				Name:       "Ola Normann",
+				Phone:      "95871775",
+				GivenName:  "Ola",
+				FamilyName: "Normann",
+				Birthdate:  "110286",
+				Address:    seedAddress,
+				NewUser:    true,
 			},
 		},
 		{
@@ -94,6 +117,7 @@ func TestNewProfile(t *testing.T) {
 			want: Profile{
 				Subject: "9578-6000-4-00001", Issuer: "https://userinfo.current.bankid.no",
 				Email: "normann@example.org", Name: "Ola Normann", Phone: "95871775", NewUser: true,
+				GivenName: "Ola", FamilyName: "Normann", Birthdate: "110286", Address: seedAddress,
 			},
 		},
 		{
@@ -102,6 +126,7 @@ func TestNewProfile(t *testing.T) {
 			want: Profile{
 				Subject: "9578-6000-4-00001", Issuer: "https://userinfo.current.bankid.no",
 				Email: "normann@example.org", Name: "Ola", Phone: "95871775", NewUser: true,
+				GivenName: "Ola", Birthdate: "110286", Address: seedAddress,
 			},
 		},
 		{
@@ -114,8 +139,37 @@ func TestNewProfile(t *testing.T) {
 				EmailVerified: ptr(true),
 				Name:          "Åse Øvrebø",
 				Phone:         "4795871775",
+				GivenName:     "Åse",
+				FamilyName:    "Øvrebø",
+				Birthdate:     "1986-02-11",
+				PersonalID:    "11028600000",
 				NewUser:       true,
 			},
+		},
+		{
+			name: "address as a string is kept as is; personal_id_number as a number",
+			claims: map[string]any{
+				"sub": "s", "address": "Veien 311, 0772 Oslo", "personal_id_number": 11028600000.0,
+				"birthdate": "1986-02-11",
+			},
+			want: Profile{Subject: "s", Address: "Veien 311, 0772 Oslo", PersonalID: "11028600000", Birthdate: "1986-02-11", NewUser: true},
+		},
+		{
+			name:   "empty address object and non-object address are absent",
+			claims: map[string]any{"sub": "s", "address": map[string]any{}, "given_name": []any{"Ola"}},
+			want:   Profile{Subject: "s", NewUser: true},
+		},
+		{
+			name:   "address that is a number is absent",
+			claims: map[string]any{"sub": "s", "address": 311.0},
+			want:   Profile{Subject: "s", NewUser: true},
+		},
+		{
+			name: "non-ASCII address object keeps its characters (encoding is for headers)",
+			claims: map[string]any{"sub": "s", "address": map[string]any{
+				"street_address": "Øvre Slottsgate 1", "formatted": "Øvre Slottsgate 1\n0157 Oslo", "country": nil,
+			}},
+			want: Profile{Subject: "s", NewUser: true, Address: `{"country":null,"formatted":"Øvre Slottsgate 1\n0157 Oslo","street_address":"Øvre Slottsgate 1"}`},
 		},
 		{
 			name:   "phone_number wins over msisdn",
@@ -168,7 +222,7 @@ func TestNewProfile(t *testing.T) {
 				"sub": "s", "auth_time": 1605180698.9, "bindid_alias": "a",
 				"bindid_network_info": map[string]any{"user_last_seen": -5.0, "user_registration_time": 1e300},
 			},
-			want: Profile{Subject: "s", Alias: "a", AuthTime: 1605180698, BindID: &BindID{}},
+			want: Profile{Subject: "s", Alias: "a", AuthTime: 1605180698, BindID: &BindID{}, Derived: &Derived{ReferenceTime: 1605180698}},
 		},
 		{
 			name: "network info alone; zero count kept, negative count dropped",
@@ -192,7 +246,11 @@ func TestNewProfile(t *testing.T) {
 				"sub": "s", "bindid_alias": "a", "auth_time": json.Number("1605180698"),
 				"bindid_network_info": map[string]any{"device_count": json.Number("2"), "user_last_seen": json.Number("1.605180694e9")},
 			},
-			want: Profile{Subject: "s", Alias: "a", AuthTime: 1605180698, BindID: &BindID{UserLastSeen: 1605180694, DeviceCount: ptr(int64(2))}},
+			want: Profile{
+				Subject: "s", Alias: "a", AuthTime: 1605180698,
+				BindID:  &BindID{UserLastSeen: 1605180694, DeviceCount: ptr(int64(2))},
+				Derived: &Derived{ReferenceTime: 1605180698},
+			},
 		},
 		{
 			name:   "nil claims",
@@ -239,7 +297,7 @@ func TestProfileJSON(t *testing.T) {
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"sub", "iss", "email_verified", "phone_number", "phone_number_verified", "alias", "new_user", "acr", "amr", "auth_time", "bindid", "claims"} {
+	for _, key := range []string{"sub", "iss", "email_verified", "phone_number", "phone_number_verified", "alias", "new_user", "acr", "amr", "auth_time", "bindid", "derived", "claims"} {
 		if _, ok := doc[key]; !ok {
 			t.Errorf("json.Marshal(Profile) has no %q key: %s", key, raw)
 		}
@@ -256,6 +314,27 @@ func TestProfileJSON(t *testing.T) {
 	dev, _ := bindid["authenticating_device"].(map[string]any)
 	if got := dev["os_version"]; got != "14.1" {
 		t.Errorf("json bindid.authenticating_device.os_version = %v, want 14.1", got)
+	}
+
+	derived, _ := doc["derived"].(map[string]any)
+	if want := map[string]any{
+		"reference_time": 1605180698.0, "new_device": false, "account_age_days": 0.0,
+		"device_known_since": 1605180500.0, "device_age_days": 0.0, "days_since_last_login": 0.0,
+	}; !reflect.DeepEqual(derived, want) {
+		t.Errorf("json derived = %v, want %v", derived, want)
+	}
+
+	raw, _ = json.Marshal(NewProfile(loadClaims(t, "bank_ciba_userinfo.json"), Options{}))
+	doc = nil
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{
+		"given_name": "Åse", "family_name": "Øvrebø", "birthdate": "1986-02-11", "personal_id_number": "11028600000",
+	} {
+		if got := doc[key]; got != want {
+			t.Errorf("json %s = %v, want %q", key, got, want)
+		}
 	}
 
 	raw, _ = json.Marshal(NewProfile(map[string]any{"sub": "s"}, Options{}))

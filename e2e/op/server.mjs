@@ -5,9 +5,19 @@
 //   OP_PORT        port to listen on at 127.0.0.1 (issuer http://127.0.0.1:OP_PORT)
 //   OP_CLIENTS     JSON array of client registrations (see clients() below for the shape)
 //
+// Test controls (loopback only): POST /test/ciba/{approve,deny}?login_hint=… answers a
+// pending CIBA request; GET /test/authorizations?client_id=… lists the authorization
+// requests the provider received for that client (their parameters, oldest first).
+//
 // Users carry claims built from the provider documents in shared/seeds/: a BindID user with
 // alias and the full trust profile (000), the same without alias (a new user), and a
 // BankID-style user (003). acr/amr come with the login, as a real OP sets them.
+//
+// Step-up: a user logs in at its default acr; a user with `stepUp` entries can also reach
+// those levels (each with its own amr). When the authorization request carries acr_values,
+// the login gets the first requested level the user can reach, else the default one, as a
+// real OP that cannot perform the requested method does. prompt=login and max_age are
+// oidc-provider's own: they show the login page again even with a live OP session.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import Provider from 'oidc-provider';
 
@@ -38,6 +48,8 @@ const users = {
     sub: '123e4567-e89b-12d3-a456-426652340000',
     acr: 'ts.bindid.iac.phone_number',
     amr: ['ts.bind_id.ama', 'ts.bind_id.mfca'],
+    // This user also holds a BankID: asked for it, the login is a BankID login.
+    stepUp: { 'urn:bankid:bid': ['bankid', 'ts.bind_id.ama'] },
     claims: {
       bindid_alias: 'username@domain',
       email: 'known@example.com', email_verified: true,
@@ -45,6 +57,7 @@ const users = {
       bindid_info: bindidInfo, bindid_network_info: bindidNetworkInfo,
     },
   },
+  // No BankID: cannot reach urn:bankid:bid, whatever the client asks for.
   'bindid-new': {
     sub: '123e4567-e89b-12d3-a456-426652340001',
     acr: 'ts.bindid.iac.phone_number',
@@ -68,6 +81,16 @@ const users = {
 };
 const bySub = Object.fromEntries(Object.values(users).map((u) => [u.sub, u]));
 const account = (id) => users[id] || bySub[id];
+
+// How user u authenticates when the client asked for acrValues (space-separated, may be
+// empty): the first requested level u can reach, else u's default level.
+function authentication(u, acrValues) {
+  for (const acr of (acrValues || '').split(' ')) {
+    if (acr === u.acr) return { acr, amr: u.amr };
+    if (u.stepUp?.[acr]) return { acr, amr: u.stepUp[acr] };
+  }
+  return { acr: u.acr, amr: u.amr };
+}
 
 function clients() {
   return JSON.parse(process.env.OP_CLIENTS || '[]').map((c) => ({
@@ -151,15 +174,37 @@ const configuration = {
 const provider = new Provider(issuer, configuration);
 
 // The development login page only submits an account id; a real OP records how the user
-// authenticated. Add the seed user's acr and amr to the login result, keeping the built-in pages.
+// authenticated. Add acr and amr to the login result, from the seed user and the request's
+// acr_values (see authentication()), keeping the built-in pages.
 const finish = provider.interactionFinished.bind(provider);
 provider.interactionFinished = async (req, res, result, options) => {
   if (result?.login?.accountId) {
     const u = account(result.login.accountId);
-    if (u) result.login = { ...result.login, accountId: u.sub, acr: u.acr, amr: u.amr };
+    if (u) {
+      const { params } = await provider.interactionDetails(req, res);
+      const { acr, amr } = authentication(u, params.acr_values);
+      result.login = { ...result.login, accountId: u.sub, acr, amr };
+      console.log(`login ${u.sub} acr=${acr} amr=${amr.join(',')} (acr_values=${params.acr_values ?? ''})`);
+    }
   }
   return finish(req, res, result, options);
 };
+
+// Every GET authorization request as received (before any redirect to the login page), so a
+// test can check what the gateway asked for and how often.
+const authorizations = [];
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/auth' && ctx.method === 'GET') {
+    const params = { ...ctx.query };
+    authorizations.push(params);
+    console.log(`authorize client_id=${params.client_id} prompt=${params.prompt ?? ''} acr_values=${params.acr_values ?? ''} max_age=${params.max_age ?? ''}`);
+  }
+  if (ctx.path === '/test/authorizations' && ctx.method === 'GET') {
+    ctx.body = authorizations.filter((a) => a.client_id === ctx.query.client_id);
+    return;
+  }
+  return next();
+});
 
 // Test controls for CIBA (loopback only, like everything here).
 provider.use(async (ctx, next) => {

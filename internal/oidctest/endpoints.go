@@ -41,6 +41,7 @@ type grant struct {
 	scope    string
 	nonce    string
 	authTime time.Time
+	acr      string // the acr reached for requested acr_values; "" keeps the user's own
 }
 
 func (p *Provider) routes() http.Handler {
@@ -225,6 +226,9 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 
 	now := p.now()
 	code := randomToken()
+	p.mu.Lock()
+	p.lastAuthorize = cloneValues(q)
+	p.mu.Unlock()
 	ac := &authCode{
 		grant: &grant{
 			family:   randomToken(),
@@ -233,6 +237,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			scope:    q.Get("scope"),
 			nonce:    q.Get("nonce"),
 			authTime: now,
+			acr:      user.reachedACR(q.Get("acr_values")),
 		},
 		redirectURI: redirectURI,
 		challenge:   challenge,
@@ -493,6 +498,9 @@ func (p *Provider) idToken(client Client, g *grant, accessToken, nonce string, n
 	}
 	if _, ok := claims["auth_time"]; !ok {
 		claims["auth_time"] = g.authTime.Unix()
+	}
+	if g.acr != "" {
+		claims["acr"] = g.acr
 	}
 	iat, exp := now, now.Add(AccessTokenLifetime)
 	claims["iss"] = p.issuer

@@ -86,6 +86,7 @@ type Provider struct {
 	faults         Faults
 	counts         Counts
 	lastToken      url.Values
+	lastAuthorize  url.Values
 	lastUserinfo   *recordedRequest
 	lastEndSession url.Values
 	codes          *expiringMap[*authCode]
@@ -241,6 +242,14 @@ func (p *Provider) Counts() Counts {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.counts
+}
+
+// LastAuthorize is a copy of the parameters of the last authorization request that was
+// answered with a code (acr_values, prompt, max_age, ...). Nil before any.
+func (p *Provider) LastAuthorize() url.Values {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return cloneValues(p.lastAuthorize)
 }
 
 // LastTokenRequest is the form of the last /token request (body parameters only), plus

@@ -60,6 +60,20 @@ type User struct {
 	// SignedUserinfo makes this user's userinfo a signed JWT whatever the client asks (BankID
 	// style).
 	SignedUserinfo bool
+	// ACRLevels are the acr values this user can authenticate at (a step-up OP). When an
+	// authorization request carries acr_values, the ID token's acr is the first requested
+	// value in this list; when none is, the user's own acr (IDTokenClaims) is kept.
+	ACRLevels []string
+}
+
+// reachedACR is the acr a login reaches for the space-separated acr_values, or "".
+func (u User) reachedACR(acrValues string) string {
+	for _, v := range strings.Fields(acrValues) {
+		if slices.Contains(u.ACRLevels, v) {
+			return v
+		}
+	}
+	return ""
 }
 
 // DefaultClient is the client used when Options.Clients is empty: ID "trustgate", secret

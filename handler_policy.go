@@ -1,0 +1,229 @@
+package trustgate
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/trustgate/trustgate/session"
+	"github.com/trustgate/trustgate/trust"
+)
+
+// PolicyConfig is a route policy: every rule that is set must hold.
+type PolicyConfig struct {
+	// ACR: the login's acr must be one of these.
+	ACR []string `json:"acr,omitempty"`
+	// ACRAtLeast: the login's acr must be this level or a stronger one in acr_levels.
+	ACRAtLeast string `json:"acr_at_least,omitempty"`
+	// AMR: every one of these must be among the login's amr values.
+	AMR []string `json:"amr,omitempty"`
+	// Claims: each claim (a path, as for header mappings) must equal one of its values (for
+	// an array claim: contain one of them).
+	Claims []ClaimRequirement `json:"claims,omitempty"`
+	// EmailDomains: the e-mail must be verified and in one of these domains; "example.com"
+	// is that domain only, "*.example.com" any subdomain of it.
+	EmailDomains []string `json:"email_domains,omitempty"`
+	// MaxAuthAge: the user must have authenticated at the provider at most this long ago
+	// (auth_time).
+	MaxAuthAge caddy.Duration `json:"max_auth_age,omitempty"`
+	// KnownUser: the user must have an alias (alias_claim), i.e. be linked to an account.
+	KnownUser bool `json:"known_user,omitempty"`
+}
+
+// ClaimRequirement requires the claim at Claim to equal one of Values.
+type ClaimRequirement struct {
+	Claim  string   `json:"claim"`
+	Values []string `json:"values"`
+}
+
+// stepUpGuard is how long after a step-up login an unmet policy is answered with 403
+// rather than another trip to the provider: the provider was asked and did not deliver,
+// so asking again at once would loop.
+const stepUpGuard = 5 * time.Minute
+
+func (c *PolicyConfig) compile(levels []string) (*trust.Policy, error) {
+	if c.ACRAtLeast == "" {
+		levels = nil // acr_levels only serve acr_at_least
+	}
+	p := &trust.Policy{
+		ACR:          c.ACR,
+		ACRAtLeast:   c.ACRAtLeast,
+		ACRLevels:    levels,
+		AMR:          c.AMR,
+		EmailDomains: c.EmailDomains,
+		MaxAuthAge:   time.Duration(c.MaxAuthAge),
+		KnownUser:    c.KnownUser,
+	}
+	for _, cr := range c.Claims {
+		p.Claims = append(p.Claims, trust.ClaimRule{Claim: cr.Claim, Values: cr.Values})
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("require: %w", err)
+	}
+	if p.IsZero() {
+		return nil, nil
+	}
+	return p, nil
+}
+
+// isPolicyOnly reports whether the handler is a policy block: require (and acr_levels)
+// lines, nothing that configures a provider or a store.
+func (h *Handler) isPolicyOnly() bool {
+	return h.Require != nil && h.Issuer == "" && h.ClientID == "" && h.ClientSecret == "" &&
+		len(h.Secrets) == 0 && len(h.Scopes) == 0 && h.SessionStore == nil && h.RedirectURL == "" &&
+		h.Assertion == nil && len(h.HeaderMappings) == 0 && h.StandardHeaders == "" && h.CookieName == ""
+}
+
+// provisionPolicyOnly sets up a policy block. Its acr_at_least rule may use the acr_levels
+// of the block that logged the user in; then it is compiled on first use per outer block.
+func (h *Handler) provisionPolicyOnly() error {
+	h.policyOnly = true
+	h.policies = new(sync.Map)
+	if h.Require.ACRAtLeast != "" && len(h.ACRLevels) == 0 {
+		// Check everything else now; the levels come from the outer block.
+		probe := *h.Require
+		probe.ACRAtLeast = ""
+		if _, err := probe.compile(nil); err != nil {
+			return err
+		}
+		return nil
+	}
+	p, err := h.Require.compile(h.ACRLevels)
+	if err != nil {
+		return err
+	}
+	if p == nil {
+		return errors.New("require: a trustgate block without issuer needs at least one require rule")
+	}
+	h.policy = p
+	return nil
+}
+
+func (h *Handler) policyFor(outer *Handler) (*trust.Policy, error) {
+	if h.policy != nil || !h.policyOnly {
+		return h.policy, nil
+	}
+	if v, ok := h.policies.Load(outer); ok {
+		if err, isErr := v.(error); isErr {
+			return nil, err
+		}
+		return v.(*trust.Policy), nil
+	}
+	p, err := h.Require.compile(outer.ACRLevels)
+	if err != nil {
+		err = fmt.Errorf("%w (acr_levels of the trustgate block for %s)", err, outer.Issuer)
+		h.policies.Store(outer, err)
+		return nil, err
+	}
+	h.policies.Store(outer, p)
+	return p, nil
+}
+
+// authState is what an authenticating block leaves for the policy blocks after it.
+type authState struct {
+	h  *Handler
+	s  *session.Session
+	rd *rendered
+}
+
+// String keeps the state out of anything that prints Caddy variables ({vars.*}).
+func (*authState) String() string { return "trustgate" }
+
+const authVar = "trustgate.auth"
+
+// servePolicyOnly checks the policy of a policy block against the session found by the
+// trustgate block before it on this route.
+func (h *Handler) servePolicyOnly(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	st, _ := caddyhttp.GetVar(r.Context(), authVar).(*authState)
+	if st == nil {
+		// Fail closed: this route has no authenticating block before the policy.
+		h.logger.Error("a trustgate policy block (only require lines) ran without a trustgate block with issuer before it on this route; put `trustgate { issuer ... }` at the site level or before the route",
+			zap.String("reason", "policy_without_login"), zap.String("path", r.URL.Path))
+		h.page(w, http.StatusInternalServerError, "Configuration error", "This page is protected by a rule that cannot be checked. The site's administrator has been told.", "")
+		return nil
+	}
+	p, err := h.policyFor(st.h)
+	if err != nil {
+		h.logger.Error("route policy cannot be checked", zap.String("reason", "policy_invalid"), zap.Error(err))
+		h.page(w, http.StatusInternalServerError, "Configuration error", "This page is protected by a rule that cannot be checked. The site's administrator has been told.", "")
+		return nil
+	}
+	if done := st.h.enforce(w, r, p, st); done {
+		return nil
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// enforce checks p for the session in st. It returns true when it has answered the
+// request: a step-up login (browser) or a 403 (page or JSON).
+func (h *Handler) enforce(w http.ResponseWriter, r *http.Request, p *trust.Policy, st *authState) bool {
+	if p == nil {
+		return false
+	}
+	unmet, stepUp := p.Check(st.rd.profile, h.now())
+	if len(unmet) == 0 {
+		return false
+	}
+	fp := p.Fingerprint()
+	justSteppedUp := st.s.StepUp == fp && h.now().Sub(st.s.CreatedAt) < stepUpGuard
+	rules := make([]string, len(unmet))
+	for i, u := range unmet {
+		rules[i] = u.Rule
+	}
+	if stepUp != nil && !justSteppedUp && isNavigation(r) {
+		h.logger.Info("step-up login", zap.String("reason", "step_up"), zap.Strings("rules", rules),
+			zap.String("session_hash", sessionHash(st.s.ID)))
+		_ = h.startLogin(w, r, loginRequest{returnTo: h.returnTo(r), stepUp: stepUp, policy: fp})
+		return true
+	}
+	h.logger.Info("route policy not met", zap.String("reason", "policy_unmet"), zap.Strings("rules", rules),
+		zap.Bool("after_step_up", justSteppedUp), zap.String("session_hash", sessionHash(st.s.ID)))
+	if !isNavigation(r) {
+		writeJSON(w, http.StatusForbidden, policyError{
+			Error:       "insufficient_authentication",
+			Requirement: unmet[0].Rule,
+			Message:     unmet[0].Reason,
+			Unmet:       unmetRules(unmet),
+		})
+		return true
+	}
+	msg := "This page needs more than your current sign-in provides:"
+	if justSteppedUp {
+		msg = "You signed in again, but this page's requirements are still not met:"
+	}
+	items := make([]string, len(unmet))
+	for i, u := range unmet {
+		items[i] = u.Reason
+	}
+	noStore(w)
+	h.writePage(w, http.StatusForbidden, pageData{Title: "Access denied", Message: msg, Items: items})
+	return true
+}
+
+// policyError is the JSON body of a 403 for an unmet route policy.
+type policyError struct {
+	Error       string        `json:"error"`
+	Requirement string        `json:"requirement"`
+	Message     string        `json:"message"`
+	Unmet       []unmetRule `json:"unmet"`
+}
+
+type unmetRule struct {
+	Rule   string `json:"rule"`
+	Reason string `json:"message"`
+}
+
+func unmetRules(us []trust.Unmet) []unmetRule {
+	out := make([]unmetRule, len(us))
+	for i, u := range us {
+		out[i] = unmetRule{Rule: u.Rule, Reason: u.Reason}
+	}
+	return out
+}

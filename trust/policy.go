@@ -1,0 +1,549 @@
+package trust
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Names of the policy rules, as reported in Unmet.Rule.
+const (
+	RuleACR         = "acr"
+	RuleACRAtLeast  = "acr_at_least"
+	RuleAMR         = "amr"
+	RuleClaim       = "claim"
+	RuleEmailDomain = "email_domain"
+	RuleMaxAuthAge  = "max_auth_age"
+	RuleKnownUser   = "known_user"
+)
+
+// AuthTimeSkew is how far in the future auth_time may be (clock differences between the OP
+// and the gateway) before the max_auth_age rule rejects it. Within it the sign-in counts as
+// having happened just now.
+const AuthTimeSkew = 5 * time.Minute
+
+// ClaimRule requires the claim at path Claim (see LookupClaim) to equal one of Values. A
+// string claim matches when it equals a value; an array claim matches when any element,
+// rendered with ClaimString, equals a value (so ["eng,admins"] is the one element
+// "eng,admins" and never matches "eng"); a number or boolean matches by its ClaimString
+// form ("42", "true"). An object, null or an absent claim never matches.
+type ClaimRule struct {
+	Claim  string
+	Values []string
+}
+
+// Policy is what a route requires of the signed-in user. Every rule that is set must hold;
+// the zero Policy allows every signed-in user.
+type Policy struct {
+	// ACR lists the accepted authentication context classes: acr must equal one of them.
+	ACR []string
+	// ACRAtLeast requires acr to be this level or a later one in ACRLevels. An acr that
+	// is not in ACRLevels does not meet it.
+	ACRAtLeast string
+	// ACRLevels orders the authentication context classes, lowest first. Required with
+	// ACRAtLeast, which must be one of them.
+	ACRLevels []string
+	// AMR lists authentication methods that must all be in amr.
+	AMR []string
+	// Claims must all hold.
+	Claims []ClaimRule
+	// EmailDomains accepts a verified e-mail address in one of these domains.
+	// "example.com" matches exactly example.com; "*.example.com" matches any subdomain of
+	// example.com (a.example.com, a.b.example.com) but not example.com itself. Domains are
+	// compared case-insensitively and in ASCII (write internationalized domains in their
+	// xn-- form). An address whose domain ends in a dot ("x@example.com.") never matches.
+	EmailDomains []string
+	// MaxAuthAge is the longest time since the user last authenticated at the OP
+	// (auth_time). A sign-in without auth_time does not meet it. Zero means no limit.
+	MaxAuthAge time.Duration
+	// KnownUser requires the alias claim to be present (Profile.NewUser false).
+	KnownUser bool
+}
+
+// Unmet is a rule a sign-in does not meet.
+type Unmet struct {
+	// Rule is the rule's name: "acr", "acr_at_least", "amr", "claim", "email_domain",
+	// "max_auth_age" or "known_user".
+	Rule string
+	// Reason is one plain sentence saying what is required and what this sign-in has, fit
+	// for the user's error page, an API's JSON body and the log. Text taken from claims is
+	// quoted, stripped of control characters and shortened; it is not HTML-escaped.
+	Reason string
+}
+
+// StepUp says how to ask the OP for a new sign-in that can meet the policy. It asks for
+// everything the policy needs from a sign-in, not only what the current one lacks, so that
+// fixing one rule cannot break another (for example, a fresh sign-in for max_auth_age
+// still requests the required acr).
+type StepUp struct {
+	// ACRValues to request (acr_values), in order of preference. Empty: none requested.
+	ACRValues []string
+	// MaxAge to request (max_age, in whole seconds). Zero: not requested.
+	MaxAge time.Duration
+	// PromptLogin requests prompt=login: the user must authenticate again.
+	PromptLogin bool
+}
+
+// IsZero reports whether p has no rules, so that it allows every signed-in user.
+func (p *Policy) IsZero() bool {
+	return p == nil || (len(p.ACR) == 0 && p.ACRAtLeast == "" && len(p.ACRLevels) == 0 &&
+		len(p.AMR) == 0 && len(p.Claims) == 0 && len(p.EmailDomains) == 0 &&
+		p.MaxAuthAge == 0 && !p.KnownUser)
+}
+
+// Fingerprint returns a short, stable hex digest of the policy's rules (16 characters). Two
+// policies with the same rules in the same order have the same fingerprint, in any process.
+func (p *Policy) Fingerprint() string {
+	var q Policy
+	if p != nil {
+		q = *p
+	}
+	// A struct of strings, slices, an int64 and a bool: json.Marshal cannot fail and is
+	// unambiguous (every string is quoted, every list bracketed).
+	raw, err := json.Marshal(q)
+	if err != nil {
+		panic("trust: marshalling a Policy: " + err.Error())
+	}
+	sum := sha256.Sum256(append([]byte("trustgate policy v1\n"), raw...))
+	return hex.EncodeToString(sum[:8])
+}
+
+// Validate reports every mistake in the policy, each naming the setting at fault (joined
+// with errors.Join). A list that is set but empty is a mistake too: it usually comes from
+// a placeholder that expanded to nothing, and it would silently drop the rule.
+func (p *Policy) Validate() error {
+	if p == nil {
+		return nil
+	}
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	checkList := func(name string, list []string) {
+		if list != nil && len(list) == 0 {
+			bad("%s: the list is empty; name at least one value or leave %s out", name, name)
+			return
+		}
+		seen := make(map[string]bool, len(list))
+		for _, v := range list {
+			switch {
+			case v == "":
+				bad("%s: empty value", name)
+			case strings.TrimSpace(v) != v:
+				bad("%s: value %s has leading or trailing spaces", name, strconv.Quote(v))
+			case hasControl(v):
+				bad("%s: value %s contains control characters", name, strconv.Quote(v))
+			case seen[v]:
+				bad("%s: value %s is listed twice", name, strconv.Quote(v))
+			}
+			seen[v] = true
+		}
+	}
+	checkList(RuleACR, p.ACR)
+	checkList("acr_levels", p.ACRLevels)
+	checkList(RuleAMR, p.AMR)
+
+	switch {
+	case p.ACRAtLeast != "" && len(p.ACRLevels) == 0:
+		bad("acr_at_least %s needs acr_levels, the accepted levels in order, lowest first", strconv.Quote(p.ACRAtLeast))
+	case p.ACRAtLeast != "" && !slices.Contains(p.ACRLevels, p.ACRAtLeast):
+		bad("acr_at_least %s is not one of acr_levels [%s]", strconv.Quote(p.ACRAtLeast), quoteAll(p.ACRLevels))
+	case p.ACRAtLeast == "" && len(p.ACRLevels) > 0:
+		bad("acr_levels is set without acr_at_least; name the lowest accepted level in acr_at_least")
+	case p.ACRAtLeast != "" && len(p.ACR) > 0 && len(p.requestedACR()) == 0:
+		bad("acr [%s] and acr_at_least %s can never both hold: no value of acr is at or above %s in acr_levels",
+			quoteAll(p.ACR), strconv.Quote(p.ACRAtLeast), strconv.Quote(p.ACRAtLeast))
+	}
+
+	if p.Claims != nil && len(p.Claims) == 0 {
+		bad("claim: the list of claim rules is empty; name at least one or leave it out")
+	}
+	for i, r := range p.Claims {
+		name := strconv.Quote(r.Claim)
+		if r.Claim == "" {
+			name = "#" + strconv.Itoa(i+1)
+			bad("claim rule %s: the claim name is empty", name)
+		}
+		if len(r.Values) == 0 {
+			bad("claim %s: no values; name at least one accepted value", name)
+		}
+		for _, v := range r.Values {
+			if v == "" {
+				bad("claim %s: empty value", name)
+			}
+		}
+	}
+
+	if p.EmailDomains != nil && len(p.EmailDomains) == 0 {
+		bad("email_domain: the list is empty; name at least one domain or leave it out")
+	}
+	seenDomain := make(map[string]bool, len(p.EmailDomains))
+	for _, d := range p.EmailDomains {
+		if err := checkDomainPattern(d); err != nil {
+			bad("email_domain %s: %v", strconv.Quote(d), err)
+			continue
+		}
+		if key := strings.ToLower(d); seenDomain[key] {
+			bad("email_domain %s is listed twice", strconv.Quote(d))
+		} else {
+			seenDomain[key] = true
+		}
+	}
+
+	switch {
+	case p.MaxAuthAge < 0:
+		bad("max_auth_age %s is negative; it must be at least 1s", p.MaxAuthAge)
+	case p.MaxAuthAge > 0 && p.MaxAuthAge < time.Second:
+		bad("max_auth_age %s is shorter than 1s; OpenID Connect max_age counts whole seconds", p.MaxAuthAge)
+	}
+	return errors.Join(errs...)
+}
+
+// checkDomainPattern accepts "example.com" or "*.example.com": ASCII labels of letters,
+// digits and hyphens, no empty label, no label starting or ending with a hyphen.
+func checkDomainPattern(d string) error {
+	host := strings.TrimPrefix(d, "*.")
+	switch {
+	case d == "":
+		return errors.New("empty domain")
+	case strings.HasPrefix(d, "@") || strings.Contains(d, "@"):
+		return errors.New("write the domain without '@' (example.com, not @example.com)")
+	case strings.Contains(host, "*"):
+		return errors.New("a wildcard is only allowed as the whole first label (*.example.com)")
+	case strings.HasSuffix(d, "."):
+		return errors.New("remove the trailing dot")
+	case len(host) > 253:
+		return errors.New("domain is longer than 253 characters")
+	}
+	for _, label := range strings.Split(host, ".") {
+		if label == "" {
+			return errors.New("empty label (two dots in a row, or a leading dot)")
+		}
+		if len(label) > 63 {
+			return errors.New("a label is longer than 63 characters")
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("label %s starts or ends with '-'", strconv.Quote(label))
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				if c >= utf8.RuneSelf {
+					return errors.New("write internationalized domains in their ASCII (xn--) form")
+				}
+				return fmt.Errorf("character %s is not allowed in a domain", strconv.QuoteRune(rune(c)))
+			}
+		}
+	}
+	return nil
+}
+
+// Check evaluates every rule against the profile at time now. It returns each unmet rule,
+// in the order of Policy's fields, and, when every unmet rule can be met by signing in
+// again, how to ask the OP for that sign-in (nil otherwise, and nil when all rules hold).
+// A nil profile meets no rule.
+func (p *Policy) Check(prof *Profile, now time.Time) (unmet []Unmet, stepUp *StepUp) {
+	if p.IsZero() {
+		return nil, nil
+	}
+	if prof == nil {
+		prof = &Profile{NewUser: true}
+	}
+	fixable := true
+	add := func(rule, reason string, canStepUp bool) {
+		unmet = append(unmet, Unmet{Rule: rule, Reason: reason})
+		fixable = fixable && canStepUp
+	}
+
+	if len(p.ACR) > 0 && (prof.ACR == "" || !slices.Contains(p.ACR, prof.ACR)) {
+		need := "an authentication level of " + reasonList(p.ACR, "or")
+		if len(p.ACR) == 1 {
+			need = "the authentication level " + reasonQuote(p.ACR[0])
+		}
+		add(RuleACR, "this page requires "+need+"; this sign-in has "+reasonHas(prof.ACR), true)
+	}
+	if p.ACRAtLeast != "" && !p.acrAtLeast(prof.ACR) {
+		add(RuleACRAtLeast, "this page requires an authentication level of at least "+
+			reasonQuote(p.ACRAtLeast)+"; this sign-in has "+reasonHas(prof.ACR), true)
+	}
+	if missing := missingAMR(p.AMR, prof.AMR); len(missing) > 0 {
+		word := "methods"
+		if len(missing) == 1 {
+			word = "method"
+		}
+		has := "none"
+		if len(prof.AMR) > 0 {
+			has = reasonList(prof.AMR, "and")
+		}
+		add(RuleAMR, "this page requires the authentication "+word+" "+reasonList(missing, "and")+
+			"; this sign-in used "+has, true)
+	}
+	for _, r := range p.Claims {
+		if ok, has := claimRuleHolds(r, prof.Claims); !ok {
+			add(RuleClaim, "this page requires the claim "+reasonQuote(r.Claim)+" to be "+
+				reasonList(r.Values, "or")+"; this sign-in "+has, false)
+		}
+	}
+	if len(p.EmailDomains) > 0 {
+		if ok, has := p.emailDomainHolds(prof); !ok {
+			add(RuleEmailDomain, "this page requires a verified e-mail address in "+
+				reasonList(p.EmailDomains, "or")+"; "+has, false)
+		}
+	}
+	if p.MaxAuthAge > 0 {
+		if reason, canStepUp := p.authAgeUnmet(prof.AuthTime, now); reason != "" {
+			add(RuleMaxAuthAge, reason, canStepUp)
+		}
+	}
+	if p.KnownUser && prof.NewUser {
+		add(RuleKnownUser, "this page requires a sign-in linked to an existing account; "+
+			"this sign-in is not linked to an account yet", false)
+	}
+
+	if len(unmet) == 0 || !fixable {
+		return unmet, nil
+	}
+	stepUp = &StepUp{PromptLogin: true, MaxAge: p.MaxAuthAge}
+	if len(p.ACR) > 0 || p.ACRAtLeast != "" {
+		stepUp.ACRValues = p.requestedACR()
+	}
+	return unmet, stepUp
+}
+
+// acrLevel is the index of acr in ACRLevels, or -1.
+func (p *Policy) acrLevel(acr string) int {
+	if acr == "" {
+		return -1
+	}
+	return slices.Index(p.ACRLevels, acr)
+}
+
+func (p *Policy) acrAtLeast(acr string) bool {
+	have, need := p.acrLevel(acr), p.acrLevel(p.ACRAtLeast)
+	return have >= 0 && need >= 0 && have >= need
+}
+
+// requestedACR is the acr_values a step-up asks for: the values that meet both acr rules.
+// With ACR set, its values (in its order) that also meet acr_at_least; otherwise the levels
+// from acr_at_least upward, the required level first.
+func (p *Policy) requestedACR() []string {
+	if len(p.ACR) > 0 {
+		if p.ACRAtLeast == "" {
+			return slices.Clone(p.ACR)
+		}
+		var out []string
+		for _, v := range p.ACR {
+			if p.acrAtLeast(v) {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	if i := p.acrLevel(p.ACRAtLeast); i >= 0 {
+		return slices.Clone(p.ACRLevels[i:])
+	}
+	return nil
+}
+
+func missingAMR(need, have []string) []string {
+	var missing []string
+	for _, m := range need {
+		if !slices.Contains(have, m) {
+			missing = append(missing, m)
+		}
+	}
+	return missing
+}
+
+// claimRuleHolds reports whether the rule holds and, when it does not, what the sign-in
+// has, as the end of a sentence starting with "this sign-in".
+func claimRuleHolds(r ClaimRule, claims map[string]any) (bool, string) {
+	v, ok := LookupClaim(claims, r.Claim)
+	if !ok {
+		return false, "does not have it"
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		return false, "has an object"
+	case []any:
+		for _, e := range v {
+			if s, ok := ClaimString(e); ok && slices.Contains(r.Values, s) {
+				return true, ""
+			}
+		}
+	case []string:
+		for _, s := range v {
+			if slices.Contains(r.Values, s) {
+				return true, ""
+			}
+		}
+	default:
+		if s, ok := ClaimString(v); ok && slices.Contains(r.Values, s) {
+			return true, ""
+		}
+	}
+	s, ok := ClaimString(v)
+	if !ok {
+		return false, "has a value that cannot be read as text"
+	}
+	return false, "has " + reasonQuote(s)
+}
+
+// emailDomainHolds applies the e-mail domain rule (SECURITY.md HDR-05) and, when it does
+// not hold, says why as a clause about this sign-in.
+func (p *Policy) emailDomainHolds(prof *Profile) (bool, string) {
+	if prof.Email == "" {
+		return false, "this sign-in has no e-mail address"
+	}
+	if prof.EmailVerified == nil || !*prof.EmailVerified {
+		return false, "this sign-in's e-mail address is not verified"
+	}
+	local, domain, ok := strings.Cut(prof.Email, "@")
+	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") {
+		return false, "this sign-in's e-mail address is not of the form name@domain"
+	}
+	domain = strings.ToLower(domain)
+	for _, pattern := range p.EmailDomains {
+		if emailDomainMatches(strings.ToLower(pattern), domain) {
+			return true, ""
+		}
+	}
+	return false, "this sign-in's e-mail address is in " + reasonQuote(domain)
+}
+
+// emailDomainMatches compares a lowercased pattern ("example.com" or "*.example.com") with
+// a lowercased address domain. The whole domain is compared: a wildcard matches only at a
+// dot boundary and never the bare parent, and a domain with a trailing dot (or any empty
+// label) never matches.
+func emailDomainMatches(pattern, domain string) bool {
+	if domain == "" || strings.HasSuffix(domain, ".") || strings.HasPrefix(domain, ".") || strings.Contains(domain, "..") {
+		return false
+	}
+	if parent, ok := strings.CutPrefix(pattern, "*."); ok {
+		return len(domain) > len(parent)+1 && strings.HasSuffix(domain, "."+parent)
+	}
+	return domain == pattern
+}
+
+// authAgeUnmet returns why the max_auth_age rule fails ("" when it holds) and whether a
+// new sign-in can fix it. A sign-in that is too old or undated can be redone; an auth_time
+// more than AuthTimeSkew in the future comes from a wrong clock, and a new sign-in at the
+// same OP would carry the same error, so asking for one would only loop.
+func (p *Policy) authAgeUnmet(authTime int64, now time.Time) (reason string, canStepUp bool) {
+	need := "this page requires a sign-in within the last " + reasonDuration(p.MaxAuthAge)
+	if authTime <= 0 {
+		return need + "; this sign-in does not say when it happened (no auth_time)", true
+	}
+	age := now.Sub(time.Unix(authTime, 0))
+	if age < -AuthTimeSkew {
+		return need + "; this sign-in's time (auth_time) is " + reasonDuration(-age) +
+			" in the future, so the identity provider's clock or the gateway's is wrong", false
+	}
+	if age > p.MaxAuthAge {
+		return need + "; this sign-in happened " + reasonDuration(age) + " ago", true
+	}
+	return "", false
+}
+
+// reasonMaxValue bounds each quoted value in a Reason, in bytes before quoting.
+const reasonMaxValue = 64
+
+// reasonMaxItems bounds how many items of a list a Reason shows.
+const reasonMaxItems = 5
+
+// reasonQuote quotes claim-derived or configured text for a Reason: control and format
+// characters are removed, invalid UTF-8 becomes U+FFFD, the text is cut to reasonMaxValue
+// bytes at a character boundary (marked with "…"), then Go-quoted.
+func reasonQuote(s string) string {
+	var b strings.Builder
+	cut := false
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+		if (r != utf8.RuneError || size != 1) && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r)) {
+			continue // invalid UTF-8 decodes as U+FFFD and is kept as that
+		}
+		if b.Len()+utf8.RuneLen(r) > reasonMaxValue {
+			cut = true
+			break
+		}
+		b.WriteRune(r)
+	}
+	if cut {
+		b.WriteString("…")
+	}
+	return strconv.Quote(b.String())
+}
+
+// reasonHas describes a single claim value: quoted, or "none".
+func reasonHas(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return reasonQuote(s)
+}
+
+// reasonList quotes up to reasonMaxItems values joined with commas and conj ("or"/"and")
+// before the last one; a longer list ends in "… (N in all)".
+func reasonList(list []string, conj string) string {
+	quoted := make([]string, 0, min(len(list), reasonMaxItems))
+	for _, v := range list[:min(len(list), reasonMaxItems)] {
+		quoted = append(quoted, reasonQuote(v))
+	}
+	return joinReason(quoted, len(list), conj)
+}
+
+func joinReason(items []string, total int, conj string) string {
+	switch {
+	case total > len(items):
+		return strings.Join(items, ", ") + ", … (" + strconv.Itoa(total) + " in all)"
+	case len(items) == 1:
+		return items[0]
+	case len(items) == 2:
+		return items[0] + " " + conj + " " + items[1]
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " " + conj + " " + items[len(items)-1]
+}
+
+// reasonDuration renders d rounded to the second, without trailing zero units: "15m",
+// "1h30m", "45s", "2h0m5s".
+func reasonDuration(d time.Duration) string {
+	d = d.Round(time.Second)
+	if d < time.Second {
+		return "less than 1s"
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// hasControl reports whether s holds a control character or invalid UTF-8.
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r == utf8.RuneError || unicode.IsControl(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// quoteAll quotes every value of a configured list for an error message.
+func quoteAll(list []string) string {
+	quoted := make([]string, len(list))
+	for i, v := range list {
+		quoted[i] = strconv.Quote(v)
+	}
+	return strings.Join(quoted, ", ")
+}

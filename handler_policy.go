@@ -209,9 +209,9 @@ func (h *Handler) enforce(w http.ResponseWriter, r *http.Request, p *trust.Polic
 
 // policyError is the JSON body of a 403 for an unmet route policy.
 type policyError struct {
-	Error       string        `json:"error"`
-	Requirement string        `json:"requirement"`
-	Message     string        `json:"message"`
+	Error       string      `json:"error"`
+	Requirement string      `json:"requirement"`
+	Message     string      `json:"message"`
 	Unmet       []unmetRule `json:"unmet"`
 }
 

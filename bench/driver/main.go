@@ -76,7 +76,7 @@ func realMain() int {
 	flag.IntVar(&o.conns, "connections", 32, "wrk connections (-c)")
 	flag.DurationVar(&o.pause, "pause", time.Second, "pause before each wrk run")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unrecorded wrk run per configuration before the rounds (0: none)")
-	flag.StringVar(&o.configs, "configs", "a,b,c,d,e,f", "configurations to load, in this order each round (a is always included)")
+	flag.StringVar(&o.configs, "configs", "a,b,c,d,e,f,g", "configurations to load, in this order each round (a is always included)")
 	flag.BoolVar(&o.cpuProfile, "cpuprofile", true, "after the rounds, restart Caddy with its admin API on a loopback port and record a CPU profile of configuration -profile-config under load")
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 10, "length of the CPU profile")
 	flag.StringVar(&o.profileConfig, "profile-config", "b", "the configuration loaded while the CPU profile is taken")
@@ -134,7 +134,7 @@ func (o *options) check() error {
 	for _, k := range strings.Split(o.configs, ",") {
 		k = strings.TrimSpace(k)
 		if _, ok := configTitles[k]; !ok {
-			return fmt.Errorf("-configs: unknown configuration %q (known: a,b,c,d,e,f)", k)
+			return fmt.Errorf("-configs: unknown configuration %q (known: a,b,c,d,e,f,g)", k)
 		}
 		if seen[k] {
 			return fmt.Errorf("-configs: %q twice", k)
@@ -161,7 +161,8 @@ var configTitles = map[string]string{
 	"c": "trustgate, Redis, local cache warm",
 	"d": "trustgate, Redis, `local_cache_ttl off`",
 	"e": "no cookie: 302 to the provider",
-	"f": "plain `reverse_proxy` + the same 21 headers (`request_header`)",
+	"f": fmt.Sprintf("plain `reverse_proxy` + the same %d headers (`request_header`)", len(controlHeaders)),
+	"g": "trustgate, memory store, one header (`standard_headers none`, `header X-Remote-User sub`)",
 }
 
 // controlHeaders are the identity and trust headers trustgate sends for "bindid-known"
@@ -171,6 +172,7 @@ var controlHeaders = [][2]string{
 	{"X-Auth-Issuer", "http://127.0.0.1:40000"},
 	{"X-Auth-Email-Verified", "true"},
 	{"X-Auth-Phone", "+12125556789"},
+	{"X-Auth-Phone-Verified", "true"},
 	{"X-Auth-Alias", "username@domain"},
 	{"X-Auth-Acr", "ts.bindid.iac.phone_number"},
 	{"X-Auth-Amr", "ts.bind_id.ama,ts.bind_id.mfca"},
@@ -188,6 +190,11 @@ var controlHeaders = [][2]string{
 	{"X-Trust-User-Last-Seen", "1605180694"},
 	{"X-Trust-Confirmed-App-Count", "1"},
 	{"X-Trust-Device-Count", "2"},
+	{"X-Trust-New-Device", "false"},
+	{"X-Trust-Account-Age-Days", "2196"},
+	{"X-Trust-Device-Known-Since", "1605180500"},
+	{"X-Trust-Device-Age-Days", "2196"},
+	{"X-Trust-Days-Since-Last-Login", "2196"},
 }
 
 // site is one Caddy site: a loopback port and, for trustgate, its cookie name.
@@ -196,6 +203,7 @@ type site struct {
 	port       int
 	cookieName string // "" for a
 	store      string // "", "memory", "redis", "redis-nocache"
+	extra      string // more lines for the trustgate block
 }
 
 func (s *site) url() string { return "http://127.0.0.1:" + strconv.Itoa(s.port) }
@@ -424,8 +432,9 @@ func (b *bench) startCaddy(ctx context.Context, adminPort int) error {
 			{key: "c", cookieName: "bench_c", store: "redis"},
 			{key: "d", cookieName: "bench_d", store: "redis-nocache"},
 			{key: "f"},
+			{key: "g", cookieName: "bench_g", store: "memory", extra: "\t\tstandard_headers none\n\t\theader X-Remote-User sub\n"},
 		} {
-			if (s.key == "c" || s.key == "d" || s.key == "f") && !strings.Contains(b.o.configs, s.key) {
+			if (s.key == "c" || s.key == "d" || s.key == "f" || s.key == "g") && !strings.Contains(b.o.configs, s.key) {
 				continue
 			}
 			port, err := freePort()
@@ -451,7 +460,7 @@ func (b *bench) startCaddy(ctx context.Context, adminPort int) error {
 	}
 	b.caddy = p
 	var addrs []string
-	for _, k := range []string{"a", "b", "c", "d", "f"} {
+	for _, k := range []string{"a", "b", "c", "d", "f", "g"} {
 		if s, ok := b.sites[k]; ok {
 			addrs = append(addrs, "127.0.0.1:"+strconv.Itoa(s.port))
 		}
@@ -479,7 +488,7 @@ func (b *bench) caddyfile(adminPort int) string {
 	}
 }
 `, admin, b.o.logLevel)
-	for _, k := range []string{"a", "b", "c", "d", "f"} {
+	for _, k := range []string{"a", "b", "c", "d", "f", "g"} {
 		s, ok := b.sites[k]
 		if !ok {
 			continue
@@ -496,6 +505,7 @@ func (b *bench) caddyfile(adminPort int) string {
 			case "redis-nocache":
 				fmt.Fprintf(&w, "\t\tsession_store redis {\n\t\t\taddrs %s\n\t\t\tkey_prefix bench:%s:\n\t\t\tlocal_cache_ttl off\n\t\t}\n", b.redisAdr, k)
 			}
+			w.WriteString(s.extra)
 			fmt.Fprintf(&w, "\t}\n")
 		}
 		if k == "f" {
@@ -568,13 +578,18 @@ func (b *bench) login(ctx context.Context, s *site) (string, error) {
 	}
 	subject, headers, _ := strings.Cut(string(body), "\n")
 	if want := "subject=" + oidctest.SubjectBindIDKnown; subject != want {
-		return "", fmt.Errorf("after the login the upstream saw %q, want %q (is X-Auth-Subject sent?)", subject, want)
+		return "", fmt.Errorf("after the login the upstream saw %q, want %q (is X-Auth-Subject or X-Remote-User sent?)", subject, want)
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(headers, "identity-headers=")))
 	if err != nil {
 		return "", fmt.Errorf("upstream probe: unexpected answer %q", body)
 	}
-	b.identityHeaders = n
+	if s.key != "g" { // (g) forwards one mapped header by design
+		b.identityHeaders = n
+		if n != len(controlHeaders) {
+			b.problem("trustgate sent %d identity headers, but the control (f) forwards %d: update controlHeaders in bench/driver", n, len(controlHeaders))
+		}
+	}
 	u, _ := url.Parse(s.url() + "/")
 	for _, ck := range jar.Cookies(u) {
 		if ck.Name == s.cookieName {

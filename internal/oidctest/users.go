@@ -119,7 +119,8 @@ func DefaultUsers() []User {
 		"email_verified": true,
 	}
 	return []User{
-		{Subject: SubjectBindIDKnown, Label: "bindid-known", IDTokenClaims: known, UserinfoClaims: knownUI},
+		// The known user can also authenticate at the BankID level when asked (step-up).
+		{Subject: SubjectBindIDKnown, Label: "bindid-known", IDTokenClaims: known, UserinfoClaims: knownUI, ACRLevels: []string{"urn:bankid:bid"}},
 		{Subject: SubjectBindIDNew, Label: "bindid-new", IDTokenClaims: fresh, UserinfoClaims: freshUI},
 		{
 			Subject: SubjectOla, Label: "ola",

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,8 +95,10 @@ func isOrigin(s string) bool {
 
 // signedAssertion is a session's current assertion, cached in its rendering.
 type signedAssertion struct {
-	token   string
+	token   string // "" when it was too large to send
 	iss     string
+	aud     string
+	ttl     time.Duration
 	keys    *assertionKeys
 	signer  *trust.AssertionSigner
 	refresh time.Time
@@ -108,21 +111,37 @@ func (h *Handler) assertionFor(r *http.Request, rd *rendered) (string, error) {
 	if iss == "" {
 		iss = h.origin(r)
 	}
-	now := h.now()
-	signer := h.assert.current(now)
-	if a := rd.assertion.Load(); a != nil && a.iss == iss && a.keys == h.assert && a.signer == signer && now.Before(a.refresh) {
-		return a.token, nil
-	}
 	aud := h.Assertion.Audience
 	if aud == "" {
 		aud = iss
 	}
 	ttl := time.Duration(h.Assertion.Lifetime)
+	now := h.now()
+	signer := h.assert.current(now)
+	if a := rd.assertion.Load(); a != nil && a.iss == iss && a.aud == aud && a.ttl == ttl &&
+		a.keys == h.assert && a.signer == signer && now.Before(a.refresh) {
+		return a.token, nil
+	}
 	tok, err := signer.Sign(trust.AssertionClaims(rd.profile, iss, aud, now, ttl))
 	if err != nil {
 		return "", err
 	}
-	rd.assertion.Store(&signedAssertion{token: tok, iss: iss, keys: h.assert, signer: signer, refresh: now.Add(ttl / 2)})
+	// The assertion is an identity header like the others: within max_header_bytes and the
+	// total budget, or not sent at all (never cut).
+	maxOne, maxTotal := h.trustOpts.MaxHeaderBytes, h.trustOpts.MaxTotalHeaderBytes
+	if maxOne <= 0 {
+		maxOne = trust.DefaultMaxHeaderBytes
+	}
+	if maxTotal <= 0 {
+		maxTotal = trust.DefaultMaxTotalHeaderBytes
+	}
+	if len(tok) > maxOne || rd.headerBytes+len(headerAssertion)+len(tok)+4 > maxTotal {
+		h.logger.Warn("identity header not sent: over the size limit (values are never cut)",
+			zap.String("reason", "assertion_too_large"), zap.String("header", headerAssertion), zap.Int("bytes", len(tok)),
+			zap.Int("max_header_bytes", maxOne), zap.Int("max_total_header_bytes", maxTotal))
+		tok = ""
+	}
+	rd.assertion.Store(&signedAssertion{token: tok, iss: iss, aud: aud, ttl: ttl, keys: h.assert, signer: signer, refresh: now.Add(ttl / 2)})
 	return tok, nil
 }
 
@@ -132,10 +151,13 @@ func (h *Handler) origin(r *http.Request) string {
 	if h.redirectURL != nil {
 		return h.redirectURL.Scheme + "://" + h.redirectURL.Host
 	}
+	scheme, host := "http", strings.ToLower(r.Host)
 	if r.TLS != nil {
-		return "https://" + r.Host
+		scheme = "https"
 	}
-	return "http://" + r.Host
+	// One origin, one spelling: Host is case-insensitive and the default port is implied.
+	host = strings.TrimSuffix(host, map[string]string{"http": ":80", "https": ":443"}[scheme])
+	return scheme + "://" + host
 }
 
 // jwks serves the public keys that verify X-Auth-Assertion.

@@ -263,3 +263,74 @@ func TestAssertionKeyFile(t *testing.T) {
 }
 
 func caddyDuration(d time.Duration) caddy.Duration { return caddy.Duration(d) }
+
+// Two blocks that share sessions but differ in audience or lifetime never hand each other's
+// assertion on (review finding: the cache ignored aud and lifetime).
+func TestAssertionCachePerAudienceAndLifetime(t *testing.T) {
+	dir := t.TempDir()
+	g := newGateway(t, withAssertion(&AssertionConfig{Audience: "web"}, dir))
+	g.mustLogin("bindid-known")
+	set := g.fetchJWKS()
+	web := verifyAssertion(t, g.upstream.Header().Get("X-Auth-Assertion"), set)
+
+	// A second handler with the same provider and store, another audience and lifetime.
+	api := &Handler{Issuer: g.h.Issuer, ClientID: g.h.ClientID, ClientSecret: g.h.ClientSecret, Secrets: g.h.Secrets,
+		InsecureCookie: true, Assertion: &AssertionConfig{Audience: "api", Lifetime: caddyDuration(10 * time.Second)},
+		storage: &certmagic.FileStorage{Path: dir}}
+	if err := provision(t, api); err != nil {
+		t.Fatal(err)
+	}
+	api.store = g.store
+	s, err := g.store.Get(t.Context(), mustSessionID(t, g))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := mustRequest(t, http.MethodGet, g.srv.URL+"/api")
+	tok, err := api.assertionFor(req, api.render(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := verifyAssertion(t, tok, set)
+	if claims["aud"] != "api" || claims["exp"].(float64)-claims["iat"].(float64) != 10 {
+		t.Errorf("second block's assertion: aud %v, exp-iat %v; want api and 10 (not the first block's %v)", claims["aud"], claims["exp"].(float64)-claims["iat"].(float64), web["aud"])
+	}
+}
+
+func mustSessionID(t *testing.T, g *gateway) string {
+	t.Helper()
+	var id string
+	if err := g.h.sessCodec.Decode(g.h.cookieName, g.sessionCookie(g.browser), &id); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// LIM-06: the assertion is an identity header like the others: over max_header_bytes it is
+// not sent (never cut), with a warning.
+func TestLIM06_AssertionOverTheHeaderLimitIsNotSent(t *testing.T) {
+	g := newGateway(t, withAssertion(&AssertionConfig{}, t.TempDir()), func(h *Handler, _ *oidctest.Options) {
+		h.MaxHeaderBytes = 600 // the BindID user's assertion is larger; its headers are not
+	})
+	g.mustLogin("bindid-known")
+	if got := g.upstream.Header().Get("X-Auth-Assertion"); got != "" {
+		t.Errorf("X-Auth-Assertion of %d bytes sent with max_header_bytes 600", len(got))
+	}
+	if g.upstream.Header().Get("X-Auth-Subject") == "" {
+		t.Error("the other identity headers went missing")
+	}
+}
+
+func TestAssertionIssuerFromHostIsNormalized(t *testing.T) {
+	h := &Handler{}
+	for _, tc := range []struct{ host, want string }{
+		{"App.Example.COM", "http://app.example.com"},
+		{"app.example.com:80", "http://app.example.com"},
+		{"app.example.com:8080", "http://app.example.com:8080"},
+	} {
+		r := mustRequest(t, http.MethodGet, "http://"+tc.host+"/")
+		r.Host = tc.host
+		if got := h.origin(r); got != tc.want {
+			t.Errorf("origin for Host %q = %q, want %q", tc.host, got, tc.want)
+		}
+	}
+}

@@ -39,11 +39,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
-	// A backslash in the path is a separator to some upstreams (Windows, IIS) but not to
-	// Caddy's path matchers, so `/public\..\admin` could pass a route policy for /admin*
-	// and still be served as /admin (SECURITY.md HDR-07). No legitimate link needs one.
-	if hasBackslash(r.URL.EscapedPath()) {
-		h.badPath(w, r)
+	// Paths that some upstreams resolve differently from Caddy's matchers are refused.
+	if msg := unsafePath(r.URL.EscapedPath()); msg != "" {
+		h.badPath(w, r, msg)
 		return nil
 	}
 
@@ -64,26 +62,35 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 }
 
-// hasBackslash reports whether an escaped path holds a backslash, raw or as %5C.
-func hasBackslash(p string) bool {
+// unsafePath says why a path is refused, or "". Some upstreams read more into a path than
+// Caddy's matchers do, so a route policy for /admin* could be passed by a path they serve as
+// /admin (SECURITY.md HDR-07):
+//   - a backslash, raw or %5C, is a separator on Windows and IIS;
+//   - a ';' before a later '/' starts a path parameter that Tomcat, Jetty and Spring drop
+//     ("/admin;x=1/users", "/public/..;/admin"). A parameter in the last segment, such as
+//     ";jsessionid=...", is left alone.
+func unsafePath(p string) string {
+	semicolon := false
 	for i := 0; i < len(p); i++ {
-		switch {
-		case p[i] == '\\':
-			return true
-		case p[i] == '%' && i+2 < len(p) && p[i+1] == '5' && (p[i+2] == 'c' || p[i+2] == 'C'):
-			return true
+		switch c := p[i]; {
+		case c == '\\' || c == '%' && i+2 < len(p) && p[i+1] == '5' && (p[i+2] == 'c' || p[i+2] == 'C'):
+			return "the path contains a backslash (raw or %5C)"
+		case c == ';':
+			semicolon = true
+		case c == '/' && semicolon:
+			return "the path has a ';' parameter before a later '/'"
 		}
 	}
-	return false
+	return ""
 }
 
-func (h *Handler) badPath(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) badPath(w http.ResponseWriter, r *http.Request, msg string) {
 	noStore(w)
 	if wantsHTML(r) {
-		h.page(w, http.StatusBadRequest, "Bad request", "This address contains a backslash, which this site does not accept.", "")
+		h.page(w, http.StatusBadRequest, "Bad request", "This address is not accepted by this site: "+msg+".", "")
 		return
 	}
-	writeJSON(w, http.StatusBadRequest, apiError{Error: "bad_path", Message: "the path contains a backslash (raw or %5C), which is refused"})
+	writeJSON(w, http.StatusBadRequest, apiError{Error: "bad_path", Message: msg + ", which is refused"})
 }
 
 // originalPath is the request path as the client sent it, before Caddy rewrote it.
@@ -171,6 +178,7 @@ type rendered struct {
 	headers      []trust.Header // canonical names
 	placeholders map[string]string
 	expires      string
+	headerBytes  int // the headers' share of max_total_header_bytes (name + value + 4 each)
 	state        atomic.Pointer[authState]       // for the policy blocks after this handler
 	assertion    atomic.Pointer[signedAssertion] // X-Auth-Assertion, re-signed before it expires
 }
@@ -201,6 +209,7 @@ func (h *Handler) render(s *session.Session) *rendered {
 	out.provider = out.placeholder
 	for _, hd := range hs {
 		out.headers = append(out.headers, trust.Header{Name: http.CanonicalHeaderKey(hd.Name), Value: hd.Value})
+		out.headerBytes += len(hd.Name) + len(hd.Value) + 4
 	}
 	var v any = out
 	s.Cache.CompareAndSwap(p, &v)

@@ -24,16 +24,15 @@ type txRecord struct {
 	ReturnTo    string               `json:"r"`
 	RedirectURL string               `json:"u"`
 	Created     int64                `json:"c"`
-	// StepUp is the fingerprint of the route policy this login is a step-up for; the
-	// session it creates carries it (session.Session.StepUp).
-	StepUp string `json:"p,omitempty"`
+	// StepUps are the recent step-ups, this one last, for the session it creates.
+	StepUps []session.StepUpMark `json:"p,omitempty"`
 }
 
 // loginRequest is what a login is started for.
 type loginRequest struct {
 	returnTo string        // same-origin path to land on afterwards
-	stepUp   *trust.StepUp // extra authorization parameters of a step-up login, or nil
-	policy   string        // the fingerprint of the policy the step-up is for
+	stepUp   *trust.StepUp       // extra authorization parameters of a step-up login, or nil
+	marks    []session.StepUpMark // recent step-ups, this one last
 }
 
 // startLogin begins the authorization-code flow: a fresh transaction in its own cookie,
@@ -45,7 +44,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 	rec := txRecord{Tx: tx, ReturnTo: lr.returnTo, RedirectURL: h.callbackURL(r), Created: h.now().Unix()}
 	ar := oidcflow.AuthRequest{RedirectURL: rec.RedirectURL, Transaction: tx}
 	if su := lr.stepUp; su != nil {
-		rec.StepUp = lr.policy
+		rec.StepUps = lr.marks
 		ar.ACRValues = strings.Join(su.ACRValues, " ")
 		ar.MaxAge = su.MaxAge
 		if su.PromptLogin {
@@ -293,7 +292,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRec
 		CreatedAt:    now,
 		ExpiresAt:    now.Add(time.Duration(h.Lifetime)),
 		IdleTimeout:  time.Duration(h.IdleTimeout),
-		StepUp:       rec.StepUp,
+		StepUps:      rec.StepUps,
 	}
 	value, err := h.sessCodec.Encode(h.cookieName, s.ID)
 	if err != nil {

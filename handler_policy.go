@@ -48,6 +48,9 @@ type ClaimRequirement struct {
 // so asking again at once would loop.
 const stepUpGuard = 5 * time.Minute
 
+// maxRecentStepUps bounds the step-ups within stepUpGuard, whatever policies asked for them.
+const maxRecentStepUps = 3
+
 func (c *PolicyConfig) compile(levels []string) (*trust.Policy, error) {
 	if c.ACRAtLeast == "" {
 		levels = nil // acr_levels only serve acr_at_least
@@ -144,7 +147,7 @@ func (h *Handler) servePolicyOnly(w http.ResponseWriter, r *http.Request, next c
 	st, _ := caddyhttp.GetVar(r.Context(), authVar).(*authState)
 	if st == nil {
 		// Fail closed: this route has no authenticating block before the policy.
-		h.logger.Error("a trustgate policy block (only require lines) ran without a trustgate block with issuer before it on this route; put `trustgate { issuer ... }` at the site level or before the route",
+		h.logger.Error("a trustgate policy block (only require lines) ran before any trustgate block that signs users in; put policy blocks inside `route` (or handle/handle_path): Caddy sorts site-level trustgate blocks with path matchers ahead of the one without",
 			zap.String("reason", "policy_without_login"), zap.String("path", r.URL.Path))
 		h.page(w, http.StatusInternalServerError, "Configuration error", "This page is protected by a rule that cannot be checked. The site's administrator has been told.", "")
 		return nil
@@ -172,7 +175,29 @@ func (h *Handler) enforce(w http.ResponseWriter, r *http.Request, p *trust.Polic
 		return false
 	}
 	fp := p.Fingerprint()
-	justSteppedUp := st.s.StepUp == fp && h.now().Sub(st.s.CreatedAt) < stepUpGuard
+	now := h.now()
+	// A step-up for this policy within the guard window came back short: answer 403, not
+	// another trip. The window is no longer than max_auth_age, so a step-up that met the
+	// rule and then aged out can be repeated.
+	window := stepUpGuard
+	if p.MaxAuthAge > 0 && p.MaxAuthAge < window {
+		window = p.MaxAuthAge
+	}
+	var recent []session.StepUpMark
+	justSteppedUp := false
+	for _, m := range st.s.StepUps {
+		if age := now.Sub(time.Unix(m.At, 0)); age >= 0 && age < stepUpGuard {
+			recent = append(recent, m)
+			if m.Policy == fp && age < window {
+				justSteppedUp = true
+			}
+		}
+	}
+	// Policies that take turns (a site rule and a route rule no login can meet together)
+	// stop after a few step-ups in the window.
+	if len(recent) >= maxRecentStepUps {
+		justSteppedUp = true
+	}
 	rules := make([]string, len(unmet))
 	for i, u := range unmet {
 		rules[i] = u.Rule
@@ -180,7 +205,8 @@ func (h *Handler) enforce(w http.ResponseWriter, r *http.Request, p *trust.Polic
 	if stepUp != nil && !justSteppedUp && isNavigation(r) {
 		h.logger.Info("step-up login", zap.String("reason", "step_up"), zap.Strings("rules", rules),
 			zap.String("session_hash", sessionHash(st.s.ID)))
-		_ = h.startLogin(w, r, loginRequest{returnTo: h.returnTo(r), stepUp: stepUp, policy: fp})
+		marks := append(recent, session.StepUpMark{Policy: fp, At: now.Unix()})
+		_ = h.startLogin(w, r, loginRequest{returnTo: h.returnTo(r), stepUp: stepUp, marks: marks})
 		return true
 	}
 	h.logger.Info("route policy not met", zap.String("reason", "policy_unmet"), zap.Strings("rules", rules),

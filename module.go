@@ -288,7 +288,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // session store from their pools. It does no network I/O.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	h.now = time.Now
+	if h.now == nil {
+		h.now = time.Now // tests may set another clock before provisioning
+	}
 	if h.isPolicyOnly() {
 		return h.provisionPolicyOnly()
 	}
@@ -465,6 +467,7 @@ func (h *Handler) provisionClient() error {
 		RequireSignedUserinfo: h.UserinfoRequireSigned,
 		TrustedAudiences:      h.TrustedAudiences,
 		ClockLeeway:           time.Duration(h.ClockLeeway),
+		Now:                   h.now,
 	}
 	// The key identifies the configuration without holding the secret itself.
 	sum := sha256.Sum256([]byte(cfg.ClientSecret))

@@ -67,14 +67,19 @@ func rawGet(t *testing.T, rawPath, cookie string) (int, echoed) {
 }
 
 // resolves is the path an upstream may end up serving: percent-decoded, backslashes read
-// as slashes, dot segments removed, case folded (case-insensitive file systems).
+// as slashes, ';' path parameters dropped from every segment (Tomcat, Jetty), dot segments
+// removed, case folded (case-insensitive file systems).
 func resolves(p string) string {
 	p, _, _ = strings.Cut(p, "?")
 	if dec, err := url.PathUnescape(p); err == nil {
 		p = dec
 	}
 	p = strings.ReplaceAll(p, "\\", "/")
-	return strings.ToLower(path.Clean("/" + p))
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		segs[i], _, _ = strings.Cut(s, ";")
+	}
+	return strings.ToLower(path.Clean("/" + strings.Join(segs, "/")))
 }
 
 func TestHDR07_PolicyRouteAndPathNormalization(t *testing.T) {
@@ -107,6 +112,7 @@ func TestHDR07_PolicyRouteAndPathNormalization(t *testing.T) {
 		"/admin", "//admin", "/ADMIN", "/Admin/users", "/admin/", "/public/../admin", "/public/%2e%2e/admin",
 		"/public/..%2fadmin", "/public%2fadmin", `/public\..\admin`, "/public/x%23/../admin", "/admin;x=1",
 		"/admin?x=/public/", "/public/x#frag", "/./admin", "/public/./../admin/x", "/%61dmin",
+		"/admin;x=1/users", "/public/..;/admin/users", "/public/.;/../admin", "/admin%3Bx/users",
 	} {
 		status, e := rawGet(t, p, cookie)
 		switch {
@@ -117,21 +123,27 @@ func TestHDR07_PolicyRouteAndPathNormalization(t *testing.T) {
 			t.Errorf("%s: %d, upstream got %q (resolves to %q): the policy was bypassed", p, status, e.Path, resolves(e.Path))
 		}
 	}
-	// A spoofed X-Forwarded-Uri or mapped header does not change the decision or the value.
+	// A spoofed X-Forwarded-Uri or mapped header does not change the decision or the value,
+	// and naming identity headers in Connection does not remove them (SECURITY.md HDR-01).
 	conn, err := net.Dial("tcp", "127.0.0.1:9080")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "GET /public/y HTTP/1.1\r\nHost: localhost:9080\r\nAccept: application/json\r\nCookie: %s\r\nX-Forwarded-Uri: /admin\r\nX_Locality: forged\r\nx-locality: forged\r\nConnection: close\r\n\r\n", cookie)
+	fmt.Fprintf(conn, "GET /public/y HTTP/1.1\r\nHost: localhost:9080\r\nAccept: application/json\r\nCookie: %s\r\nX-Forwarded-Uri: /admin\r\nX_Locality: forged\r\nx-locality: forged\r\nConnection: close, X-Locality, X-Auth-Subject, X-Trust-New-Device\r\n\r\n", cookie)
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	e = echoed{}
 	_ = json.NewDecoder(resp.Body).Decode(&e)
 	if resp.StatusCode != http.StatusOK || len(e.Headers.Values("X-Locality")) != 1 || e.Headers.Get("X-Locality") != "0772" {
 		t.Errorf("spoofed mapped header: %d, X-Locality %q", resp.StatusCode, e.Headers.Values("X-Locality"))
+	}
+	// Naming them in Connection (hop-by-hop) did not make Caddy drop the gateway's values.
+	if e.Headers.Get("X-Auth-Subject") != oidctest.SubjectOla {
+		t.Errorf("X-Auth-Subject = %q after a Connection header naming it, want %q", e.Headers.Get("X-Auth-Subject"), oidctest.SubjectOla)
 	}
 	for name := range e.Headers {
 		if strings.EqualFold(strings.ReplaceAll(name, "_", "-"), "x-locality") && name != "X-Locality" {

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -371,11 +373,11 @@ func TestRequireOnTheLoginBlock(t *testing.T) {
 	}
 }
 
-func TestHDR07_BackslashPathRefused(t *testing.T) {
+func TestHDR07_AmbiguousPathsRefused(t *testing.T) {
 	g := newGateway(t)
 	g.mustLogin("bindid-known")
 	calls := g.upstream.Calls()
-	for _, p := range []string{`/public\..\admin`, "/public%5C..%5Cadmin", "/x%5cy"} {
+	for _, p := range []string{`/public\..\admin`, "/public%5C..%5Cadmin", "/x%5cy", "/admin;x=1/users", "/public/..;/admin", "/a;/b"} {
 		req := mustRequest(t, http.MethodGet, g.srv.URL+"/")
 		req.URL.Opaque = "//" + req.URL.Host + p // sent as written
 		req.Header.Set("Accept", "application/json")
@@ -387,7 +389,72 @@ func TestHDR07_BackslashPathRefused(t *testing.T) {
 	if g.upstream.Calls() != calls {
 		t.Error("a path with a backslash reached the upstream")
 	}
-	if resp, _ := g.navigate(g.browser, "/public/%2e%2e/ok"); resp.StatusCode != http.StatusOK {
-		t.Errorf("an ordinary encoded path: %d, want 200", resp.StatusCode)
+	for _, p := range []string{"/public/%2e%2e/ok", "/app/page;jsessionid=ABC123", "/a%3Bb/c"} {
+		if resp, _ := g.navigate(g.browser, p); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d, want 200 (not ambiguous)", p, resp.StatusCode)
+		}
+	}
+}
+
+// A site rule and a route rule that no single login meets take turns asking for a step-up;
+// the guard stops them (review finding: 13 authorizations in a redirect loop before).
+func TestStepUpPoliciesTakingTurnsStop(t *testing.T) {
+	g := newGateway(t, withStepUpUsers(), func(h *Handler, _ *oidctest.Options) {
+		h.Require = &PolicyConfig{ACR: []string{acrPhone, acrHigh}} // the site: phone or high
+	})
+	g.mustLogin("bindid-known")
+	g.addPolicyBlock(&PolicyConfig{ACR: []string{acrTop}}) // /admin: top only
+	// Make the site rule reject top, so the two can never both hold.
+	g.h.policy.ACR = []string{acrPhone}
+	before := g.op.Counts().Authorize
+	c := g.noRedirects()
+	status, hops := 0, 0
+	next := g.srv.URL + "/admin/x"
+	for hops = 0; hops < 30; hops++ {
+		req := mustRequest(t, http.MethodGet, next)
+		req.Header.Set("Accept", "text/html")
+		resp, _ := do(t, c, req)
+		status = resp.StatusCode
+		if status != http.StatusFound {
+			break
+		}
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		next = resp.Request.URL.ResolveReference(loc).String()
+	}
+	if status != http.StatusForbidden {
+		t.Fatalf("after %d hops: status %d, want a 403 page (no loop)", hops, status)
+	}
+	if n := g.op.Counts().Authorize - before; n > maxRecentStepUps {
+		t.Errorf("authorizations = %d, want at most %d", n, maxRecentStepUps)
+	}
+}
+
+// With max_auth_age shorter than the guard window, a step-up that met the rule and then aged
+// out is offered again (review finding: it got a 403 instead).
+func TestStepUpAgainWhenMaxAuthAgeRunsOutInsideTheGuard(t *testing.T) {
+	var mu sync.Mutex
+	clk := time.Now()
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clk }
+	advance := func(d time.Duration) { mu.Lock(); clk = clk.Add(d); mu.Unlock() }
+	g := newGateway(t, func(h *Handler, o *oidctest.Options) { o.Now, h.now = now, now })
+	g.mustLogin("bindid-known")
+	g.addPolicyBlock(&PolicyConfig{MaxAuthAge: caddy.Duration(2 * time.Minute)})
+	g.policy.now = now
+	before := g.op.Counts().Authorize
+
+	advance(3 * time.Minute) // the login is too old: step-up
+	resp, body := g.navigate(g.browser, "/admin/a")
+	if resp.StatusCode != http.StatusOK || g.op.Counts().Authorize != before+1 {
+		t.Fatalf("first step-up: %d %q, %d authorizations", resp.StatusCode, clip(body, 200), g.op.Counts().Authorize-before)
+	}
+	if q := g.op.LastAuthorize(); q.Get("max_age") != "120" || q.Get("prompt") != "login" {
+		t.Errorf("step-up parameters: max_age=%q prompt=%q", q.Get("max_age"), q.Get("prompt"))
+	}
+	// 2m30s later the step-up login is too old again, still inside the 5-minute guard: a
+	// new step-up, not a 403.
+	advance(150 * time.Second)
+	resp, body = g.navigate(g.browser, "/admin/b")
+	if resp.StatusCode != http.StatusOK || g.op.Counts().Authorize != before+2 {
+		t.Errorf("second step-up: %d %q, %d authorizations; want 200 after a second step-up", resp.StatusCode, clip(body, 200), g.op.Counts().Authorize-before)
 	}
 }

@@ -30,7 +30,8 @@ trap cleanup EXIT INT TERM
 
 bin/trustgate-devop -listen 127.0.0.1:9000 2>"$work/op.log" &
 pids+=($!)
-bin/trustgate-demo-app -listen 127.0.0.1:9001 &
+bin/trustgate-demo-app -listen 127.0.0.1:9001 -jwks http://localhost:8080/.trustgate/jwks.json \
+	-assertion-issuer http://localhost:8080 &
 pids+=($!)
 bin/caddy run --config Caddyfile.example --adapter caddyfile 2>"$work/caddy.log" &
 pids+=($!)
@@ -51,7 +52,10 @@ cat <<MSG
 
   Open  http://localhost:8080/  in a browser: the development OP's login page appears;
   pick a user (e.g. "bindid-known"), and the demo app shows every identity and trust header
-  trustgate sent it. /.trustgate/me shows your profile; the app's button signs you out.
+  trustgate sent it, and checks the signed X-Auth-Assertion against /.trustgate/jwks.json.
+  /admin needs a BankID-level sign-in: "bindid-known" is asked to sign in again (step-up),
+  "bindid-new" gets a 403 page. /.trustgate/me shows your profile; the app's button signs
+  you out.
 
   Development OP:  http://127.0.0.1:9000   (users: bindid-known, bindid-new, ola, ase)
   Logs:            $work/caddy.log, $work/op.log

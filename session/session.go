@@ -60,10 +60,11 @@ type Session struct {
 	// Zero (or negative) means no idle timeout.
 	IdleTimeout time.Duration `json:"idle_timeout"`
 
-	// StepUp names the route policy (its fingerprint) whose step-up login created
-	// this session, so the gateway can tell a step-up that came back still
-	// insufficient from one it has not tried yet. Empty for an ordinary login.
-	StepUp string `json:"step_up,omitempty"`
+	// StepUps are the recent step-up logins that led to this session (the last
+	// one created it), carried over from the sessions before it, so the gateway
+	// can tell a step-up that came back still insufficient from one it has not
+	// tried yet, also when several route policies take turns.
+	StepUps []StepUpMark `json:"step_ups,omitempty"`
 
 	// Version is set by [Store.Put] to the stored version + 1 (1 for a new
 	// session), so callers can key renderings by (ID, Version).
@@ -102,9 +103,16 @@ func (s *Session) Clone() *Session {
 		CreatedAt:    s.CreatedAt,
 		ExpiresAt:    s.ExpiresAt,
 		IdleTimeout:  s.IdleTimeout,
-		StepUp:       s.StepUp,
+		StepUps:      s.StepUps, // never modified in place
 		Version:      s.Version,
 	}
+}
+
+// StepUpMark records one step-up login: the route policy it was for (its
+// fingerprint) and when it started (unix seconds).
+type StepUpMark struct {
+	Policy string `json:"p"`
+	At     int64  `json:"t"`
 }
 
 // Store keeps sessions. Implementations are safe for concurrent use.

@@ -397,9 +397,11 @@ func hasHeaderPrefix(name, prefix string) bool {
 }
 
 // StripManaged deletes every managed header (IsManagedHeader with m, which may be nil) from
-// h, in every spelling, with all its values, and returns the number of keys it deleted.
-// Call it on every request before setting the gateway's own headers, with the Mappings the
-// headers were rendered with. It does not allocate.
+// h, in every spelling, with all its values, and takes their names out of the Connection
+// header (a hop-by-hop name would make the proxy delete the gateway's own value). It returns
+// the number of keys it deleted (plus one when Connection was cleaned). Call it on every
+// request before setting the gateway's own headers, with the Mappings the headers were
+// rendered with. It does not allocate unless Connection names a managed header.
 func StripManaged(h http.Header, m *Mappings) (removed int) {
 	for k := range h {
 		if IsManagedHeader(k, m) {
@@ -407,5 +409,50 @@ func StripManaged(h http.Header, m *Mappings) (removed int) {
 			removed++
 		}
 	}
+	if conn, ok := h["Connection"]; ok && namesManaged(conn, m) {
+		stripConnectionTokens(h, m)
+		removed++
+	}
 	return removed
+}
+
+// namesManaged reports whether a Connection header names a managed header. A header named in
+// Connection is hop-by-hop: a proxy (Caddy's reverse_proxy among them) deletes it before
+// forwarding, so a client could name X-Trust-New-Device there to have the gateway's value
+// removed on the way to the upstream. It does not allocate.
+func namesManaged(conn []string, m *Mappings) bool {
+	for _, v := range conn {
+		for v != "" {
+			var tok string
+			tok, v, _ = strings.Cut(v, ",")
+			if IsManagedHeader(strings.TrimSpace(tok), m) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// stripConnectionTokens removes the managed header names from the Connection header,
+// keeping its other tokens (close, keep-alive, Upgrade, ...).
+func stripConnectionTokens(h http.Header, m *Mappings) {
+	var out []string
+	for _, v := range h["Connection"] {
+		var keep []string
+		for v != "" {
+			var tok string
+			tok, v, _ = strings.Cut(v, ",")
+			if tok = strings.TrimSpace(tok); tok != "" && !IsManagedHeader(tok, m) {
+				keep = append(keep, tok)
+			}
+		}
+		if len(keep) > 0 {
+			out = append(out, strings.Join(keep, ", "))
+		}
+	}
+	if len(out) == 0 {
+		delete(h, "Connection")
+		return
+	}
+	h["Connection"] = out
 }

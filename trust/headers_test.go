@@ -849,3 +849,32 @@ func BenchmarkEncodeValue(b *testing.B) {
 		}
 	})
 }
+
+// A client naming an identity header in Connection would make the proxy delete the
+// gateway's value after it was set (hop-by-hop): those tokens are taken out of Connection.
+func TestHDR01_ConnectionNamesManagedHeader(t *testing.T) {
+	m, err := CompileMappings([]Mapping{{Header: "X-Employee-Id", Claim: "employee_id"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		conn []string
+		want []string // nil: Connection removed
+	}{
+		{[]string{"close, X-Auth-New-User, x_trust_new_device"}, []string{"close"}},
+		{[]string{"X-Auth-Subject", "keep-alive, X-EMPLOYEE-ID , Upgrade"}, []string{"keep-alive, Upgrade"}},
+		{[]string{"X-Auth-Assertion,X-Trust-Device-Count"}, nil},
+		{[]string{"keep-alive"}, []string{"keep-alive"}},
+		{[]string{"close, X-Application"}, []string{"close, X-Application"}},
+	} {
+		h := http.Header{"Connection": append([]string(nil), tc.conn...)}
+		StripManaged(h, m)
+		if got := h["Connection"]; !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("Connection %q after StripManaged = %q, want %q", tc.conn, got, tc.want)
+		}
+	}
+	h := http.Header{"Connection": {"keep-alive"}, "Accept": {"*/*"}}
+	if n := testing.AllocsPerRun(100, func() { StripManaged(h, m) }); n != 0 {
+		t.Errorf("StripManaged with a plain Connection header allocates %v times", n)
+	}
+}

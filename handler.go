@@ -178,7 +178,7 @@ type rendered struct {
 	headers      []trust.Header // canonical names
 	placeholders map[string]string
 	expires      string
-	headerBytes  int // the headers' share of max_total_header_bytes (name + value + 4 each)
+	headerBytes  int                             // the headers' share of max_total_header_bytes (name + value + 4 each)
 	state        atomic.Pointer[authState]       // for the policy blocks after this handler
 	assertion    atomic.Pointer[signedAssertion] // X-Auth-Assertion, re-signed before it expires
 }

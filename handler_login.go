@@ -30,8 +30,8 @@ type txRecord struct {
 
 // loginRequest is what a login is started for.
 type loginRequest struct {
-	returnTo string        // same-origin path to land on afterwards
-	stepUp   *trust.StepUp       // extra authorization parameters of a step-up login, or nil
+	returnTo string               // same-origin path to land on afterwards
+	stepUp   *trust.StepUp        // extra authorization parameters of a step-up login, or nil
 	marks    []session.StepUpMark // recent step-ups, this one last
 }
 

@@ -27,6 +27,7 @@ const (
 	SubjectBindIDNew   = "123e4567-e89b-12d3-a456-426652340001" // seed 000 shape, no bindid_alias
 	SubjectOla         = "9578-6000-4-00001"                    // seed 003, signed userinfo
 	SubjectAse         = "ase-0001"                             // non-ASCII name, JSON userinfo
+	SubjectKari        = "bank-0001"                            // seed 004 bank claims, signed userinfo
 )
 
 // Client is a registered relying party.
@@ -102,6 +103,9 @@ func DefaultClient() Client {
 //     signed JWT (RS256 or ES256, with kid). The address is kept exactly as in the seed
 //     (which has locality and postal_code swapped), as is updated_at (milliseconds).
 //   - "ase" (SubjectAse): "Åse Øvrebø", non-ASCII names in the ID token and JSON userinfo.
+//   - "kari" (SubjectKari): a bank customer with the claims seed 004 names (given_name,
+//     family_name, personal_id_number, birthdate, email, msisdn); userinfo is a signed JWT.
+//     The values are made up (the seed names the claims only).
 func DefaultUsers() []User {
 	known := bindIDClaims(true)
 	knownUI := bindIDClaims(true)
@@ -143,6 +147,24 @@ func DefaultUsers() []User {
 			SignedUserinfo: true,
 		},
 		{Subject: SubjectAse, Label: "ase", IDTokenClaims: ase, UserinfoClaims: cloneMap(ase)},
+		{
+			Subject: SubjectKari, Label: "kari",
+			IDTokenClaims:  map[string]any{},
+			UserinfoClaims: kariClaims(),
+			SignedUserinfo: true,
+		},
+	}
+}
+
+// kariClaims are the bank userinfo claims of seed 004, with made-up values.
+func kariClaims() map[string]any {
+	return map[string]any{
+		"given_name":         "Kari",
+		"family_name":        "Nordmann",
+		"personal_id_number": "01017012345",
+		"birthdate":          "1970-01-01",
+		"email":              "kari.nordmann@example.org",
+		"msisdn":             "4791234567",
 	}
 }
 

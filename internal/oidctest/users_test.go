@@ -145,6 +145,12 @@ func TestDefaultUsersFollowSeeds(t *testing.T) {
 			userinfo: map[string]any{"sub": SubjectAse, "name": "Åse Øvrebø", "given_name": "Åse", "family_name": "Øvrebø", "email": "ase@example.org", "email_verified": true},
 			idToken:  map[string]any{"name": "Åse Øvrebø", "given_name": "Åse", "family_name": "Øvrebø", "email": "ase@example.org", "email_verified": true},
 		},
+		{
+			name: "bank customer (seed 004 claims)", label: "kari", subject: SubjectKari, signed: true,
+			userinfo: map[string]any{"sub": SubjectKari, "given_name": "Kari", "family_name": "Nordmann", "personal_id_number": "01017012345",
+				"birthdate": "1970-01-01", "email": "kari.nordmann@example.org", "msisdn": "4791234567"},
+			idToken: map[string]any{},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -76,7 +76,7 @@ func realMain() int {
 	flag.IntVar(&o.conns, "connections", 32, "wrk connections (-c)")
 	flag.DurationVar(&o.pause, "pause", time.Second, "pause before each wrk run")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unrecorded wrk run per configuration before the rounds (0: none)")
-	flag.StringVar(&o.configs, "configs", "a,b,c,d,e,f,g", "configurations to load, in this order each round (a is always included)")
+	flag.StringVar(&o.configs, "configs", "a,b,c,d,e,f,g,h", "configurations to load, in this order each round (a is always included)")
 	flag.BoolVar(&o.cpuProfile, "cpuprofile", true, "after the rounds, restart Caddy with its admin API on a loopback port and record a CPU profile of configuration -profile-config under load")
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 10, "length of the CPU profile")
 	flag.StringVar(&o.profileConfig, "profile-config", "b", "the configuration loaded while the CPU profile is taken")
@@ -134,7 +134,7 @@ func (o *options) check() error {
 	for _, k := range strings.Split(o.configs, ",") {
 		k = strings.TrimSpace(k)
 		if _, ok := configTitles[k]; !ok {
-			return fmt.Errorf("-configs: unknown configuration %q (known: a,b,c,d,e,f,g)", k)
+			return fmt.Errorf("-configs: unknown configuration %q (known: a,b,c,d,e,f,g,h)", k)
 		}
 		if seen[k] {
 			return fmt.Errorf("-configs: %q twice", k)
@@ -163,6 +163,7 @@ var configTitles = map[string]string{
 	"e": "no cookie: 302 to the provider",
 	"f": fmt.Sprintf("plain `reverse_proxy` + the same %d headers (`request_header`)", len(controlHeaders)),
 	"g": "trustgate, memory store, one header (`standard_headers none`, `header X-Remote-User sub`)",
+	"h": "trustgate, Redis, local cache warm, one header (as (g))",
 }
 
 // controlHeaders are the identity and trust headers trustgate sends for "bindid-known"
@@ -196,6 +197,9 @@ var controlHeaders = [][2]string{
 	{"X-Trust-Device-Age-Days", "2196"},
 	{"X-Trust-Days-Since-Last-Login", "2196"},
 }
+
+// oneHeader is the trustgate block's extra lines of (g) and (h): the identity as one header.
+const oneHeader = "\t\tstandard_headers none\n\t\theader X-Remote-User sub\n"
 
 // site is one Caddy site: a loopback port and, for trustgate, its cookie name.
 type site struct {
@@ -387,7 +391,7 @@ func (b *bench) startBackends(ctx context.Context) error {
 }
 
 func (b *bench) needRedis() bool {
-	return strings.Contains(b.o.configs, "c") || strings.Contains(b.o.configs, "d")
+	return strings.Contains(b.o.configs, "c") || strings.Contains(b.o.configs, "d") || strings.Contains(b.o.configs, "h")
 }
 
 func (b *bench) startRedis(ctx context.Context) error {
@@ -432,9 +436,10 @@ func (b *bench) startCaddy(ctx context.Context, adminPort int) error {
 			{key: "c", cookieName: "bench_c", store: "redis"},
 			{key: "d", cookieName: "bench_d", store: "redis-nocache"},
 			{key: "f"},
-			{key: "g", cookieName: "bench_g", store: "memory", extra: "\t\tstandard_headers none\n\t\theader X-Remote-User sub\n"},
+			{key: "g", cookieName: "bench_g", store: "memory", extra: oneHeader},
+			{key: "h", cookieName: "bench_h", store: "redis", extra: oneHeader},
 		} {
-			if (s.key == "c" || s.key == "d" || s.key == "f" || s.key == "g") && !strings.Contains(b.o.configs, s.key) {
+			if s.key != "a" && s.key != "b" && !strings.Contains(b.o.configs, s.key) {
 				continue
 			}
 			port, err := freePort()
@@ -460,7 +465,7 @@ func (b *bench) startCaddy(ctx context.Context, adminPort int) error {
 	}
 	b.caddy = p
 	var addrs []string
-	for _, k := range []string{"a", "b", "c", "d", "f", "g"} {
+	for _, k := range []string{"a", "b", "c", "d", "f", "g", "h"} {
 		if s, ok := b.sites[k]; ok {
 			addrs = append(addrs, "127.0.0.1:"+strconv.Itoa(s.port))
 		}
@@ -488,7 +493,7 @@ func (b *bench) caddyfile(adminPort int) string {
 	}
 }
 `, admin, b.o.logLevel)
-	for _, k := range []string{"a", "b", "c", "d", "f", "g"} {
+	for _, k := range []string{"a", "b", "c", "d", "f", "g", "h"} {
 		s, ok := b.sites[k]
 		if !ok {
 			continue
@@ -584,7 +589,7 @@ func (b *bench) login(ctx context.Context, s *site) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("upstream probe: unexpected answer %q", body)
 	}
-	if s.key != "g" { // (g) forwards one mapped header by design
+	if s.extra == "" { // (g) and (h) forward one mapped header by design
 		b.identityHeaders = n
 		if n != len(controlHeaders) {
 			b.problem("trustgate sent %d identity headers, but the control (f) forwards %d: update controlHeaders in bench/driver", n, len(controlHeaders))

@@ -264,8 +264,18 @@ func (b *bench) report() error {
 			p("With the same headers on both sides — (f) forwards the same %d identity and trust headers with plain `request_header` — trustgate's own cost: %s. The rest of the gap to (a) is what Caddy's `reverse_proxy` pays per forwarded header (see the profile below).\n\n", len(controlHeaders), strings.Join(own, ", "))
 		}
 	}
-	if s, ok := byKey["g"]; ok {
-		p("(g) is trustgate with the memory store forwarding one identity header (`X-Remote-User`, like oauth2-proxy's `X-Forwarded-User`): %.3f of (a). That is the gateway's own cost per request; each further forwarded header costs Caddy's `reverse_proxy` and the upstream a share of the rest.\n\n", s.ratio)
+	var lean []string
+	for _, k := range []string{"g", "h"} {
+		if s, ok := byKey[k]; ok {
+			v := "meets the budget"
+			if s.ratio < budget["b"] {
+				v = "**below** the budget"
+			}
+			lean = append(lean, fmt.Sprintf("(%s) %.3f %s", k, s.ratio, v))
+		}
+	}
+	if len(lean) > 0 {
+		p("With one forwarded identity header (`X-Remote-User`, like oauth2-proxy's `X-Forwarded-User`) — the gateway's own cost per request: %s. Each further forwarded header costs Caddy's `reverse_proxy` and the upstream a share of the rest.\n\n", strings.Join(lean, ", "))
 	}
 	if s, ok := byKey["e"]; ok {
 		p("(e) counts redirects: %s responses over %s, every one a 302 to the provider's `/authorize` (checked: none reached the upstream, none had a status ≥ 400, and a probe before and after each round got the 302).\n\n",
@@ -311,7 +321,7 @@ func (b *bench) report() error {
 	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range sums {
 		redis := "—"
-		if s.key == "c" || s.key == "d" {
+		if s.key == "c" || s.key == "d" || s.key == "h" {
 			redis = strconv.FormatFloat(s.redisCmdsPerReq, 'f', 3, 64)
 		}
 		p("| (%s) | %.1f µs | %.2f× | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s |\n", s.key, s.caddyUsPerReq, s.caddyUsPerReq/byKey["a"].caddyUsPerReq,

@@ -44,6 +44,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		}
 //		idle_timeout      <duration>
 //		lifetime          <duration>
+//		trust_refresh     <duration>
+//		post_logout_redirect_url <url>
 //		cookie_name       <name>
 //		alias_claim       <claim>
 //		clock_leeway      <duration>
@@ -145,14 +147,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := h.unmarshalStore(d); err != nil {
 				return err
 			}
-		case "idle_timeout", "lifetime", "clock_leeway":
+		case "idle_timeout", "lifetime", "clock_leeway", "trust_refresh":
 			var v string
 			if !d.AllArgs(&v) {
 				return d.ArgErr()
 			}
-			dst := map[string]*caddy.Duration{"idle_timeout": &h.IdleTimeout, "lifetime": &h.Lifetime, "clock_leeway": &h.ClockLeeway}[key]
+			dst := map[string]*caddy.Duration{"idle_timeout": &h.IdleTimeout, "lifetime": &h.Lifetime, "clock_leeway": &h.ClockLeeway, "trust_refresh": &h.TrustRefresh}[key]
 			if err := parseDuration(d, key, v, dst, false); err != nil {
 				return err
+			}
+		case "post_logout_redirect_url":
+			if !d.AllArgs(&h.PostLogoutRedirectURL) {
+				return d.ArgErr()
 			}
 		case "cookie_name":
 			if !d.AllArgs(&h.CookieName) {

@@ -54,6 +54,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	s, err := h.currentSession(r)
 	switch {
 	case err == nil:
+		if s, err = h.maybeRefresh(r.Context(), s); err != nil {
+			// The provider refused the refresh token: the session is gone (browser ->
+			// login, API -> 401), never an error page (SECURITY.md OPS-11).
+			http.SetCookie(w, h.cookie(h.cookieName, "", -1))
+			return h.unauthenticated(w, r)
+		}
 		return h.serveAuthenticated(w, r, next, s)
 	case errors.Is(err, session.ErrNotFound):
 		return h.unauthenticated(w, r)
@@ -178,9 +184,12 @@ type rendered struct {
 	headers      []trust.Header // canonical names
 	placeholders map[string]string
 	expires      string
-	headerBytes  int                             // the headers' share of max_total_header_bytes (name + value + 4 each)
-	state        atomic.Pointer[authState]       // for the policy blocks after this handler
-	assertion    atomic.Pointer[signedAssertion] // X-Auth-Assertion, re-signed before it expires
+	headerBytes  int // the headers' share of max_total_header_bytes (name + value + 4 each)
+	// refreshRetryAt (unix ns): a refresh of this session version failed for a passing
+	// reason; the next attempt waits until then.
+	refreshRetryAt atomic.Int64
+	state          atomic.Pointer[authState]       // for the policy blocks after this handler
+	assertion      atomic.Pointer[signedAssertion] // X-Auth-Assertion, re-signed before it expires
 }
 
 func (h *Handler) render(s *session.Session) *rendered {

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/session"
 	"github.com/trustgate/trustgate/trust"
 )
@@ -29,6 +30,10 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name str
 		return h.me(w, r)
 	case "jwks.json":
 		return h.jwks(w, r)
+	case "backchannel-logout":
+		return h.backchannelLogout(w, r)
+	case "signed-out":
+		return h.signedOut(w, r)
 	default:
 		noStore(w)
 		if wantsHTML(r) {
@@ -73,21 +78,72 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusForbidden, apiError{Error: "cross_site", Message: "sign-out must be requested from this site"})
 		return nil
 	}
-	if id, ok := h.sessionID(r); ok {
-		if err := h.store.Delete(r.Context(), id); err != nil {
+	// The session is deleted here (every instance) before the browser goes anywhere; its ID
+	// token is kept only for the provider's id_token_hint.
+	var idTokenHint string
+	s, err := h.currentSession(r)
+	switch {
+	case err == nil:
+		idTokenHint = s.IDToken
+		if err := h.store.Delete(r.Context(), s.ID); err != nil {
 			// The cookie is kept: the session still exists and must not outlive a silent failure.
 			h.logger.Error("logout: session store unavailable", zap.String("reason", "store_unavailable"), zap.Error(err))
 			h.serviceUnavailable(w, r, 5*time.Second, "store_unavailable", "Signing out failed because the session store is not reachable. Please retry in a few seconds.")
 			return nil
 		}
-		h.logger.Info("logout", zap.String("reason", "logout_ok"), zap.String("session_hash", sessionHash(id)))
+		h.logger.Info("logout", zap.String("reason", "logout_ok"), zap.String("session_hash", sessionHash(s.ID)))
+	case errors.Is(err, session.ErrNotFound):
+	default:
+		h.logger.Error("logout: session store unavailable", zap.String("reason", "store_unavailable"), zap.Error(err))
+		h.serviceUnavailable(w, r, 5*time.Second, "store_unavailable", "Signing out failed because the session store is not reachable. Please retry in a few seconds.")
+		return nil
 	}
 	http.SetCookie(w, h.cookie(h.cookieName, "", -1))
-	if wantsHTML(r) {
-		h.page(w, http.StatusOK, "Signed out", "You are signed out of this site.", h.PathPrefix+"/login")
-	} else {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "signed_out"})
+
+	// Then sign out at the provider too (RP-initiated logout), when it offers it and the
+	// user had a session with an ID token to name.
+	var endURL string
+	if idTokenHint != "" {
+		ctx, cancel := opContext(r)
+		defer cancel()
+		u, ok, err := h.client.EndSessionURL(ctx, idTokenHint, h.PostLogoutRedirectURL, oidcflow.NewTransaction().State)
+		switch {
+		case err != nil:
+			h.logger.Warn("logout: signed out here, but the provider's end-session endpoint is unknown (discovery failed)",
+				zap.String("reason", oidcflow.ReasonCode(err)), zap.Error(err))
+		case ok:
+			endURL = u
+		}
 	}
+	if wantsHTML(r) {
+		if endURL != "" {
+			http.Redirect(w, r, endURL, http.StatusSeeOther)
+			return nil
+		}
+		h.page(w, http.StatusOK, "Signed out", "You are signed out of this site.", h.PathPrefix+"/login")
+		return nil
+	}
+	writeJSON(w, http.StatusOK, logoutResult{Status: "signed_out", EndSessionURL: endURL})
+	return nil
+}
+
+// logoutResult answers a non-browser logout; a script continues at end_session_url to sign
+// out at the provider too.
+type logoutResult struct {
+	Status        string `json:"status"`
+	EndSessionURL string `json:"end_session_url,omitempty"`
+}
+
+// signedOut is a plain page to land on after the provider's logout. It reads no parameter
+// (the provider's state and anything else are ignored; SECURITY.md LO-13).
+func (h *Handler) signedOut(w http.ResponseWriter, r *http.Request) error {
+	noStore(w)
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET"})
+		return nil
+	}
+	h.page(w, http.StatusOK, "Signed out", "You are signed out.", h.PathPrefix+"/login")
 	return nil
 }
 

@@ -140,6 +140,18 @@ type Handler struct {
 	// An ID token naming any other audience is rejected.
 	TrustedAudiences []string `json:"trusted_audiences,omitempty"`
 
+	// TrustRefresh, when set, refreshes a session with a refresh token at this interval even
+	// while its access token is valid, so trust signals (acr, the BindID profile, userinfo)
+	// stay current. Sessions are always refreshed shortly before the access token expires.
+	// A refresh never extends the session's lifetime.
+	TrustRefresh caddy.Duration `json:"trust_refresh,omitempty"`
+
+	// PostLogoutRedirectURL is where the provider sends the browser after the gateway's
+	// logout continued at its end_session_endpoint (RP-initiated logout). It must be
+	// registered at the provider as a post-logout redirect URI. <path_prefix>/signed-out is a
+	// plain "signed out" page of the gateway. Default: none (the provider shows its own page).
+	PostLogoutRedirectURL string `json:"post_logout_redirect_url,omitempty"`
+
 	// StandardHeaders selects the built-in upstream headers: all (X-Auth-* identity and
 	// X-Trust-* trust signals), identity (X-Auth-* only) or none (only the `header` mappings
 	// and the assertion). Each forwarded header costs the upstream hop a little; send what
@@ -305,6 +317,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.RedirectURL = repl.ReplaceAll(h.RedirectURL, "")
+	h.PostLogoutRedirectURL = repl.ReplaceAll(h.PostLogoutRedirectURL, "")
 	if h.PathPrefix == "" {
 		h.PathPrefix = defaultPathPrefix
 	}
@@ -565,6 +578,18 @@ func (h *Handler) Validate() error {
 	}
 	if h.IdleTimeout > 0 && h.Lifetime > 0 && h.IdleTimeout > h.Lifetime {
 		return fmt.Errorf("idle_timeout %s is longer than lifetime %s", time.Duration(h.IdleTimeout), time.Duration(h.Lifetime))
+	}
+	if h.TrustRefresh < 0 || (h.TrustRefresh > 0 && time.Duration(h.TrustRefresh) < time.Minute) {
+		return fmt.Errorf("trust_refresh %s must be at least 1m", time.Duration(h.TrustRefresh))
+	}
+	if h.PostLogoutRedirectURL != "" {
+		u, err := url.Parse(h.PostLogoutRedirectURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" {
+			return fmt.Errorf("post_logout_redirect_url %q must be an absolute http(s) URL without fragment", h.PostLogoutRedirectURL)
+		}
+		if u.Scheme == "http" && !h.InsecureCookie {
+			return errors.New("post_logout_redirect_url uses http; use https, or set insecure_cookie for local development")
+		}
 	}
 	if time.Duration(h.ClockLeeway) > 5*time.Minute {
 		return fmt.Errorf("clock_leeway %s is more than 5m; fix the clocks instead", time.Duration(h.ClockLeeway))

@@ -155,6 +155,9 @@ func mergeClaims(id, ui map[string]any) map[string]any {
 	return out
 }
 
+// errUserinfoSubMismatch: userinfo answered for another subject than the session's.
+var errUserinfoSubMismatch = errors.New("userinfo sub differs from the id token's sub (OIDC Core 5.3.2)")
+
 // userinfo calls the userinfo endpoint with the access token in the Authorization header
 // (never in the URL) and verifies the answer: a JSON object, or with application/jwt a JWT
 // signed by the OP's keys (alg allow-list, iss, aud). Its sub must equal wantSub.
@@ -210,7 +213,7 @@ func (c *Client) userinfo(ctx context.Context, p *provider, accessToken, wantSub
 		t, err := p.uiVerifier.Verify(vctx, raw)
 		if err != nil {
 			if *fetchErr != nil {
-				return nil, false, newErr(CodeKeys, true, "fetching the OP's signing keys: %w", *fetchErr)
+				return nil, false, newErr(CodeKeys, true, "%w", *fetchErr)
 			}
 			return nil, false, newErr(CodeUserinfoInvalid, false, "signed userinfo: %w", err)
 		}
@@ -235,7 +238,7 @@ func (c *Client) userinfo(ctx context.Context, p *provider, accessToken, wantSub
 		return nil, false, newErr(CodeUserinfoInvalid, false, "userinfo: %w", err)
 	}
 	if claims["sub"].(string) != wantSub {
-		return nil, false, newErr(CodeUserinfoInvalid, false, "userinfo sub differs from the id token's sub (OIDC Core 5.3.2)")
+		return nil, false, newErr(CodeUserinfoInvalid, false, "%w", errUserinfoSubMismatch)
 	}
 	return normalizeNumbers(claims), signed, nil
 }

@@ -88,6 +88,9 @@ type provider struct {
 	oauth      oauth2.Config
 	idVerifier *oidc.IDTokenVerifier
 	uiVerifier *oidc.IDTokenVerifier
+	rfVerifier *oidc.IDTokenVerifier // refreshed ID tokens: iss and aud checked by Refresh
+	keys       *keySet
+	idAlgs     []string // the ID token (and logout token) alg allow-list
 	provider   *oidc.Provider
 	meta       Metadata
 }
@@ -345,11 +348,13 @@ func (c *Client) fetchProvider() (*provider, error) {
 	}
 
 	// Expiry is checked by verifyIDToken with an explicit leeway; go-oidc has none for exp.
-	// One key set (one JWKS cache) for both verifiers, wrapped to tell a key fetch failure
-	// from a bad signature.
-	ks := &keySet{remote: oidc.NewRemoteKeySet(c.bg, meta.JWKSURI)}
+	// One key set (one rate-limited JWKS cache) for every verifier and for logout tokens.
+	ks := newKeySet(c.bg, meta.JWKSURI, c.cfg.HTTPClient, c.cfg.DiscoveryTimeout, c.cfg.Now)
 	keys := oidc.NewVerifier(c.cfg.Issuer, ks, &oidc.Config{ClientID: c.cfg.ClientID, SupportedSigningAlgs: idAlgs, SkipExpiryCheck: true})
 	ui := oidc.NewVerifier(c.cfg.Issuer, ks, &oidc.Config{ClientID: c.cfg.ClientID, SupportedSigningAlgs: uiAlgs, SkipExpiryCheck: true})
+	// A refreshed ID token's iss and aud are compared with the session's by Refresh itself,
+	// so that a change is reported as an identity mismatch (OIDC Core 12.2).
+	rf := oidc.NewVerifier(c.cfg.Issuer, ks, &oidc.Config{SkipIssuerCheck: true, SkipClientIDCheck: true, SupportedSigningAlgs: idAlgs, SkipExpiryCheck: true})
 
 	authStyle := oauth2.AuthStyleInHeader
 	if c.cfg.AuthMethod != AuthClientSecretBasic {
@@ -368,6 +373,9 @@ func (c *Client) fetchProvider() (*provider, error) {
 		},
 		idVerifier: keys,
 		uiVerifier: ui,
+		rfVerifier: rf,
+		keys:       ks,
+		idAlgs:     idAlgs,
 		provider:   op,
 		meta:       meta,
 	}, nil

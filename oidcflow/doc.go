@@ -1,6 +1,7 @@
 // Package oidcflow talks to the OpenID Provider (OP) on behalf of the gateway: discovery,
-// the authorization request (PKCE S256, state, nonce), the code exchange, and the
-// verification of ID tokens and userinfo responses, both JSON and signed JWT.
+// the authorization request (PKCE S256, state, nonce), the code exchange, the verification
+// of ID tokens and userinfo responses (JSON and signed JWT), the refresh of a session's
+// tokens, back-channel logout tokens and the RP-initiated logout URL.
 //
 // It knows nothing of cookies, sessions or HTTP responses to the browser, and it never logs:
 // every failure comes back as an *Error with a stable reason Code that the caller logs and
@@ -23,6 +24,36 @@
 //	// ... the browser returns with ?code=...&state=... ; after checking state:
 //	login, err := c.Exchange(ctx, code, cb, tx)
 //	// login.Subject, login.Claims (verified ID token claims merged with userinfo)
+//
+//	// later, before the access token expires:
+//	fresh, err := c.Refresh(ctx, oidcflow.RefreshRequest{RefreshToken: rt, Claims: claims})
+//	// CodeRefreshRejected or CodeRefreshIdentityMismatch: end the session; other errors:
+//	// keep it and retry later. Store fresh.RefreshToken even when fresh.UserinfoStale.
+//
+//	// back-channel logout (POST logout_token=...):
+//	lt, err := c.VerifyLogoutToken(ctx, token) // then end the sessions of lt.SID / lt.Subject
+//
+//	// RP-initiated logout, after the local session is gone:
+//	u, ok, err := c.EndSessionURL(ctx, idToken, postLogoutURL, state)
+//
+// # Refresh
+//
+// Refresh keeps the session's identity: a refreshed ID token must carry the same iss, sub,
+// audience set and azp, the original auth_time and nonce (OIDC Core 12.2), or the answer is
+// refused as refresh_identity_mismatch. Only a refusal of the grant itself (invalid_grant,
+// invalid_token, unauthorized_client) is refresh_rejected; an OP or network failure, and a
+// refusal of the gateway's own credentials (invalid_client), are temporary, so an OP
+// outage or a misconfiguration never signs every user out at once (SECURITY.md OPS-11).
+//
+// # Signing keys
+//
+// The OP's JWKS is cached per Client and shared by ID tokens, signed userinfo and logout
+// tokens. A token naming a kid that is not cached makes the cache refetch, at most once
+// per 10 s (concurrent callers share one fetch); during that interval such a token fails
+// as a bad signature without any request to the OP, so tokens with made-up kids sent to
+// the unauthenticated back-channel logout endpoint cannot turn the gateway against the OP
+// (SECURITY.md OPS-07). A key set older than an hour is refreshed on next use, so a
+// withdrawn key stops verifying. A failure to fetch the keys is temporary (jwks_unavailable).
 //
 // The checks go-oidc leaves to its caller are done here: the nonce, an `exp`/`nbf`/`iat`
 // window with an explicit clock leeway, `azp` and extra audiences, the token type, the

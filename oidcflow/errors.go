@@ -18,7 +18,22 @@ const (
 	CodeKeys            = "jwks_unavailable" // the OP's signing keys could not be fetched
 	CodeUserinfoFailed  = "userinfo_failed"  // unreachable, 5xx or timeout
 	CodeUserinfoInvalid = "userinfo_invalid" // answered, but the answer is not acceptable
-	CodeRefreshInvalid  = "refresh_invalid"
+	// CodeRefreshInvalid: Refresh was called without a refresh token or without the
+	// session's subject; nothing was sent to the OP.
+	CodeRefreshInvalid = "refresh_invalid"
+	// CodeRefreshRejected: the OP refused the refresh token (invalid_grant, invalid_token or
+	// unauthorized_client): it was revoked, expired or already used, so the session's grant
+	// is dead and the session must end. Never temporary.
+	CodeRefreshRejected = "refresh_rejected"
+	// CodeRefreshIdentityMismatch: the refresh answered with another identity: a refreshed
+	// ID token whose iss, sub, aud, azp, auth_time or nonce differs from the session's (OIDC
+	// Core 12.2, SECURITY.md IDT-17), or userinfo naming another subject. The session must
+	// end; the identity is never switched. Never temporary.
+	CodeRefreshIdentityMismatch = "refresh_identity_mismatch"
+	// CodeLogoutToken: a back-channel logout token was refused (OIDC Back-Channel Logout 1.0
+	// §2.6); the message names the failed check. Never temporary (a failure to fetch the
+	// OP's keys is CodeKeys).
+	CodeLogoutToken = "logout_token_invalid"
 )
 
 // Error is a failure talking to the OP. Err may carry details for operators (never tokens or

@@ -103,9 +103,17 @@ type Login struct {
 	UserinfoClaims map[string]any
 	// SignedUserinfo reports that userinfo came as a verified JWT.
 	SignedUserinfo bool
+	// UserinfoStale is set by Refresh when the tokens were refreshed but userinfo then
+	// failed: Claims are the session's previous claims, UserinfoErr says why. The tokens
+	// are new and must be stored all the same (the old refresh token is spent).
+	UserinfoStale bool
+	UserinfoErr   error
 
-	IDToken      string
-	AccessToken  string
+	// IDToken is the raw ID token; "" after a refresh whose answer had none.
+	IDToken     string
+	AccessToken string
+	// RefreshToken is the refresh token to keep: after a refresh, the new one, or the one
+	// sent when the OP did not rotate it.
 	RefreshToken string
 	Expiry       time.Time // access token expiry; zero when the OP did not say
 }
@@ -203,6 +211,19 @@ func tokenEndpointError(err error) error {
 // verifyIDToken verifies raw and returns go-oidc's view plus the full claim set. nonce is
 // compared when checkNonce is set (the code flow); the CIBA grant has none.
 func (c *Client) verifyIDToken(ctx context.Context, p *provider, raw, nonce string, checkNonce bool) (*oidc.IDToken, map[string]any, error) {
+	idt, claims, err := c.parseIDToken(ctx, p.idVerifier, raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := c.checkIDTokenClaims(claims, nonce, checkNonce); err != nil {
+		return nil, nil, newErr(CodeIDToken, false, "%w", err)
+	}
+	return idt, normalizeNumbers(claims), nil
+}
+
+// parseIDToken checks raw's size and typ, verifies it with v and returns the full claim
+// set, numbers as json.Number.
+func (c *Client) parseIDToken(ctx context.Context, v *oidc.IDTokenVerifier, raw string) (*oidc.IDToken, map[string]any, error) {
 	if len(raw) > MaxTokenBytes {
 		return nil, nil, newErr(CodeIDToken, false, "id token is %d bytes, more than the %d allowed", len(raw), MaxTokenBytes)
 	}
@@ -210,10 +231,10 @@ func (c *Client) verifyIDToken(ctx context.Context, p *provider, raw, nonce stri
 		return nil, nil, newErr(CodeIDToken, false, "id token has typ %q; a logout token or access token is not an id token", truncate(typ, 40))
 	}
 	ctx, fetchErr := withKeyFetchSlot(oidc.ClientContext(ctx, c.cfg.HTTPClient))
-	idt, err := p.idVerifier.Verify(ctx, raw)
+	idt, err := v.Verify(ctx, raw)
 	if err != nil {
 		if *fetchErr != nil {
-			return nil, nil, newErr(CodeKeys, true, "fetching the OP's signing keys: %w", *fetchErr)
+			return nil, nil, newErr(CodeKeys, true, "%w", *fetchErr)
 		}
 		return nil, nil, newErr(CodeIDToken, false, "%w", err)
 	}
@@ -221,10 +242,7 @@ func (c *Client) verifyIDToken(ctx context.Context, p *provider, raw, nonce stri
 	if err != nil {
 		return nil, nil, newErr(CodeIDToken, false, "%w", err)
 	}
-	if err := c.checkIDTokenClaims(claims, nonce, checkNonce); err != nil {
-		return nil, nil, newErr(CodeIDToken, false, "%w", err)
-	}
-	return idt, normalizeNumbers(claims), nil
+	return idt, claims, nil
 }
 
 // checkIDTokenClaims does what go-oidc leaves to its caller.

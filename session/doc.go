@@ -39,6 +39,16 @@
 // replay protection for single-use values such as the login state or a
 // logout token's jti.
 //
+// # Refresh across instances
+//
+// [Store.Lock] and [Store.Unlock] give a short exclusive lock that expires by
+// itself (a random token per hold; Unlock compares and deletes, so a holder
+// whose hold expired never releases a newer one), and [Store.Reload] reads a
+// session past any local cache. Together they make a token refresh happen
+// once per session across every gateway instance (SECURITY.md OPS-10): take
+// the lock, Reload, refresh only if the reloaded session still needs it, Put
+// the Clone (same ExpiresAt, new tokens, RefreshedAt), Unlock.
+//
 // Nothing in this package logs; errors carry the "session:" prefix and
 // never contain secrets, cookie values or tokens.
 //
@@ -91,7 +101,9 @@
 // bounded local cache answers warm Gets without a round trip; Put, Delete and
 // DeleteMatching publish an invalidation that every instance applies within milliseconds,
 // and while that subscription is down cached copies are trusted for one second only.
-// Idle-clock updates are written behind. Every Redis failure wraps ErrUnavailable.
+// Idle-clock updates are written behind. A lock is one key (SET NX PX, released by a Lua
+// compare-and-delete), so it works the same on every topology. Every Redis failure wraps
+// ErrUnavailable.
 //
 //	store, err := session.NewRedisStore(session.RedisOptions{
 //		Addrs:   []string{"10.0.0.11:26379", "10.0.0.12:26379"},

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"math/bits"
 	"slices"
@@ -18,6 +19,7 @@ import (
 const (
 	DefaultMaxSessions   = 100_000
 	DefaultMaxOnceKeys   = 100_000
+	DefaultMaxLocks      = 10_000
 	DefaultSweepInterval = time.Minute
 )
 
@@ -54,8 +56,13 @@ type MemoryOptions struct {
 	// size this above the peak number of keys per ttl (for login state:
 	// logins started per state lifetime). Default (<= 0): DefaultMaxOnceKeys.
 	MaxOnceKeys int
+	// MaxLocks bounds the number of locks held at once (Lock). A live lock
+	// is never evicted: when MaxLocks are held, Lock first drops the expired
+	// ones and, if none is, fails with ErrUnavailable. Default (<= 0):
+	// DefaultMaxLocks.
+	MaxLocks int
 	// SweepInterval is the period of the janitor that removes expired
-	// sessions and Once keys. Default (<= 0): DefaultSweepInterval.
+	// sessions, Once keys and locks. Default (<= 0): DefaultSweepInterval.
 	SweepInterval time.Duration
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
@@ -87,6 +94,10 @@ type MemoryStore struct {
 	maxOnce  int                       // guarded by onceMu
 	onceRng  uint64                    // guarded by onceMu
 
+	lockMu   sync.Mutex
+	locks    map[[sha256.Size]byte]lockEntry // key hash -> hold; guarded by lockMu
+	maxLocks int                             // guarded by lockMu
+
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close
 	stopped   chan struct{} // closed when the janitor has returned
@@ -116,6 +127,12 @@ type onceEntry struct {
 	exp int64 // unix ns
 }
 
+// lockEntry is a hold of a lock taken by Lock.
+type lockEntry struct {
+	token string
+	exp   int64 // unix ns
+}
+
 // NewMemoryStore returns an empty store and starts its janitor. Call Close
 // when done with it.
 func NewMemoryStore(opts MemoryOptions) *MemoryStore {
@@ -124,6 +141,9 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 	}
 	if opts.MaxOnceKeys <= 0 {
 		opts.MaxOnceKeys = DefaultMaxOnceKeys
+	}
+	if opts.MaxLocks <= 0 {
+		opts.MaxLocks = DefaultMaxLocks
 	}
 	if opts.SweepInterval <= 0 {
 		opts.SweepInterval = DefaultSweepInterval
@@ -139,6 +159,8 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 		once:        make(map[[sha256.Size]byte]int),
 		maxOnce:     opts.MaxOnceKeys,
 		onceRng:     seed(),
+		locks:       make(map[[sha256.Size]byte]lockEntry),
+		maxLocks:    opts.MaxLocks,
 		done:        make(chan struct{}),
 		stopped:     make(chan struct{}),
 	}
@@ -170,6 +192,12 @@ func (m *MemoryStore) Get(_ context.Context, id string) (*Session, error) {
 		e.lastSeen.Store(now)
 	}
 	return e.s, nil
+}
+
+// Reload is Get: the memory store has no cache in front of it, so the
+// session it returns is always the one stored now.
+func (m *MemoryStore) Reload(ctx context.Context, id string) (*Session, error) {
+	return m.Get(ctx, id)
 }
 
 // Put stores s under s.ID, replacing any previous session, and sets
@@ -231,7 +259,8 @@ func (m *MemoryStore) Delete(_ context.Context, id string) error {
 	return nil
 }
 
-// DeleteMatching removes every stored session that m selects. It scans all sessions:
+// DeleteMatching removes every stored session that m selects (see
+// [Match.Matches]: issuer, subject, sid and CreatedBefore). It scans all sessions:
 // back-channel logouts are rare next to requests, and the scan takes milliseconds even at
 // the default bound.
 func (m *MemoryStore) DeleteMatching(_ context.Context, match Match) (int, error) {
@@ -283,6 +312,63 @@ func (m *MemoryStore) Once(_ context.Context, key string, ttl time.Duration) (bo
 	return true, nil
 }
 
+// Lock takes the lock named key for ttl when it is free or its hold has
+// expired, and returns the token of the new hold and true; it returns false
+// while another hold is live. Keys are remembered as their SHA-256. Locks
+// live in this process only: with one MemoryStore there is one gateway
+// process, so that is every instance there is. When MaxLocks locks are held,
+// the expired ones are dropped first; if all are live, Lock fails with
+// ErrUnavailable rather than break one.
+func (m *MemoryStore) Lock(_ context.Context, key string, ttl time.Duration) (string, bool, error) {
+	if key == "" {
+		return "", false, errEmptyLockKey
+	}
+	if ttl <= 0 {
+		return "", false, errNonPositiveLockTTL
+	}
+	h := sha256.Sum256([]byte(key))
+	now := unixNano(m.now())
+
+	m.lockMu.Lock()
+	defer m.lockMu.Unlock()
+	if l, ok := m.locks[h]; ok && now < l.exp {
+		return "", false, nil
+	} else if !ok && len(m.locks) >= m.maxLocks {
+		m.sweepLocksLocked(now)
+		if len(m.locks) >= m.maxLocks {
+			return "", false, fmt.Errorf("%w: memory store: %d locks held, the most allowed (MaxLocks)", ErrUnavailable, len(m.locks))
+		}
+	}
+	token := newLockToken()
+	m.locks[h] = lockEntry{token: token, exp: addNanos(now, ttl)}
+	return token, true, nil
+}
+
+// Unlock releases the lock named key if token is its current hold. A token
+// that no longer holds it (expired, and perhaps taken again since) releases
+// nothing.
+func (m *MemoryStore) Unlock(_ context.Context, key, token string) error {
+	if key == "" || token == "" {
+		return nil
+	}
+	h := sha256.Sum256([]byte(key))
+	m.lockMu.Lock()
+	if l, ok := m.locks[h]; ok && l.token == token {
+		delete(m.locks, h)
+	}
+	m.lockMu.Unlock()
+	return nil
+}
+
+// sweepLocksLocked drops every expired lock. m.lockMu must be held.
+func (m *MemoryStore) sweepLocksLocked(now int64) {
+	for h, l := range m.locks {
+		if now >= l.exp {
+			delete(m.locks, h)
+		}
+	}
+}
+
 // SetMaxSessions changes the session bound (config reload). n <= 0 means
 // DefaultMaxSessions. When the store holds more than n sessions, the excess
 // is evicted now.
@@ -331,7 +417,7 @@ func (m *MemoryStore) janitor(interval time.Duration) {
 	}
 }
 
-// sweep removes every expired session and Once key. It holds each lock for
+// sweep removes every expired session, Once key and lock. It holds each lock for
 // at most sweepBatch entries at a time.
 func (m *MemoryStore) sweep() {
 	now := unixNano(m.now())
@@ -372,6 +458,11 @@ func (m *MemoryStore) sweep() {
 	m.onceMu.Lock()
 	m.onceList = shrink(m.onceList)
 	m.onceMu.Unlock()
+
+	// Locks are short-lived and bounded by MaxLocks: one pass.
+	m.lockMu.Lock()
+	m.sweepLocksLocked(now)
+	m.lockMu.Unlock()
 }
 
 // evictLocked removes one session: an expired one among a random sample if

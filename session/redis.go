@@ -125,6 +125,7 @@ type RedisOptions struct {
 //	<prefix>sub:<hash(iss \0 sub)>     set of the <h> of a subject's sessions
 //	<prefix>sid:<hash(iss \0 sid)>     set of the <h> of a provider session's sessions
 //	<prefix>o:<hash(key)>              a key remembered by Once
+//	<prefix>l:<hash(key)>              a lock taken by Lock: its random token, TTL = the lock's ttl
 //	<prefix>invalidate                 the Pub/Sub channel of cache invalidations
 //
 // Every key has a TTL (the session's remaining lifetime; an index keeps its
@@ -624,7 +625,9 @@ func (s *RedisStore) Delete(ctx context.Context, id string) error {
 // instance's cache, and returns how many it removed. It reads the sid index
 // when m.SID is set, else the subject index, and checks each session it
 // names against m (indexes may name sessions that were deleted or changed
-// since; those are dropped from the index).
+// since; those are dropped from the index). A session that m leaves alone,
+// such as one created after m.CreatedBefore, stays in both indexes, so a
+// later DeleteMatching still finds it.
 func (s *RedisStore) DeleteMatching(ctx context.Context, m Match) (int, error) {
 	if m.Subject == "" && m.SID == "" {
 		return 0, nil
@@ -765,6 +768,90 @@ func (s *RedisStore) Once(ctx context.Context, key string, ttl time.Duration) (b
 	return first, nil
 }
 
+// Reload reads the session stored under id from Redis, bypassing the local
+// cache, and caches what it read, so that a Get after it returns the same
+// version (or a newer one). It is Get otherwise: ErrNotFound for a session
+// that is absent, expired or unreadable, ErrUnavailable when Redis cannot be
+// reached. A session unchanged in Redis keeps its cached pointer (and its
+// Cache slot).
+func (s *RedisStore) Reload(ctx context.Context, id string) (*Session, error) {
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	if id == "" {
+		return nil, ErrNotFound
+	}
+	h := hashID(id)
+	return s.load(ctx, id, &h, unixNano(s.now()))
+}
+
+// unlockScript deletes the lock KEYS[1] only if it still holds the token
+// ARGV[1]: the compare and the delete are one atomic step, so a holder
+// whose lock expired and was taken by another cannot release the new hold.
+var unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then
+	return redis.call("DEL", KEYS[1])
+end
+return 0`)
+
+// Lock takes the lock named key for ttl across every instance on this Redis
+// (SET NX PX with a random token) and returns the token and true; it
+// returns false when another hold is live. Redis expires the hold after
+// ttl. A failure to reach Redis is ErrUnavailable, never a hold.
+func (s *RedisStore) Lock(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
+	if key == "" {
+		return "", false, errEmptyLockKey
+	}
+	if ttl <= 0 {
+		return "", false, errNonPositiveLockTTL
+	}
+	if err := s.start(); err != nil {
+		return "", false, err
+	}
+	token := newLockToken()
+	k := s.lockKey(key)
+	ttl = max(ttl, time.Millisecond)
+	var ok bool
+	err := s.call(ctx, func(ctx context.Context) error {
+		// A retry after a lost reply finds the key set by the first try and
+		// reports false: the hold is then not used and expires, which is safe.
+		err := s.client.SetArgs(ctx, k, token, redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+		switch {
+		case err == nil:
+			ok = true
+		case errors.Is(err, redis.Nil): // NX: held by someone else
+		default:
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return "", false, unavailable("lock", err)
+	}
+	if !ok {
+		return "", false, nil
+	}
+	return token, true, nil
+}
+
+// Unlock releases the lock named key if token still holds it, with a Lua
+// script that compares and deletes in one step. A token that no longer
+// holds it releases nothing.
+func (s *RedisStore) Unlock(ctx context.Context, key, token string) error {
+	if key == "" || token == "" {
+		return nil
+	}
+	if err := s.start(); err != nil {
+		return err
+	}
+	k := s.lockKey(key)
+	if err := s.call(ctx, func(ctx context.Context) error {
+		return unlockScript.Run(ctx, s.client, []string{k}, token).Err()
+	}); err != nil {
+		return unavailable("unlock", err)
+	}
+	return nil
+}
+
 // Ping checks that Redis answers.
 func (s *RedisStore) Ping(ctx context.Context) error {
 	if err := s.start(); err != nil {
@@ -860,6 +947,12 @@ func (s *RedisStore) message(hs string) string { return hs + "." + s.sender }
 
 func (s *RedisStore) blobKey(hs string) string { return s.prefix + "s:" + hs }
 func (s *RedisStore) idleKey(hs string) string { return s.prefix + "a:" + hs }
+
+// lockKey is the key of the lock named key: a hash, so that a lock named
+// after a session id does not put the id in Redis.
+func (s *RedisStore) lockKey(key string) string {
+	return s.prefix + "l:" + hashString(key)
+}
 
 func (s *RedisStore) subIndexKey(iss, sub string) string {
 	return s.prefix + "sub:" + hashString(iss+"\x00"+sub)

@@ -67,6 +67,14 @@ func TestRedisStoreSentinel(t *testing.T) {
 	if ok, err := b.Once(ctx, "after-failover", time.Minute); !ok || err != nil {
 		t.Errorf("Once() after failover = %v, %v; want true, nil", ok, err)
 	}
+	// The refresh lock is on the new master too (OPS-10).
+	tok := mustLock(t, a, "refresh:"+s.ID, lockHeld)
+	wantLockBusy(t, b, "refresh:"+s.ID, "after the failover, while A holds it")
+	mustUnlock(t, a, "refresh:"+s.ID, tok)
+	mustUnlock(t, b, "refresh:"+s.ID, mustLock(t, b, "refresh:"+s.ID, lockHeld))
+	if got, err := b.Reload(ctx, s.ID); err != nil || got.AccessToken != "after-failover" {
+		t.Errorf("Reload() after the failover = (%v, %v), want the updated session", got, err)
+	}
 	if n, err := a.DeleteMatching(ctx, Match{Issuer: s.Issuer, SID: "op-sid"}); n != 1 || err != nil {
 		t.Errorf("DeleteMatching() after failover = %d, %v; want 1, nil", n, err)
 	}
@@ -173,6 +181,30 @@ func TestRedisStoreCluster(t *testing.T) {
 		if ok, err := b.Once(ctx, key, time.Minute); ok || err != nil {
 			t.Errorf("replayed Once(%s) on the other instance = %v, %v; want false, nil", key, ok, err)
 		}
+	}
+	// Locks whose keys live on different nodes (OPS-10): one holder across
+	// instances, released only by its token.
+	lockNodes := map[string]bool{}
+	for i := range 10 {
+		key := fmt.Sprintf("refresh:cluster-%d", i)
+		lockNodes[cl.NodeForKey(t, a.lockKey(key)).Addr()] = true
+		tok := mustLock(t, a, key, lockHeld)
+		wantLockBusy(t, b, key, "while A holds it")
+		mustUnlock(t, b, key, "not-the-token")
+		wantLockBusy(t, b, key, "after Unlock with a wrong token")
+		mustUnlock(t, a, key, tok)
+		mustUnlock(t, b, key, mustLock(t, b, key, lockHeld))
+	}
+	if len(lockNodes) < 2 {
+		t.Errorf("lock keys on %d nodes, want them spread over several", len(lockNodes))
+	}
+	checkLockSingleWinner(t, 3, a, b)
+	// Reload reads past B's cache on whichever node holds the session.
+	r := mustRedisGet(t, a, sessions[6].ID).Clone()
+	r.RefreshToken, r.RefreshedAt = "rt-cluster", time.Now()
+	mustRedisPut(t, a, r)
+	if got, err := b.Reload(ctx, r.ID); err != nil || got.RefreshToken != "rt-cluster" || !got.RefreshedAt.Equal(r.RefreshedAt) {
+		t.Errorf("Reload() on the cluster = (%v, %v), want the refreshed session", got, err)
 	}
 	if err := a.Ping(ctx); err != nil {
 		t.Errorf("Ping() = %v", err)

@@ -51,6 +51,10 @@ type Session struct {
 	AccessToken  string    `json:"access_token,omitempty"`
 	RefreshToken string    `json:"refresh_token,omitempty"`
 	TokenExpiry  time.Time `json:"token_expiry,omitzero"`
+	// RefreshedAt is when the tokens were last refreshed successfully (zero
+	// before the first refresh). A refresh replaces the tokens and
+	// RefreshedAt; it never moves ExpiresAt.
+	RefreshedAt time.Time `json:"refreshed_at,omitzero"`
 
 	CreatedAt time.Time `json:"created_at"`
 	// ExpiresAt is the absolute end of the session (CreatedAt + lifetime).
@@ -100,6 +104,7 @@ func (s *Session) Clone() *Session {
 		AccessToken:  s.AccessToken,
 		RefreshToken: s.RefreshToken,
 		TokenExpiry:  s.TokenExpiry,
+		RefreshedAt:  s.RefreshedAt,
 		CreatedAt:    s.CreatedAt,
 		ExpiresAt:    s.ExpiresAt,
 		IdleTimeout:  s.IdleTimeout,
@@ -119,11 +124,26 @@ type StepUpMark struct {
 type Store interface {
 	// Get returns the live session. It enforces ExpiresAt and IdleTimeout
 	// (ErrNotFound when past either, and the session is then removed) and
-	// records the access for the idle clock.
+	// records the access for the idle clock. A store with a local cache
+	// (RedisStore) may answer from it: see Reload.
 	Get(ctx context.Context, id string) (*Session, error)
+	// Reload is Get without any local cache: it returns the session as it is
+	// stored right now, and refreshes the local cache entry with what it
+	// read, so that a Get after it sees the same version. Errors are those of
+	// Get: ErrNotFound when the session is absent or expired, ErrUnavailable
+	// when the store cannot be reached. Stores without a local cache
+	// (MemoryStore) answer as Get.
+	//
+	// It is the re-check after taking a Lock: another instance may have
+	// changed the session (refreshed its tokens) while this one waited, and
+	// the invalidation of the cached copy may not have arrived yet.
+	Reload(ctx context.Context, id string) (*Session, error)
 	// Put stores s under s.ID, replacing any previous one, and raises
 	// s.Version above the version of the session it replaces (when s is a
-	// Clone of it).
+	// Clone of it). Every instance drops its cached copy of the previous
+	// version. Put keeps s.ExpiresAt as given: the session's lifetime (and
+	// every TTL of it in the store) is what is left until then, so a Put of a
+	// refreshed Clone never extends it.
 	Put(ctx context.Context, s *Session) error
 	// Delete removes the session; deleting an absent id is not an error.
 	Delete(ctx context.Context, id string) error
@@ -134,15 +154,45 @@ type Store interface {
 	// DeleteMatching removes every session that m matches and returns how many
 	// it removed (back-channel logout by sid or sub, "log out everywhere").
 	DeleteMatching(ctx context.Context, m Match) (int, error)
+	// Lock takes the short exclusive lock named key, shared by every
+	// instance that uses the same store. When the lock is free (never taken,
+	// released, or its last hold has expired), Lock takes it for ttl and
+	// returns a token that names this hold and ok = true; when someone else
+	// holds it, ok = false at once (Lock does not wait). A hold ends by
+	// itself after ttl, so a holder that dies or hangs blocks the others for
+	// at most ttl; a holder must be done within ttl, since after it another
+	// may take the lock. An error (ErrUnavailable for a backend failure)
+	// always comes with ok = false: the caller does not hold the lock.
+	//
+	// The gateway uses it for refresh single-flight across instances
+	// (SECURITY.md OPS-10): the one request that gets the lock of a session
+	// Reloads the session, re-checks that it still needs a refresh, refreshes,
+	// Puts the result and Unlocks; the others (on any instance) poll Lock and
+	// Reload until they see the refreshed version or get the lock themselves,
+	// so the provider sees one refresh grant per refresh token.
+	Lock(ctx context.Context, key string, ttl time.Duration) (token string, ok bool, err error)
+	// Unlock releases the lock named key if token still holds it (compare
+	// and delete, atomically). A token whose hold has expired releases
+	// nothing, so a stale holder can never release a newer holder's lock;
+	// Unlock of a lock that token does not hold returns nil. Errors are
+	// failures to reach the store (ErrUnavailable); the lock then expires by
+	// itself.
+	Unlock(ctx context.Context, key, token string) error
 }
 
 // Match selects sessions of one issuer: those whose subject is Subject (when set)
-// and whose sid claim is SID (when set). At least one of Subject and SID must be
-// set; a Match with neither matches nothing.
+// and whose sid claim is SID (when set), created before CreatedBefore (when set).
+// At least one of Subject and SID must be set; a Match with neither matches nothing.
 type Match struct {
 	Issuer  string
 	Subject string
 	SID     string
+	// CreatedBefore, when not zero, limits the match to sessions whose
+	// CreatedAt is strictly before it. A back-channel logout passes the
+	// logout token's issue time (plus clock leeway), so that a token can
+	// never end a session created after it was issued, for example a
+	// replayed token after the user logged in anew (SECURITY.md LO-08).
+	CreatedBefore time.Time
 }
 
 // Matches reports whether m selects s.
@@ -152,7 +202,8 @@ func (m Match) Matches(s *Session) bool {
 	}
 	return s.Issuer == m.Issuer &&
 		(m.Subject == "" || s.Subject == m.Subject) &&
-		(m.SID == "" || s.SID() == m.SID)
+		(m.SID == "" || s.SID() == m.SID) &&
+		(m.CreatedBefore.IsZero() || s.CreatedAt.Before(m.CreatedBefore))
 }
 
 // SID returns the session's sid claim (the provider's session id from the ID token),

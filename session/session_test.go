@@ -115,6 +115,7 @@ func TestSessionClone(t *testing.T) {
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	s := newTestSession(t, NewID(), now, time.Hour, time.Minute)
 	s.AccessToken, s.RefreshToken, s.TokenExpiry, s.Version = "at", "rt", now.Add(5*time.Minute), 7
+	s.RefreshedAt = now.Add(time.Minute)
 	var cached any = "rendered"
 	s.Cache.Store(&cached)
 

@@ -17,13 +17,29 @@
 // (RFC 9207). Codes live CodeLifetime (60 s) and are single use: a second use answers
 // invalid_grant, counts in Counts.CodeReuse and revokes the tokens the code produced. Clients
 // authenticate with client_secret_basic (form-urlencoded credentials, RFC 6749 §2.3.1) or
-// client_secret_post. Refresh tokens rotate; a rotated one answers invalid_grant and counts in
-// Counts.RefreshReuse.
+// client_secret_post. Access tokens live Options.AccessTokenLifetime (default
+// AccessTokenLifetime, 5 min; expires_in follows it). Refresh tokens rotate; a rotated one
+// answers invalid_grant and counts in Counts.RefreshReuse; every refresh_token grant request
+// counts in Counts.Refresh. A refresh answer carries a new ID token: same sub, sid and
+// auth_time, new iat and exp, no nonce.
 //
 // ID tokens carry iss, sub, aud (the client ID as a string), azp, exp (+5 min), iat, auth_time,
-// at_hash, nonce (authorization_code grant only) and the user's IDTokenClaims. Tokens are
-// signed RS256 (default) or ES256 with kid and typ "JWT". Keys are generated once per process
-// and shared by all Providers; RotateKeys generates a new one for that Provider.
+// at_hash, sid (random per authorization, the same in tokens refreshed from that grant), nonce
+// (authorization_code grant only) and the user's IDTokenClaims. Tokens are signed RS256
+// (default) or ES256 with kid and typ "JWT". Keys are generated once per process and shared
+// by all Providers; RotateKeys generates a new one for that Provider. SID reads the sid of a
+// token the Provider issued.
+//
+// # Back-channel logout
+//
+// Discovery advertises backchannel_logout_supported and backchannel_logout_session_supported.
+// LogoutClaims returns the claims of a valid logout token (iss, aud, iat, exp = iat + 120 s,
+// a random jti, the back-channel logout event, sub and sid); LogoutToken signs any claims as
+// a logout token (typ "logout+jwt") with the Provider's key, or, for negative tests, with
+// alg none, HS256 keyed with the client secret, an unpublished key under the real kid
+// (ForeignKey), an unpublished key of the other algorithm (OtherAlgKey), another kid or typ.
+// SendBackchannelLogout POSTs a token to a relying party's (loopback) back-channel logout URI
+// as logout_token=<token>, form-encoded, as a real OP does.
 //
 // DefaultUsers follows the seed documents: a BindID user with and without bindid_alias (seed
 // 000 trust profile), the BankID user Ola Normann with signed userinfo (seed 003) and a user
@@ -35,7 +51,9 @@
 // SetFaults makes the Provider misbehave so that the relying party's checks can be tested:
 // ID tokens with a bad signature, alg none, HS256, an unpublished key, wrong or missing iss,
 // aud, nonce, sub or iat, expired or badly timed; userinfo with a foreign sub, an error status,
-// HTML, a JSON array, a forged JWT; token and authorization error responses; and hooks
+// HTML, a JSON array, a forged JWT; token and authorization error responses; refresh_token
+// grant faults (no ID token, ID token claims overridden to change iss, sub, aud, azp or
+// auth_time, an error answer with any status, a delay); and hooks
 // (MutateIDToken, MutateUserinfo, MutateTokenResponse) for anything else. After a mutation
 // the token is signed as its final header "alg" says: "none" in any case gives an empty
 // signature, HS256/384/512 a MAC keyed with the client secret, RS*/PS* (RSA key) and ES256

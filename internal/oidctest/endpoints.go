@@ -42,6 +42,7 @@ type grant struct {
 	nonce    string
 	authTime time.Time
 	acr      string // the acr reached for requested acr_values; "" keeps the user's own
+	sid      string // the OP session: random per authorization, kept by refreshed tokens
 }
 
 func (p *Provider) routes() http.Handler {
@@ -90,7 +91,7 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 
 func (p *Provider) discoveryDocument() map[string]any {
 	claims := map[string]bool{}
-	for _, c := range []string{"sub", "iss", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash"} {
+	for _, c := range []string{"sub", "iss", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash", "sid"} {
 		claims[c] = true
 	}
 	for _, u := range p.users {
@@ -124,6 +125,8 @@ func (p *Provider) discoveryDocument() map[string]any {
 		"subject_types_supported":                        []string{"public"},
 		"claims_supported":                               names,
 		"authorization_response_iss_parameter_supported": true,
+		"backchannel_logout_supported":                   true,
+		"backchannel_logout_session_supported":           true,
 	}
 }
 
@@ -238,6 +241,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			nonce:    q.Get("nonce"),
 			authTime: now,
 			acr:      user.reachedACR(q.Get("acr_values")),
+			sid:      randomToken(),
 		},
 		redirectURI: redirectURI,
 		challenge:   challenge,
@@ -296,6 +300,9 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 	p.lastToken = rec
 	p.mu.Unlock()
 	setNote(w, "grant_type=%s auth=%s", form.Get("grant_type"), auth)
+	if form.Get("grant_type") == "refresh_token" {
+		p.bump(func(c *Counts) *int { return &c.Refresh })
+	}
 
 	faults, _ := p.snapshot()
 	if !p.wait(r, faults.TokenDelay) {
@@ -407,10 +414,22 @@ func (p *Provider) codeGrant(w http.ResponseWriter, r *http.Request, client Clie
 		return
 	}
 	setNote(w, "grant_type=authorization_code client=%s user=%s", client.ID, ac.grant.subject)
-	p.issueTokens(w, client, ac.grant, ac.grant.nonce, !f.IDTokenOmit, f)
+	p.issueTokens(w, client, ac.grant, ac.grant.nonce, !f.IDTokenOmit, false, f)
 }
 
 func (p *Provider) refreshGrant(w http.ResponseWriter, r *http.Request, client Client, form url.Values, f Faults) {
+	if !p.wait(r, f.RefreshDelay) {
+		return
+	}
+	if f.RefreshError != "" {
+		status := f.RefreshErrorStatus
+		if status == 0 {
+			status = http.StatusBadRequest
+		}
+		setNote(w, "grant_type=refresh_token error=%s (fault)", f.RefreshError)
+		tokenError(w, status, f.RefreshError, "fault injected by oidctest")
+		return
+	}
 	rt := form.Get("refresh_token")
 	now := p.now()
 	p.mu.Lock()
@@ -443,8 +462,9 @@ func (p *Provider) refreshGrant(w http.ResponseWriter, r *http.Request, client C
 	p.usedRefresh.put(now, rt, g.family, now.Add(usedMarkerTTL))
 	p.mu.Unlock()
 	setNote(w, "grant_type=refresh_token client=%s user=%s", client.ID, g.subject)
-	// A refreshed ID token carries no nonce (OIDC Core §12.2 errata: nonce MAY be absent).
-	p.issueTokens(w, client, g, "", !f.IDTokenOmit && !f.RefreshOmitIDToken, f)
+	// A refreshed ID token carries the same sub, sid and auth_time and no nonce (OIDC Core
+	// §12.2 errata: nonce MAY be absent).
+	p.issueTokens(w, client, g, "", !f.IDTokenOmit && !f.RefreshIDTokenOmit, true, f)
 }
 
 // revokeFamily deletes every token derived from one authorization code. p.mu must be held.
@@ -454,22 +474,22 @@ func (p *Provider) revokeFamily(family string) {
 	p.refresh.deleteFunc(same)
 }
 
-func (p *Provider) issueTokens(w http.ResponseWriter, client Client, g *grant, nonce string, withIDToken bool, f Faults) {
+func (p *Provider) issueTokens(w http.ResponseWriter, client Client, g *grant, nonce string, withIDToken, refresh bool, f Faults) {
 	now := p.now()
 	at, rt := randomToken(), randomToken()
 	p.mu.Lock()
-	p.access.put(now, at, g, now.Add(AccessTokenLifetime))
+	p.access.put(now, at, g, now.Add(p.atLifetime))
 	p.refresh.put(now, rt, g, now.Add(RefreshTokenLifetime))
 	p.mu.Unlock()
 	resp := map[string]any{
 		"access_token":  at,
 		"token_type":    "Bearer",
-		"expires_in":    int64(AccessTokenLifetime / time.Second),
+		"expires_in":    int64(p.atLifetime / time.Second),
 		"refresh_token": rt,
 		"scope":         g.scope,
 	}
 	if withIDToken {
-		idt, err := p.idToken(client, g, at, nonce, now, f)
+		idt, err := p.idToken(client, g, at, nonce, now, refresh, f)
 		if err != nil {
 			tokenError(w, http.StatusInternalServerError, "server_error", "building the ID token failed")
 			return
@@ -489,8 +509,9 @@ func (p *Provider) issueTokens(w http.ResponseWriter, client Client, g *grant, n
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// idToken builds and signs an ID token, applying the ID-token faults.
-func (p *Provider) idToken(client Client, g *grant, accessToken, nonce string, now time.Time, f Faults) (string, error) {
+// idToken builds and signs an ID token, applying the ID-token faults (and, for a refresh,
+// RefreshIDTokenClaims).
+func (p *Provider) idToken(client Client, g *grant, accessToken, nonce string, now time.Time, refresh bool, f Faults) (string, error) {
 	user, _ := p.user(g.subject)
 	claims := cloneMap(user.IDTokenClaims)
 	if claims == nil {
@@ -508,6 +529,9 @@ func (p *Provider) idToken(client Client, g *grant, accessToken, nonce string, n
 	claims["aud"] = client.ID
 	claims["azp"] = client.ID
 	claims["at_hash"] = atHash(accessToken)
+	if g.sid != "" {
+		claims["sid"] = g.sid
+	}
 	delete(claims, "nonce")
 	if nonce != "" {
 		claims["nonce"] = nonce
@@ -576,6 +600,15 @@ func (p *Provider) idToken(client Client, g *grant, accessToken, nonce string, n
 			return "", err
 		}
 		signer = k
+	}
+	if refresh {
+		for k, v := range f.RefreshIDTokenClaims {
+			if v == nil {
+				delete(claims, k)
+			} else {
+				claims[k] = cloneValue(v)
+			}
+		}
 	}
 	if f.MutateIDToken != nil {
 		f.MutateIDToken(header, claims)

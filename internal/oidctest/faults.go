@@ -91,11 +91,26 @@ type Faults struct {
 	TokenType string
 	// TokenOmitExpiresIn leaves expires_in out of the token response.
 	TokenOmitExpiresIn bool
-	// RefreshOmitIDToken leaves id_token out of refresh_token grant responses only.
-	RefreshOmitIDToken bool
 	// TokenDelay delays the token response (aborted when the client gives up or the Provider
 	// closes).
 	TokenDelay time.Duration
+
+	// RefreshIDTokenOmit leaves id_token out of refresh_token grant responses only.
+	RefreshIDTokenOmit bool
+	// RefreshIDTokenClaims overrides claims of the ID token in refresh_token grant
+	// responses (e.g. iss, sub, aud, azp, auth_time, nonce), after the switches above and
+	// before MutateIDToken; a nil value removes the claim.
+	RefreshIDTokenClaims map[string]any
+	// RefreshError, when set (e.g. "invalid_grant", "server_error"), makes a refresh_token
+	// grant request that authenticated its client answer with this error; the refresh
+	// token is neither consumed nor rotated.
+	RefreshError string
+	// RefreshErrorStatus is the status of the RefreshError answer. Default: 400.
+	RefreshErrorStatus int
+	// RefreshDelay delays the answer to a refresh_token grant request, before the refresh
+	// token is looked at (aborted when the client gives up or the Provider closes; then
+	// the token is not consumed).
+	RefreshDelay time.Duration
 
 	// AuthorizeError, when set (e.g. "access_denied"), makes /authorize redirect back with
 	// this error (and AuthorizeErrorDescription) instead of a code, once client_id and

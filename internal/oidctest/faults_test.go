@@ -346,9 +346,9 @@ func TestFaultsTokenResponse(t *testing.T) {
 	}
 }
 
-func TestFaultsRefreshOmitIDToken(t *testing.T) {
+func TestFaultsRefreshIDTokenOmit(t *testing.T) {
 	op := NewTest(t, Options{})
-	op.SetFaults(Faults{RefreshOmitIDToken: true})
+	op.SetFaults(Faults{RefreshIDTokenOmit: true})
 	tok := mustTokens(t, op, SubjectBindIDKnown)
 	if tok["id_token"] == nil {
 		t.Fatalf("code exchange = %v, want an id_token", tok)

@@ -19,7 +19,8 @@ import (
 const (
 	// CodeLifetime is how long an authorization code can be exchanged.
 	CodeLifetime = 60 * time.Second
-	// AccessTokenLifetime is the lifetime of access tokens and ID tokens (expires_in 300).
+	// AccessTokenLifetime is the lifetime of ID tokens, and of access tokens (expires_in 300)
+	// unless Options.AccessTokenLifetime says otherwise.
 	AccessTokenLifetime = 5 * time.Minute
 	// RefreshTokenLifetime is how long a refresh token can be used.
 	RefreshTokenLifetime = 8 * time.Hour
@@ -46,6 +47,10 @@ type Options struct {
 	Now func() time.Time
 	// SigningAlg is the algorithm of the signing key: "RS256" (default) or "ES256".
 	SigningAlg string
+	// AccessTokenLifetime is the lifetime of the access tokens issued (and so expires_in),
+	// for tests that need them to expire soon. ID tokens keep the AccessTokenLifetime
+	// constant. Default: AccessTokenLifetime.
+	AccessTokenLifetime time.Duration
 	// Logf, when set, receives one line per request (method, path, status, duration and a short
 	// note such as the client or grant type). Tokens, codes and secrets are never passed to it.
 	Logf func(format string, args ...any)
@@ -61,6 +66,8 @@ type Counts struct {
 	CodeReuse int
 	// RefreshReuse counts token requests that presented an already rotated refresh token.
 	RefreshReuse int
+	// Refresh counts token requests with grant_type=refresh_token (also counted in Token).
+	Refresh int
 }
 
 // Provider is an OpenID Provider serving on a loopback address. All methods are safe for
@@ -69,6 +76,7 @@ type Provider struct {
 	issuer     string
 	now        func() time.Time
 	alg        string
+	atLifetime time.Duration // access token lifetime
 	clients    map[string]Client
 	users      []User // login page order
 	userIndex  map[string]int
@@ -118,6 +126,13 @@ func New(opts Options) (*Provider, error) {
 	if alg != algRS256 && alg != algES256 {
 		return nil, fmt.Errorf("oidctest: signing alg %q: must be RS256 or ES256", alg)
 	}
+	atLifetime := opts.AccessTokenLifetime
+	if atLifetime < 0 {
+		return nil, fmt.Errorf("oidctest: access token lifetime %v is negative", atLifetime)
+	}
+	if atLifetime == 0 {
+		atLifetime = AccessTokenLifetime
+	}
 	clients := opts.Clients
 	if len(clients) == 0 {
 		clients = []Client{DefaultClient()}
@@ -129,6 +144,7 @@ func New(opts Options) (*Provider, error) {
 	p := &Provider{
 		now:         opts.Now,
 		alg:         alg,
+		atLifetime:  atLifetime,
 		clients:     make(map[string]Client, len(clients)),
 		userIndex:   make(map[string]int, len(users)),
 		logf:        opts.Logf,

@@ -1,0 +1,183 @@
+package trustgate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/trustgate/trustgate/oidcflow"
+	"github.com/trustgate/trustgate/session"
+)
+
+// Refresh timing.
+const (
+	// refreshBefore is how long before the access token expires it is refreshed.
+	refreshBefore = time.Minute
+	// refreshRetry is how long a session waits after a refresh failed for a passing reason
+	// (provider down, store slow) before the next attempt: no refresh storm during a blip.
+	refreshRetry = 30 * time.Second
+	// refreshLockTTL bounds a refresh lock whose holder died.
+	refreshLockTTL = 15 * time.Second
+	// refreshWait bounds how long a request waits for a refresh another instance is doing.
+	refreshWait = 5 * time.Second
+	// refreshPoll is how often a waiting request checks the lock and the stored session.
+	refreshPoll = 50 * time.Millisecond
+)
+
+// errSessionEnded reports that a refresh ended the session: the provider refused the
+// refresh token (invalid_grant) or returned another identity.
+var errSessionEnded = errors.New("the session ended at refresh")
+
+// refreshFlight makes concurrent requests of one session in this process share one refresh
+// (keyed by store object and session id); the store lock does the same across instances.
+var refreshFlight singleflight.Group
+
+// needsRefresh reports whether s should be refreshed now: it has a refresh token, and its
+// access token expires within refreshBefore (or half its life), or trust_refresh is due.
+func (h *Handler) needsRefresh(s *session.Session, now time.Time) bool {
+	if s.RefreshToken == "" {
+		return false
+	}
+	obtained := s.RefreshedAt // when the current access token was obtained
+	if obtained.IsZero() {
+		obtained = s.CreatedAt
+	}
+	if !s.TokenExpiry.IsZero() {
+		// refreshBefore ahead, or half the token's life for short-lived tokens, so a token
+		// that lives less than a minute is not refreshed on every request.
+		ahead := min(refreshBefore, s.TokenExpiry.Sub(obtained)/2)
+		if !now.Before(s.TokenExpiry.Add(-ahead)) {
+			return true
+		}
+	}
+	return h.TrustRefresh > 0 && now.Sub(obtained) >= time.Duration(h.TrustRefresh)
+}
+
+// maybeRefresh returns the session to serve the request with: s itself when no refresh is
+// due or a refresh failed for a passing reason, the refreshed session, or errSessionEnded.
+// Only errSessionEnded and store failures are errors for the caller.
+func (h *Handler) maybeRefresh(ctx context.Context, s *session.Session) (*session.Session, error) {
+	now := h.now()
+	if !h.needsRefresh(s, now) {
+		return s, nil
+	}
+	rd := h.render(s)
+	if now.UnixNano() < rd.refreshRetryAt.Load() {
+		return s, nil // a recent attempt failed; serve and retry later
+	}
+	// Keyed by the store object and the session: handlers sharing a store share the flight.
+	v, err, _ := refreshFlight.Do(fmt.Sprintf("%p\x00%s", h.store, s.ID), func() (any, error) {
+		// A client that goes away must not abort a refresh half-way: a rotated refresh
+		// token that is not stored is lost.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+		defer cancel()
+		return h.refresh(rctx, s)
+	})
+	switch {
+	case err == nil:
+		return v.(*session.Session), nil
+	case errors.Is(err, errSessionEnded):
+		return nil, err
+	default:
+		rd.refreshRetryAt.Store(now.Add(refreshRetry).UnixNano())
+		h.logger.Warn("session refresh failed; the session is kept and the refresh retried later",
+			zap.String("reason", oidcflow.ReasonCode(err)), zap.String("session_hash", sessionHash(s.ID)), zap.Error(err))
+		return s, nil
+	}
+}
+
+// refresh runs one refresh of s under the store's lock (one refresh per session across
+// instances), rechecking the stored session after taking the lock: another instance may
+// have refreshed it already (SECURITY.md OPS-10).
+func (h *Handler) refresh(ctx context.Context, s *session.Session) (*session.Session, error) {
+	lockKey := "refresh:" + s.ID
+	deadline := time.Now().Add(refreshWait)
+	var token string
+	for {
+		t, ok, err := h.store.Lock(ctx, lockKey, refreshLockTTL)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			token = t
+			break
+		}
+		// Another instance is refreshing: wait for it, then use its result.
+		if time.Now().After(deadline) {
+			return nil, errors.New("another instance holds the refresh lock for longer than " + refreshWait.String())
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(refreshPoll):
+		}
+		cur, err := h.store.Reload(ctx, s.ID)
+		if errors.Is(err, session.ErrNotFound) {
+			return nil, errSessionEnded
+		}
+		if err == nil && cur.Version != s.Version && !h.needsRefresh(cur, h.now()) {
+			return cur, nil
+		}
+	}
+	defer func() {
+		if err := h.store.Unlock(context.WithoutCancel(ctx), lockKey, token); err != nil {
+			h.logger.Warn("could not release the refresh lock; it expires by itself", zap.Error(err))
+		}
+	}()
+
+	cur, err := h.store.Reload(ctx, s.ID)
+	if errors.Is(err, session.ErrNotFound) {
+		return nil, errSessionEnded
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := h.now()
+	if !h.needsRefresh(cur, now) {
+		return cur, nil // refreshed meanwhile
+	}
+	login, err := h.client.Refresh(ctx, oidcflow.RefreshRequest{RefreshToken: cur.RefreshToken, Claims: cur.Claims})
+	if err != nil {
+		switch oidcflow.ReasonCode(err) {
+		case oidcflow.CodeRefreshRejected, oidcflow.CodeRefreshIdentityMismatch:
+			level := zap.InfoLevel
+			if oidcflow.ReasonCode(err) == oidcflow.CodeRefreshIdentityMismatch {
+				level = zap.WarnLevel // a provider answering with another identity is suspicious
+			}
+			h.logger.Log(level, "session ended: the provider refused the refresh", zap.String("reason", oidcflow.ReasonCode(err)),
+				zap.String("session_hash", sessionHash(cur.ID)), zap.Error(err))
+			if derr := h.store.Delete(ctx, cur.ID); derr != nil {
+				return nil, derr
+			}
+			return nil, errSessionEnded
+		}
+		return nil, err
+	}
+	ns := cur.Clone()
+	ns.AccessToken = login.AccessToken
+	if login.RefreshToken != "" {
+		ns.RefreshToken = login.RefreshToken
+	}
+	if login.IDToken != "" {
+		ns.IDToken = login.IDToken
+	}
+	ns.TokenExpiry = login.Expiry
+	if !login.UserinfoStale {
+		ns.Claims = login.Claims
+	}
+	ns.RefreshedAt = now
+	// The rotated tokens are stored before the request goes on: the old refresh token is
+	// spent at the provider.
+	if err := h.store.Put(ctx, ns); err != nil {
+		h.logger.Error("refreshed tokens could not be stored; the session may need a new login", zap.String("reason", "store_unavailable"),
+			zap.String("session_hash", sessionHash(cur.ID)), zap.Error(err))
+		return nil, err
+	}
+	h.logger.Info("session refreshed", zap.String("reason", "refresh_ok"), zap.String("session_hash", sessionHash(ns.ID)),
+		zap.Bool("userinfo_stale", login.UserinfoStale))
+	return ns, nil
+}

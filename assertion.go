@@ -222,6 +222,9 @@ var assertionKeyPool = caddy.NewUsagePool()
 // rotation, kept across reloads), loading or generating them on first use.
 func (h *Handler) provisionAssertion(ctx caddy.Context) error {
 	c := h.Assertion
+	if c == nil {
+		c = new(AssertionConfig) // keys only (identity binding), no X-Auth-Assertion
+	}
 	if err := c.validate(); err != nil {
 		return err
 	}

@@ -46,6 +46,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		lifetime          <duration>
 //		trust_refresh     <duration>
 //		post_logout_redirect_url <url>
+//		feedback_endpoint <url>
+//		alias_header      <response header>
+//		identity_binding  [{
+//			header     <response header>
+//			acr_values <value>...
+//		}]
 //		cookie_name       <name>
 //		alias_claim       <claim>
 //		clock_leeway      <duration>
@@ -159,6 +165,33 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "post_logout_redirect_url":
 			if !d.AllArgs(&h.PostLogoutRedirectURL) {
 				return d.ArgErr()
+			}
+		case "feedback_endpoint":
+			if !d.AllArgs(&h.FeedbackEndpoint) {
+				return d.ArgErr()
+			}
+		case "alias_header":
+			if !d.AllArgs(&h.AliasHeader) {
+				return d.ArgErr()
+			}
+		case "identity_binding":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.IdentityBinding = new(IdentityBindingConfig)
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch opt := d.Val(); opt {
+				case "header":
+					if !d.AllArgs(&h.IdentityBinding.Header) {
+						return d.ArgErr()
+					}
+				case "acr_values":
+					if h.IdentityBinding.ACRValues = d.RemainingArgs(); len(h.IdentityBinding.ACRValues) == 0 {
+						return d.ArgErr()
+					}
+				default:
+					return d.Errf("unrecognized identity_binding option '%s'", opt)
+				}
 			}
 		case "cookie_name":
 			if !d.AllArgs(&h.CookieName) {

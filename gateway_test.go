@@ -37,6 +37,8 @@ type recorder struct {
 	calls int
 	last  http.Header
 	repl  map[string]string // placeholders seen by the last call
+	// respond, when set, may add response headers (the application's answer) before the body.
+	respond func(w http.ResponseWriter, r *http.Request)
 }
 
 func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
@@ -53,6 +55,9 @@ func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	w.Header().Set("Content-Type", "text/plain")
+	if rec.respond != nil {
+		rec.respond(w, r)
+	}
 	_, _ = io.WriteString(w, "upstream: "+r.URL.RequestURI())
 	return nil
 }

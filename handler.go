@@ -188,6 +188,7 @@ type rendered struct {
 	// refreshRetryAt (unix ns): a refresh of this session version failed for a passing
 	// reason; the next attempt waits until then.
 	refreshRetryAt atomic.Int64
+	linking        atomic.Bool                     // an alias of this session is being reported
 	state          atomic.Pointer[authState]       // for the policy blocks after this handler
 	assertion      atomic.Pointer[signedAssertion] // X-Auth-Assertion, re-signed before it expires
 }
@@ -216,6 +217,9 @@ func (h *Handler) render(s *session.Session) *rendered {
 	}
 	out.placeholders["id"] = s.Subject
 	out.provider = out.placeholder
+	if s.Binding != "" {
+		hs = append(hs, trust.Header{Name: headerBinding, Value: trust.EncodeValue(s.Binding)})
+	}
 	for _, hd := range hs {
 		out.headers = append(out.headers, trust.Header{Name: http.CanonicalHeaderKey(hd.Name), Value: hd.Value})
 		out.headerBytes += len(hd.Name) + len(hd.Value) + 4
@@ -239,7 +243,7 @@ func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, nex
 	}
 	n := len(rd.headers)
 	var assertion string
-	if h.assert != nil {
+	if h.Assertion != nil {
 		var err error
 		if assertion, err = h.assertionFor(r, rd); err != nil {
 			h.logger.Error("cannot sign the identity assertion", zap.String("reason", "assertion_failed"), zap.Error(err))
@@ -264,6 +268,10 @@ func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, nex
 		// One provider answers every identity placeholder from the cached rendering,
 		// instead of setting each one on every request.
 		repl.Map(rd.provider)
+	}
+	if h.FeedbackEndpoint != "" || h.IdentityBinding != nil {
+		// The application may answer with a linking header (handler_link.go).
+		w = &linkWriter{ResponseWriter: w, h: h, r: r, s: s, rd: rd}
 	}
 	return next.ServeHTTP(w, r)
 }

@@ -53,11 +53,36 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET"})
 		return nil
 	}
+	q := r.URL.Query()
 	rd := "/"
-	if v := r.URL.Query()["rd"]; len(v) == 1 {
+	if v := q["rd"]; len(v) == 1 {
 		rd = safeReturnPath(v[0], r)
 	}
-	return h.startLogin(w, r, loginRequest{returnTo: rd})
+	// login_hint (who is signing in, e.g. an e-mail) is passed on to the provider when it is
+	// one plain value; the other authorization parameters are the gateway's alone
+	// (SECURITY.md FL-11).
+	var hint string
+	if v := q["login_hint"]; len(v) > 0 {
+		if len(v) != 1 || !validLoginHint(v[0]) {
+			writeJSON(w, http.StatusBadRequest, apiError{Error: "invalid_login_hint", Message: "login_hint must be one value of at most 256 printable characters"})
+			return nil
+		}
+		hint = v[0]
+	}
+	return h.startLogin(w, r, loginRequest{returnTo: rd, loginHint: hint})
+}
+
+// validLoginHint accepts 1 to 256 bytes of valid UTF-8 without control characters.
+func validLoginHint(s string) bool {
+	if s == "" || len(s) > 256 || !utf8.ValidString(s) {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
+			return false
+		}
+	}
+	return true
 }
 
 // logout ends the local session. Only a POST ends it; a GET shows a confirmation form, so a
@@ -66,7 +91,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	noStore(w)
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		h.logoutForm(w)
+		h.logoutForm(w, r)
 		return nil
 	case http.MethodPost:
 	default:
@@ -208,7 +233,7 @@ h1{font-size:1.4rem}p{line-height:1.5}a,button{font-size:1rem}</style></head>
 <body><h1>{{.Title}}</h1><p>{{.Message}}</p>
 {{if .Items}}<ul>{{range .Items}}<li>{{.}}</li>{{end}}</ul>{{end}}
 {{if .Form}}<form method="post" action="{{.Form}}"><button type="submit">Sign out</button></form>{{end}}
-{{if .Link}}<p><a href="{{.Link}}">Sign in</a></p>{{end}}
+{{if .Link}}<p><a href="{{.Link}}">{{if .LinkText}}{{.LinkText}}{{else}}Sign in{{end}}</a></p>{{end}}
 </body></html>
 `))
 
@@ -216,6 +241,8 @@ type pageData struct {
 	Title, Message string
 	Items          []string // a list under the message (e.g. the unmet rules of a route)
 	Link, Form     string
+	LinkText       string // default "Sign in"
+	FormAction     string // more CSP form-action sources than 'self' (where the form's answer redirects)
 }
 
 // page answers a small HTML page; everything in it is escaped by html/template.
@@ -223,14 +250,33 @@ func (h *Handler) page(w http.ResponseWriter, status int, title, msg, link strin
 	h.writePage(w, status, pageData{Title: title, Message: msg, Link: link})
 }
 
-func (h *Handler) logoutForm(w http.ResponseWriter) {
-	h.writePage(w, http.StatusOK, pageData{Title: "Sign out", Message: "Do you want to sign out of this site?", Form: h.PathPrefix + "/logout"})
+func (h *Handler) logoutForm(w http.ResponseWriter, r *http.Request) {
+	// The form's POST is answered with a redirect to the provider's end-session endpoint,
+	// and browsers hold redirects after a form submission to form-action too.
+	formAction := originOf(h.Issuer)
+	ctx, cancel := opContext(r)
+	defer cancel()
+	if md, err := h.client.Discover(ctx); err == nil && md.EndSessionEndpoint != "" {
+		if o := originOf(md.EndSessionEndpoint); o != formAction {
+			formAction += " " + o
+		}
+	}
+	h.writePage(w, http.StatusOK, pageData{Title: "Sign out", Message: "Do you want to sign out of this site?", Form: h.PathPrefix + "/logout", FormAction: formAction})
+}
+
+// originOf is scheme://host[:port] of an absolute URL, or "" when it is not one.
+func originOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 func (h *Handler) writePage(w http.ResponseWriter, status int, d pageData) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+	w.Header().Set("Content-Security-Policy", strings.TrimSpace("default-src 'none'; style-src 'unsafe-inline'; form-action 'self' "+d.FormAction))
 	w.WriteHeader(status)
 	_ = pageTemplate.Execute(w, d)
 }

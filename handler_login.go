@@ -26,23 +26,46 @@ type txRecord struct {
 	Created     int64                `json:"c"`
 	// StepUps are the recent step-ups, this one last, for the session it creates.
 	StepUps []session.StepUpMark `json:"p,omitempty"`
+	// BindSubject is set for an identity-binding login: the subject it must come back for.
+	BindSubject string `json:"bs,omitempty"`
+	// BindAlias is an alias to link (session feedback) once the binding is confirmed.
+	BindAlias string `json:"ba,omitempty"`
 }
 
 // loginRequest is what a login is started for.
 type loginRequest struct {
-	returnTo string               // same-origin path to land on afterwards
-	stepUp   *trust.StepUp        // extra authorization parameters of a step-up login, or nil
-	marks    []session.StepUpMark // recent step-ups, this one last
+	returnTo  string               // same-origin path to land on afterwards
+	stepUp    *trust.StepUp        // extra authorization parameters of a step-up login, or nil
+	marks     []session.StepUpMark // recent step-ups, this one last
+	loginHint string               // login_hint to pass on (a user's hint, or the binding JWT)
+	bind      *bindRequest         // an identity-binding login, or nil
 }
 
-// startLogin begins the authorization-code flow: a fresh transaction in its own cookie,
-// then a redirect to the provider.
-func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginRequest) error {
+// bindRequest is the identity binding a login is for (see handler_link.go).
+type bindRequest struct {
+	subject string   // the session's subject: the binding must come back for the same user
+	alias   string   // an alias to link once the binding is confirmed, or ""
+	acr     []string // acr_values to ask for
+}
+
+// loginError is why beginLogin could not start a login; it has been logged.
+type loginError struct {
+	status int
+	code   string
+	msg    string
+	retry  time.Duration
+}
+
+// beginLogin prepares the authorization-code flow: a fresh transaction in its own cookie
+// (set on w's headers, with the oldest pending ones evicted) and the provider's
+// authorization URL. It writes no status or body, so it also serves a response that is
+// being rewritten (identity binding).
+func (h *Handler) beginLogin(w http.ResponseWriter, r *http.Request, lr loginRequest) (string, *loginError) {
 	ctx, cancel := opContext(r)
 	defer cancel()
 	tx := oidcflow.NewTransaction()
 	rec := txRecord{Tx: tx, ReturnTo: lr.returnTo, RedirectURL: h.callbackURL(r), Created: h.now().Unix()}
-	ar := oidcflow.AuthRequest{RedirectURL: rec.RedirectURL, Transaction: tx}
+	ar := oidcflow.AuthRequest{RedirectURL: rec.RedirectURL, Transaction: tx, LoginHint: lr.loginHint}
 	if su := lr.stepUp; su != nil {
 		rec.StepUps = lr.marks
 		ar.ACRValues = strings.Join(su.ACRValues, " ")
@@ -51,13 +74,17 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 			ar.Prompt = "login"
 		}
 	}
+	if b := lr.bind; b != nil {
+		rec.BindSubject, rec.BindAlias = b.subject, b.alias
+		ar.ACRValues = strings.Join(b.acr, " ")
+		ar.Prompt = "login"
+	}
 	authURL, err := h.client.AuthCodeURL(ctx, ar)
 	if err != nil {
 		h.logger.Error("cannot start login: provider discovery failed",
 			zap.String("reason", oidcflow.ReasonCode(err)), zap.String("issuer", h.Issuer), zap.Error(err))
-		h.serviceUnavailable(w, r, max(h.client.RetryAfter(), time.Second), "provider_unavailable",
-			"The sign-in service is not reachable right now. Please retry in a few seconds.")
-		return nil
+		return "", &loginError{status: http.StatusServiceUnavailable, code: "provider_unavailable", retry: max(h.client.RetryAfter(), time.Second),
+			msg: "The sign-in service is not reachable right now. Please retry in a few seconds."}
 	}
 	value, err := h.txCodec.Encode(h.txPrefix+tx.State, rec)
 	if err != nil && rec.ReturnTo != "/" {
@@ -68,11 +95,24 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 	}
 	if err != nil {
 		h.logger.Error("cannot store the login transaction in a cookie", zap.String("reason", "cookie_encode_failed"), zap.Int("return_bytes", len(rec.ReturnTo)))
-		h.page(w, http.StatusInternalServerError, "Sign-in failed", "The sign-in could not be started. Please try again.", "")
-		return nil
+		return "", &loginError{status: http.StatusInternalServerError, code: "cookie_encode_failed", msg: "The sign-in could not be started. Please try again."}
 	}
 	h.evictPendingLogins(w, r)
 	http.SetCookie(w, h.cookie(h.txPrefix+tx.State, value, int(loginTimeout/time.Second)))
+	return authURL, nil
+}
+
+// startLogin begins the authorization-code flow and redirects the browser to the provider.
+func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginRequest) error {
+	authURL, lerr := h.beginLogin(w, r, lr)
+	if lerr != nil {
+		if lerr.status == http.StatusServiceUnavailable {
+			h.serviceUnavailable(w, r, lerr.retry, lerr.code, lerr.msg)
+		} else {
+			h.page(w, lerr.status, "Sign-in failed", lerr.msg, "")
+		}
+		return nil
+	}
 	noStore(w)
 	http.Redirect(w, r, authURL, http.StatusFound)
 	return nil
@@ -168,6 +208,13 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		if cbErr.status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "5")
 		}
+		if rec != nil && rec.BindSubject != "" {
+			// A denied or unconfirmed binding changes nothing: the session the user had
+			// is still there.
+			h.writePage(w, cbErr.status, pageData{Title: "Identity binding not completed",
+				Message: cbErr.msg + " Your account and your sign-in are unchanged.", Link: "/", LinkText: "Back to the application"})
+			return nil
+		}
 		h.page(w, cbErr.status, "Sign-in failed", cbErr.msg, h.PathPrefix+"/login")
 	}
 	return nil
@@ -239,7 +286,7 @@ func (h *Handler) checkCallback(w http.ResponseWriter, r *http.Request) (*txReco
 		if d := q.Get("error_description"); d != "" {
 			msg += " — " + clip(d, maxErrorBytes)
 		}
-		return nil, &callbackError{status: status, reason: "op_error", msg: msg, opErr: clip(q.Get("error"), 64)}
+		return &rec, &callbackError{status: status, reason: "op_error", msg: msg, opErr: clip(q.Get("error"), 64)}
 	}
 	code := q.Get("code")
 	if code == "" || len(code) > maxCodeBytes {
@@ -270,6 +317,13 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRec
 	if err != nil {
 		return exchangeError(err)
 	}
+	if rec.BindSubject != "" {
+		// The provider must confirm the binding, for the same user (seed 002).
+		if v, _ := login.Claims["binding"].(string); v != "verified" || login.Subject != rec.BindSubject {
+			return &callbackError{status: http.StatusForbidden, reason: "binding_not_confirmed",
+				msg: "The identity provider did not confirm that your verified identity matches this account."}
+		}
+	}
 
 	// Always a new session id (no fixation); a session the browser already had is ended
 	// (SECURITY.md SES-02).
@@ -294,6 +348,9 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRec
 		IdleTimeout:  time.Duration(h.IdleTimeout),
 		StepUps:      rec.StepUps,
 	}
+	if rec.BindSubject != "" {
+		s.Binding = "verified"
+	}
 	value, err := h.sessCodec.Encode(h.cookieName, s.ID)
 	if err != nil {
 		return &callbackError{status: http.StatusInternalServerError, reason: "cookie_encode_failed", err: err,
@@ -304,6 +361,9 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRec
 			msg: "The session store is not reachable right now. Please sign in again in a few seconds."}
 	}
 	http.SetCookie(w, h.cookie(h.cookieName, value, int(time.Duration(h.Lifetime)/time.Second)))
+	if rec.BindAlias != "" {
+		h.linkAlias(s, rec.BindAlias)
+	}
 	h.logger.Info("login", zap.String("reason", "login_ok"), zap.String("sub_hash", sessionHash(login.Subject)),
 		zap.String("session_hash", sessionHash(s.ID)), zap.Bool("signed_userinfo", login.SignedUserinfo))
 	target := rec.ReturnTo

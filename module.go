@@ -7,6 +7,7 @@
 package trustgate
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -152,6 +155,24 @@ type Handler struct {
 	// plain "signed out" page of the gateway. Default: none (the provider shows its own page).
 	PostLogoutRedirectURL string `json:"post_logout_redirect_url,omitempty"`
 
+	// FeedbackEndpoint is the provider's session-feedback URL (BindID /session-feedback).
+	// When set, the application links a new user (no alias_claim) by answering one of that
+	// session's requests with the response header alias_header naming the user's alias; the
+	// gateway removes the header, reports the alias to this endpoint (HMAC-SHA256 of the
+	// access token with the client secret) and the session carries the alias from then on.
+	FeedbackEndpoint string `json:"feedback_endpoint,omitempty"`
+
+	// AliasHeader is the response header the application sets to link an alias.
+	// Default: X-Auth-Set-Alias
+	AliasHeader string `json:"alias_header,omitempty"`
+
+	// IdentityBinding, when present, lets the application bind a verified identity to the
+	// signed-in account: it answers with the response header identity_binding.header (a
+	// base64url JSON profile); the gateway signs the profile as a short-lived JWT (keys at
+	// <path_prefix>/jwks.json), sends the browser to the provider with it as login_hint,
+	// and on a confirmed binding the upstream gets X-Auth-Binding: verified.
+	IdentityBinding *IdentityBindingConfig `json:"identity_binding,omitempty"`
+
 	// StandardHeaders selects the built-in upstream headers: all (X-Auth-* identity and
 	// X-Trust-* trust signals), identity (X-Auth-* only) or none (only the `header` mappings
 	// and the assertion). Each forwarded header costs the upstream hop a little; send what
@@ -213,6 +234,8 @@ type Handler struct {
 	assert       *assertionKeys
 	assertKey    string            // assertionKeyPool key, for Cleanup
 	storage      certmagic.Storage // tests: instead of Caddy's configured storage
+	aliasHeader  string            // canonical AliasHeader
+	bindHeader   string            // canonical IdentityBinding.Header
 }
 
 // SessionStoreConfig selects the session store; at most one member may be set.
@@ -318,6 +341,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.RedirectURL = repl.ReplaceAll(h.RedirectURL, "")
 	h.PostLogoutRedirectURL = repl.ReplaceAll(h.PostLogoutRedirectURL, "")
+	h.FeedbackEndpoint = repl.ReplaceAll(h.FeedbackEndpoint, "")
 	if h.PathPrefix == "" {
 		h.PathPrefix = defaultPathPrefix
 	}
@@ -351,10 +375,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionTrust(); err != nil {
 		return err
 	}
-	if h.Assertion != nil {
+	if h.Assertion != nil || h.IdentityBinding != nil {
+		// The binding's login_hint is signed with the assertion keys.
 		if err := h.provisionAssertion(ctx); err != nil {
 			return err
 		}
+	}
+	h.aliasHeader = http.CanonicalHeaderKey(cmp.Or(h.AliasHeader, defaultAliasHeader))
+	if h.IdentityBinding != nil {
+		h.bindHeader = http.CanonicalHeaderKey(cmp.Or(h.IdentityBinding.Header, defaultBindHeader))
 	}
 
 	secrets, err := h.cookieSecrets(repl)
@@ -582,6 +611,20 @@ func (h *Handler) Validate() error {
 	if h.TrustRefresh < 0 || (h.TrustRefresh > 0 && time.Duration(h.TrustRefresh) < time.Minute) {
 		return fmt.Errorf("trust_refresh %s must be at least 1m", time.Duration(h.TrustRefresh))
 	}
+	if h.FeedbackEndpoint != "" {
+		u, err := url.Parse(h.FeedbackEndpoint)
+		if err != nil || u.Host == "" || u.User != nil || !(u.Scheme == "https" || u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+			return fmt.Errorf("feedback_endpoint %q must be an absolute https URL (plain http only on a loopback host)", h.FeedbackEndpoint)
+		}
+		if h.clientSecret == "" {
+			return errors.New("feedback_endpoint needs client_secret: the feedback request is authenticated with an HMAC keyed with it")
+		}
+	}
+	for name, v := range map[string]string{"alias_header": h.AliasHeader, "identity_binding header": bindHeaderOf(h.IdentityBinding)} {
+		if v != "" && !validHeaderName(v) {
+			return fmt.Errorf("%s %q is not a valid header name (letters, digits and '-')", name, v)
+		}
+	}
 	if h.PostLogoutRedirectURL != "" {
 		u, err := url.Parse(h.PostLogoutRedirectURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" {
@@ -611,6 +654,31 @@ func (h *Handler) Validate() error {
 		}
 	}
 	return nil
+}
+
+func bindHeaderOf(c *IdentityBindingConfig) string {
+	if c == nil {
+		return ""
+	}
+	return c.Header
+}
+
+func validHeaderName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return len(s) > 0 && len(s) <= 64
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func validCookieName(s string) bool {

@@ -36,7 +36,9 @@ type env struct {
 	opURL                  string // issuer
 	plainURL, signedURL    string // the two gateway sites
 	stepupURL              string // a site whose /admin/* requires urn:bankid:bid
+	lifecycleURL           string // a site with short-lived access tokens, rotation, RP-initiated and back-channel logout
 	redisPorts             [2]int // two gateway instances sharing Redis, started by their test
+	bclPorts               [2]int // two gateway instances sharing Redis, registered for back-channel logout (on the first)
 	caddyBin               string
 	upstream               *httptest.Server
 	opLog, caddyLog        string
@@ -53,6 +55,17 @@ const (
 	stepupClientID = "trustgate-e2e-stepup"
 	clientSecret   = "e2e-client-secret-0123456789abcdef"
 	cookieSecret   = "e2e-cookie-secret-0123456789abcdef0123"
+)
+
+// Client registrations for the session lifecycle tests (lifecycle_test.go).
+const (
+	// lifecycleClientID gets access tokens that live lifecycleTokenTTL, rotated refresh
+	// tokens, a back-channel logout URI and the gateway's signed-out page as post-logout
+	// redirect URI.
+	lifecycleClientID = "trustgate-e2e-lifecycle"
+	// bclClientID is the client of the two Redis-sharing instances on bclPorts; the provider
+	// sends its back-channel logouts to the first.
+	bclClientID = "trustgate-e2e-bcl"
 )
 
 func TestMain(m *testing.M) {
@@ -104,7 +117,9 @@ func setup() (cleanup func(), err error) {
 	e2e.plainURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.signedURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.stepupURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.lifecycleURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.redisPorts = [2]int{freePort(), freePort()}
+	e2e.bclPorts = [2]int{freePort(), freePort()}
 
 	stop, err := startOP(node, opPort)
 	stops = append(stops, stop)
@@ -171,6 +186,9 @@ func startOP(node string, port int) (func(), error) {
 		RedirectURIs           []string `json:"redirect_uris"`
 		PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
 		UserinfoSignedAlg      string   `json:"userinfo_signed_response_alg,omitempty"`
+		BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
+		AccessTokenTTL         int      `json:"access_token_ttl,omitempty"` // seconds
+		RotateRefreshToken     bool     `json:"rotate_refresh_token,omitempty"`
 	}
 	clients, _ := json.Marshal([]client{
 		{ClientID: plainClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.plainURL + "/.trustgate/callback"}, PostLogoutRedirectURIs: []string{e2e.plainURL + "/"}},
@@ -180,6 +198,21 @@ func startOP(node string, port int) (func(), error) {
 			fmt.Sprintf("http://localhost:%d/.trustgate/callback", e2e.redisPorts[0]),
 			fmt.Sprintf("http://localhost:%d/.trustgate/callback", e2e.redisPorts[1]),
 		}},
+		{
+			ClientID: lifecycleClientID, ClientSecret: clientSecret,
+			RedirectURIs:           []string{e2e.lifecycleURL + "/.trustgate/callback"},
+			PostLogoutRedirectURIs: []string{e2e.lifecycleURL + "/.trustgate/signed-out"},
+			BackchannelLogoutURI:   e2e.lifecycleURL + "/.trustgate/backchannel-logout",
+			AccessTokenTTL:         int(lifecycleTokenTTL / time.Second), RotateRefreshToken: true,
+		},
+		{
+			ClientID: bclClientID, ClientSecret: clientSecret,
+			RedirectURIs: []string{
+				fmt.Sprintf("http://localhost:%d/.trustgate/callback", e2e.bclPorts[0]),
+				fmt.Sprintf("http://localhost:%d/.trustgate/callback", e2e.bclPorts[1]),
+			},
+			BackchannelLogoutURI: fmt.Sprintf("http://localhost:%d/.trustgate/backchannel-logout", e2e.bclPorts[0]),
+		},
 	})
 	e2e.opLog = filepath.Join(e2e.artifacts, "op.log")
 	logf, err := os.Create(e2e.opLog)
@@ -236,7 +269,8 @@ func startCaddy(bin string) (func(), error) {
 		trustgate {
 			require acr_at_least urn:bankid:bid
 		}
-	}`)
+	}`) +
+		site(e2e.lifecycleURL, lifecycleClientID, "tg_life", "post_logout_redirect_url "+e2e.lifecycleURL+"/.trustgate/signed-out", "")
 	cfgPath := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(cfgPath, []byte(caddyfile), 0o600); err != nil {
 		return func() {}, err
@@ -256,7 +290,7 @@ func startCaddy(bin string) (func(), error) {
 	}
 	stop := stopper(cmd, logf)
 	done := func() { stop(); os.RemoveAll(dir) }
-	for _, u := range []string{e2e.plainURL, e2e.signedURL, e2e.stepupURL} {
+	for _, u := range []string{e2e.plainURL, e2e.signedURL, e2e.stepupURL, e2e.lifecycleURL} {
 		if err := waitHTTP(u+"/.trustgate/me", 20*time.Second); err != nil {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}

@@ -106,6 +106,11 @@ type Metadata struct {
 	UserinfoSigningAlgs         []string `json:"userinfo_signing_alg_values_supported"`
 	CodeChallengeMethods        []string `json:"code_challenge_methods_supported"`
 	AuthorizationResponseIssuer bool     `json:"authorization_response_iss_parameter_supported"`
+	// SessionFeedbackEndpoint is BindID's session feedback URL, a non-standard discovery
+	// field (session_feedback_endpoint). "" when the OP advertises none, or advertises a
+	// value that is not an absolute https URL (http only when the issuer and the endpoint
+	// are on loopback hosts): an unusable optional extension is ignored, not fatal.
+	SessionFeedbackEndpoint string `json:"session_feedback_endpoint"`
 }
 
 // New checks cfg and returns a Client. It does no network I/O.
@@ -330,6 +335,11 @@ func (c *Client) fetchProvider() (*provider, error) {
 		}
 		if err := checkEndpointURL(ep.name, u, iss); err != nil {
 			return nil, newErr(CodeDiscovery, false, "%w", err)
+		}
+	}
+	if ep := meta.SessionFeedbackEndpoint; ep != "" {
+		if u, err := url.Parse(ep); err != nil || u.Host == "" || u.Fragment != "" || checkEndpointURL("session_feedback_endpoint", u, iss) != nil {
+			meta.SessionFeedbackEndpoint = ""
 		}
 	}
 	if len(meta.CodeChallengeMethods) > 0 && !slices.Contains(meta.CodeChallengeMethods, "S256") {

@@ -1,7 +1,8 @@
 // Package oidcflow talks to the OpenID Provider (OP) on behalf of the gateway: discovery,
 // the authorization request (PKCE S256, state, nonce), the code exchange, the verification
 // of ID tokens and userinfo responses (JSON and signed JWT), the refresh of a session's
-// tokens, back-channel logout tokens and the RP-initiated logout URL.
+// tokens, back-channel logout tokens, the RP-initiated logout URL and BindID session
+// feedback.
 //
 // It knows nothing of cookies, sessions or HTTP responses to the browser, and it never logs:
 // every failure comes back as an *Error with a stable reason Code that the caller logs and
@@ -36,6 +37,10 @@
 //	// RP-initiated logout, after the local session is gone:
 //	u, ok, err := c.EndSessionURL(ctx, idToken, postLogoutURL, state)
 //
+//	// a new user linked to an application account (BindID session feedback):
+//	err = c.SessionFeedback(ctx, feedbackURL, login.AccessToken, alias, time.Now())
+//	// IsTemporary(err): retry later; otherwise give up (feedback_rejected, _unavailable, _invalid)
+//
 // # Refresh
 //
 // Refresh keeps the session's identity: a refreshed ID token must carry the same iss, sub,
@@ -54,6 +59,35 @@
 // the unauthenticated back-channel logout endpoint cannot turn the gateway against the OP
 // (SECURITY.md OPS-07). A key set older than an hour is refreshed on next use, so a
 // withdrawn key stops verifying. A failure to fetch the keys is temporary (jwks_unavailable).
+//
+// # Session feedback
+//
+// SessionFeedback sends BindID's "Send Session Feedback" request (shared/seeds/001) that
+// turns a new user (no bindid_alias) into a known one:
+//
+//	POST <endpoint>
+//	Content-Type: application/json
+//	Authorization: BindIdBackend AccessToken <access token>; <base64(HMAC-SHA256(client secret, access token))>
+//
+//	{"subject_session_at":"<access token>","reports":[{"type":"authentication_performed","alias":"<alias>","time":<unix seconds>}]}
+//
+// The HMAC is keyed with the client secret's UTF-8 bytes over the access token's, and
+// encoded as standard, padded base64 (Java's Base64.getEncoder()), so a Client without a
+// client secret cannot send it (feedback_unavailable). The endpoint is the caller's (it is
+// configured, not discovered, at BindID), or "" for the discovery document's non-standard
+// session_feedback_endpoint (Metadata.SessionFeedbackEndpoint). A 2xx answer is success;
+// network failures, timeouts, 408, 429 and 5xx are feedback_failed (temporary); other
+// answers are feedback_rejected, with the OP's error (OPError) and error_description. The
+// access token, the client secret and the HMAC never appear in an error, even when the OP
+// echoes them. SessionFeedback sends once and never retries: that is the caller's choice.
+//
+// # Identity binding
+//
+// An identity-binding login (shared/seeds/002) is an ordinary authorization request whose
+// AuthRequest.LoginHint is the signed profile JWT; it is passed on unchanged (a few KiB is
+// fine). The OP's verdict is the ID token claim binding = "verified" (see
+// internal/oidctest). Like the protocol claims, binding is taken from the ID token only:
+// userinfo can neither add nor change it.
 //
 // The checks go-oidc leaves to its caller are done here: the nonce, an `exp`/`nbf`/`iat`
 // window with an explicit clock leeway, `azp` and extra audiences, the token type, the

@@ -34,6 +34,20 @@ const (
 	// §2.6); the message names the failed check. Never temporary (a failure to fetch the
 	// OP's keys is CodeKeys).
 	CodeLogoutToken = "logout_token_invalid"
+	// CodeFeedbackFailed: the session feedback could not be delivered: network error,
+	// timeout, HTTP 408, 429 or 5xx. Always temporary: retrying later may succeed.
+	CodeFeedbackFailed = "feedback_failed"
+	// CodeFeedbackRejected: the OP answered the session feedback with a refusal (4xx other
+	// than 408 and 429, or a redirect): the access token is not live, the HMAC is wrong
+	// (client secret), or the report was not accepted. Never temporary.
+	CodeFeedbackRejected = "feedback_rejected"
+	// CodeFeedbackUnavailable: session feedback cannot be sent by this Client: it has no
+	// client secret (the feedback's HMAC is keyed with it), or no endpoint was given and the
+	// OP advertises none. Nothing was sent. Never temporary.
+	CodeFeedbackUnavailable = "feedback_unavailable"
+	// CodeFeedbackInvalid: SessionFeedback was called with an empty or malformed access
+	// token, alias or endpoint; nothing was sent. Never temporary.
+	CodeFeedbackInvalid = "feedback_invalid"
 )
 
 // Error is a failure talking to the OP. Err may carry details for operators (never tokens or

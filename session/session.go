@@ -70,6 +70,10 @@ type Session struct {
 	// tried yet, also when several route policies take turns.
 	StepUps []StepUpMark `json:"step_ups,omitempty"`
 
+	// Binding is "verified" when the session comes from an identity-binding login
+	// the provider confirmed (seed 002); the upstream gets X-Auth-Binding.
+	Binding string `json:"binding,omitempty"`
+
 	// Version is set by [Store.Put] to the stored version + 1 (1 for a new
 	// session), so callers can key renderings by (ID, Version).
 	Version uint64 `json:"version"`
@@ -109,6 +113,7 @@ func (s *Session) Clone() *Session {
 		ExpiresAt:    s.ExpiresAt,
 		IdleTimeout:  s.IdleTimeout,
 		StepUps:      s.StepUps, // never modified in place
+		Binding:      s.Binding,
 		Version:      s.Version,
 	}
 }

@@ -104,7 +104,9 @@ func setCommonHeaders(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	// No form-action: the sign-out button posts to the gateway, which answers with a redirect
+	// to the provider's end-session endpoint, and browsers apply form-action to that redirect.
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
 }
 
 // serveHeadersJSON answers with the request headers exactly as received.

@@ -7,7 +7,19 @@
 //
 // Test controls (loopback only): POST /test/ciba/{approve,deny}?login_hint=… answers a
 // pending CIBA request; GET /test/authorizations?client_id=… lists the authorization
-// requests the provider received for that client (their parameters, oldest first).
+// requests the provider received for that client (their parameters, oldest first);
+// GET /test/grants?client_id=… lists the token endpoint's answers to that client (grant
+// type, grant id, whether a refresh token was rotated, the error if any; oldest first);
+// GET /test/backchannel-logouts?client_id=… lists the back-channel logout requests the
+// provider sent to that client and how they ended.
+//
+// Session lifecycle: a client entry may also carry access_token_ttl (seconds; default 300)
+// and rotate_refresh_token (a refresh grant consumes the presented refresh token and
+// issues a new one; a spent one presented again is invalid_grant and revokes the grant).
+// Refresh tokens are issued to every client with the refresh_token grant type (see
+// issueRefreshToken). Back-channel logout is sent when the user signs out at the provider
+// (its end-session page, GET /session/end, "Yes, sign me out"), to every client of that
+// provider session registered with backchannel_logout_uri.
 //
 // Users carry claims built from the provider documents in shared/seeds/: a BindID user with
 // alias and the full trust profile (000), the same without alias (a new user), and a
@@ -92,8 +104,17 @@ function authentication(u, acrValues) {
   return { acr: u.acr, amr: u.amr };
 }
 
+const clientEntries = JSON.parse(process.env.OP_CLIENTS || '[]');
+
+// The provider-side options of a client entry that are not client metadata.
+const clientOptions = new Map(clientEntries.map((c) => [c.client_id, {
+  accessTokenTTL: c.access_token_ttl || 300,
+  rotateRefreshToken: Boolean(c.rotate_refresh_token),
+}]));
+const optionsFor = (clientId) => clientOptions.get(clientId) || { accessTokenTTL: 300, rotateRefreshToken: false };
+
 function clients() {
-  return JSON.parse(process.env.OP_CLIENTS || '[]').map((c) => ({
+  return clientEntries.map((c) => ({
     client_id: c.client_id,
     client_secret: c.client_secret,
     redirect_uris: c.redirect_uris,
@@ -138,8 +159,13 @@ const configuration = {
   scopes: ['openid', 'offline_access', 'email', 'phone', 'profile', 'address', 'bindid'],
   acrValues: ['ts.bindid.iac.phone_number', 'urn:bankid:bid'],
   pkce: { required: () => true },
-  // Refresh tokens for every code-flow client, not only with offline_access + prompt=consent.
+  // Refresh tokens for every code-flow client, not only with offline_access + prompt=consent
+  // (oidc-provider's default): the gateway asks for no offline_access. Such a refresh token
+  // expires with the provider session, so signing out at the provider also ends refreshes.
   issueRefreshToken: async (ctx, client, code) => client.grantTypeAllowed('refresh_token'),
+  // Rotation where the client entry asks for it (rotate_refresh_token). oidc-provider's
+  // default rotates a confidential client's token only past 70% of its life.
+  rotateRefreshToken: (ctx) => optionsFor(ctx.oidc.client.clientId).rotateRefreshToken,
   features: {
     devInteractions: { enabled: true },
     claimsParameter: { enabled: true },
@@ -166,7 +192,10 @@ const configuration = {
     return globalThis.fetch(url, rest);
   },
   ttl: {
-    AccessToken: 300, IdToken: 300, AuthorizationCode: 60, Interaction: 600, Session: 3600,
+    // Per client (access_token_ttl): short-lived access tokens make the gateway refresh
+    // within seconds.
+    AccessToken: (ctx, token, client) => optionsFor(client?.clientId).accessTokenTTL,
+    IdToken: 300, AuthorizationCode: 60, Interaction: 600, Session: 3600,
     Grant: 3600, RefreshToken: 3600, BackchannelAuthenticationRequest: 120,
   },
 };
@@ -224,6 +253,52 @@ provider.use(async (ctx, next) => {
     await provider.backchannelResult(request, grant, { acr: account(accountId).acr, amr: account(accountId).amr });
   }
   ctx.status = 204;
+});
+
+// Every answer of the token endpoint, so a test can count refresh grants per provider grant
+// (one grant per login) and see that each presented refresh token was fresh.
+const grants = [];
+function recordGrant(ctx, err) {
+  const oidc = ctx.oidc;
+  const entities = oidc?.entities || {};
+  const token = entities.RefreshToken || entities.AuthorizationCode || entities.BackchannelAuthenticationRequest;
+  const g = {
+    client_id: oidc?.client?.clientId,
+    grant_type: oidc?.params?.grant_type,
+    grant_id: token?.grantId,
+    account_id: token?.accountId,
+    rotated: Boolean(entities.RotatedRefreshToken),
+    at: Date.now(),
+    ...(err ? { error: `${err.error || err.name}: ${err.error_description || err.message}` } : {}),
+  };
+  grants.push(g);
+  console.log(`grant ${g.grant_type} client_id=${g.client_id} grant_id=${g.grant_id ?? ''} rotated=${g.rotated}${g.error ? ` error=${g.error}` : ''}`);
+}
+provider.on('grant.success', (ctx) => recordGrant(ctx));
+provider.on('grant.error', (ctx, err) => recordGrant(ctx, err));
+
+// Back-channel logout requests the provider sent (after its own end-session confirmation).
+const backchannelLogouts = [];
+provider.on('backchannel.success', (ctx, client, accountId, sid) => {
+  backchannelLogouts.push({ client_id: client.clientId, account_id: accountId, sid, at: Date.now() });
+  console.log(`backchannel logout client_id=${client.clientId} sid=${sid} ok`);
+});
+provider.on('backchannel.error', (ctx, err, client, accountId, sid) => {
+  backchannelLogouts.push({ client_id: client.clientId, account_id: accountId, sid, at: Date.now(), error: err.message });
+  console.log(`backchannel logout client_id=${client.clientId} sid=${sid} error=${err.message}`);
+});
+provider.on('end_session.success', (ctx) => console.log(`end session client_id=${ctx.oidc.client?.clientId ?? ''}`));
+
+provider.use(async (ctx, next) => {
+  if (ctx.method === 'GET' && ctx.path === '/test/grants') {
+    ctx.body = grants.filter((g) => g.client_id === ctx.query.client_id);
+    return;
+  }
+  if (ctx.method === 'GET' && ctx.path === '/test/backchannel-logouts') {
+    ctx.body = backchannelLogouts.filter((b) => b.client_id === ctx.query.client_id);
+    return;
+  }
+  return next();
 });
 
 const server = provider.listen(port, '127.0.0.1', () => {

@@ -10,6 +10,8 @@
 //	/token                             authorization_code (+PKCE S256) and refresh_token grants
 //	/userinfo                          Bearer token in the Authorization header only; JSON or application/jwt
 //	/end_session                       RP-initiated logout with post_logout_redirect_uri and state
+//	/session-feedback                  BindID session feedback (POST; seed 001), advertised as
+//	                                   session_feedback_endpoint
 //
 // The authorization request must carry a registered client_id and redirect_uri (otherwise an
 // HTML error page, never a redirect), response_type=code, a scope with openid and a S256
@@ -25,7 +27,8 @@
 //
 // ID tokens carry iss, sub, aud (the client ID as a string), azp, exp (+5 min), iat, auth_time,
 // at_hash, sid (random per authorization, the same in tokens refreshed from that grant), nonce
-// (authorization_code grant only) and the user's IDTokenClaims. Tokens are signed RS256
+// (authorization_code grant only), the user's IDTokenClaims, bindid_alias when session
+// feedback gave the user one, and binding after an approved identity binding. Tokens are signed RS256
 // (default) or ES256 with kid and typ "JWT". Keys are generated once per process and shared
 // by all Providers; RotateKeys generates a new one for that Provider. SID reads the sid of a
 // token the Provider issued.
@@ -42,9 +45,76 @@
 // as logout_token=<token>, form-encoded, as a real OP does.
 //
 // DefaultUsers follows the seed documents: a BindID user with and without bindid_alias (seed
-// 000 trust profile), the BankID user Ola Normann with signed userinfo (seed 003) and a user
-// with a non-ASCII name. DefaultClient is "trustgate" / "trustgate-dev-secret" with any
+// 000 trust profile), the BankID user Ola Normann with signed userinfo (seed 003), a user
+// with a non-ASCII name, a bank customer with seed 004's claims and Andrew Roshell, seed
+// 002's account record for identity binding. DefaultClient is "trustgate" / "trustgate-dev-secret" with any
 // loopback redirect URI.
+//
+// # Session feedback
+//
+// POST /session-feedback is BindID's "Send Session Feedback" (shared/seeds/001). The
+// request must carry exactly one header
+//
+//	Authorization: BindIdBackend AccessToken <access token>; <feedback auth value>
+//
+// spelled exactly so (scheme, "AccessToken", "; "), where the feedback auth value is
+// FeedbackAuthValue(secret, token): standard padded base64 of HMAC-SHA256 keyed with the
+// secret of the client the access token was issued to, over the token. A missing or
+// malformed header answers 401 invalid_request, a token that is not live (unknown,
+// expired, revoked) 401 invalid_token, a wrong HMAC 401 invalid_client (each with
+// WWW-Authenticate: BindIdBackend). Then the body must be application/json of the seed's
+// shape: subject_session_at equal to the header's token, reports a non-empty array (at
+// most 16) of objects with type "authentication_performed", a non-empty alias string and a
+// numeric time (seconds since the epoch); otherwise 400 invalid_request. Success answers
+// 200 {} and records the alias of the last report for the token's user: logins completed
+// afterwards (codes issued after the feedback) carry bindid_alias = that alias in the ID token (and in refreshed
+// ID tokens of that grant) and in userinfo, replacing the user's own bindid_alias. Tokens
+// issued before the feedback are unchanged ("after subsequent logins", as BindID says).
+// Counts().Feedback counts every request; LastFeedback returns the last accepted report
+// (client, subject, alias, time). Faults.FeedbackStatus answers any status without
+// checking or recording (503 server_error, 429 slow_down, 401 invalid_token, other 4xx
+// invalid_request); Faults.FeedbackDelay delays the answer.
+//
+// # Identity binding
+//
+// An authorization request whose login_hint is a JWT (three dot-separated base64url parts
+// whose first decodes to a JSON object; anything else, an e-mail address say, is an
+// ordinary hint and ignored) is an identity-binding request (ID Dataweb "Identity
+// Binding", shared/seeds/002): the relying party prefills the account's profile, signed.
+// The Provider verifies it against Options.LoginHintJWKS, a function returning the JWKS
+// JSON (called per request; the devop command takes a URL, e.g. the gateway's
+// /.trustgate/jwks.json, or a file). Without it, a JWT login_hint is refused. The JWT must
+// be a compact JWS signed ES256 or RS256 (alg none, HS* and the rest are refused) by a JWKS
+// key (the kid's, when the header names one; a key's alg and use, when set, must fit), at
+// most 16 KiB, with: iss a non-empty string; aud this issuer exactly (a string, or an array
+// of only it); exp present, in the future and at most MaxLoginHintLifetime (10 min) ahead;
+// iat, if present, not more than a minute in the future and at most 10 min before exp;
+// nbf, if present, passed (a minute's leeway); and a name (name, or given_name and
+// family_name) or a phone_number. A failure redirects to the client with error
+// invalid_request and error_description "login_hint: <reason>" (temporarily_unavailable
+// when LoginHintJWKS fails or returns no JWKS). This happens before the login page, which
+// then carries the hint to the POST, where it is checked again. A repeated login_hint is
+// refused with an error page.
+//
+// Once the user is known (login page or auto-login), the binding is decided in seed 002's
+// order:
+//
+//  1. Session Risk: a user with HighRisk set is denied: error access_denied,
+//     error_description "high risk" (BindingDeniedHighRisk).
+//  2. PII Validation: the profile must match the account (the user's IDTokenClaims over
+//     UserinfoClaims). Full names (name, or given_name + " " + family_name) are compared
+//     case-insensitively with white space folded, phone_number after removing spaces,
+//     dashes, dots and parentheses, each only when both sides have it; any mismatch, or no
+//     attribute on both sides, is access_denied "account match failed"
+//     (BindingDeniedMismatch). Other profile claims (email, sub, address, ...) are ignored.
+//  3. Otherwise the login is approved: the code is issued and the ID token (also after a
+//     refresh of that grant) carries the claim binding = "verified" (ClaimBinding,
+//     BindingVerified), which is what a relying party reads to know the OP bound the user
+//     to the account.
+//
+// The binding claim appears nowhere else: not from a user's IDTokenClaims, never in
+// userinfo. acr follows the user's ACRLevels for the request's acr_values as for any login.
+// The "andrew" user (Andrew Roshell, +15555550100) is seed 002's test record.
 //
 // # Faults
 //
@@ -53,15 +123,16 @@
 // aud, nonce, sub or iat, expired or badly timed; userinfo with a foreign sub, an error status,
 // HTML, a JSON array, a forged JWT; token and authorization error responses; refresh_token
 // grant faults (no ID token, ID token claims overridden to change iss, sub, aud, azp or
-// auth_time, an error answer with any status, a delay); and hooks
+// auth_time, an error answer with any status, a delay); session feedback answering any
+// status, or late; and hooks
 // (MutateIDToken, MutateUserinfo, MutateTokenResponse) for anything else. After a mutation
 // the token is signed as its final header "alg" says: "none" in any case gives an empty
 // signature, HS256/384/512 a MAC keyed with the client secret, RS*/PS* (RSA key) and ES256
 // (EC key) a real signature; any other alg is signed with the key's own algorithm, so its
 // signature does not verify under the claimed one.
 //
-// Counts, LastTokenRequest, LastUserinfoRequest and LastEndSessionRequest record what the
-// relying party sent; "no userinfo call after a rejected ID token" is Counts().Userinfo == 0.
+// Counts, LastTokenRequest, LastUserinfoRequest, LastEndSessionRequest and LastFeedback
+// record what the relying party sent; "no userinfo call after a rejected ID token" is Counts().Userinfo == 0.
 //
 // Everything is safe for concurrent use; stored codes and tokens are bounded in number and
 // expire.

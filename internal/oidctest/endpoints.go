@@ -23,6 +23,9 @@ const (
 	PathToken      = "/token"
 	PathUserinfo   = "/userinfo"
 	PathEndSession = "/end_session"
+	// PathSessionFeedback is BindID's session feedback endpoint (seed 001), advertised in
+	// discovery as the non-standard session_feedback_endpoint.
+	PathSessionFeedback = "/session-feedback"
 )
 
 // authCode is an issued, not yet exchanged, authorization code.
@@ -43,6 +46,8 @@ type grant struct {
 	authTime time.Time
 	acr      string // the acr reached for requested acr_values; "" keeps the user's own
 	sid      string // the OP session: random per authorization, kept by refreshed tokens
+	alias    string // bindid_alias reported by session feedback before this authorization, or ""
+	bound    bool   // an identity binding (login_hint JWT) approved at this authorization
 }
 
 func (p *Provider) routes() http.Handler {
@@ -53,6 +58,7 @@ func (p *Provider) routes() http.Handler {
 	mux.HandleFunc(PathToken, p.handleToken)
 	mux.HandleFunc(PathUserinfo, p.handleUserinfo)
 	mux.HandleFunc(PathEndSession, p.handleEndSession)
+	mux.HandleFunc(PathSessionFeedback, p.handleSessionFeedback)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/" {
 			http.Redirect(w, r, PathDiscovery, http.StatusFound)
@@ -91,7 +97,7 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 
 func (p *Provider) discoveryDocument() map[string]any {
 	claims := map[string]bool{}
-	for _, c := range []string{"sub", "iss", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash", "sid"} {
+	for _, c := range []string{"sub", "iss", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "bindid_alias", ClaimBinding} {
 		claims[c] = true
 	}
 	for _, u := range p.users {
@@ -127,6 +133,7 @@ func (p *Provider) discoveryDocument() map[string]any {
 		"authorization_response_iss_parameter_supported": true,
 		"backchannel_logout_supported":                   true,
 		"backchannel_logout_session_supported":           true,
+		"session_feedback_endpoint":                      p.issuer + PathSessionFeedback,
 	}
 }
 
@@ -161,7 +168,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	// refused before anything else, without redirecting.
 	for _, k := range []string{
 		"client_id", "redirect_uri", "response_type", "scope", "state", "nonce",
-		"code_challenge", "code_challenge_method", "prompt", "user",
+		"code_challenge", "code_challenge_method", "prompt", "user", "login_hint",
 	} {
 		if len(q[k]) > 1 {
 			p.errorPage(w, http.StatusBadRequest, "Parameter "+k+" is repeated.")
@@ -206,6 +213,17 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		fail(faults.AuthorizeError, faults.AuthorizeErrorDescription)
 		return
 	}
+	// A login_hint that is a JWT is an identity-binding request (seed 002): its profile is
+	// verified now, and matched against the user once the user is known.
+	profile, isJWT, hintErr := p.loginHintProfile(q.Get("login_hint"))
+	if isJWT && hintErr != nil {
+		code := "invalid_request"
+		if errors.Is(hintErr, errHintKeysUnavailable) {
+			code = "temporarily_unavailable"
+		}
+		fail(code, "login_hint: "+hintErr.Error())
+		return
+	}
 
 	var user User
 	switch {
@@ -227,10 +245,19 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if profile != nil {
+		if code, desc := bindingDecision(user, profile); code != "" {
+			setNote(w, "client=%s user=%s binding=%s", client.ID, user.Subject, desc)
+			fail(code, desc)
+			return
+		}
+	}
+
 	now := p.now()
 	code := randomToken()
 	p.mu.Lock()
 	p.lastAuthorize = cloneValues(q)
+	alias := p.aliases[user.Subject]
 	p.mu.Unlock()
 	ac := &authCode{
 		grant: &grant{
@@ -242,6 +269,8 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			authTime: now,
 			acr:      user.reachedACR(q.Get("acr_values")),
 			sid:      randomToken(),
+			alias:    alias,
+			bound:    profile != nil,
 		},
 		redirectURI: redirectURI,
 		challenge:   challenge,
@@ -523,6 +552,14 @@ func (p *Provider) idToken(client Client, g *grant, accessToken, nonce string, n
 	if g.acr != "" {
 		claims["acr"] = g.acr
 	}
+	if g.alias != "" {
+		claims["bindid_alias"] = g.alias
+	}
+	if g.bound {
+		claims[ClaimBinding] = BindingVerified
+	} else {
+		delete(claims, ClaimBinding)
+	}
 	iat, exp := now, now.Add(AccessTokenLifetime)
 	claims["iss"] = p.issuer
 	claims["sub"] = g.subject
@@ -687,6 +724,9 @@ func (p *Provider) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 		claims = map[string]any{}
 	}
 	claims["sub"] = user.Subject
+	if g.alias != "" {
+		claims["bindid_alias"] = g.alias
+	}
 	if _, ok := claims["auth_time"]; ok {
 		claims["auth_time"] = g.authTime.Unix()
 	}

@@ -123,6 +123,14 @@ type Faults struct {
 	// AuthorizeMissingIssuer leaves the iss authorization response parameter out.
 	AuthorizeMissingIssuer bool
 
+	// FeedbackStatus, when non-zero, makes the session feedback endpoint answer with this
+	// status (e.g. 503, 429, 400, 401) and a JSON error body, without checking or recording
+	// anything.
+	FeedbackStatus int
+	// FeedbackDelay delays the session feedback answer (aborted when the client gives up or
+	// the Provider closes), for timeout tests.
+	FeedbackDelay time.Duration
+
 	// EndSessionWrongState returns a different state to the post-logout redirect URI.
 	EndSessionWrongState bool
 	// EndSessionMissingState returns no state to the post-logout redirect URI.

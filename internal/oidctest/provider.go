@@ -51,6 +51,12 @@ type Options struct {
 	// for tests that need them to expire soon. ID tokens keep the AccessTokenLifetime
 	// constant. Default: AccessTokenLifetime.
 	AccessTokenLifetime time.Duration
+	// LoginHintJWKS returns the JSON Web Key Set (RFC 7517 JSON) that verifies login_hint
+	// JWTs, the signed profiles of identity binding (seed 002; see the package doc). It is
+	// called for every authorization request whose login_hint is a JWT, so a test can
+	// rotate keys; return an error when the keys cannot be had (the request then fails
+	// with temporarily_unavailable). Nil: a JWT login_hint is refused as invalid_request.
+	LoginHintJWKS func() ([]byte, error)
 	// Logf, when set, receives one line per request (method, path, status, duration and a short
 	// note such as the client or grant type). Tokens, codes and secrets are never passed to it.
 	Logf func(format string, args ...any)
@@ -68,6 +74,8 @@ type Counts struct {
 	RefreshReuse int
 	// Refresh counts token requests with grant_type=refresh_token (also counted in Token).
 	Refresh int
+	// Feedback counts requests to the session feedback endpoint, accepted or not.
+	Feedback int
 }
 
 // Provider is an OpenID Provider serving on a loopback address. All methods are safe for
@@ -81,6 +89,7 @@ type Provider struct {
 	users      []User // login page order
 	userIndex  map[string]int
 	logf       func(format string, args ...any)
+	hintJWKS   func() ([]byte, error)
 	ln         net.Listener
 	srv        *http.Server
 	done       chan struct{} // closed by Close; aborts delayed responses
@@ -97,6 +106,8 @@ type Provider struct {
 	lastAuthorize  url.Values
 	lastUserinfo   *recordedRequest
 	lastEndSession url.Values
+	lastFeedback   *Feedback
+	aliases        map[string]string // subject -> alias reported by session feedback
 	codes          *expiringMap[*authCode]
 	usedCodes      *expiringMap[string] // code -> grant family
 	access         *expiringMap[*grant]
@@ -148,6 +159,8 @@ func New(opts Options) (*Provider, error) {
 		clients:     make(map[string]Client, len(clients)),
 		userIndex:   make(map[string]int, len(users)),
 		logf:        opts.Logf,
+		hintJWKS:    opts.LoginHintJWKS,
+		aliases:     make(map[string]string),
 		done:        make(chan struct{}),
 		served:      make(chan struct{}),
 		codes:       newExpiringMap[*authCode](maxCodes),

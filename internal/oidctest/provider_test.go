@@ -1116,15 +1116,19 @@ func TestRequestLogHasNoSecrets(t *testing.T) {
 	userinfo(t, op, tok["access_token"].(string))
 	get(t, op.Issuer()+PathUserinfo+"?access_token="+tok["access_token"].(string)) // a token in the query is not logged either
 	get(t, op.Issuer()+"/x%0Aforged")
+	at := tok["access_token"].(string)
+	feedbackCall(t, op, []string{feedbackHeader(DefaultClientSecret, at)}, feedbackBody(at, "logged-alias", 1))
+	feedbackCall(t, op, []string{feedbackHeader("wrong", at)}, feedbackBody(at, "x", 1))
 	op.Close() // waits for handlers, so every line is written
 
 	mu.Lock()
 	defer mu.Unlock()
-	if len(lines) != 5 {
-		t.Fatalf("log lines = %d (%q), want 5", len(lines), lines)
+	if len(lines) != 7 {
+		t.Fatalf("log lines = %d (%q), want 7", len(lines), lines)
 	}
 	all := strings.Join(lines, "\n")
-	for _, secret := range []string{code, verifier, DefaultClientSecret, tok["access_token"].(string), tok["refresh_token"].(string), tok["id_token"].(string)[:20]} {
+	for _, secret := range []string{code, verifier, DefaultClientSecret, tok["access_token"].(string), tok["refresh_token"].(string), tok["id_token"].(string)[:20],
+		FeedbackAuthValue(DefaultClientSecret, at), FeedbackAuthValue("wrong", at)} {
 		if strings.Contains(all, secret) {
 			t.Errorf("log contains a secret %q:\n%s", secret, all)
 		}

@@ -21,13 +21,15 @@ const (
 	WrongIssuer = "https://wrong-issuer.example"
 )
 
-// Subjects of DefaultUsers. Their labels are "bindid-known", "bindid-new", "ola" and "ase".
+// Subjects of DefaultUsers. Their labels are "bindid-known", "bindid-new", "ola", "ase",
+// "kari" and "andrew".
 const (
 	SubjectBindIDKnown = "123e4567-e89b-12d3-a456-426652340000" // seed 000, bindid_alias present
 	SubjectBindIDNew   = "123e4567-e89b-12d3-a456-426652340001" // seed 000 shape, no bindid_alias
 	SubjectOla         = "9578-6000-4-00001"                    // seed 003, signed userinfo
 	SubjectAse         = "ase-0001"                             // non-ASCII name, JSON userinfo
 	SubjectKari        = "bank-0001"                            // seed 004 bank claims, signed userinfo
+	SubjectAndrew      = "idw-0001"                             // seed 002 account record Andrew Roshell, no bindid_alias
 )
 
 // Client is a registered relying party.
@@ -65,6 +67,10 @@ type User struct {
 	// authorization request carries acr_values, the ID token's acr is the first requested
 	// value in this list; when none is, the user's own acr (IDTokenClaims) is kept.
 	ACRLevels []string
+	// HighRisk marks the session risk of this user's logins as high: an identity-binding
+	// request (login_hint JWT) is denied with access_denied "high risk" before any profile
+	// matching, as seed 002's Session Risk step does. Other logins are not affected.
+	HighRisk bool
 }
 
 // reachedACR is the acr a login reaches for the space-separated acr_values, or "".
@@ -106,6 +112,10 @@ func DefaultClient() Client {
 //   - "kari" (SubjectKari): a bank customer with the claims seed 004 names (given_name,
 //     family_name, personal_id_number, birthdate, email, msisdn); userinfo is a signed JWT.
 //     The values are made up (the seed names the claims only).
+//   - "andrew" (SubjectAndrew): Andrew Roshell, the account record of seed 002's test table,
+//     for identity binding: name, given_name, family_name, a made-up phone_number
+//     (+15555550100) and email, verified, in the ID token and JSON userinfo; no
+//     bindid_alias, so he is also a new user for session feedback.
 func DefaultUsers() []User {
 	known := bindIDClaims(true)
 	knownUI := bindIDClaims(true)
@@ -153,6 +163,21 @@ func DefaultUsers() []User {
 			UserinfoClaims: kariClaims(),
 			SignedUserinfo: true,
 		},
+		{Subject: SubjectAndrew, Label: "andrew", IDTokenClaims: andrewClaims(), UserinfoClaims: andrewClaims()},
+	}
+}
+
+// andrewClaims are the profile of seed 002's test account record, Andrew Roshell; the phone
+// number (a 555-01xx fictional number) and the e-mail address are made up.
+func andrewClaims() map[string]any {
+	return map[string]any{
+		"name":                  "Andrew Roshell",
+		"given_name":            "Andrew",
+		"family_name":           "Roshell",
+		"email":                 "andrew.roshell@example.org",
+		"email_verified":        true,
+		"phone_number":          "+15555550100",
+		"phone_number_verified": true,
 	}
 }
 

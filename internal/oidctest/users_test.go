@@ -151,6 +151,14 @@ func TestDefaultUsersFollowSeeds(t *testing.T) {
 				"birthdate": "1970-01-01", "email": "kari.nordmann@example.org", "msisdn": "4791234567"},
 			idToken: map[string]any{},
 		},
+		{
+			// Seed 002's test account record; phone and e-mail are made up.
+			name: "identity binding Andrew Roshell (seed 002)", label: "andrew", subject: SubjectAndrew,
+			userinfo: map[string]any{"sub": SubjectAndrew, "name": "Andrew Roshell", "given_name": "Andrew", "family_name": "Roshell",
+				"email": "andrew.roshell@example.org", "email_verified": true, "phone_number": "+15555550100", "phone_number_verified": true},
+			idToken: map[string]any{"name": "Andrew Roshell", "given_name": "Andrew", "family_name": "Roshell",
+				"email": "andrew.roshell@example.org", "email_verified": true, "phone_number": "+15555550100", "phone_number_verified": true},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

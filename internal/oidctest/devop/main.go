@@ -2,6 +2,10 @@
 // loopback address until SIGINT or SIGTERM. `make demo` uses it:
 //
 //	devop -listen 127.0.0.1:9000
+//	devop -listen 127.0.0.1:9000 -login-hint-jwks http://127.0.0.1:9001/.trustgate/jwks.json
+//
+// -login-hint-jwks names the keys that verify identity-binding login_hint JWTs (seed 002):
+// an http(s) URL, fetched for every such request (the gateway's jwks.json), or a file.
 //
 // It prints the issuer and the users on stdout and one line per request on stderr (never
 // tokens, codes or secrets).
@@ -14,10 +18,13 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
 )
@@ -45,7 +52,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	redirect := fs.String("redirect", "*", "allowed redirect URIs, comma-separated; * = any loopback http(s) URL")
 	postLogout := fs.String("post-logout-redirect", "*", "allowed post-logout redirect URIs, comma-separated; * = any loopback http(s) URL")
 	alg := fs.String("signing-alg", "RS256", "signing algorithm: RS256 or ES256")
-	if err := fs.Parse(args); err != nil {
+	hintKeys := fs.String("login-hint-jwks", "", "JWKS that verifies login_hint JWTs (identity binding): an http(s) `URL or file`; empty = refuse them")
+	err := fs.Parse(args)
+	if err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -56,6 +65,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	logger := log.New(stderr, "devop: ", log.LstdFlags|log.Lmicroseconds)
+	var hintJWKS func() ([]byte, error)
+	if *hintKeys != "" {
+		if hintJWKS, err = jwksSource(*hintKeys); err != nil {
+			return err
+		}
+	}
 	users := oidctest.DefaultUsers()
 	p, err := oidctest.New(oidctest.Options{
 		Addr: *listen,
@@ -65,17 +80,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			RedirectURIs:           splitList(*redirect),
 			PostLogoutRedirectURIs: splitList(*postLogout),
 		}},
-		Users:      users,
-		SigningAlg: *alg,
-		Logf:       logger.Printf,
+		Users:         users,
+		SigningAlg:    *alg,
+		LoginHintJWKS: hintJWKS,
+		Logf:          logger.Printf,
 	})
 	if err != nil {
 		return err
 	}
 	defer p.Close()
 
-	fmt.Fprintf(stdout, "trustgate development OP\nissuer:    %s\nclient_id: %s\nredirects: %s\nusers:\n",
-		p.Issuer(), *clientID, strings.Join(splitList(*redirect), ", "))
+	fmt.Fprintf(stdout, "trustgate development OP\nissuer:    %s\nclient_id: %s\nredirects: %s\nfeedback:  %s\n",
+		p.Issuer(), *clientID, strings.Join(splitList(*redirect), ", "), p.Issuer()+oidctest.PathSessionFeedback)
+	if *hintKeys != "" {
+		fmt.Fprintf(stdout, "login_hint JWT keys: %s\n", *hintKeys)
+	}
+	fmt.Fprintln(stdout, "users:")
 	for _, u := range users {
 		signed := ""
 		if u.SignedUserinfo {
@@ -87,6 +107,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	<-ctx.Done()
 	logger.Printf("shutting down")
 	return nil
+}
+
+// jwksSource returns a function that reads the JWKS at src: an http(s) URL (fetched on
+// every call, at most 1 MiB, 5 s) or a file (read on every call, so it can be replaced).
+func jwksSource(src string) (func() ([]byte, error), error) {
+	u, err := url.Parse(src)
+	if err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+		if u.Host == "" {
+			return nil, fmt.Errorf("-login-hint-jwks %q: no host", src)
+		}
+		client := &http.Client{Timeout: 5 * time.Second}
+		return func() ([]byte, error) {
+			resp, err := client.Get(src)
+			if err != nil {
+				return nil, err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return nil, fmt.Errorf("GET %s: HTTP %d", src, resp.StatusCode)
+			}
+			return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		}, nil
+	}
+	if _, err := os.Stat(src); err != nil {
+		return nil, fmt.Errorf("-login-hint-jwks: %w", err)
+	}
+	return func() ([]byte, error) { return os.ReadFile(src) }, nil
 }
 
 func splitList(s string) []string {

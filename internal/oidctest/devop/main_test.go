@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -79,6 +82,8 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{name: "empty client id", args: []string{"-listen", "127.0.0.1:0", "-client-id", ""}},
 		{name: "unknown flag", args: []string{"-nope"}},
 		{name: "extra argument", args: []string{"extra"}},
+		{name: "missing login_hint JWKS file", args: []string{"-listen", "127.0.0.1:0", "-login-hint-jwks", "/nonexistent/jwks.json"}},
+		{name: "login_hint JWKS URL without host", args: []string{"-listen", "127.0.0.1:0", "-login-hint-jwks", "http:///jwks.json"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,5 +112,37 @@ func TestSplitList(t *testing.T) {
 				t.Errorf("splitList(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestJWKSSource(t *testing.T) {
+	const set = `{"keys":[]}`
+	file := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(file, []byte(set), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/.trustgate/jwks.json" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, set)
+	}))
+	t.Cleanup(srv.Close)
+	for _, src := range []string{file, srv.URL + "/.trustgate/jwks.json"} {
+		get, err := jwksSource(src)
+		if err != nil {
+			t.Fatalf("jwksSource(%q) error = %v", src, err)
+		}
+		if b, err := get(); err != nil || string(b) != set {
+			t.Errorf("jwksSource(%q)() = %q, %v, want %q", src, b, err, set)
+		}
+	}
+	get, err := jwksSource(srv.URL + "/missing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := get(); err == nil {
+		t.Errorf("jwksSource(404 URL)() error = nil, want the HTTP status")
 	}
 }

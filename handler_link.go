@@ -1,0 +1,268 @@
+package trustgate
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"maps"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/trustgate/trustgate/oidcflow"
+	"github.com/trustgate/trustgate/session"
+)
+
+// New-user linking (issue 8). The upstream application, after its own login of a user the
+// provider does not know yet, answers with a response header naming the user's alias
+// (X-Auth-Set-Alias); the gateway removes it from the response and reports the alias to the
+// provider (BindID session feedback), and the session carries the alias from then on. With
+// identity binding, the application answers with a profile (X-Auth-Bind) instead; the
+// gateway signs it as a login_hint JWT and sends the browser to the provider, which verifies
+// that the user matches that account.
+
+// Linking defaults and limits.
+const (
+	defaultAliasHeader = "X-Auth-Set-Alias"
+	defaultBindHeader  = "X-Auth-Bind"
+	headerBinding      = "X-Auth-Binding"
+	maxAliasBytes      = 128
+	maxBindBytes       = 4096
+	bindHintLifetime   = 5 * time.Minute
+)
+
+// feedbackRetries are the waits before each attempt to report an alias (transient failures).
+var feedbackRetries = []time.Duration{0, time.Second, 4 * time.Second, 15 * time.Second}
+
+// IdentityBindingConfig turns on identity binding.
+type IdentityBindingConfig struct {
+	// Header is the response header in which the application names the profile to bind:
+	// base64url (or standard base64) of a JSON object of claims such as name, given_name,
+	// family_name, phone_number, email, birthdate, address. Default: X-Auth-Bind
+	Header string `json:"header,omitempty"`
+	// ACRValues are sent with the binding's authorization request.
+	ACRValues []string `json:"acr_values,omitempty"`
+}
+
+// validAlias reports whether an alias the application sent can be reported: 1 to 128
+// characters out of letters, digits and . _ @ + - (an account identifier, never markup or a
+// header-splitting character).
+func validAlias(a string) bool {
+	if a == "" || len(a) > maxAliasBytes {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		c := a[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '@' || c == '+' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// linkWriter watches the upstream's response of one session's request for the linking
+// headers. It removes them before anything reaches the browser.
+type linkWriter struct {
+	http.ResponseWriter
+	h       *Handler
+	r       *http.Request
+	s       *session.Session
+	rd      *rendered
+	decided bool
+	swallow bool // the response was replaced by a redirect to the provider
+}
+
+func (lw *linkWriter) Unwrap() http.ResponseWriter { return lw.ResponseWriter }
+
+func (lw *linkWriter) WriteHeader(code int) {
+	if !lw.decided {
+		code = lw.decide(code)
+	}
+	lw.ResponseWriter.WriteHeader(code)
+}
+
+func (lw *linkWriter) Write(b []byte) (int, error) {
+	if !lw.decided {
+		lw.WriteHeader(http.StatusOK)
+	}
+	if lw.swallow {
+		return len(b), nil
+	}
+	return lw.ResponseWriter.Write(b)
+}
+
+// Flush keeps streaming responses working.
+func (lw *linkWriter) Flush() {
+	if !lw.decided {
+		lw.WriteHeader(http.StatusOK)
+	}
+	if f, ok := lw.ResponseWriter.(http.Flusher); ok && !lw.swallow {
+		f.Flush()
+	}
+}
+
+// decide runs once, before the status is written: it strips the linking headers and acts on
+// them; it returns the status to write.
+func (lw *linkWriter) decide(code int) int {
+	lw.decided = true
+	h, hdr := lw.h, lw.Header()
+	var alias, bind string
+	var hasAlias, hasBind bool
+	if h.FeedbackEndpoint != "" {
+		alias, hasAlias = takeHeader(hdr, h.aliasHeader)
+	}
+	if h.IdentityBinding != nil {
+		bind, hasBind = takeHeader(hdr, h.bindHeader)
+	}
+	if code < 200 || code >= 400 {
+		return code // only a successful answer of the application links anything
+	}
+	if hasAlias && !validAlias(alias) {
+		h.logger.Warn("alias not linked: the application's value is not a valid alias (1-128 letters, digits, . _ @ + -)",
+			zap.String("reason", "alias_invalid"), zap.Int("bytes", len(alias)), zap.String("session_hash", sessionHash(lw.s.ID)))
+		hasAlias, alias = false, ""
+	}
+	if hasBind && lw.s.Binding != "" {
+		// Already bound: an application that keeps sending the header must not start a
+		// binding on every answer (a loop through the provider).
+		h.logger.Info("identity binding not started: the session is already bound", zap.String("reason", "bind_present"), zap.String("session_hash", sessionHash(lw.s.ID)))
+		hasBind = false
+	}
+	if hasBind {
+		if loc, ok := lw.startBinding(bind, alias); ok {
+			for _, k := range []string{"Content-Type", "Content-Length", "Content-Encoding", "Etag", "Last-Modified"} {
+				hdr.Del(k)
+			}
+			hdr.Set("Location", loc)
+			noStore(lw.ResponseWriter)
+			lw.swallow = true
+			return http.StatusFound
+		}
+		return code
+	}
+	if hasAlias {
+		if lw.rd.profile.Alias != "" {
+			h.logger.Info("alias not linked: the session already has one", zap.String("reason", "alias_present"), zap.String("session_hash", sessionHash(lw.s.ID)))
+		} else if lw.rd.linking.CompareAndSwap(false, true) {
+			h.linkAlias(lw.s, alias)
+		}
+	}
+	return code
+}
+
+// takeHeader removes every value of name (canonical spelling) and returns the first.
+func takeHeader(hdr http.Header, name string) (string, bool) {
+	vs, ok := hdr[name]
+	if !ok {
+		return "", false
+	}
+	delete(hdr, name)
+	if len(vs) == 0 {
+		return "", true
+	}
+	return vs[0], true
+}
+
+// linkAlias reports alias to the provider in the background (retrying passing failures) and
+// then stores it in the session, so every instance sends X-Auth-Alias from the next request
+// on. A failure is logged; the session and the response are left as they are.
+func (h *Handler) linkAlias(s *session.Session, alias string) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		var err error
+		for _, wait := range feedbackRetries {
+			if wait > 0 {
+				select {
+				case <-ctx.Done():
+					err = ctx.Err()
+				case <-time.After(wait):
+				}
+				if ctx.Err() != nil {
+					break
+				}
+			}
+			if err = h.client.SessionFeedback(ctx, h.FeedbackEndpoint, s.AccessToken, alias, h.now()); err == nil || !oidcflow.IsTemporary(err) {
+				break
+			}
+		}
+		if err != nil {
+			h.logger.Warn("alias not linked: the provider's session feedback failed", zap.String("reason", oidcflow.ReasonCode(err)),
+				zap.String("session_hash", sessionHash(s.ID)), zap.Error(err))
+			return
+		}
+		cur, err := h.store.Reload(ctx, s.ID)
+		if err != nil {
+			h.logger.Warn("alias reported to the provider, but the session could not be updated; it shows from the next login", zap.String("reason", "store_unavailable"),
+				zap.String("session_hash", sessionHash(s.ID)), zap.Error(err))
+			return
+		}
+		ns := cur.Clone()
+		ns.Claims = maps.Clone(cur.Claims)
+		ns.Claims[h.AliasClaim] = alias
+		if err := h.store.Put(ctx, ns); err != nil {
+			h.logger.Warn("alias reported to the provider, but the session could not be updated; it shows from the next login", zap.String("reason", "store_unavailable"),
+				zap.String("session_hash", sessionHash(s.ID)), zap.Error(err))
+			return
+		}
+		h.logger.Info("alias linked", zap.String("reason", "alias_linked"), zap.String("session_hash", sessionHash(s.ID)))
+	}()
+}
+
+// startBinding signs the application's profile as a login_hint JWT and prepares the
+// binding login; it returns the provider URL to send the browser to.
+func (lw *linkWriter) startBinding(raw, alias string) (string, bool) {
+	h := lw.h
+	refuse := func(reason, msg string) (string, bool) {
+		h.logger.Warn("identity binding not started: "+msg, zap.String("reason", reason), zap.String("session_hash", sessionHash(lw.s.ID)))
+		return "", false
+	}
+	if len(raw) > maxBindBytes {
+		return refuse("bind_profile_invalid", "the profile is larger than 4 KiB")
+	}
+	js, err := base64.RawURLEncoding.DecodeString(trimPadding(raw))
+	if err != nil {
+		if js, err = base64.StdEncoding.DecodeString(raw); err != nil {
+			return refuse("bind_profile_invalid", "the profile is not base64url")
+		}
+	}
+	var profile map[string]any
+	if err := json.Unmarshal(js, &profile); err != nil || len(profile) == 0 {
+		return refuse("bind_profile_invalid", "the profile is not a JSON object of claims")
+	}
+	for _, k := range []string{"iss", "aud", "exp", "iat", "nbf", "jti", "sub"} {
+		delete(profile, k) // the gateway sets these
+	}
+	now := h.now()
+	claims := map[string]any{
+		"iss": h.origin(lw.r), "aud": h.Issuer, "sub": lw.s.Subject,
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(bindHintLifetime).Unix(),
+	}
+	maps.Copy(claims, profile)
+	hint, err := h.assert.current(now).Sign(claims)
+	if err != nil {
+		return refuse("bind_sign_failed", err.Error())
+	}
+	returnTo := "/" // after the application's own login form (a POST), its home
+	if lw.r.Method == http.MethodGet {
+		returnTo = h.returnTo(lw.r)
+	}
+	loc, lerr := h.beginLogin(lw.ResponseWriter, lw.r, loginRequest{
+		returnTo:  returnTo,
+		loginHint: hint,
+		bind:      &bindRequest{subject: lw.s.Subject, alias: alias, acr: h.IdentityBinding.ACRValues},
+	})
+	if lerr != nil {
+		return "", false
+	}
+	h.logger.Info("identity binding started", zap.String("reason", "bind_started"), zap.String("session_hash", sessionHash(lw.s.ID)))
+	return loc, true
+}
+
+func trimPadding(s string) string {
+	for len(s) > 0 && s[len(s)-1] == '=' {
+		s = s[:len(s)-1]
+	}
+	return s
+}

@@ -48,6 +48,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		post_logout_redirect_url <url>
 //		feedback_endpoint <url>
 //		alias_header      <response header>
+//		ciba              [{
+//			starts_per_ip <n>
+//			hint_interval <duration>
+//		}]
 //		identity_binding  [{
 //			header     <response header>
 //			acr_values <value>...
@@ -173,6 +177,32 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "alias_header":
 			if !d.AllArgs(&h.AliasHeader) {
 				return d.ArgErr()
+			}
+		case "ciba":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.CIBA = new(CIBAConfig)
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				opt := d.Val()
+				var v string
+				if !d.AllArgs(&v) {
+					return d.ArgErr()
+				}
+				switch opt {
+				case "starts_per_ip":
+					n, err := strconv.Atoi(v)
+					if err != nil || n <= 0 || n > 1000 {
+						return d.Errf("ciba starts_per_ip must be a number from 1 to 1000, not '%s'", v)
+					}
+					h.CIBA.StartsPerIP = n
+				case "hint_interval":
+					if err := parseDuration(d, "hint_interval", v, &h.CIBA.HintInterval, true); err != nil {
+						return err
+					}
+				default:
+					return d.Errf("unrecognized ciba option '%s'", opt)
+				}
 			}
 		case "identity_binding":
 			if d.NextArg() {

@@ -32,6 +32,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// happens next (SECURITY.md HDR-01..03). Trailers would arrive after the body, past any
 	// stripping, so a request that announces one of those names is refused.
 	trust.StripManaged(r.Header, h.trustOpts.Mappings)
+	if h.FeedbackEndpoint != "" || h.IdentityBinding != nil {
+		// The linking headers are answers of the application; a client's copy must not reach
+		// an application that echoes request headers (when their names are not X-Auth-*).
+		for k := range r.Header {
+			if n := strings.ReplaceAll(k, "_", "-"); strings.EqualFold(n, h.aliasHeader) || (h.bindHeader != "" && strings.EqualFold(n, h.bindHeader)) {
+				delete(r.Header, k)
+			}
+		}
+	}
 	for name := range r.Trailer {
 		if trust.IsManagedHeader(name, h.trustOpts.Mappings) {
 			writeJSON(w, http.StatusBadRequest, apiError{Error: "forbidden_trailer", Message: "identity headers may not be sent as trailers"})

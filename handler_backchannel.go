@@ -88,8 +88,9 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) erro
 	if !first {
 		return refuse(http.StatusBadRequest, "logout_token_replayed", "this logout token (jti) was already used")
 	}
-	// And only sessions that existed when the token was issued end.
-	n, err := h.store.DeleteMatching(ctx, session.Match{Issuer: h.Issuer, Subject: lt.Subject, SID: lt.SID, CreatedBefore: lt.IssuedAt.Add(leeway)})
+	// And only sessions authenticated at the provider before the token was issued end
+	// (auth_time against iat: two times of the provider's clock), of this client only.
+	n, err := h.store.DeleteMatching(ctx, session.Match{Issuer: h.Issuer, ClientID: h.ClientID, Subject: lt.Subject, SID: lt.SID, AuthBefore: lt.IssuedAt})
 	if err != nil {
 		if uerr := h.store.Unlock(context.WithoutCancel(ctx), key, held); uerr != nil {
 			h.logger.Warn("back-channel logout: the replay record could not be released; a retry of this token will be refused", zap.Error(uerr))

@@ -34,6 +34,10 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name str
 		return h.backchannelLogout(w, r)
 	case "signed-out":
 		return h.signedOut(w, r)
+	case "ciba/start":
+		return h.cibaStart(w, r)
+	case "ciba/poll":
+		return h.cibaPoll(w, r)
 	default:
 		noStore(w)
 		if wantsHTML(r) {
@@ -147,6 +151,13 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 		}
 		h.page(w, http.StatusOK, "Signed out", "You are signed out of this site.", h.PathPrefix+"/login")
 		return nil
+	}
+	// A script gets the provider's end-session URL without the ID token (a same-origin
+	// script must not read it; SECURITY.md HDR-09); the provider may ask the user to confirm.
+	if endURL != "" {
+		ctx, cancel := opContext(r)
+		defer cancel()
+		endURL, _, _ = h.client.EndSessionURL(ctx, "", h.PostLogoutRedirectURL, oidcflow.NewTransaction().State)
 	}
 	writeJSON(w, http.StatusOK, logoutResult{Status: "signed_out", EndSessionURL: endURL})
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"maps"
 	"net/http"
 	"time"
@@ -76,6 +77,24 @@ type linkWriter struct {
 func (lw *linkWriter) Unwrap() http.ResponseWriter { return lw.ResponseWriter }
 
 func (lw *linkWriter) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		// Informational answers (103 Early Hints) go out as they are; the decision is for the
+		// final answer, whose headers are not yet complete. The linking headers are never
+		// sent with them.
+		hdr := lw.Header()
+		saved := map[string][]string{}
+		for _, name := range []string{lw.h.aliasHeader, lw.h.bindHeader} {
+			if v, ok := hdr[name]; ok && name != "" {
+				saved[name] = v
+				delete(hdr, name)
+			}
+		}
+		lw.ResponseWriter.WriteHeader(code)
+		for k, v := range saved {
+			hdr[k] = v
+		}
+		return
+	}
 	if !lw.decided {
 		code = lw.decide(code)
 	}
@@ -122,6 +141,16 @@ func (lw *linkWriter) decide(code int) int {
 		h.logger.Warn("alias not linked: the application's value is not a valid alias (1-128 letters, digits, . _ @ + -)",
 			zap.String("reason", "alias_invalid"), zap.Int("bytes", len(alias)), zap.String("session_hash", sessionHash(lw.s.ID)))
 		hasAlias, alias = false, ""
+	}
+	if hasBind && (!isNavigation(lw.r) || lw.r.Method != http.MethodGet) {
+		// A binding goes through the provider's pages: only a browser navigation can follow
+		// it; an API or a form POST keeps the application's answer.
+		h.logger.Info("identity binding not started: not a browser navigation (GET)", zap.String("reason", "bind_not_navigation"), zap.String("session_hash", sessionHash(lw.s.ID)))
+		hasBind = false
+	}
+	if hasBind && bindDeniedRecently(lw.s, h.now()) {
+		h.logger.Info("identity binding not started: the provider denied one moments ago", zap.String("reason", "bind_backoff"), zap.String("session_hash", sessionHash(lw.s.ID)))
+		hasBind = false
 	}
 	if hasBind && lw.s.Binding != "" {
 		// Already bound: an application that keeps sending the header must not start a
@@ -192,22 +221,50 @@ func (h *Handler) linkAlias(s *session.Session, alias string) {
 				zap.String("session_hash", sessionHash(s.ID)), zap.Error(err))
 			return
 		}
-		cur, err := h.store.Reload(ctx, s.ID)
-		if err != nil {
-			h.logger.Warn("alias reported to the provider, but the session could not be updated; it shows from the next login", zap.String("reason", "store_unavailable"),
-				zap.String("session_hash", sessionHash(s.ID)), zap.Error(err))
-			return
-		}
-		ns := cur.Clone()
-		ns.Claims = maps.Clone(cur.Claims)
-		ns.Claims[h.AliasClaim] = alias
-		if err := h.store.Put(ctx, ns); err != nil {
-			h.logger.Warn("alias reported to the provider, but the session could not be updated; it shows from the next login", zap.String("reason", "store_unavailable"),
+		// The session is written under the refresh lock, so a refresh and the alias never
+		// overwrite each other, and only while it exists (a logout stays a logout).
+		if err := h.updateLocked(ctx, s.ID, func(ns *session.Session) {
+			ns.Claims = maps.Clone(ns.Claims)
+			ns.Claims[h.AliasClaim] = alias
+		}); err != nil {
+			h.logger.Warn("alias reported to the provider, but the session could not be updated; it shows from the next login", zap.String("reason", "session_update_failed"),
 				zap.String("session_hash", sessionHash(s.ID)), zap.Error(err))
 			return
 		}
 		h.logger.Info("alias linked", zap.String("reason", "alias_linked"), zap.String("session_hash", sessionHash(s.ID)))
 	}()
+}
+
+// updateLocked changes the stored session id under its refresh lock (waiting up to
+// refreshWait for it) with edit, on a fresh copy, and stores it only while it exists.
+func (h *Handler) updateLocked(ctx context.Context, id string, edit func(*session.Session)) error {
+	lockKey := "refresh:" + id
+	deadline := time.Now().Add(refreshWait)
+	for {
+		token, ok, err := h.store.Lock(ctx, lockKey, refreshLockTTL)
+		if err != nil {
+			return err
+		}
+		if ok {
+			defer func() { _ = h.store.Unlock(context.WithoutCancel(ctx), lockKey, token) }()
+			break
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the session is being refreshed for longer than " + refreshWait.String())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(refreshPoll):
+		}
+	}
+	cur, err := h.store.Reload(ctx, id)
+	if err != nil {
+		return err
+	}
+	ns := cur.Clone()
+	edit(ns)
+	return h.store.Update(ctx, ns)
 }
 
 // startBinding signs the application's profile as a login_hint JWT and prepares the
@@ -258,6 +315,23 @@ func (lw *linkWriter) startBinding(raw, alias string) (string, bool) {
 	}
 	h.logger.Info("identity binding started", zap.String("reason", "bind_started"), zap.String("session_hash", sessionHash(lw.s.ID)))
 	return loc, true
+}
+
+// bindDenied marks a session whose binding the provider denied (a StepUpMark with this
+// policy name), so the application's page is reachable again instead of a loop through the
+// provider's denial.
+const (
+	bindDenied       = "identity-binding-denied"
+	bindDeniedPeriod = 10 * time.Minute
+)
+
+func bindDeniedRecently(s *session.Session, now time.Time) bool {
+	for _, m := range s.StepUps {
+		if m.Policy == bindDenied && now.Sub(time.Unix(m.At, 0)) < bindDeniedPeriod {
+			return true
+		}
+	}
+	return false
 }
 
 func trimPadding(s string) string {

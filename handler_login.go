@@ -1,6 +1,7 @@
 package trustgate
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -210,7 +211,9 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		}
 		if rec != nil && rec.BindSubject != "" {
 			// A denied or unconfirmed binding changes nothing: the session the user had
-			// is still there.
+			// is still there; it only remembers the denial for a while, so the
+			// application's page does not send the user to the provider again at once.
+			h.rememberBindDenial(r)
 			h.writePage(w, cbErr.status, pageData{Title: "Identity binding not completed",
 				Message: cbErr.msg + " Your account and your sign-in are unchanged.", Link: "/", LinkText: "Back to the application"})
 			return nil
@@ -325,8 +328,46 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRec
 		}
 	}
 
-	// Always a new session id (no fixation); a session the browser already had is ended
-	// (SECURITY.md SES-02).
+	binding := ""
+	if rec.BindSubject != "" {
+		binding = "verified"
+	}
+	s, cbErr := h.createSession(w, r, login, rec.StepUps, binding)
+	if cbErr != nil {
+		return cbErr
+	}
+	if rec.BindAlias != "" {
+		h.linkAlias(s, rec.BindAlias)
+	}
+	h.logger.Info("login", zap.String("reason", "login_ok"), zap.String("sub_hash", sessionHash(login.Subject)),
+		zap.String("session_hash", sessionHash(s.ID)), zap.Bool("signed_userinfo", login.SignedUserinfo))
+	target := rec.ReturnTo
+	if !isSafePath(target) {
+		target = "/"
+	}
+	http.Redirect(w, r, target, http.StatusFound)
+	return nil
+}
+
+// rememberBindDenial marks the browser's session (if any) with a recent binding denial.
+func (h *Handler) rememberBindDenial(r *http.Request) {
+	id, ok := h.sessionID(r)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), storeWriteTimeout)
+	defer cancel()
+	now := h.now()
+	if err := h.updateLocked(ctx, id, func(ns *session.Session) {
+		ns.StepUps = append(slices.Clone(ns.StepUps), session.StepUpMark{Policy: bindDenied, At: now.Unix()})
+	}); err != nil {
+		h.logger.Warn("could not record the binding denial on the session", zap.Error(err))
+	}
+}
+
+// createSession stores a new session for a verified login and sets its cookie. The id is
+// always new (no fixation); a session the browser already had is ended (SECURITY.md SES-02).
+func (h *Handler) createSession(w http.ResponseWriter, r *http.Request, login *oidcflow.Login, marks []session.StepUpMark, binding string) (*session.Session, *callbackError) {
 	if old, ok := h.sessionID(r); ok {
 		if err := h.store.Delete(r.Context(), old); err != nil {
 			h.logger.Error("could not delete the previous session at login", zap.Error(err))
@@ -346,32 +387,20 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRec
 		CreatedAt:    now,
 		ExpiresAt:    now.Add(time.Duration(h.Lifetime)),
 		IdleTimeout:  time.Duration(h.IdleTimeout),
-		StepUps:      rec.StepUps,
-	}
-	if rec.BindSubject != "" {
-		s.Binding = "verified"
+		StepUps:      marks,
+		Binding:      binding,
 	}
 	value, err := h.sessCodec.Encode(h.cookieName, s.ID)
 	if err != nil {
-		return &callbackError{status: http.StatusInternalServerError, reason: "cookie_encode_failed", err: err,
+		return nil, &callbackError{status: http.StatusInternalServerError, reason: "cookie_encode_failed", err: err,
 			msg: "The session could not be created. Please sign in again."}
 	}
 	if err := h.store.Put(r.Context(), s); err != nil {
-		return &callbackError{status: http.StatusServiceUnavailable, reason: "store_unavailable", err: err,
+		return nil, &callbackError{status: http.StatusServiceUnavailable, reason: "store_unavailable", err: err,
 			msg: "The session store is not reachable right now. Please sign in again in a few seconds."}
 	}
 	http.SetCookie(w, h.cookie(h.cookieName, value, int(time.Duration(h.Lifetime)/time.Second)))
-	if rec.BindAlias != "" {
-		h.linkAlias(s, rec.BindAlias)
-	}
-	h.logger.Info("login", zap.String("reason", "login_ok"), zap.String("sub_hash", sessionHash(login.Subject)),
-		zap.String("session_hash", sessionHash(s.ID)), zap.Bool("signed_userinfo", login.SignedUserinfo))
-	target := rec.ReturnTo
-	if !isSafePath(target) {
-		target = "/"
-	}
-	http.Redirect(w, r, target, http.StatusFound)
-	return nil
+	return s, nil
 }
 
 // exchangeError maps a provider failure to what the user sees; the details go to the log.

@@ -26,6 +26,9 @@ const (
 	refreshWait = 5 * time.Second
 	// refreshPoll is how often a waiting request checks the lock and the stored session.
 	refreshPoll = 50 * time.Millisecond
+	// storeWriteTimeout bounds a session write that must happen even when the request's
+	// or the refresh's own time is up.
+	storeWriteTimeout = 5 * time.Second
 )
 
 // errSessionEnded reports that a refresh ended the session: the provider refused the
@@ -150,7 +153,7 @@ func (h *Handler) refresh(ctx context.Context, s *session.Session) (*session.Ses
 			}
 			h.logger.Log(level, "session ended: the provider refused the refresh", zap.String("reason", oidcflow.ReasonCode(err)),
 				zap.String("session_hash", sessionHash(cur.ID)), zap.Error(err))
-			if derr := h.store.Delete(ctx, cur.ID); derr != nil {
+			if derr := h.store.Delete(context.WithoutCancel(ctx), cur.ID); derr != nil {
 				return nil, derr
 			}
 			return nil, errSessionEnded
@@ -171,8 +174,15 @@ func (h *Handler) refresh(ctx context.Context, s *session.Session) (*session.Ses
 	}
 	ns.RefreshedAt = now
 	// The rotated tokens are stored before the request goes on: the old refresh token is
-	// spent at the provider.
-	if err := h.store.Put(ctx, ns); err != nil {
+	// spent at the provider. The write gets its own time (the provider may have used up the
+	// refresh's), and never brings back a session that was logged out meanwhile.
+	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), storeWriteTimeout)
+	defer wcancel()
+	if err := h.store.Update(wctx, ns); err != nil {
+		if errors.Is(err, session.ErrNotFound) {
+			h.logger.Info("refresh result dropped: the session ended meanwhile (logout)", zap.String("session_hash", sessionHash(cur.ID)))
+			return nil, errSessionEnded
+		}
 		h.logger.Error("refreshed tokens could not be stored; the session may need a new login", zap.String("reason", "store_unavailable"),
 			zap.String("session_hash", sessionHash(cur.ID)), zap.Error(err))
 		return nil, err

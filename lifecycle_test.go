@@ -329,3 +329,57 @@ func TestLO01_BackchannelLogoutReachesTheOtherInstance(t *testing.T) {
 	}
 	t.Logf("back-channel logout: A answered 200 after %v; B refused the old cookie %v after the POST", accepted.Round(time.Microsecond), time.Since(start).Round(time.Microsecond))
 }
+
+// A logout while a refresh of the same session is at the provider is not undone by the
+// refresh's write (review finding: the session came back).
+func TestSES06_LogoutDuringRefreshStaysALogout(t *testing.T) {
+	clk := newTestClock()
+	g := newGateway(t, withClock(clk, 5*time.Minute))
+	g.mustLogin("bindid-known")
+	cookie := g.sessionCookie(g.browser)
+	g.op.SetFaults(oidctest.Faults{RefreshDelay: 400 * time.Millisecond})
+	clk.Advance(5 * time.Minute)
+	done := make(chan int)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, g.srv.URL+"/app", nil)
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("Cookie", g.h.cookieName+"="+cookie)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	waitFor(t, "the refresh to reach the provider", func() bool { return g.op.Counts().Refresh == 1 })
+	if resp := g.postLogoutToken(url.Values{"logout_token": {g.logoutToken(oidctest.SubjectBindIDKnown, "", nil, oidctest.LogoutTokenOptions{})}}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("back-channel logout during the refresh: %d", resp.StatusCode)
+	}
+	if st := <-done; st != http.StatusUnauthorized {
+		t.Errorf("the request whose refresh raced the logout: %d, want 401", st)
+	}
+	if g.store.Len() != 0 {
+		t.Fatal("the refresh brought the logged-out session back")
+	}
+	g.assertUnauthenticated(cookie)
+}
+
+// LO-01 with the provider's clock behind the gateway's: the logout token's iat and the
+// session's auth_time are compared on the provider's clock, so the logout still applies
+// (review finding: 200 "no session matched" and the session stayed).
+func TestLO01_BackchannelLogoutWithProviderClockBehind(t *testing.T) {
+	behind := &testClock{t: time.Now().Add(-150 * time.Second)}
+	g := newGateway(t, func(h *Handler, o *oidctest.Options) {
+		o.Now = behind.Now
+		h.ClockLeeway = caddy.Duration(5 * time.Minute)
+	})
+	g.mustLogin("bindid-known")
+	behind.Advance(30 * time.Second)
+	if resp := g.postLogoutToken(url.Values{"logout_token": {g.logoutToken(oidctest.SubjectBindIDKnown, "", nil, oidctest.LogoutTokenOptions{})}}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("logout: %d", resp.StatusCode)
+	}
+	if g.store.Len() != 0 {
+		t.Error("a logout from a provider whose clock is behind did not end the session")
+	}
+}

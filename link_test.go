@@ -355,3 +355,45 @@ func TestBindingConfirmedForAnotherUserIsRefused(t *testing.T) {
 		t.Error("the session changed")
 	}
 }
+
+// 103 Early Hints before the final answer: the linking header of the final answer is still
+// removed and acted on (review finding: it reached the browser).
+func TestFeedbackAfterEarlyHints(t *testing.T) {
+	g := newLinkGateway(t)
+	g.mustLogin("bindid-new")
+	g.upstream.mu.Lock()
+	g.upstream.respond = func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload; as=style")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Set("X-Auth-Set-Alias", "username@domain")
+	}
+	g.upstream.mu.Unlock()
+	resp, _ := g.navigate(g.browser, "/legacy-login")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Auth-Set-Alias") != "" {
+		t.Errorf("after 103: %d, linking header %q", resp.StatusCode, resp.Header.Get("X-Auth-Set-Alias"))
+	}
+	waitFor(t, "the feedback", func() bool { return g.op.LastFeedback() != nil })
+}
+
+// Binding needs a browser navigation; an API answer keeps its content, and after a denial
+// the page is reachable again (review findings: a 302 for XHR, and a loop after a denial).
+func TestBindingOnlyForNavigationsAndNotAgainRightAfterADenial(t *testing.T) {
+	var g *gateway
+	g = newLinkGateway(t, withBinding(t, &g))
+	g.mustLogin("andrew")
+	g.answerWith("/account/verify", "X-Auth-Bind", bindProfile(map[string]any{"name": "Someone Else"}))
+	resp, body := g.api("/account/verify")
+	if resp.StatusCode != http.StatusOK || body != "upstream: /account/verify" || resp.Header.Get("X-Auth-Bind") != "" {
+		t.Errorf("API answer with a binding header: %d %q", resp.StatusCode, clip(body, 80))
+	}
+	before := g.op.Counts().Authorize
+	if resp, _ := g.navigate(g.browser, "/account/verify"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("denied binding: %d", resp.StatusCode)
+	}
+	if resp, body := g.navigate(g.browser, "/account/verify"); resp.StatusCode != http.StatusOK || body != "upstream: /account/verify" {
+		t.Errorf("the page right after a denial: %d %q, want the application's answer", resp.StatusCode, clip(body, 80))
+	}
+	if n := g.op.Counts().Authorize - before; n != 1 {
+		t.Errorf("binding attempts = %d, want 1", n)
+	}
+}

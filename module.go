@@ -173,6 +173,10 @@ type Handler struct {
 	// and on a confirmed binding the upstream gets X-Auth-Binding: verified.
 	IdentityBinding *IdentityBindingConfig `json:"identity_binding,omitempty"`
 
+	// CIBA, when present, serves <path_prefix>/ciba/start and /ciba/poll: browserless login
+	// with confirmation on the user's device (OpenID Connect CIBA, poll mode).
+	CIBA *CIBAConfig `json:"ciba,omitempty"`
+
 	// StandardHeaders selects the built-in upstream headers: all (X-Auth-* identity and
 	// X-Trust-* trust signals), identity (X-Auth-* only) or none (only the `header` mappings
 	// and the assertion). Each forwarded header costs the upstream hop a little; send what

@@ -126,13 +126,14 @@ func normalizeValue(x any) any {
 	return x
 }
 
-// protocolClaims are taken from the ID token only: userinfo never overrides them. binding
+// protocolClaims are taken from the ID token only: userinfo never overrides them (nor the
+// CIBA auth_req_id claim, which ties the tokens to one backchannel request). binding
 // (the OP's confirmation of an identity binding, see oidctest's package doc) is the outcome
 // of this authentication, so userinfo can neither add nor change it either.
 var protocolClaims = map[string]bool{
 	"iss": true, "sub": true, "aud": true, "exp": true, "iat": true, "nbf": true,
 	"nonce": true, "azp": true, "at_hash": true, "c_hash": true, "jti": true, "sid": true,
-	"binding": true,
+	"binding": true, ClaimAuthReqID: true,
 }
 
 // assuranceClaims come from the ID token, which is bound to this authentication; userinfo

@@ -34,6 +34,7 @@ func TestMergeClaims(t *testing.T) {
 			ui: map[string]any{
 				"iss": "https://evil.example", "sub": "mallory", "aud": "other", "exp": 9e9, "iat": 9e9,
 				"nonce": "n-evil", "azp": "other", "at_hash": "h-evil",
+				ClaimAuthReqID: "another-request",
 			},
 			want: id(),
 		},

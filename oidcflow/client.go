@@ -111,6 +111,16 @@ type Metadata struct {
 	// value that is not an absolute https URL (http only when the issuer and the endpoint
 	// are on loopback hosts): an unusable optional extension is ignored, not fatal.
 	SessionFeedbackEndpoint string `json:"session_feedback_endpoint"`
+	// BackchannelAuthenticationEndpoint is the CIBA endpoint (CIBA Core 4); "" when the OP
+	// offers none. When present it must be an absolute https URL (http only on loopback),
+	// like the other endpoints, or discovery fails.
+	BackchannelAuthenticationEndpoint string `json:"backchannel_authentication_endpoint"`
+	// BackchannelTokenDeliveryModes are the CIBA modes the OP supports (poll, ping, push);
+	// the gateway uses poll, and assumes it when the list is absent.
+	BackchannelTokenDeliveryModes []string `json:"backchannel_token_delivery_modes_supported"`
+	// BackchannelUserCodeParameter reports that the OP accepts user_code in a backchannel
+	// authentication request.
+	BackchannelUserCodeParameter bool `json:"backchannel_user_code_parameter_supported"`
 }
 
 // New checks cfg and returns a Client. It does no network I/O.
@@ -322,6 +332,7 @@ func (c *Client) fetchProvider() (*provider, error) {
 		{"jwks_uri", meta.JWKSURI},
 		{"userinfo_endpoint", meta.UserinfoEndpoint},
 		{"end_session_endpoint", meta.EndSessionEndpoint},
+		{"backchannel_authentication_endpoint", meta.BackchannelAuthenticationEndpoint},
 	} {
 		if ep.val == "" {
 			if ep.name == "authorization_endpoint" || ep.name == "token_endpoint" || ep.name == "jwks_uri" {

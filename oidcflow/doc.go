@@ -1,8 +1,8 @@
 // Package oidcflow talks to the OpenID Provider (OP) on behalf of the gateway: discovery,
 // the authorization request (PKCE S256, state, nonce), the code exchange, the verification
 // of ID tokens and userinfo responses (JSON and signed JWT), the refresh of a session's
-// tokens, back-channel logout tokens, the RP-initiated logout URL and BindID session
-// feedback.
+// tokens, back-channel logout tokens, the RP-initiated logout URL, BindID session
+// feedback and CIBA (backchannel authentication, poll mode).
 //
 // It knows nothing of cookies, sessions or HTTP responses to the browser, and it never logs:
 // every failure comes back as an *Error with a stable reason Code that the caller logs and
@@ -41,6 +41,13 @@
 //	err = c.SessionFeedback(ctx, feedbackURL, login.AccessToken, alias, time.Now())
 //	// IsTemporary(err): retry later; otherwise give up (feedback_rejected, _unavailable, _invalid)
 //
+//	// CIBA: authenticate a user on their own device, no browser involved:
+//	ack, err := c.BackchannelAuthorize(ctx, oidcflow.CIBARequest{LoginHint: "kari@example.org", BindingMessage: "W4-1"})
+//	// keep ack.AuthReqID server-side; deadline = now + ack.ExpiresIn; interval = ack.Interval
+//	login, err = c.PollCIBA(ctx, ack.AuthReqID) // after each interval, one call per poll
+//	// IsCIBAPending(err): wait the interval; IsCIBASlowDown(err): interval += 5 s, wait;
+//	// IsTemporary(err): wait and poll again; any other error: the transaction is over.
+//
 // # Refresh
 //
 // Refresh keeps the session's identity: a refreshed ID token must carry the same iss, sub,
@@ -49,6 +56,22 @@
 // invalid_token, unauthorized_client) is refresh_rejected; an OP or network failure, and a
 // refusal of the gateway's own credentials (invalid_client), are temporary, so an OP
 // outage or a misconfiguration never signs every user out at once (SECURITY.md OPS-11).
+//
+// # CIBA
+//
+// BackchannelAuthorize and PollCIBA implement CIBA Core 1.0's poll mode, one request per
+// call: the caller keeps the transaction, the deadline and the interval (with slow_down's
+// increases), as the gateway does in its session store. The request is checked before it
+// is sent (exactly one hint, binding_message and user_code limits, requested_expiry in
+// whole seconds; ciba_invalid), the acknowledgement after (an auth_req_id string, a
+// positive integer expires_in, a non-negative integer interval or none, meaning 5 s;
+// ciba_ack_invalid, never to be polled). The OP's refusals are ciba_rejected with its
+// error in OPError; at the token endpoint authorization_pending is ciba_pending,
+// slow_down ciba_slow_down, access_denied ciba_denied, expired_token ciba_expired and every
+// other refusal ciba_failed, final: the auth_req_id must not be used again. Network
+// failures, timeouts, 408, 429 and 5xx are temporary. The ID token is verified as at login
+// but without a nonce; its urn:openid:params:jwt:claim:auth_req_id, when present, must be
+// the polled one; a refused ID token stops the login before userinfo is called.
 //
 // # Signing keys
 //

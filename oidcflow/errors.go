@@ -9,7 +9,7 @@ import (
 // README's troubleshooting table lists them.
 const (
 	CodeDiscovery       = "discovery_failed"         // the OP's metadata could not be fetched or is unacceptable
-	CodeTokenEndpoint   = "token_endpoint_failed"    // the token endpoint was unreachable or answered 5xx
+	CodeTokenEndpoint   = "token_endpoint_failed"    // the token endpoint was unreachable, timed out or answered 5xx (a CIBA poll: also 408, 429)
 	CodeTokenRejected   = "token_rejected"           // the OP refused the code: invalid_grant (expired, used, or not this login's)
 	CodeClientRejected  = "client_rejected"          // the OP refused the gateway itself (invalid_client, unauthorized_client, ...): a configuration fault
 	CodeResponseIssuer  = "response_issuer_mismatch" // the authorization response's iss (RFC 9207) is not the issuer
@@ -48,6 +48,48 @@ const (
 	// CodeFeedbackInvalid: SessionFeedback was called with an empty or malformed access
 	// token, alias or endpoint; nothing was sent. Never temporary.
 	CodeFeedbackInvalid = "feedback_invalid"
+
+	// CIBA (BackchannelAuthorize, PollCIBA). Only the temporary codes and CodeCIBAPending /
+	// CodeCIBASlowDown leave a transaction alive; every other one ends it for good.
+
+	// CodeCIBAUnsupported: the OP offers no CIBA poll mode (no
+	// backchannel_authentication_endpoint, or poll missing from
+	// backchannel_token_delivery_modes_supported); nothing was sent. Never temporary.
+	CodeCIBAUnsupported = "ciba_unsupported"
+	// CodeCIBAInvalid: the gateway's own CIBA request is not acceptable (not exactly one
+	// hint, a binding_message or user_code too long or with forbidden characters, a
+	// user_code for an OP without user_code support, requested_expiry not whole seconds, a
+	// malformed auth_req_id to poll); nothing was sent (SECURITY.md CIBA-10). Never temporary.
+	CodeCIBAInvalid = "ciba_invalid"
+	// CodeCIBAEndpoint: the backchannel authentication endpoint was unreachable, timed out,
+	// or answered 408, 429 or 5xx. Always temporary.
+	CodeCIBAEndpoint = "ciba_endpoint_failed"
+	// CodeCIBARejected: the OP refused the backchannel authentication request (4xx or a
+	// redirect); OPError holds its error (unknown_user_id, expired_id_token_hint,
+	// invalid_id_token_hint, access_denied, unauthorized_client, invalid_client, ...,
+	// SECURITY.md CIBA-02). Never temporary.
+	CodeCIBARejected = "ciba_rejected"
+	// CodeCIBAAckInvalid: the OP accepted the backchannel authentication request with an
+	// unusable acknowledgement (no auth_req_id, an expires_in that is no positive integer,
+	// an interval that is no non-negative integer, SECURITY.md CIBA-01). The request must
+	// not be polled. Never temporary.
+	CodeCIBAAckInvalid = "ciba_ack_invalid"
+	// CodeCIBAPending: authorization_pending, the user has not answered yet: poll again
+	// after the interval. A normal state, not a failure; not temporary.
+	CodeCIBAPending = "ciba_pending"
+	// CodeCIBASlowDown: slow_down: poll again, with the interval increased by
+	// CIBASlowDownIncrement for this and every later poll. Not temporary.
+	CodeCIBASlowDown = "ciba_slow_down"
+	// CodeCIBADenied: access_denied, the user (or the OP) refused. Final; never temporary.
+	CodeCIBADenied = "ciba_denied"
+	// CodeCIBAExpired: expired_token, the request expired before the user answered.
+	// Final; never temporary.
+	CodeCIBAExpired = "ciba_expired"
+	// CodeCIBAFailed: any other refusal of a CIBA poll (invalid_grant, invalid_request,
+	// unauthorized_client, invalid_client, an unknown error, a 4xx without one): final,
+	// the auth_req_id must never be used again (CIBA Core 11, SECURITY.md CIBA-06). Never
+	// temporary.
+	CodeCIBAFailed = "ciba_failed"
 )
 
 // Error is a failure talking to the OP. Err may carry details for operators (never tokens or

@@ -127,14 +127,7 @@ func (c *Client) SessionFeedback(ctx context.Context, endpoint, accessToken, ali
 	if status >= 200 && status < 300 {
 		return nil
 	}
-	opErr, desc := oauthErrorBody(resp.Header, raw)
-	scrub := func(s string) string {
-		for _, secret := range []string{accessToken, c.cfg.ClientSecret, mac} {
-			s = strings.ReplaceAll(s, secret, "[redacted]")
-		}
-		return s
-	}
-	opErr, desc = scrub(opErr), scrub(desc)
+	opErr, desc := oauthErrorBodyScrubbed(resp.Header, raw, []string{accessToken, c.cfg.ClientSecret, mac})
 	temporary := status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout
 	var e *Error
 	switch {
@@ -191,10 +184,23 @@ func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }
 // oauthErrorBody reads an OAuth-style {"error","error_description"} answer, when the body
 // is JSON; the values are clipped and stripped of control characters.
 func oauthErrorBody(h http.Header, body []byte) (code, desc string) {
+	return oauthErrorBodyScrubbed(h, body, nil)
+}
+
+// oauthErrorBodyScrubbed is oauthErrorBody that blanks out each non-empty one of secrets
+// in both values before they are clipped, so that no part of a secret the OP echoes
+// survives.
+func oauthErrorBodyScrubbed(h http.Header, body []byte, secrets []string) (code, desc string) {
 	ct := contentType(h)
 	if ct != "application/json" && !strings.HasSuffix(ct, "+json") {
 		return "", ""
 	}
+	return oauthErrorValues(body, secrets)
+}
+
+// oauthErrorValues reads {"error","error_description"} from a JSON body whatever its
+// content type, scrubbed of secrets, clipped and stripped of control characters.
+func oauthErrorValues(body []byte, secrets []string) (code, desc string) {
 	var e struct {
 		Error            any `json:"error"`
 		ErrorDescription any `json:"error_description"`
@@ -204,6 +210,12 @@ func oauthErrorBody(h http.Header, body []byte) (code, desc string) {
 	}
 	s1, _ := e.Error.(string)
 	s2, _ := e.ErrorDescription.(string)
+	for _, secret := range secrets {
+		if secret != "" {
+			s1 = strings.ReplaceAll(s1, secret, "[redacted]")
+			s2 = strings.ReplaceAll(s2, secret, "[redacted]")
+		}
+	}
 	return clean(s1, 64), clean(s2, 200)
 }
 

@@ -132,19 +132,43 @@ func (c *Client) Exchange(ctx context.Context, code, redirectURL string, tx Tran
 	if err != nil {
 		return nil, tokenEndpointError(err)
 	}
+	rawID, _ := tok.Extra("id_token").(string)
+	return c.completeLogin(ctx, p, tokenSet{
+		AccessToken:  tok.AccessToken,
+		TokenType:    tok.TokenType,
+		RefreshToken: tok.RefreshToken,
+		IDToken:      rawID,
+		Expiry:       tok.Expiry,
+	}, func(claims map[string]any) error { return checkNonce(claims, tx.Nonce) })
+}
+
+// tokenSet is a successful token endpoint answer, whichever grant it came from.
+type tokenSet struct {
+	AccessToken, TokenType, RefreshToken, IDToken string
+	Expiry                                        time.Time
+}
+
+// completeLogin finishes a login from the tokens of a code exchange or a CIBA grant: it
+// checks the token response, verifies the ID token (signature, alg allow-list, iss, aud,
+// azp, exp, nbf, iat) plus the grant's own check of its claims (the nonce, the
+// auth_req_id), then at_hash, and only then fetches userinfo (unless off) and merges the
+// claims. Nothing is fetched after a refused ID token.
+func (c *Client) completeLogin(ctx context.Context, p *provider, tok tokenSet, check func(idClaims map[string]any) error) (*Login, error) {
 	if tt := tok.TokenType; tt != "" && !strings.EqualFold(tt, "bearer") {
 		return nil, newErr(CodeTokenResponse, false, "token endpoint returned token_type %q; only Bearer is supported", truncate(tt, 40))
 	}
 	if tok.AccessToken == "" {
 		return nil, newErr(CodeTokenResponse, false, "token endpoint returned no access_token")
 	}
-	rawID, _ := tok.Extra("id_token").(string)
-	if rawID == "" {
+	if tok.IDToken == "" {
 		return nil, newErr(CodeTokenResponse, false, "token endpoint returned no id_token although openid was requested")
 	}
-	idt, idClaims, err := c.verifyIDToken(ctx, p, rawID, tx.Nonce, true)
+	idt, idClaims, err := c.verifyIDToken(ctx, p, tok.IDToken)
 	if err != nil {
 		return nil, err
+	}
+	if err := check(idClaims); err != nil {
+		return nil, newErr(CodeIDToken, false, "%w", err)
 	}
 	if idt.AccessTokenHash != "" {
 		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
@@ -154,7 +178,7 @@ func (c *Client) Exchange(ctx context.Context, code, redirectURL string, tx Tran
 	login := &Login{
 		Subject:       idt.Subject,
 		IDTokenClaims: idClaims,
-		IDToken:       rawID,
+		IDToken:       tok.IDToken,
 		AccessToken:   tok.AccessToken,
 		RefreshToken:  tok.RefreshToken,
 		Expiry:        tok.Expiry,
@@ -208,14 +232,14 @@ func tokenEndpointError(err error) error {
 	return newErr(CodeTokenResponse, false, "token endpoint answer is not a token response: %w", err)
 }
 
-// verifyIDToken verifies raw and returns go-oidc's view plus the full claim set. nonce is
-// compared when checkNonce is set (the code flow); the CIBA grant has none.
-func (c *Client) verifyIDToken(ctx context.Context, p *provider, raw, nonce string, checkNonce bool) (*oidc.IDToken, map[string]any, error) {
+// verifyIDToken verifies raw and returns go-oidc's view plus the full claim set (numbers
+// normalised). The nonce is the caller's to check (checkNonce); the CIBA grant has none.
+func (c *Client) verifyIDToken(ctx context.Context, p *provider, raw string) (*oidc.IDToken, map[string]any, error) {
 	idt, claims, err := c.parseIDToken(ctx, p.idVerifier, raw)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := c.checkIDTokenClaims(claims, nonce, checkNonce); err != nil {
+	if err := c.checkIDTokenClaims(claims); err != nil {
 		return nil, nil, newErr(CodeIDToken, false, "%w", err)
 	}
 	return idt, normalizeNumbers(claims), nil
@@ -245,8 +269,8 @@ func (c *Client) parseIDToken(ctx context.Context, v *oidc.IDTokenVerifier, raw 
 	return idt, claims, nil
 }
 
-// checkIDTokenClaims does what go-oidc leaves to its caller.
-func (c *Client) checkIDTokenClaims(claims map[string]any, nonce string, checkNonce bool) error {
+// checkIDTokenClaims does what go-oidc leaves to its caller, except the nonce (checkNonce).
+func (c *Client) checkIDTokenClaims(claims map[string]any) error {
 	if err := checkSubject(claims["sub"]); err != nil {
 		return err
 	}
@@ -280,14 +304,17 @@ func (c *Client) checkIDTokenClaims(claims map[string]any, nonce string, checkNo
 	if _, ok := claims["events"]; ok {
 		return errors.New("id token carries an events claim (a logout token is not an id token)")
 	}
-	if checkNonce {
-		got, _ := claims["nonce"].(string)
-		if got == "" {
-			return errors.New("id token has no nonce although one was sent")
-		}
-		if subtle.ConstantTimeCompare([]byte(got), []byte(nonce)) != 1 {
-			return errors.New("id token nonce does not match this login")
-		}
+	return nil
+}
+
+// checkNonce compares the ID token's nonce with the one sent in the authorization request.
+func checkNonce(claims map[string]any, nonce string) error {
+	got, _ := claims["nonce"].(string)
+	if got == "" {
+		return errors.New("id token has no nonce although one was sent")
+	}
+	if subtle.ConstantTimeCompare([]byte(got), []byte(nonce)) != 1 {
+		return errors.New("id token nonce does not match this login")
 	}
 	return nil
 }

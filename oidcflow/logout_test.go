@@ -327,7 +327,7 @@ func TestLO09_TokenConfusion(t *testing.T) {
 			t.Fatal(err)
 		}
 		tok := e.op.LogoutToken(e.claims("alice", "sid"), oidctest.LogoutTokenOptions{})
-		if _, _, err := e.c.verifyIDToken(t.Context(), p, tok, "", false); err == nil {
+		if _, _, err := e.c.verifyIDToken(t.Context(), p, tok); err == nil {
 			t.Error("verifyIDToken(logout token) error = nil, want a refusal")
 		}
 	})

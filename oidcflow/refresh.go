@@ -158,7 +158,7 @@ func (c *Client) verifyRefreshedIDToken(ctx context.Context, p *provider, raw, a
 	if err := c.checkRefreshIdentity(claims, prev); err != nil {
 		return nil, newErr(CodeRefreshIdentityMismatch, false, "%w", err)
 	}
-	if err := c.checkIDTokenClaims(claims, "", false); err != nil {
+	if err := c.checkIDTokenClaims(claims); err != nil {
 		return nil, newErr(CodeIDToken, false, "refreshed %w", err)
 	}
 	if idt.AccessTokenHash != "" {

@@ -49,6 +49,15 @@
 // the lock, Reload, refresh only if the reloaded session still needs it, Put
 // the Clone (same ExpiresAt, new tokens, RefreshedAt), Unlock.
 //
+// # Records
+//
+// [Store.PutRecord], [Store.GetRecord] and [Store.DeleteRecord] keep small
+// opaque values (at most [MaxRecordSize]) for a ttl, beside the sessions and
+// shared by every instance that uses the store: the gateway keeps its pending
+// CIBA logins there. The memory store bounds them (MaxRecords) and refuses a
+// new one with [ErrUnavailable] rather than drop a live one; Redis seals each
+// value like a session, bound to its key, and reads it fresh every time.
+//
 // Nothing in this package logs; errors carry the "session:" prefix and
 // never contain secrets, cookie values or tokens.
 //

@@ -19,7 +19,8 @@ import (
 const (
 	DefaultMaxSessions   = 100_000
 	DefaultMaxOnceKeys   = 100_000
-	DefaultMaxLocks      = 10_000
+	DefaultMaxLocks      = 200_000
+	DefaultMaxRecords    = 10_000
 	DefaultSweepInterval = time.Minute
 )
 
@@ -61,8 +62,15 @@ type MemoryOptions struct {
 	// ones and, if none is, fails with ErrUnavailable. Default (<= 0):
 	// DefaultMaxLocks.
 	MaxLocks int
+	// MaxRecords bounds the number of records (PutRecord). A live record is
+	// never evicted (it is a pending login someone is waiting on): when
+	// MaxRecords records are stored, PutRecord of a new key first drops the
+	// expired ones and, if none is, fails with ErrUnavailable. Replacing a
+	// stored key always succeeds. Default (<= 0): DefaultMaxRecords.
+	MaxRecords int
 	// SweepInterval is the period of the janitor that removes expired
-	// sessions, Once keys and locks. Default (<= 0): DefaultSweepInterval.
+	// sessions, Once keys, locks and records. Default (<= 0):
+	// DefaultSweepInterval.
 	SweepInterval time.Duration
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
@@ -97,6 +105,10 @@ type MemoryStore struct {
 	lockMu   sync.Mutex
 	locks    map[[sha256.Size]byte]lockEntry // key hash -> hold; guarded by lockMu
 	maxLocks int                             // guarded by lockMu
+
+	recordMu   sync.Mutex
+	records    map[[sha256.Size]byte]recordEntry // key hash -> record; guarded by recordMu
+	maxRecords int                               // guarded by recordMu
 
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close
@@ -145,6 +157,9 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 	if opts.MaxLocks <= 0 {
 		opts.MaxLocks = DefaultMaxLocks
 	}
+	if opts.MaxRecords <= 0 {
+		opts.MaxRecords = DefaultMaxRecords
+	}
 	if opts.SweepInterval <= 0 {
 		opts.SweepInterval = DefaultSweepInterval
 	}
@@ -161,6 +176,8 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 		onceRng:     seed(),
 		locks:       make(map[[sha256.Size]byte]lockEntry),
 		maxLocks:    opts.MaxLocks,
+		records:     make(map[[sha256.Size]byte]recordEntry),
+		maxRecords:  opts.MaxRecords,
 		done:        make(chan struct{}),
 		stopped:     make(chan struct{}),
 	}
@@ -206,6 +223,11 @@ func (m *MemoryStore) Reload(ctx context.Context, id string) (*Session, error) {
 // is currently stored (Put a Clone instead). When the store is full, Put of
 // a new ID first evicts one session.
 func (m *MemoryStore) Put(_ context.Context, s *Session) error {
+	return m.put(s, nil)
+}
+
+// put stores s; with want set, only while want is still the stored entry.
+func (m *MemoryStore) put(s *Session, want *entry) error {
 	switch {
 	case s == nil:
 		return errNilSession
@@ -229,6 +251,12 @@ func (m *MemoryStore) Put(_ context.Context, s *Session) error {
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if want != nil && m.sessions[s.ID] != want {
+		if m.sessions[s.ID] == nil {
+			return ErrNotFound
+		}
+		return ErrConflict
+	}
 	if old := m.sessions[s.ID]; old != nil {
 		if old.s == s {
 			return errStoredSession
@@ -247,6 +275,25 @@ func (m *MemoryStore) Put(_ context.Context, s *Session) error {
 	m.list = append(m.list, e)
 	m.sessions[s.ID] = e
 	return nil
+}
+
+// Update stores s (a Clone of a stored session) only while that session is
+// stored at the version s was cloned from; see [Store.Update].
+func (m *MemoryStore) Update(ctx context.Context, s *Session) error {
+	if s == nil || s.ID == "" {
+		return errEmptyID
+	}
+	m.mu.Lock()
+	old := m.sessions[s.ID]
+	m.mu.Unlock()
+	switch {
+	case old == nil:
+		return ErrNotFound
+	case old.s.Version != s.Version:
+		return ErrConflict
+	}
+	// Put re-checks under the lock that the entry it replaces is still there.
+	return m.put(s, old)
 }
 
 // Delete removes the session stored under id, if any.
@@ -417,8 +464,8 @@ func (m *MemoryStore) janitor(interval time.Duration) {
 	}
 }
 
-// sweep removes every expired session, Once key and lock. It holds each lock for
-// at most sweepBatch entries at a time.
+// sweep removes every expired session, Once key, lock and record. It holds each
+// lock for at most sweepBatch entries at a time.
 func (m *MemoryStore) sweep() {
 	now := unixNano(m.now())
 
@@ -463,6 +510,11 @@ func (m *MemoryStore) sweep() {
 	m.lockMu.Lock()
 	m.sweepLocksLocked(now)
 	m.lockMu.Unlock()
+
+	// Records are bounded by MaxRecords: one pass.
+	m.recordMu.Lock()
+	m.sweepRecordsLocked(now)
+	m.recordMu.Unlock()
 }
 
 // evictLocked removes one session: an expired one among a random sample if

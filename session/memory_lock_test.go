@@ -207,3 +207,33 @@ func lockLen(m *MemoryStore) int {
 	defer m.lockMu.Unlock()
 	return len(m.locks)
 }
+
+func TestSES06_MemoryUpdateNeverResurrects(t *testing.T) {
+	m := NewMemoryStore(MemoryOptions{})
+	t.Cleanup(func() { _ = m.Close() })
+	ctx := t.Context()
+	s := newTestSession(t, NewID(), time.Now(), time.Hour, 0)
+	if err := m.Put(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	c := s.Clone()
+	c.AccessToken = "new"
+	_ = m.Delete(ctx, s.ID)
+	if err := m.Update(ctx, c); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Update after Delete = %v, want ErrNotFound", err)
+	}
+	if m.Len() != 0 {
+		t.Error("the deleted session is back")
+	}
+	// A stale clone (the session changed since it was read) is refused too.
+	s2 := newTestSession(t, NewID(), time.Now(), time.Hour, 0)
+	_ = m.Put(ctx, s2)
+	stale := s2.Clone()
+	fresh := s2.Clone()
+	if err := m.Update(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Update(ctx, stale); !errors.Is(err, ErrConflict) {
+		t.Errorf("Update of a stale clone = %v, want ErrConflict", err)
+	}
+}

@@ -126,6 +126,7 @@ type RedisOptions struct {
 //	<prefix>sid:<hash(iss \0 sid)>     set of the <h> of a provider session's sessions
 //	<prefix>o:<hash(key)>              a key remembered by Once
 //	<prefix>l:<hash(key)>              a lock taken by Lock: its random token, TTL = the lock's ttl
+//	<prefix>r:<hash(key)>              a record (PutRecord): AES-256-GCM sealed, TTL = the record's ttl
 //	<prefix>invalidate                 the Pub/Sub channel of cache invalidations
 //
 // Every key has a TTL (the session's remaining lifetime; an index keeps its
@@ -138,7 +139,9 @@ type RedisOptions struct {
 // data. The key of each secret is derived with HKDF-SHA256. A blob that
 // does not decrypt (tampered, truncated, moved to another key, sealed with
 // an unknown secret or format) reads as no session, and is left in place for
-// the instances that can read it.
+// the instances that can read it. A record blob has the same format; its
+// plaintext is the record's expiry (unix ns, 8 bytes big-endian) followed by
+// the value, and a record that does not open reads as absent (ErrNotFound).
 //
 // Each instance keeps a bounded local cache of sessions, so a request with
 // a warm cache makes no round trip to Redis and does not allocate. Put,
@@ -507,6 +510,17 @@ func (s *RedisStore) expire(ctx context.Context, e *cacheEntry) {
 // Its keys get the session's remaining lifetime as TTL. On error,
 // sess.Version is left unchanged.
 func (s *RedisStore) Put(ctx context.Context, sess *Session) error {
+	return s.put(ctx, sess, false)
+}
+
+// Update stores sess (a Clone of a stored session) only while a session of that
+// id is stored: the blob is written with SET XX first, and nothing else is
+// written when it is gone (a logout during a refresh). See [Store.Update].
+func (s *RedisStore) Update(ctx context.Context, sess *Session) error {
+	return s.put(ctx, sess, true)
+}
+
+func (s *RedisStore) put(ctx context.Context, sess *Session, mustExist bool) error {
 	switch {
 	case sess == nil:
 		return errNilSession
@@ -546,8 +560,31 @@ func (s *RedisStore) Put(ctx context.Context, sess *Session) error {
 	blobKey := s.blobKey(hs)
 	blob := s.keys.seal(blobKey, plaintext)
 	epoch, seq := s.sub.Load(), s.cache.seq(&h)
+	if mustExist {
+		stored := false
+		err := s.call(ctx, func(ctx context.Context) error {
+			var err error
+			stored, err = s.client.SetXX(ctx, blobKey, blob, ttl).Result()
+			if errors.Is(err, redis.Nil) {
+				return nil
+			}
+			return err
+		})
+		if err == nil && !stored {
+			sess.Version = version
+			s.cache.invalidate(&h)
+			return ErrNotFound
+		}
+		if err != nil {
+			sess.Version = version
+			s.cache.invalidate(&h)
+			return unavailable("update", err)
+		}
+	}
 	err = s.pipeline(ctx, func(p redis.Pipeliner) {
-		p.Set(ctx, blobKey, blob, ttl)
+		if !mustExist {
+			p.Set(ctx, blobKey, blob, ttl)
+		}
 		p.Set(ctx, s.idleKey(hs), now/int64(time.Millisecond), ttl)
 		s.index(ctx, p, s.subIndexKey(sess.Issuer, sess.Subject), hs, ttl)
 		if sid := sess.SID(); sid != "" {

@@ -379,3 +379,41 @@ func TestLO08_RedisDeleteMatchingCreatedBefore(t *testing.T) {
 	}
 	wantLeft("after the unbounded logout", 4, 5)
 }
+
+// A session deleted while another instance refreshed it is not brought back by the
+// refresh's write (a logout must stay a logout).
+func TestSES06_RedisUpdateNeverResurrects(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := newRedisPair(t, RedisOptions{Addrs: []string{srv.Addr()}})
+	ctx := t.Context()
+	s := newTestSession(t, NewID(), time.Now(), time.Hour, 0)
+	if err := a.Put(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.Reload(ctx, s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refreshed := got.Clone()
+	refreshed.AccessToken = "new"
+	if err := b.Delete(ctx, s.ID); err != nil { // the logout, on the other instance
+		t.Fatal(err)
+	}
+	if err := a.Update(ctx, refreshed); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Update after Delete = %v, want ErrNotFound", err)
+	}
+	if _, err := b.Reload(ctx, s.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the deleted session is back: %v", err)
+	}
+	// While it exists, Update stores the new version.
+	s2 := newTestSession(t, NewID(), time.Now(), time.Hour, 0)
+	_ = a.Put(ctx, s2)
+	c := s2.Clone()
+	c.AccessToken = "new"
+	if err := a.Update(ctx, c); err != nil {
+		t.Fatalf("Update of a live session: %v", err)
+	}
+	if got, _ := b.Reload(ctx, s2.ID); got == nil || got.AccessToken != "new" {
+		t.Errorf("Update not visible: %+v", got)
+	}
+}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"maps"
+	"math"
 	"sync/atomic"
 	"time"
 )
@@ -13,6 +15,10 @@ import (
 // ErrNotFound is returned by [Store.Get] when the session is absent or has
 // expired (idle or absolute). Callers treat it as "not logged in".
 var ErrNotFound = errors.New("session: not found")
+
+// ErrConflict is returned by [Store.Update] when the session changed since
+// it was read.
+var ErrConflict = errors.New("session: changed meanwhile")
 
 // ErrInvalidCookie is returned by [Codec.Decode] for every decode failure:
 // tampering, a foreign key, expiry, a value presented under another cookie
@@ -150,6 +156,13 @@ type Store interface {
 	// every TTL of it in the store) is what is left until then, so a Put of a
 	// refreshed Clone never extends it.
 	Put(ctx context.Context, s *Session) error
+	// Update is Put for a changed Clone of a stored session, only while that
+	// session still exists: a session deleted meanwhile (a logout during a
+	// refresh) is never brought back; Update then returns ErrNotFound. The
+	// MemoryStore also refuses (ErrConflict) when the stored version is no
+	// longer the one s was cloned from; across instances, writers of one
+	// session serialize with Lock.
+	Update(ctx context.Context, s *Session) error
 	// Delete removes the session; deleting an absent id is not an error.
 	Delete(ctx context.Context, id string) error
 	// Once reports whether key is seen for the first time within ttl
@@ -183,6 +196,20 @@ type Store interface {
 	// failures to reach the store (ErrUnavailable); the lock then expires by
 	// itself.
 	Unlock(ctx context.Context, key, token string) error
+
+	// PutRecord stores a small opaque record (at most 4 KiB) under key for ttl, replacing any
+	// record of that key. GetRecord returns it, or ErrNotFound when absent or expired.
+	// DeleteRecord removes it (no error when absent). Records live beside sessions: the gateway
+	// keeps pending CIBA logins here, so every instance sees them. In Redis they are encrypted
+	// like sessions (the key is hashed, the value sealed with AES-256-GCM bound to the key).
+	//
+	// An empty key, a ttl <= 0 or a value longer than MaxRecordSize is an error of the caller
+	// (neither ErrNotFound nor ErrUnavailable). Failures to reach the store, and a memory store
+	// holding MaxRecords live records, are ErrUnavailable. The value passed to PutRecord and the
+	// one GetRecord returns belong to the caller: the store keeps its own copy.
+	PutRecord(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	GetRecord(ctx context.Context, key string) ([]byte, error)
+	DeleteRecord(ctx context.Context, key string) error
 }
 
 // Match selects sessions of one issuer: those whose subject is Subject (when set)
@@ -198,6 +225,14 @@ type Match struct {
 	// never end a session created after it was issued, for example a
 	// replayed token after the user logged in anew (SECURITY.md LO-08).
 	CreatedBefore time.Time
+	// ClientID, when set, limits the match to sessions of that client: two
+	// sites sharing a store and a provider do not end each other's sessions.
+	ClientID string
+	// AuthBefore, when not zero, limits the match to sessions whose
+	// authentication at the provider (the auth_time claim, on the provider's
+	// clock, like a logout token's iat) is not after it. Sessions without
+	// auth_time match. Unlike CreatedBefore it compares two times of one clock.
+	AuthBefore time.Time
 }
 
 // Matches reports whether m selects s.
@@ -206,9 +241,28 @@ func (m Match) Matches(s *Session) bool {
 		return false
 	}
 	return s.Issuer == m.Issuer &&
+		(m.ClientID == "" || s.ClientID == m.ClientID) &&
 		(m.Subject == "" || s.Subject == m.Subject) &&
 		(m.SID == "" || s.SID() == m.SID) &&
-		(m.CreatedBefore.IsZero() || s.CreatedAt.Before(m.CreatedBefore))
+		(m.CreatedBefore.IsZero() || s.CreatedAt.Before(m.CreatedBefore)) &&
+		(m.AuthBefore.IsZero() || s.authTime() <= m.AuthBefore.Unix())
+}
+
+// authTime is the auth_time claim in unix seconds, or math.MinInt64 when absent.
+func (s *Session) authTime() int64 {
+	switch v := s.Claims["auth_time"].(type) {
+	case float64:
+		return int64(v)
+	case int64:
+		return v
+	case int:
+		return int64(v)
+	case json.Number:
+		if n, err := v.Int64(); err == nil {
+			return n
+		}
+	}
+	return math.MinInt64
 }
 
 // SID returns the session's sid claim (the provider's session id from the ID token),

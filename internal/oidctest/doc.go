@@ -7,11 +7,12 @@
 //	/.well-known/openid-configuration  discovery (issuer, endpoints, algorithms, S256, ...)
 //	/jwks                              the signing keys (current, and the previous one after RotateKeys)
 //	/authorize                         GET: validate, then login page (or AutoLogin); POST: issue a code
-//	/token                             authorization_code (+PKCE S256) and refresh_token grants
+//	/token                             authorization_code (+PKCE S256), refresh_token and CIBA grants
 //	/userinfo                          Bearer token in the Authorization header only; JSON or application/jwt
 //	/end_session                       RP-initiated logout with post_logout_redirect_uri and state
 //	/session-feedback                  BindID session feedback (POST; seed 001), advertised as
 //	                                   session_feedback_endpoint
+//	/bc-authorize                      CIBA backchannel authentication (POST; seed 004), poll mode
 //
 // The authorization request must carry a registered client_id and redirect_uri (otherwise an
 // HTML error page, never a redirect), response_type=code, a scope with openid and a S256
@@ -116,6 +117,49 @@
 // userinfo. acr follows the user's ACRLevels for the request's acr_values as for any login.
 // The "andrew" user (Andrew Roshell, +15555550100) is seed 002's test record.
 //
+// # CIBA
+//
+// Discovery advertises backchannel_authentication_endpoint (PathBackchannelAuthorize),
+// backchannel_token_delivery_modes_supported ["poll"],
+// backchannel_user_code_parameter_supported true and the grant type
+// urn:openid:params:grant-type:ciba (GrantTypeCIBA).
+//
+// POST /bc-authorize authenticates the client as /token does (401 invalid_client
+// otherwise) and then checks, answering 400 with CIBA Core 13's errors: scope contains
+// openid (invalid_scope); exactly one non-empty of login_hint, login_hint_token and
+// id_token_hint, no parameter repeated (invalid_request); binding_message, when sent, 1 to
+// 64 printable characters (invalid_binding_message); user_code, when sent, 1 to 64
+// printable ASCII characters, accepted whatever its value (invalid_user_code);
+// requested_expiry, when sent, a positive integer, used as the lifetime (at most
+// MaxCIBARequestedExpiry) instead of Options.CIBAExpiresIn (invalid_request). A login_hint
+// names a user by subject, label or (case-insensitively) e-mail address; an id_token_hint
+// must be an ID token signed by this Provider, issued to this client
+// (invalid_id_token_hint) and not expired (expired_id_token_hint); a login_hint_token must
+// be a JWT signed by this Provider (an ID token will do; invalid_request, or
+// expired_login_hint_token past its exp) whose sub names the user. Any hint naming no user
+// is unknown_user_id. The ack is 200 {"auth_req_id": 256 random bits, "expires_in":
+// Options.CIBAExpiresIn (default 120), "interval": Options.CIBAInterval}; with CIBAInterval
+// 0 the interval is left out and DefaultCIBAInterval (5 s) applies. LastCIBARequest
+// returns the last request's form (plus "auth"), Counts().CIBAAuthorize counts them.
+//
+// The user answers through the test: CIBAApprove (auth_time = the approval time) or
+// CIBADeny; CIBAByHint finds the newest pending request by its hint value or the user's
+// subject. The token endpoint's CIBA grant answers, in this order: invalid_grant for an
+// unknown auth_req_id, one issued to another client or one already answered finally
+// (tokens, access_denied, expired_token, or an injected final error: the auth_req_id is
+// spent); expired_token once expires_in has passed; slow_down when the poll comes earlier
+// than the interval after the previous poll (the ack counts as the previous poll for the
+// first one), like a real OP that enforces it; then the poll faults; then
+// authorization_pending, access_denied or the tokens. Every slow_down, enforced or
+// injected, adds CIBASlowDownIncrement (5 s) to the interval enforced for that request from
+// then on, so a client that ignores slow_down keeps getting it. The tokens are as for a
+// login: access and refresh token (userinfo and refresh work), and an ID token without
+// nonce, with sid, auth_time and urn:openid:params:jwt:claim:auth_req_id (ClaimAuthReqID;
+// refreshed ID tokens do not carry it). Every CIBA token request counts in
+// Counts().CIBAPoll (and Token); CIBAPollTimes returns the times, on the Provider's clock
+// (Options.Now), of the polls of one auth_req_id, those after it was spent included, so a
+// test can check the intervals a client kept.
+//
 // # Faults
 //
 // SetFaults makes the Provider misbehave so that the relying party's checks can be tested:
@@ -124,15 +168,18 @@
 // HTML, a JSON array, a forged JWT; token and authorization error responses; refresh_token
 // grant faults (no ID token, ID token claims overridden to change iss, sub, aud, azp or
 // auth_time, an error answer with any status, a delay); session feedback answering any
-// status, or late; and hooks
+// status, or late; CIBA faults (an error from /bc-authorize with any status, an ack
+// without auth_req_id or expires_in or with raw expires_in and interval values such as -1,
+// 2.5 or "5", slow_down or any error on chosen polls; the ID-token faults apply to the CIBA
+// grant's ID token too); and hooks
 // (MutateIDToken, MutateUserinfo, MutateTokenResponse) for anything else. After a mutation
 // the token is signed as its final header "alg" says: "none" in any case gives an empty
 // signature, HS256/384/512 a MAC keyed with the client secret, RS*/PS* (RSA key) and ES256
 // (EC key) a real signature; any other alg is signed with the key's own algorithm, so its
 // signature does not verify under the claimed one.
 //
-// Counts, LastTokenRequest, LastUserinfoRequest, LastEndSessionRequest and LastFeedback
-// record what the relying party sent; "no userinfo call after a rejected ID token" is Counts().Userinfo == 0.
+// Counts, LastTokenRequest, LastUserinfoRequest, LastEndSessionRequest, LastFeedback,
+// LastCIBARequest and CIBAPollTimes record what the relying party sent; "no userinfo call after a rejected ID token" is Counts().Userinfo == 0.
 //
 // Everything is safe for concurrent use; stored codes and tokens are bounded in number and
 // expire.

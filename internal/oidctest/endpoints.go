@@ -26,6 +26,9 @@ const (
 	// PathSessionFeedback is BindID's session feedback endpoint (seed 001), advertised in
 	// discovery as the non-standard session_feedback_endpoint.
 	PathSessionFeedback = "/session-feedback"
+	// PathBackchannelAuthorize is the CIBA backchannel authentication endpoint, advertised
+	// as backchannel_authentication_endpoint.
+	PathBackchannelAuthorize = "/bc-authorize"
 )
 
 // authCode is an issued, not yet exchanged, authorization code.
@@ -48,6 +51,9 @@ type grant struct {
 	sid      string // the OP session: random per authorization, kept by refreshed tokens
 	alias    string // bindid_alias reported by session feedback before this authorization, or ""
 	bound    bool   // an identity binding (login_hint JWT) approved at this authorization
+	// authReqID is the CIBA auth_req_id this grant was approved for, "" for other grants;
+	// the CIBA grant's ID token carries it (ClaimAuthReqID), refreshed ones do not.
+	authReqID string
 }
 
 func (p *Provider) routes() http.Handler {
@@ -59,6 +65,7 @@ func (p *Provider) routes() http.Handler {
 	mux.HandleFunc(PathUserinfo, p.handleUserinfo)
 	mux.HandleFunc(PathEndSession, p.handleEndSession)
 	mux.HandleFunc(PathSessionFeedback, p.handleSessionFeedback)
+	mux.HandleFunc(PathBackchannelAuthorize, p.handleBackchannelAuthorize)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/" {
 			http.Redirect(w, r, PathDiscovery, http.StatusFound)
@@ -127,13 +134,16 @@ func (p *Provider) discoveryDocument() map[string]any {
 		"scopes_supported":                               []string{"openid", "profile", "email", "phone", "address", "offline_access"},
 		"response_types_supported":                       []string{"code"},
 		"response_modes_supported":                       []string{"query"},
-		"grant_types_supported":                          []string{"authorization_code", "refresh_token"},
+		"grant_types_supported":                          []string{"authorization_code", "refresh_token", GrantTypeCIBA},
 		"subject_types_supported":                        []string{"public"},
 		"claims_supported":                               names,
 		"authorization_response_iss_parameter_supported": true,
 		"backchannel_logout_supported":                   true,
 		"backchannel_logout_session_supported":           true,
 		"session_feedback_endpoint":                      p.issuer + PathSessionFeedback,
+		"backchannel_authentication_endpoint":            p.issuer + PathBackchannelAuthorize,
+		"backchannel_token_delivery_modes_supported":     []string{"poll"},
+		"backchannel_user_code_parameter_supported":      true,
 	}
 }
 
@@ -329,8 +339,11 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 	p.lastToken = rec
 	p.mu.Unlock()
 	setNote(w, "grant_type=%s auth=%s", form.Get("grant_type"), auth)
-	if form.Get("grant_type") == "refresh_token" {
+	switch form.Get("grant_type") {
+	case "refresh_token":
 		p.bump(func(c *Counts) *int { return &c.Refresh })
+	case GrantTypeCIBA:
+		p.bump(func(c *Counts) *int { return &c.CIBAPoll })
 	}
 
 	faults, _ := p.snapshot()
@@ -372,10 +385,12 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		p.codeGrant(w, r, client, form, faults)
 	case "refresh_token":
 		p.refreshGrant(w, r, client, form, faults)
+	case GrantTypeCIBA:
+		p.cibaGrant(w, client, form, faults)
 	case "":
 		tokenError(w, http.StatusBadRequest, "invalid_request", "grant_type is required")
 	default:
-		tokenError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be authorization_code or refresh_token")
+		tokenError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be authorization_code, refresh_token or "+GrantTypeCIBA)
 	}
 }
 
@@ -568,6 +583,10 @@ func (p *Provider) idToken(client Client, g *grant, accessToken, nonce string, n
 	claims["at_hash"] = atHash(accessToken)
 	if g.sid != "" {
 		claims["sid"] = g.sid
+	}
+	delete(claims, ClaimAuthReqID)
+	if g.authReqID != "" && !refresh {
+		claims[ClaimAuthReqID] = g.authReqID
 	}
 	delete(claims, "nonce")
 	if nonce != "" {

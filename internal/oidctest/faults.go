@@ -4,8 +4,8 @@ import "time"
 
 // Faults make the Provider misbehave. The zero value is a well-behaved OP. Install a set with
 // SetFaults; switches can be combined. Unless a field says otherwise, ID-token faults apply to
-// every ID token issued (authorization_code and refresh_token grants), after the normal claims
-// are built and before MutateIDToken runs.
+// every ID token issued (authorization_code, refresh_token and CIBA grants), after the normal
+// claims are built and before MutateIDToken runs.
 type Faults struct {
 	// IDTokenBadSignature flips the last byte of the ID token's signature.
 	IDTokenBadSignature bool
@@ -130,6 +130,33 @@ type Faults struct {
 	// FeedbackDelay delays the session feedback answer (aborted when the client gives up or
 	// the Provider closes), for timeout tests.
 	FeedbackDelay time.Duration
+
+	// CIBAAuthorizeError, when set (e.g. "unknown_user_id", "expired_id_token_hint",
+	// "access_denied", "server_error"), makes the backchannel authentication endpoint answer
+	// with this error once the request is recorded, before client authentication or
+	// anything else is checked; no request is created.
+	CIBAAuthorizeError string
+	// CIBAAuthorizeErrorStatus is the status of the CIBAAuthorizeError answer. Default: 400.
+	CIBAAuthorizeErrorStatus int
+	// CIBAAckOmit leaves one member out of an otherwise normal acknowledgement:
+	// "auth_req_id", "expires_in" or "interval". The request is created all the same.
+	CIBAAckOmit string
+	// CIBAAckExpiresIn, when not nil, is sent as the ack's expires_in instead of the real
+	// lifetime, as is (e.g. -1, 2.5, "120", true); the Provider keeps the real lifetime.
+	CIBAAckExpiresIn any
+	// CIBAAckInterval, when not nil, is sent as the ack's interval, as is (e.g. -1, 2.5,
+	// "5"); the Provider keeps enforcing the real interval.
+	CIBAAckInterval any
+	// CIBASlowDownOnPoll lists poll numbers (1-based, counted per auth_req_id, every token
+	// request for it included) answered slow_down; like any slow_down, each adds 5 s to the
+	// interval the Provider enforces for that request.
+	CIBASlowDownOnPoll []int
+	// CIBATokenErrorOnPoll and CIBATokenError answer the given poll (1-based, per
+	// auth_req_id) with this error (e.g. "access_denied", "expired_token",
+	// "invalid_request", "invalid_grant"), status 400. Any error other than
+	// authorization_pending and slow_down spends the auth_req_id, as a final answer does.
+	CIBATokenErrorOnPoll int
+	CIBATokenError       string
 
 	// EndSessionWrongState returns a different state to the post-logout redirect URI.
 	EndSessionWrongState bool

@@ -57,6 +57,14 @@ type Options struct {
 	// rotate keys; return an error when the keys cannot be had (the request then fails
 	// with temporarily_unavailable). Nil: a JWT login_hint is refused as invalid_request.
 	LoginHintJWKS func() ([]byte, error)
+	// CIBAExpiresIn is the lifetime of a backchannel authentication request (the ack's
+	// expires_in) when the request carries no requested_expiry. Whole seconds.
+	// Default: DefaultCIBAExpiresIn (120 s).
+	CIBAExpiresIn time.Duration
+	// CIBAInterval is the polling interval the ack announces ("interval", whole seconds)
+	// and the Provider enforces. 0 omits interval from the ack; the Provider then enforces
+	// DefaultCIBAInterval (5 s), the value CIBA Core 7.3 tells clients to assume.
+	CIBAInterval time.Duration
 	// Logf, when set, receives one line per request (method, path, status, duration and a short
 	// note such as the client or grant type). Tokens, codes and secrets are never passed to it.
 	Logf func(format string, args ...any)
@@ -76,6 +84,10 @@ type Counts struct {
 	Refresh int
 	// Feedback counts requests to the session feedback endpoint, accepted or not.
 	Feedback int
+	// CIBAAuthorize counts requests to the backchannel authentication endpoint.
+	CIBAAuthorize int
+	// CIBAPoll counts token requests with the CIBA grant type (also counted in Token).
+	CIBAPoll int
 }
 
 // Provider is an OpenID Provider serving on a loopback address. All methods are safe for
@@ -90,6 +102,8 @@ type Provider struct {
 	userIndex  map[string]int
 	logf       func(format string, args ...any)
 	hintJWKS   func() ([]byte, error)
+	cibaExpiry time.Duration // default lifetime of a backchannel authentication request
+	cibaIntvl  time.Duration // announced interval; 0 = omitted (DefaultCIBAInterval enforced)
 	ln         net.Listener
 	srv        *http.Server
 	done       chan struct{} // closed by Close; aborts delayed responses
@@ -113,6 +127,8 @@ type Provider struct {
 	access         *expiringMap[*grant]
 	refresh        *expiringMap[*grant]
 	usedRefresh    *expiringMap[string] // refresh token -> grant family
+	lastCIBA       url.Values
+	ciba           *expiringMap[*cibaRequest] // auth_req_id -> backchannel authentication request
 }
 
 // recordedRequest is a userinfo request kept for LastUserinfoRequest.
@@ -144,6 +160,10 @@ func New(opts Options) (*Provider, error) {
 	if atLifetime == 0 {
 		atLifetime = AccessTokenLifetime
 	}
+	cibaExpiry, cibaIntvl, err := cibaOptions(opts)
+	if err != nil {
+		return nil, err
+	}
 	clients := opts.Clients
 	if len(clients) == 0 {
 		clients = []Client{DefaultClient()}
@@ -160,6 +180,8 @@ func New(opts Options) (*Provider, error) {
 		userIndex:   make(map[string]int, len(users)),
 		logf:        opts.Logf,
 		hintJWKS:    opts.LoginHintJWKS,
+		cibaExpiry:  cibaExpiry,
+		cibaIntvl:   cibaIntvl,
 		aliases:     make(map[string]string),
 		done:        make(chan struct{}),
 		served:      make(chan struct{}),
@@ -168,6 +190,7 @@ func New(opts Options) (*Provider, error) {
 		access:      newExpiringMap[*grant](maxTokens),
 		refresh:     newExpiringMap[*grant](maxTokens),
 		usedRefresh: newExpiringMap[string](maxUsedMarkers),
+		ciba:        newExpiringMap[*cibaRequest](maxCIBARequests),
 	}
 	if p.now == nil {
 		p.now = time.Now

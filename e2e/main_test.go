@@ -37,6 +37,7 @@ type env struct {
 	plainURL, signedURL    string // the two gateway sites
 	stepupURL              string // a site whose /admin/* requires urn:bankid:bid
 	lifecycleURL           string // a site with short-lived access tokens, rotation, RP-initiated and back-channel logout
+	cibaURL                string // a site with CIBA (poll mode) on: browserless login confirmed at the provider
 	redisPorts             [2]int // two gateway instances sharing Redis, started by their test
 	bclPorts               [2]int // two gateway instances sharing Redis, registered for back-channel logout (on the first)
 	caddyBin               string
@@ -67,6 +68,10 @@ const (
 	// sends its back-channel logouts to the first.
 	bclClientID = "trustgate-e2e-bcl"
 )
+
+// cibaClientID is the client of the CIBA site (ciba_test.go); like every client here it may
+// use the grant urn:openid:params:grant-type:ciba with backchannel_token_delivery_mode poll.
+const cibaClientID = "trustgate-e2e-ciba"
 
 func TestMain(m *testing.M) {
 	cleanup, err := setup()
@@ -118,6 +123,7 @@ func setup() (cleanup func(), err error) {
 	e2e.signedURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.stepupURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.lifecycleURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.cibaURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.redisPorts = [2]int{freePort(), freePort()}
 	e2e.bclPorts = [2]int{freePort(), freePort()}
 
@@ -213,6 +219,7 @@ func startOP(node string, port int) (func(), error) {
 			},
 			BackchannelLogoutURI: fmt.Sprintf("http://localhost:%d/.trustgate/backchannel-logout", e2e.bclPorts[0]),
 		},
+		{ClientID: cibaClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.cibaURL + "/.trustgate/callback"}},
 	})
 	e2e.opLog = filepath.Join(e2e.artifacts, "op.log")
 	logf, err := os.Create(e2e.opLog)
@@ -271,6 +278,7 @@ func startCaddy(bin string) (func(), error) {
 		}
 	}`) +
 		site(e2e.lifecycleURL, lifecycleClientID, "tg_life", "post_logout_redirect_url "+e2e.lifecycleURL+"/.trustgate/signed-out", "")
+	caddyfile += site(e2e.cibaURL, cibaClientID, "tg_ciba", "ciba", "")
 	cfgPath := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(cfgPath, []byte(caddyfile), 0o600); err != nil {
 		return func() {}, err
@@ -294,6 +302,9 @@ func startCaddy(bin string) (func(), error) {
 		if err := waitHTTP(u+"/.trustgate/me", 20*time.Second); err != nil {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}
+	}
+	if err := waitHTTP(e2e.cibaURL+"/.trustgate/me", 20*time.Second); err != nil {
+		return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 	}
 	return done, nil
 }

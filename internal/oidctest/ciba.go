@@ -51,21 +51,22 @@ const (
 
 // cibaRequest is one backchannel authentication request. Guarded by p.mu.
 type cibaRequest struct {
-	id        string
-	clientID  string
-	subject   string
-	hint      string // the hint parameter's value, for CIBAByHint
-	scope     string
-	acr       string
-	created   time.Time
-	expiresAt time.Time
-	interval  time.Duration // the wait enforced between polls; grows with every slow_down
-	lastPoll  time.Time     // the previous poll, or the ack before the first
-	polls     int           // token requests for this auth_req_id, spent or not
-	pollTimes []time.Time   // the first maxCIBAPollTimes of them
-	state     cibaState
-	decidedAt time.Time
-	spent     bool // a final answer (tokens, access_denied, expired_token, ...) was given
+	id             string
+	clientID       string
+	subject        string
+	hint           string // the hint parameter's value, for CIBAByHint
+	bindingMessage string // shown on the device page
+	scope          string
+	acr            string
+	created        time.Time
+	expiresAt      time.Time
+	interval       time.Duration // the wait enforced between polls; grows with every slow_down
+	lastPoll       time.Time     // the previous poll, or the ack before the first
+	polls          int           // token requests for this auth_req_id, spent or not
+	pollTimes      []time.Time   // the first maxCIBAPollTimes of them
+	state          cibaState
+	decidedAt      time.Time
+	spent          bool // a final answer (tokens, access_denied, expired_token, ...) was given
 }
 
 // cibaOptions checks and defaults the CIBA options.
@@ -266,16 +267,17 @@ func (p *Provider) handleBackchannelAuthorize(w http.ResponseWriter, r *http.Req
 		interval = DefaultCIBAInterval
 	}
 	req := &cibaRequest{
-		id:        randomToken(),
-		clientID:  client.ID,
-		subject:   user.Subject,
-		hint:      hint,
-		scope:     form.Get("scope"),
-		acr:       user.reachedACR(form.Get("acr_values")),
-		created:   now,
-		expiresAt: now.Add(expiresIn),
-		interval:  interval,
-		lastPoll:  now,
+		id:             randomToken(),
+		clientID:       client.ID,
+		subject:        user.Subject,
+		hint:           hint,
+		bindingMessage: form.Get("binding_message"),
+		scope:          form.Get("scope"),
+		acr:            user.reachedACR(form.Get("acr_values")),
+		created:        now,
+		expiresAt:      now.Add(expiresIn),
+		interval:       interval,
+		lastPoll:       now,
 	}
 	p.mu.Lock()
 	// Kept past its expiry so that a late poll gets expired_token, then invalid_grant.

@@ -66,6 +66,9 @@ func (p *Provider) routes() http.Handler {
 	mux.HandleFunc(PathEndSession, p.handleEndSession)
 	mux.HandleFunc(PathSessionFeedback, p.handleSessionFeedback)
 	mux.HandleFunc(PathBackchannelAuthorize, p.handleBackchannelAuthorize)
+	if p.device {
+		mux.HandleFunc(PathDevice, p.handleDevice)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/" {
 			http.Redirect(w, r, PathDiscovery, http.StatusFound)

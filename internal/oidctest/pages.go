@@ -41,6 +41,23 @@ small,code{color:#555}</style>
 </body></html>
 {{end}}
 
+{{define "device"}}{{template "head"}}
+<p>Your phone, as the development OP plays it: sign-in requests from backchannel (CIBA)
+clients waiting for your answer.</p>
+{{- range .}}
+<form method="post">
+<input type="hidden" name="auth_req_id" value="{{.ID}}">
+<p><b>{{.User}}</b> — client <code>{{.Client}}</code>{{if .Message}}: “{{.Message}}”{{end}}
+<small>(expires in {{.ExpiresIn}})</small></p>
+<button type="submit" name="decision" value="approve">Approve</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</form>
+{{- else}}
+<p>No request is waiting. Reload after a client started one.</p>
+{{- end}}
+</body></html>
+{{end}}
+
 {{define "message"}}{{template "head"}}
 <p>{{.Message}}</p>
 {{- if .Link}}
@@ -179,4 +196,63 @@ func printable(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// PathDevice is the development OP's stand-in for the user's phone (Options.DeviceConsole):
+// pending CIBA requests with Approve and Deny buttons.
+const PathDevice = "/device"
+
+type deviceEntry struct {
+	ID, User, Client, Message string
+	ExpiresIn                 time.Duration
+}
+
+// handleDevice lists the pending backchannel authentication requests (GET) and records the
+// user's decision (POST). It is served only with Options.DeviceConsole (make demo).
+func (p *Provider) handleDevice(w http.ResponseWriter, r *http.Request) {
+	if !allowMethods(w, r, http.MethodGet, http.MethodPost) {
+		return
+	}
+	if r.Method == http.MethodPost {
+		if err := r.ParseForm(); err != nil {
+			p.errorPage(w, http.StatusBadRequest, "The form could not be read.")
+			return
+		}
+		id := r.PostForm.Get("auth_req_id")
+		var err error
+		switch r.PostForm.Get("decision") {
+		case "approve":
+			err = p.CIBAApprove(id)
+		case "deny":
+			err = p.CIBADeny(id)
+		default:
+			p.errorPage(w, http.StatusBadRequest, "Unknown decision.")
+			return
+		}
+		if err != nil {
+			p.errorPage(w, http.StatusConflict, strings.TrimPrefix(err.Error(), "oidctest: "))
+			return
+		}
+		http.Redirect(w, r, PathDevice, http.StatusSeeOther)
+		return
+	}
+	now := p.now()
+	var list []deviceEntry
+	p.mu.Lock()
+	for _, ent := range p.ciba.m {
+		req := ent.v
+		if req.spent || req.state != cibaPending || !now.Before(req.expiresAt) {
+			continue
+		}
+		label := req.subject
+		if u, ok := p.user(req.subject); ok {
+			label = u.Label
+		}
+		list = append(list, deviceEntry{ID: req.id, User: label, Client: req.clientID, Message: req.bindingMessage,
+			ExpiresIn: req.expiresAt.Sub(now).Round(time.Second)})
+	}
+	p.mu.Unlock()
+	slices.SortFunc(list, func(a, b deviceEntry) int { return strings.Compare(a.ID, b.ID) })
+	w.Header().Set("Cache-Control", "no-store")
+	p.render(w, http.StatusOK, "device", list)
 }

@@ -65,6 +65,9 @@ type Options struct {
 	// and the Provider enforces. 0 omits interval from the ack; the Provider then enforces
 	// DefaultCIBAInterval (5 s), the value CIBA Core 7.3 tells clients to assume.
 	CIBAInterval time.Duration
+	// DeviceConsole serves PathDevice, a page that plays the user's phone for CIBA requests
+	// (Approve / Deny). For make demo; off in tests, which call CIBAApprove and CIBADeny.
+	DeviceConsole bool
 	// Logf, when set, receives one line per request (method, path, status, duration and a short
 	// note such as the client or grant type). Tokens, codes and secrets are never passed to it.
 	Logf func(format string, args ...any)
@@ -101,6 +104,7 @@ type Provider struct {
 	users      []User // login page order
 	userIndex  map[string]int
 	logf       func(format string, args ...any)
+	device     bool // serve PathDevice (Options.DeviceConsole)
 	hintJWKS   func() ([]byte, error)
 	cibaExpiry time.Duration // default lifetime of a backchannel authentication request
 	cibaIntvl  time.Duration // announced interval; 0 = omitted (DefaultCIBAInterval enforced)
@@ -179,6 +183,7 @@ func New(opts Options) (*Provider, error) {
 		clients:     make(map[string]Client, len(clients)),
 		userIndex:   make(map[string]int, len(users)),
 		logf:        opts.Logf,
+		device:      opts.DeviceConsole,
 		hintJWKS:    opts.LoginHintJWKS,
 		cibaExpiry:  cibaExpiry,
 		cibaIntvl:   cibaIntvl,

@@ -83,6 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Users:         users,
 		SigningAlg:    *alg,
 		LoginHintJWKS: hintJWKS,
+		DeviceConsole: true, // the user's phone for CIBA, at /device
 		Logf:          logger.Printf,
 	})
 	if err != nil {
@@ -90,8 +91,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer p.Close()
 
-	fmt.Fprintf(stdout, "trustgate development OP\nissuer:    %s\nclient_id: %s\nredirects: %s\nfeedback:  %s\n",
-		p.Issuer(), *clientID, strings.Join(splitList(*redirect), ", "), p.Issuer()+oidctest.PathSessionFeedback)
+	fmt.Fprintf(stdout, "trustgate development OP\nissuer:    %s\nclient_id: %s\nredirects: %s\nfeedback:  %s\nCIBA device page: %s\n",
+		p.Issuer(), *clientID, strings.Join(splitList(*redirect), ", "), p.Issuer()+oidctest.PathSessionFeedback, p.Issuer()+oidctest.PathDevice)
 	if *hintKeys != "" {
 		fmt.Fprintf(stdout, "login_hint JWT keys: %s\n", *hintKeys)
 	}

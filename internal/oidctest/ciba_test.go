@@ -3,6 +3,7 @@ package oidctest
 import (
 	"encoding/json"
 	"net/http"
+	"io"
 	"net/url"
 	"slices"
 	"strings"
@@ -542,5 +543,35 @@ func TestNewRejectsBadCIBAOptions(t *testing.T) {
 			p.Close()
 			t.Errorf("New(%+v) error = nil, want one", o)
 		}
+	}
+}
+
+func TestDeviceConsole(t *testing.T) {
+	off := NewTest(t, Options{})
+	if resp, err := http.Get(off.Issuer() + PathDevice); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("device page without DeviceConsole: %v %v, want 404", resp, err)
+	}
+	op := NewTest(t, Options{DeviceConsole: true})
+	id := mustCIBA(t, op, "kari")
+	resp, err := http.Get(op.Issuer() + PathDevice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), id) || !strings.Contains(string(body), "kari") {
+		t.Fatalf("device page does not list the pending request: %s", body)
+	}
+	nc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err = nc.PostForm(op.Issuer()+PathDevice, url.Values{"auth_req_id": {id}, "decision": {"deny"}})
+	if err != nil || resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("deny: %v %v", resp, err)
+	}
+	if err := op.CIBAApprove(id); err == nil {
+		t.Error("the request is still pending after Deny on the device page")
+	}
+	resp, _ = nc.PostForm(op.Issuer()+PathDevice, url.Values{"auth_req_id": {id}, "decision": {"approve"}})
+	if resp.StatusCode != http.StatusConflict {
+		t.Errorf("a second decision: %d, want 409", resp.StatusCode)
 	}
 }

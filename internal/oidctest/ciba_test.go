@@ -2,8 +2,8 @@ package oidctest
 
 import (
 	"encoding/json"
-	"net/http"
 	"io"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"go.uber.org/zap"
@@ -143,7 +144,7 @@ func (h *Handler) refresh(ctx context.Context, s *session.Session) (*session.Ses
 	if !h.needsRefresh(cur, now) {
 		return cur, nil // refreshed meanwhile
 	}
-	login, err := h.client.Refresh(ctx, oidcflow.RefreshRequest{RefreshToken: cur.RefreshToken, Claims: cur.Claims})
+	login, err := h.client.Refresh(ctx, oidcflow.RefreshRequest{RefreshToken: cur.RefreshToken, Claims: cur.Claims, IDToken: cur.IDToken})
 	if err != nil {
 		switch oidcflow.ReasonCode(err) {
 		case oidcflow.CodeRefreshRejected, oidcflow.CodeRefreshIdentityMismatch:
@@ -171,6 +172,14 @@ func (h *Handler) refresh(ctx context.Context, s *session.Session) (*session.Ses
 	ns.TokenExpiry = login.Expiry
 	if !login.UserinfoStale {
 		ns.Claims = login.Claims
+		// An alias the gateway linked (session feedback) stays, whether or not the provider
+		// repeats it yet.
+		if a, ok := cur.Claims[h.AliasClaim]; ok {
+			if _, still := ns.Claims[h.AliasClaim]; !still {
+				ns.Claims = maps.Clone(ns.Claims)
+				ns.Claims[h.AliasClaim] = a
+			}
+		}
 	}
 	ns.RefreshedAt = now
 	// The rotated tokens are stored before the request goes on: the old refresh token is

@@ -383,3 +383,29 @@ func TestLO01_BackchannelLogoutWithProviderClockBehind(t *testing.T) {
 		t.Error("a logout from a provider whose clock is behind did not end the session")
 	}
 }
+
+// A claim the provider no longer sends goes away at refresh (review finding: the old value
+// stayed forever); an alias the session carries stays.
+func TestRefreshDropsClaimsTheProviderNoLongerSends(t *testing.T) {
+	clk := newTestClock()
+	g := newGateway(t, withClock(clk, 5*time.Minute), func(h *Handler, _ *oidctest.Options) { h.Userinfo = "off" })
+	g.mustLogin("bindid-known")
+	if _, ok := g.stored().Claims["bindid_network_info"]; !ok {
+		t.Fatal("the login has no bindid_network_info")
+	}
+	g.op.SetFaults(oidctest.Faults{RefreshIDTokenClaims: map[string]any{"bindid_network_info": nil, "bindid_alias": nil}})
+	clk.Advance(5 * time.Minute)
+	if resp, _ := g.api("/app"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("refresh: %d", resp.StatusCode)
+	}
+	c := g.stored().Claims
+	if _, ok := c["bindid_network_info"]; ok {
+		t.Error("bindid_network_info survived a refresh whose ID token no longer has it")
+	}
+	if c["bindid_alias"] != "username@domain" {
+		t.Errorf("the linked alias was lost at refresh: %v", c["bindid_alias"])
+	}
+	if g.upstream.Header().Get("X-Trust-Device-Count") != "" {
+		t.Error("the upstream still gets the trust signal the provider withdrew")
+	}
+}

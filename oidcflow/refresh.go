@@ -3,6 +3,7 @@ package oidcflow
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"maps"
@@ -22,6 +23,11 @@ type RefreshRequest struct {
 	// last refresh). They hold the identity a refreshed ID token must keep (iss, sub, aud,
 	// azp, auth_time, nonce) and are the base the new claims overlay. Not modified.
 	Claims map[string]any
+	// IDToken is the session's current ID token (verified when it was issued). When set,
+	// the refreshed claims are rebuilt from the new ID token (or this one, when the answer
+	// has none) plus fresh userinfo, so a claim the provider no longer sends goes away.
+	// Without it, the new claims overlay Claims.
+	IDToken string
 }
 
 // Refresh redeems r.RefreshToken at the token endpoint (grant_type=refresh_token, the
@@ -77,6 +83,9 @@ func (c *Client) Refresh(ctx context.Context, r RefreshRequest) (*Login, error) 
 	}
 
 	base := maps.Clone(r.Claims)
+	if old, ok := unverifiedPayload(r.IDToken); ok {
+		base = old // rebuilt: the ID token's claims, then fresh userinfo below
+	}
 	switch v := tok.Extra("id_token").(type) {
 	case nil:
 	case string:
@@ -88,8 +97,12 @@ func (c *Client) Refresh(ctx context.Context, r RefreshRequest) (*Login, error) 
 			return nil, err
 		}
 		login.IDToken, login.IDTokenClaims = v, idClaims
-		for k, x := range idClaims {
-			base[k] = x
+		if r.IDToken != "" {
+			base = maps.Clone(idClaims)
+		} else {
+			for k, x := range idClaims {
+				base[k] = x
+			}
 		}
 	default:
 		return nil, newErr(CodeTokenResponse, false, "token endpoint returned an id_token that is not a string on refresh")
@@ -268,4 +281,23 @@ func numberOf(v any) (float64, bool) {
 		return float64(n), true
 	}
 	return 0, false
+}
+
+// unverifiedPayload decodes the claims of a JWT this client verified before (the session's
+// stored ID token). It does not verify anything and must not be used on input from
+// elsewhere.
+func unverifiedPayload(raw string) (map[string]any, bool) {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return nil, false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, false
+	}
+	m, err := decodeObject(b)
+	if err != nil {
+		return nil, false
+	}
+	return normalizeNumbers(m), true
 }

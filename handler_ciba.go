@@ -128,21 +128,34 @@ func readCIBAForm(w http.ResponseWriter, r *http.Request) (map[string]string, er
 	return out, nil
 }
 
+// cibaInput is the common start of both CIBA endpoints: CIBA on, a POST, a readable body.
+// When it returns false it has answered the request.
+func (h *Handler) cibaInput(w http.ResponseWriter, r *http.Request) (map[string]string, bool) {
+	noStore(w)
+	if h.CIBA == nil {
+		_ = cibaError(w, http.StatusNotFound, "not_found", "CIBA is not enabled on this site (ciba)")
+		return nil, false
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		_ = cibaError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+		return nil, false
+	}
+	in, err := readCIBAForm(w, r)
+	if err != nil {
+		_ = cibaError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return nil, false
+	}
+	return in, true
+}
+
 // cibaStart starts a CIBA login: POST <prefix>/ciba/start with one of login_hint,
 // id_token_hint, login_hint_token, and optional binding_message, user_code, acr_values,
 // scope. It answers {"request_id", "expires_in", "interval"}.
 func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
-	noStore(w)
-	if h.CIBA == nil {
-		return cibaError(w, http.StatusNotFound, "not_found", "CIBA is not enabled on this site (ciba)")
-	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		return cibaError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
-	}
-	in, err := readCIBAForm(w, r)
-	if err != nil {
-		return cibaError(w, http.StatusBadRequest, "invalid_request", err.Error())
+	in, ok := h.cibaInput(w, r)
+	if !ok {
+		return nil
 	}
 	req := oidcflow.CIBARequest{
 		LoginHint: in["login_hint"], IDTokenHint: in["id_token_hint"], LoginHintToken: in["login_hint_token"],
@@ -270,17 +283,9 @@ func (h *Handler) cibaProviderError(w http.ResponseWriter, what string, err erro
 // decides, then the session (cookie) and the profile, or 403 (denied) / 410 (expired). The
 // provider is polled at most once per interval across all instances.
 func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
-	noStore(w)
-	if h.CIBA == nil {
-		return cibaError(w, http.StatusNotFound, "not_found", "CIBA is not enabled on this site (ciba)")
-	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		return cibaError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
-	}
-	in, err := readCIBAForm(w, r)
-	if err != nil {
-		return cibaError(w, http.StatusBadRequest, "invalid_request", err.Error())
+	in, ok := h.cibaInput(w, r)
+	if !ok {
+		return nil
 	}
 	requestID := in["request_id"]
 	if !session.ValidID(requestID) {

@@ -31,7 +31,7 @@
 // real OP that cannot perform the requested method does. prompt=login and max_age are
 // oidc-provider's own: they show the login page again even with a live OP session.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const port = Number(process.env.OP_PORT || 0);
 const issuer = `http://127.0.0.1:${port}`;
@@ -245,7 +245,7 @@ provider.use(async (ctx, next) => {
   const [jti, { request, accountId }] = entry;
   pendingCIBA.delete(jti);
   if (m[1] === 'deny') {
-    await provider.backchannelResult(request, new provider.errors.AccessDenied('denied by the test'));
+    await provider.backchannelResult(request, new errors.AccessDenied('denied by the test'));
   } else {
     const grant = new provider.Grant({ accountId, clientId: request.clientId });
     grant.addOIDCScope(request.scope);

@@ -2,15 +2,25 @@
 #   make demo   build Caddy with trustgate and run it in front of the demo app, with the
 #               development OpenID Provider; open the printed URL
 #   make test   install what the tests need (chromium, redis-server, Node.js, the pinned
-#               OpenID Provider), vet, build, validate Caddyfile.example, and run every test,
-#               the end-to-end ones included (fails, never skips, when a prerequisite is missing)
+#               OpenID Provider), vet, staticcheck, build, validate Caddyfile.example, and run
+#               every test, the end-to-end ones included (fails, never skips, when a
+#               prerequisite is missing)
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 GO ?= go
 BIN := bin
 
-.PHONY: all build demo test bench e2e-deps vet prereqs clean
+# staticcheck, pinned. `go run pkg@version` fetches it through the Go module proxy (checked
+# against the checksum database), builds it with this Go, caches the binary, and keeps it out
+# of go.mod. v0.8.x (staticcheck 2026.2) is the series whose go.mod requires Go 1.26.
+STATICCHECK_VERSION := v0.8.2
+# One run over both build configurations `make test` compiles: the race-detector run sees the
+# files tagged `race`, the allocation run the ones tagged `!race`.
+STATICCHECK_RUN := printf 'default:\nrace: -tags=race\n' | \
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -matrix ./...
+
+.PHONY: all build demo test bench e2e-deps vet staticcheck prereqs clean security-report
 
 all: build
 
@@ -28,6 +38,7 @@ test: prereqs e2e-deps
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	export XDG_DATA_HOME="$$tmp/data" XDG_CONFIG_HOME="$$tmp/config"; \
 	echo "== go vet"; $(GO) vet ./...; \
+	echo "== staticcheck $(STATICCHECK_VERSION)"; $(STATICCHECK_RUN); \
 	echo "== build the custom Caddy and check the module is in it"; \
 	$(GO) build -o "$$tmp/caddy" ./caddy-build; \
 	"$$tmp/caddy" list-modules | grep -qx http.handlers.trustgate; \
@@ -51,6 +62,19 @@ e2e-deps:
 
 vet: prereqs
 	$(GO) vet ./...
+
+staticcheck: prereqs
+	$(STATICCHECK_RUN)
+
+# How many SECURITY.md cases are covered, per group: runs the tests named after a case
+# (Test<GROUP><NN>_..., Fuzz<GROUP><NN>_...) with the same private XDG dirs as `make test`,
+# and counts the passing ones from the go test -json output, plus the N/A and elsewhere rows
+# of SECURITY-COVERAGE.md (internal/securityreport). Fails when a case is uncovered or a
+# covering test failed.
+security-report: prereqs e2e-deps
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	export XDG_DATA_HOME="$$tmp/data" XDG_CONFIG_HOME="$$tmp/config"; \
+	$(GO) test -count=1 -json -run '^(Test|Fuzz)[A-Z]+[0-9]+_' ./... | $(GO) run ./internal/securityreport
 
 prereqs:
 	@command -v $(GO) >/dev/null || { echo "make: Go is required (1.26 or newer): https://go.dev/dl" >&2; exit 1; }

@@ -53,7 +53,7 @@ func mustRequest(t testing.TB, method, url string) *http.Request {
 // verifyAssertion checks the JWS signature against the key set and returns the claims.
 func verifyAssertion(t *testing.T, tok string, set jose.JSONWebKeySet) map[string]any {
 	t.Helper()
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256, jose.RS256})
+	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.ES256, jose.RS256})
 	if err != nil {
 		t.Fatalf("X-Auth-Assertion is not a JWS: %v", err)
 	}
@@ -107,7 +107,7 @@ func TestAssertionVerifiesWithThePublishedKeys(t *testing.T) {
 	other, _ := trust.GenerateSigningKey()
 	s, _ := trust.NewAssertionSigner(other)
 	forged, _ := s.Sign(claims)
-	jws, _ := jose.ParseSigned(forged, []jose.SignatureAlgorithm{jose.ES256})
+	jws, _ := jose.ParseSignedCompact(forged, []jose.SignatureAlgorithm{jose.ES256})
 	for _, k := range g.fetchJWKS().Keys {
 		if _, err := jws.Verify(k.Key); err == nil {
 			t.Error("an assertion signed by a foreign key verified with jwks.json")

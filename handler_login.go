@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -81,6 +82,9 @@ func (h *Handler) beginLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 		ar.Prompt = "login"
 	}
 	authURL, err := h.client.AuthCodeURL(ctx, ar)
+	if err == nil {
+		h.warnWithoutPKCE(ctx)
+	}
 	if err != nil {
 		h.logger.Error("cannot start login: provider discovery failed",
 			zap.String("reason", oidcflow.ReasonCode(err)), zap.String("issuer", h.Issuer), zap.Error(err))
@@ -101,6 +105,25 @@ func (h *Handler) beginLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 	h.evictPendingLogins(w, r)
 	http.SetCookie(w, h.cookie(h.txPrefix+tx.State, value, int(loginTimeout/time.Second)))
 	return authURL, nil
+}
+
+// pkceWarned holds the issuers warned about (once per process) for not advertising S256.
+var pkceWarned sync.Map
+
+// warnWithoutPKCE warns once when the provider's metadata does not list S256 in
+// code_challenge_methods_supported: trustgate sends a PKCE challenge anyway, but whether the
+// provider checks it — the protection against code injection — is then unknown
+// (SECURITY.md FL-04). A provider that lists methods without S256 is refused at discovery.
+func (h *Handler) warnWithoutPKCE(ctx context.Context) {
+	md, err := h.client.Discover(ctx)
+	if err != nil || slices.Contains(md.CodeChallengeMethods, "S256") {
+		return
+	}
+	if _, done := pkceWarned.LoadOrStore(h.Issuer, true); done {
+		return
+	}
+	h.logger.Warn("the provider's discovery document has no code_challenge_methods_supported with S256: PKCE is sent, but the provider may not check it; code injection protection then depends on the provider",
+		zap.String("issuer", h.Issuer), zap.String("reason", "pkce_not_advertised"))
 }
 
 // startLogin begins the authorization-code flow and redirects the browser to the provider.

@@ -238,7 +238,7 @@ func TestBindingApprovedLinksTheAccount(t *testing.T) {
 		t.Errorf("binding authorization: acr_values %q prompt %q", q.Get("acr_values"), q.Get("prompt"))
 	}
 	// login_hint is a JWT signed by the gateway's keys, for the provider.
-	if _, err := jose.ParseSigned(q.Get("login_hint"), []jose.SignatureAlgorithm{jose.ES256}); err != nil {
+	if _, err := jose.ParseSignedCompact(q.Get("login_hint"), []jose.SignatureAlgorithm{jose.ES256}); err != nil {
 		t.Fatalf("login_hint is not an ES256 JWS: %v", err)
 	}
 	hint := verifyAssertion(t, q.Get("login_hint"), g.fetchJWKS())

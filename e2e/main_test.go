@@ -21,7 +21,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -105,10 +104,11 @@ func setup() (cleanup func(), err error) {
 	if err != nil {
 		return cleanup, err
 	}
-	// The binary users run: built once from caddy-build/, like `make build` does.
+	// The binary users run: built once from caddy-build/, like `make build` does. `go test`
+	// puts its own GOROOT/bin first in PATH, so "go" is the toolchain running this test.
 	caddyBin := filepath.Join(e2e.cache, "caddy")
 	e2e.caddyBin = caddyBin
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", caddyBin, "./caddy-build")
+	build := exec.Command("go", "build", "-o", caddyBin, "./caddy-build")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return cleanup, fmt.Errorf("building the custom Caddy: %v\n%s", err, out)

@@ -145,10 +145,12 @@ var assuranceClaims = map[string]bool{"acr": true, "amr": true, "auth_time": tru
 func mergeClaims(id, ui map[string]any) map[string]any {
 	out := make(map[string]any, len(id)+len(ui))
 	for k, v := range id {
-		out[k] = v
+		if !unsupportedClaims[k] {
+			out[k] = v
+		}
 	}
 	for k, v := range ui {
-		if protocolClaims[k] {
+		if protocolClaims[k] || unsupportedClaims[k] {
 			continue
 		}
 		if _, inID := id[k]; inID && assuranceClaims[k] {
@@ -158,6 +160,11 @@ func mergeClaims(id, ui map[string]any) map[string]any {
 	}
 	return out
 }
+
+// unsupportedClaims are dropped from every claim set: aggregated and distributed claims
+// (OIDC Core 5.6.2) are neither fetched nor trusted, so their references must not reach the
+// profile, headers or placeholders as if they were claims (SECURITY.md UI-05).
+var unsupportedClaims = map[string]bool{"_claim_names": true, "_claim_sources": true}
 
 // errUserinfoSubMismatch: userinfo answered for another subject than the session's.
 var errUserinfoSubMismatch = errors.New("userinfo sub differs from the id token's sub (OIDC Core 5.3.2)")
@@ -250,8 +257,10 @@ func (c *Client) userinfo(ctx context.Context, p *provider, accessToken, wantSub
 // jwtType returns the "typ" of a compact JWS header, or "" when absent or unreadable (the
 // signature check that follows rejects unreadable tokens).
 func jwtType(raw string) string {
+	// Callers bound raw (MaxTokenBytes) first; the header is read whatever its length, so a
+	// long header cannot hide a typ such as logout+jwt.
 	i := strings.IndexByte(raw, '.')
-	if i <= 0 || i > 4096 {
+	if i <= 0 {
 		return ""
 	}
 	b, err := base64.RawURLEncoding.DecodeString(raw[:i])
@@ -259,10 +268,17 @@ func jwtType(raw string) string {
 		return ""
 	}
 	var h struct {
-		Typ string `json:"typ"`
+		Typ any `json:"typ"`
 	}
 	if json.Unmarshal(b, &h) != nil {
 		return ""
 	}
-	return h.Typ
+	switch v := h.Typ.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	default:
+		return "(not a string)" // never "JWT": the caller refuses it
+	}
 }

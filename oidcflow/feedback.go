@@ -181,15 +181,10 @@ func checkFeedbackAlias(alias string) error {
 
 func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }
 
-// oauthErrorBody reads an OAuth-style {"error","error_description"} answer, when the body
-// is JSON; the values are clipped and stripped of control characters.
-func oauthErrorBody(h http.Header, body []byte) (code, desc string) {
-	return oauthErrorBodyScrubbed(h, body, nil)
-}
-
-// oauthErrorBodyScrubbed is oauthErrorBody that blanks out each non-empty one of secrets
-// in both values before they are clipped, so that no part of a secret the OP echoes
-// survives.
+// oauthErrorBodyScrubbed reads an OAuth-style {"error","error_description"} answer, when
+// the body is JSON. It blanks out each non-empty one of secrets in both values before they
+// are clipped and stripped of control characters, so that no part of a secret the OP
+// echoes survives.
 func oauthErrorBodyScrubbed(h http.Header, body []byte, secrets []string) (code, desc string) {
 	ct := contentType(h)
 	if ct != "application/json" && !strings.HasSuffix(ct, "+json") {

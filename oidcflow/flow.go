@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -138,7 +139,7 @@ func (c *Client) Exchange(ctx context.Context, code, redirectURL string, tx Tran
 		TokenType:    tok.TokenType,
 		RefreshToken: tok.RefreshToken,
 		IDToken:      rawID,
-		Expiry:       tok.Expiry,
+		Expiry:       tokenExpiry(tok),
 	}, func(claims map[string]any) error { return checkNonce(claims, tx.Nonce) })
 }
 
@@ -385,4 +386,22 @@ func contentType(h http.Header) string {
 		ct = ct[:i]
 	}
 	return strings.ToLower(strings.TrimSpace(ct))
+}
+
+// tokenExpiry is when the access token expires, or zero when the provider did not say or
+// said something unusable: an expires_in of zero or less would make every request refresh
+// (SECURITY.md FL-14).
+func tokenExpiry(tok *oauth2.Token) time.Time {
+	if tok.Expiry.IsZero() {
+		return time.Time{}
+	}
+	if ei, ok := tok.Extra("expires_in").(float64); ok && ei <= 0 {
+		return time.Time{}
+	}
+	if ei, ok := tok.Extra("expires_in").(json.Number); ok {
+		if n, err := ei.Int64(); err == nil && n <= 0 {
+			return time.Time{}
+		}
+	}
+	return tok.Expiry
 }

@@ -79,7 +79,7 @@ func (c *Client) Refresh(ctx context.Context, r RefreshRequest) (*Login, error) 
 		AccessToken: tok.AccessToken,
 		// x/oauth2 fills in the refresh token sent when the answer carries none.
 		RefreshToken: tok.RefreshToken,
-		Expiry:       tok.Expiry,
+		Expiry:       tokenExpiry(tok),
 	}
 
 	base := maps.Clone(r.Claims)

@@ -74,7 +74,7 @@ func parseJWKS(tb testing.TB, s *AssertionSigner) jose.JSONWebKeySet {
 // decoded claims.
 func verifyAssertion(tb testing.TB, tok string, alg jose.SignatureAlgorithm, jwks jose.JSONWebKeySet) (map[string]any, error) {
 	tb.Helper()
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{alg})
+	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{alg})
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +159,7 @@ func TestAssertionSignsAndVerifiesWithTheJWKS(t *testing.T) {
 			}
 
 			jwks := parseJWKS(t, s)
-			jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{tc.alg})
+			jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{tc.alg})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -209,7 +209,7 @@ func TestAssertionSignsAndVerifiesWithTheJWKS(t *testing.T) {
 			if tc.alg == jose.RS256 {
 				other = jose.ES256
 			}
-			if _, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{other}); err == nil {
+			if _, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{other}); err == nil {
 				t.Errorf("go-jose accepted the %s token as %s", tc.alg, other)
 			}
 		})
@@ -285,7 +285,7 @@ func TestAssertionSignerRotationPublishesBothKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
+	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -133,7 +133,7 @@ func TestFaultsIDToken(t *testing.T) {
 			if r.verifyErr == nil {
 				t.Errorf("ID token verifies with the published key, want it signed by another key")
 			}
-			jws, err := jose.ParseSigned(r.raw, []jose.SignatureAlgorithm{jose.RS256})
+			jws, err := jose.ParseSignedCompact(r.raw, []jose.SignatureAlgorithm{jose.RS256})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -209,7 +209,7 @@ func TestFaultsIDToken(t *testing.T) {
 		{name: "MutateIDToken alternate alg PS256 is really PS256", faults: Faults{MutateIDToken: func(h, _ map[string]any) {
 			h["alg"] = "PS256"
 		}}, check: func(t *testing.T, r idTokenResult) {
-			jws, err := jose.ParseSigned(r.raw, []jose.SignatureAlgorithm{jose.PS256})
+			jws, err := jose.ParseSignedCompact(r.raw, []jose.SignatureAlgorithm{jose.PS256})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -250,7 +250,7 @@ func TestFaultsIDToken(t *testing.T) {
 // kid is absent or unknown), accepting RS256 and ES256 only.
 func verifyJWTLenient(tb testing.TB, op *Provider, raw string) (map[string]any, error) {
 	tb.Helper()
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
 	if err != nil {
 		return nil, err
 	}
@@ -504,7 +504,7 @@ func TestFaultsUserinfo(t *testing.T) {
 			if h["alg"] != "HS256" || !macOK(string(r.body), longSecret) {
 				t.Errorf("header %v, want HS256 MAC'd with the client secret", h)
 			}
-			jws, err := jose.ParseSigned(string(r.body), []jose.SignatureAlgorithm{jose.HS256})
+			jws, err := jose.ParseSignedCompact(string(r.body), []jose.SignatureAlgorithm{jose.HS256})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -553,7 +553,7 @@ func TestFaultsUserinfo(t *testing.T) {
 			h["alg"] = "PS256"
 			c["extra"] = "x"
 		}}, check: func(t *testing.T, r result) {
-			jws, err := jose.ParseSigned(string(r.body), []jose.SignatureAlgorithm{jose.PS256})
+			jws, err := jose.ParseSignedCompact(string(r.body), []jose.SignatureAlgorithm{jose.PS256})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -715,7 +715,7 @@ func TestSignJWTFollowsHeaderAlg(t *testing.T) {
 			if tt.verifyAlg == "" {
 				return
 			}
-			jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{tt.verifyAlg})
+			jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{tt.verifyAlg})
 			if err != nil {
 				t.Fatal(err)
 			}

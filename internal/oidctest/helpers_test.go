@@ -202,7 +202,7 @@ func fetchJWKS(tb testing.TB, op *Provider) jose.JSONWebKeySet {
 // verifyJWT verifies tok with the published key named by its kid and returns the claims.
 func verifyJWT(tb testing.TB, op *Provider, tok string) (map[string]any, error) {
 	tb.Helper()
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
+	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
 	if err != nil {
 		return nil, err
 	}

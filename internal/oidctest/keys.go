@@ -246,7 +246,7 @@ func randomToken() string {
 // verifyOwnJWT checks a JWT signed by one of the published keys (for id_token_hint) and
 // returns its claims. Expiry is not checked (an expired hint is acceptable).
 func (p *Provider) verifyOwnJWT(token string) (map[string]any, error) {
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
 	if err != nil {
 		return nil, fmt.Errorf("parsing JWT: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -15,6 +16,32 @@ import (
 	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/session"
 )
+
+// maxLogoutRequestsPerSecond bounds the back-channel logout requests one trustgate block
+// verifies per second (each costs a signature check, perhaps a key fetch); more answer 429
+// with Retry-After, which a provider retries (SECURITY.md LIM-*, issue 10).
+const maxLogoutRequestsPerSecond = 50
+
+// windowLimiter allows max events per wall-clock second.
+type windowLimiter struct {
+	mu     sync.Mutex
+	second int64
+	n, max int
+}
+
+// take reports whether another event may happen this second.
+func (l *windowLimiter) take(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sec := now.Unix(); sec != l.second {
+		l.second, l.n = sec, 0
+	}
+	if l.n >= l.max {
+		return false
+	}
+	l.n++
+	return true
+}
 
 // maxLogoutRequestBytes bounds the back-channel logout request body (a logout token is a
 // few KiB; SECURITY.md LO-11).
@@ -30,6 +57,11 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) erro
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "the back-channel logout endpoint takes a POST from the provider"})
+		return nil
+	}
+	if !h.logoutLimit.take(time.Now()) {
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusTooManyRequests, apiError{Error: "slow_down", Message: "too many back-channel logout requests; retry in a second"})
 		return nil
 	}
 	refuse := func(status int, code, msg string) error {

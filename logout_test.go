@@ -315,3 +315,27 @@ func TestLO13_RPInitiatedLogout(t *testing.T) {
 		t.Errorf("JSON logout: %s, want end_session_url", body)
 	}
 }
+
+// Back-channel logout requests are rate limited per process: a flood of (even invalid)
+// tokens gets 429 with Retry-After instead of unbounded signature checks (issue 10 limits).
+func TestBackchannelLogoutRateLimit(t *testing.T) {
+	g := newGateway(t)
+	limited := 0
+	for range maxLogoutRequestsPerSecond * 3 {
+		resp := g.postLogoutToken(url.Values{"logout_token": {"not.a.jwt"}})
+		if resp.StatusCode == http.StatusTooManyRequests {
+			limited++
+			if resp.Header.Get("Retry-After") != "1" {
+				t.Fatalf("429 without Retry-After: 1")
+			}
+		}
+	}
+	if limited == 0 {
+		t.Errorf("%d back-channel logout requests in quick succession: none limited", maxLogoutRequestsPerSecond*3)
+	}
+	// The next second is open again.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+	if resp := g.postLogoutToken(url.Values{"logout_token": {"not.a.jwt"}}); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("after the window: %d, want 400 (verified and refused)", resp.StatusCode)
+	}
+}

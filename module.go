@@ -238,6 +238,7 @@ type Handler struct {
 	assert       *assertionKeys
 	assertKey    string            // assertionKeyPool key, for Cleanup
 	storage      certmagic.Storage // tests: instead of Caddy's configured storage
+	logoutLimit  *windowLimiter    // back-channel logout requests per second
 	aliasHeader  string            // canonical AliasHeader
 	bindHeader   string            // canonical IdentityBinding.Header
 }
@@ -385,6 +386,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
+	h.logoutLimit = &windowLimiter{max: maxLogoutRequestsPerSecond}
 	h.aliasHeader = http.CanonicalHeaderKey(cmp.Or(h.AliasHeader, defaultAliasHeader))
 	if h.IdentityBinding != nil {
 		h.bindHeader = http.CanonicalHeaderKey(cmp.Or(h.IdentityBinding.Header, defaultBindHeader))

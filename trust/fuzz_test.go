@@ -18,10 +18,10 @@ import (
 // Fuzz targets for claim-to-header rendering and header stripping (SECURITY.md LIM-08,
 // HDR-01..04). `go test` runs the seeds in testdata/fuzz/<target>; to fuzz one:
 //
-//	go test -run '^$' -fuzz '^FuzzHeaders$' -fuzztime 60s ./trust
+//	go test -run '^$' -fuzz '^FuzzLIM08_Headers$' -fuzztime 60s ./trust
 //	go test -run '^$' -fuzz '^FuzzStripManaged$' -fuzztime 60s ./trust
 
-// fuzzFixedMappings are mapping rules every FuzzHeaders input gets, so nested and
+// fuzzFixedMappings are mapping rules every FuzzLIM08_Headers input gets, so nested and
 // dotted claim paths are rendered whatever the fuzzer does with its own rule.
 var fuzzFixedMappings = []Mapping{
 	{Header: "X-Custom", Claim: "custom"},
@@ -87,7 +87,7 @@ func fuzzNest(depth int, leaf any) any {
 	return v
 }
 
-// FuzzHeaders renders profiles of arbitrary claims: fuzzed strings (any bytes) and a number
+// FuzzLIM08_Headers renders profiles of arbitrary claims: fuzzed strings (any bytes) and a number
 // in every claim Headers reads, nested objects, arrays, and a fuzzed JSON document laid
 // over them (numbers as json.Number, as the verifier produces them). Properties:
 //
@@ -99,7 +99,7 @@ func fuzzNest(depth int, leaf any) any {
 //   - no header with a non-empty value is lost silently: it is emitted or reported dropped;
 //   - EncodeValue of the raw strings obeys the same rules; placeholders hold no control
 //     characters.
-func FuzzHeaders(f *testing.F) {
+func FuzzLIM08_Headers(f *testing.F) {
 	f.Add([]byte(`{}`), "123e4567-e89b-12d3-a456-426652340000", "Åse Øvrebø", 1605180698.0, uint8(2), uint16(0), uint16(0), uint8(0), uint16(0xffff), "X-Employee-Id", "employee_id")
 	f.Add([]byte(`{"custom":{"a":{"a":"deep"}},"https://example.com/roles":["a","b,c"]}`), "user\r\nX-Auth-Admin: true", "=?UTF-8?B?YWRtaW4=?=", math.Inf(1), uint8(3), uint16(64), uint16(300), uint8(2), uint16(0xffff), "X-A", "custom.a")
 	f.Add([]byte(`{"sub":1e999,"auth_time":-1,"amr":"pwd","address":{}}`), "\x00\xff\xfe", " \t x \u0085", math.Copysign(0, -1), uint8(0), uint16(1), uint16(1), uint8(1), uint16(0x0f0f), "x_auth_email", "")

@@ -73,7 +73,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	case errors.Is(err, session.ErrNotFound):
 		return h.unauthenticated(w, r)
 	default:
-		return h.storeUnavailable(w, r, err)
+		return h.storeUnavailable(w, r, "get", err)
 	}
 }
 
@@ -383,7 +383,8 @@ func (h *Handler) returnTo(r *http.Request) string {
 	return safeReturnPath(uri, r)
 }
 
-func (h *Handler) storeUnavailable(w http.ResponseWriter, r *http.Request, err error) error {
+func (h *Handler) storeUnavailable(w http.ResponseWriter, r *http.Request, op string, err error) error {
+	h.metrics.storeError(op)
 	h.logger.Error("session store unavailable", zap.String("reason", "store_unavailable"), zap.Error(err))
 	h.serviceUnavailable(w, r, 5*time.Second, "store_unavailable", "The session store is not reachable right now. Your session is kept; please retry in a few seconds.")
 	return nil

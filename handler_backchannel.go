@@ -60,11 +60,13 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) erro
 		return nil
 	}
 	if !h.logoutLimit.take(time.Now()) {
+		h.metrics.backchannelResult("rate_limited")
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusTooManyRequests, apiError{Error: "slow_down", Message: "too many back-channel logout requests; retry in a second"})
 		return nil
 	}
 	refuse := func(status int, code, msg string) error {
+		h.metrics.backchannelRefused(code)
 		h.logger.Warn("back-channel logout refused", zap.String("reason", code), zap.String("detail", msg))
 		writeJSON(w, status, apiError{Error: code, Message: msg})
 		return nil
@@ -112,6 +114,8 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) erro
 	key := "bcl:" + jtiKey(lt.Issuer, lt.JTI)
 	held, first, err := h.store.Lock(ctx, key, ttl)
 	if err != nil {
+		h.metrics.storeError("lock")
+		h.metrics.backchannelResult("store_error")
 		h.logger.Error("back-channel logout: the replay record could not be written", zap.String("reason", "store_unavailable"), zap.Error(err))
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "store_unavailable", Message: "the logout could not be recorded; retry"})
@@ -127,6 +131,8 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) erro
 		if uerr := h.store.Unlock(context.WithoutCancel(ctx), key, held); uerr != nil {
 			h.logger.Warn("back-channel logout: the replay record could not be released; a retry of this token will be refused", zap.Error(uerr))
 		}
+		h.metrics.storeError("delete")
+		h.metrics.backchannelResult("store_error")
 		h.logger.Error("back-channel logout: sessions could not be deleted; the provider should retry", zap.String("reason", "store_unavailable"), zap.Error(err))
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "store_unavailable", Message: "the sessions could not be ended; retry"})
@@ -139,6 +145,8 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) erro
 	} else {
 		h.logger.Info("back-channel logout", fields...)
 	}
+	h.metrics.backchannelResult("ok")
+	h.event(eventLogout, map[string]any{"reason": "backchannel_logout", "method": "backchannel", "sub_hash": sessionHash(lt.Subject), "sessions": n})
 	w.WriteHeader(http.StatusOK)
 	return nil
 }

@@ -177,14 +177,16 @@ func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
 		hintTTL = defaultHintInterval
 	}
 	if _, ok, err := h.store.Lock(ctx, cibaHintLockPrefix+cibaKey(h.Issuer+"\x00"+hint), hintTTL); err != nil {
-		return h.storeUnavailable(w, r, err)
+		return h.storeUnavailable(w, r, "lock", err)
 	} else if !ok {
+		h.metrics.cibaOutcome("rate_limited", "")
 		w.Header().Set("Retry-After", strconv.Itoa(int(hintTTL/time.Second)))
 		return cibaError(w, http.StatusTooManyRequests, "slow_down", "a sign-in for this user was started moments ago; wait before starting another")
 	}
 	if ok, err := h.takeIPSlot(ctx, r); err != nil {
-		return h.storeUnavailable(w, r, err)
+		return h.storeUnavailable(w, r, "lock", err)
 	} else if !ok {
+		h.metrics.cibaOutcome("rate_limited", "")
 		w.Header().Set("Retry-After", "60")
 		return cibaError(w, http.StatusTooManyRequests, "slow_down", "too many sign-ins started from this address; retry in a minute")
 	}
@@ -193,6 +195,7 @@ func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
 	defer cancel()
 	ack, err := h.client.BackchannelAuthorize(octx, req)
 	if err != nil {
+		h.metrics.cibaOutcome("failed", "")
 		return h.cibaProviderError(w, "ciba start", err)
 	}
 	// The provider's numbers, within reason: a pending login lives at most maxCIBAExpiry,
@@ -204,8 +207,9 @@ func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
 	rec := cibaRecord{AuthReqID: ack.AuthReqID, Expires: now.Add(ack.ExpiresIn).Unix(),
 		Interval: int64(ack.Interval / time.Second), NextPoll: now.Add(ack.Interval).UnixMilli()}
 	if err := h.putCIBA(ctx, requestID, rec, now); err != nil {
-		return h.storeUnavailable(w, r, err)
+		return h.storeUnavailable(w, r, "record", err)
 	}
+	h.metrics.cibaOutcome("started", "")
 	h.logger.Info("CIBA login started", zap.String("reason", "ciba_started"), zap.String("request_hash", sessionHash(requestID)),
 		zap.Int64("expires_in", int64(ack.ExpiresIn/time.Second)), zap.Int64("interval", rec.Interval))
 	writeJSON(w, http.StatusOK, map[string]any{"request_id": requestID, "expires_in": int64(ack.ExpiresIn / time.Second), "interval": rec.Interval})
@@ -298,11 +302,12 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 		return cibaError(w, http.StatusNotFound, "unknown_request", "no pending sign-in has this request_id (unknown, finished or expired)")
 	}
 	if err != nil {
-		return h.storeUnavailable(w, r, err)
+		return h.storeUnavailable(w, r, "record", err)
 	}
 	pending := func(rec *cibaRecord, slowDown bool) error {
 		wait := max(time.UnixMilli(rec.NextPoll).Sub(h.now()), 0)
 		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+		h.metrics.cibaOutcome("pending", "")
 		writeJSON(w, http.StatusOK, map[string]any{"status": "pending", "interval": rec.Interval, "slow_down": slowDown})
 		return nil
 	}
@@ -310,7 +315,7 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 	lockKey := cibaPollLockPrefix + key
 	token, ok, err := h.store.Lock(ctx, lockKey, cibaPollLease)
 	if err != nil {
-		return h.storeUnavailable(w, r, err)
+		return h.storeUnavailable(w, r, "lock", err)
 	}
 	if !ok {
 		return pending(rec, false)
@@ -320,7 +325,7 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 		if errors.Is(err, session.ErrNotFound) {
 			return cibaError(w, http.StatusNotFound, "unknown_request", "no pending sign-in has this request_id (unknown, finished or expired)")
 		}
-		return h.storeUnavailable(w, r, err)
+		return h.storeUnavailable(w, r, "record", err)
 	}
 	now := h.now()
 	if now.UnixMilli() < rec.NextPoll {
@@ -340,23 +345,27 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 		}
 		rec.NextPoll = now.Add(time.Duration(rec.Interval) * time.Second).UnixMilli()
 		if perr := h.putCIBA(ctx, requestID, *rec, now); perr != nil {
-			return h.storeUnavailable(w, r, perr)
+			return h.storeUnavailable(w, r, "record", perr)
 		}
 		if oidcflow.IsTemporary(err) {
+			h.metrics.cibaOutcome("failed", "")
 			return h.cibaProviderError(w, "ciba poll", err)
 		}
 		return pending(rec, slow)
 	case code == oidcflow.CodeCIBADenied:
 		done()
+		h.metrics.cibaOutcome("denied", "")
 		h.logger.Info("CIBA login denied by the user", zap.String("reason", "ciba_denied"), zap.String("request_hash", sessionHash(requestID)))
 		return cibaError(w, http.StatusForbidden, "access_denied", "the user declined the sign-in")
 	case code == oidcflow.CodeCIBAExpired:
 		done()
+		h.metrics.cibaOutcome("expired", "")
 		return cibaError(w, http.StatusGone, "expired_token", "the sign-in request expired before the user confirmed it")
 	default:
 		// A terminal answer (invalid_request, invalid_grant, a token that does not verify):
 		// never poll this auth_req_id again (SECURITY.md CIBA-06, CIBA-07).
 		done()
+		h.metrics.cibaOutcome("failed", code)
 		h.logger.Warn("CIBA login failed", zap.String("reason", code), zap.Error(err))
 		if code == oidcflow.CodeCIBAFailed {
 			return cibaError(w, http.StatusBadRequest, "ciba_failed", "the sign-in service ended this sign-in request")
@@ -366,11 +375,14 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 	done()
 	s, cbErr := h.createSession(w, r, login, nil, "")
 	if cbErr != nil {
+		h.metrics.cibaOutcome("failed", cbErr.reason)
 		h.logRefusal(cbErr)
 		return cibaError(w, cbErr.status, cbErr.reason, cbErr.msg)
 	}
 	h.logger.Info("login", zap.String("reason", "login_ok"), zap.String("method", "ciba"), zap.String("sub_hash", sessionHash(login.Subject)),
 		zap.String("session_hash", sessionHash(s.ID)))
+	h.metrics.cibaOutcome("authenticated", "")
+	h.event(eventLogin, map[string]any{"reason": "login_ok", "method": "ciba", "sub_hash": sessionHash(login.Subject), "session_hash": sessionHash(s.ID)})
 	writeJSON(w, http.StatusOK, map[string]any{"status": "authenticated", "profile": h.render(s).profile})
 	return nil
 }

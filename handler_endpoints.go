@@ -115,14 +115,17 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	case err == nil:
 		idTokenHint = s.IDToken
 		if err := h.store.Delete(r.Context(), s.ID); err != nil {
+			h.metrics.storeError("delete")
 			// The cookie is kept: the session still exists and must not outlive a silent failure.
 			h.logger.Error("logout: session store unavailable", zap.String("reason", "store_unavailable"), zap.Error(err))
 			h.serviceUnavailable(w, r, 5*time.Second, "store_unavailable", "Signing out failed because the session store is not reachable. Please retry in a few seconds.")
 			return nil
 		}
 		h.logger.Info("logout", zap.String("reason", "logout_ok"), zap.String("session_hash", sessionHash(s.ID)))
+		h.event(eventLogout, map[string]any{"reason": "logout_ok", "method": "rp", "sub_hash": sessionHash(s.Subject), "session_hash": sessionHash(s.ID)})
 	case errors.Is(err, session.ErrNotFound):
 	default:
+		h.metrics.storeError("get")
 		h.logger.Error("logout: session store unavailable", zap.String("reason", "store_unavailable"), zap.Error(err))
 		h.serviceUnavailable(w, r, 5*time.Second, "store_unavailable", "Signing out failed because the session store is not reachable. Please retry in a few seconds.")
 		return nil
@@ -207,7 +210,7 @@ func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	if err != nil {
-		return h.storeUnavailable(w, r, err)
+		return h.storeUnavailable(w, r, "get", err)
 	}
 	writeJSON(w, http.StatusOK, meDocument{
 		Profile: h.render(s).profile,

@@ -216,6 +216,7 @@ func (h *Handler) linkAlias(s *session.Session, alias string) {
 				break
 			}
 		}
+		h.metrics.feedbackResult(err)
 		if err != nil {
 			h.logger.Warn("alias not linked: the provider's session feedback failed", zap.String("reason", oidcflow.ReasonCode(err)),
 				zap.String("session_hash", sessionHash(s.ID)), zap.Error(err))
@@ -232,6 +233,7 @@ func (h *Handler) linkAlias(s *session.Session, alias string) {
 			return
 		}
 		h.logger.Info("alias linked", zap.String("reason", "alias_linked"), zap.String("session_hash", sessionHash(s.ID)))
+		h.event(eventAliasLinked, map[string]any{"reason": "alias_linked", "session_hash": sessionHash(s.ID)})
 	}()
 }
 

@@ -104,6 +104,7 @@ func (h *Handler) beginLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 	}
 	h.evictPendingLogins(w, r)
 	http.SetCookie(w, h.cookie(h.txPrefix+tx.State, value, int(loginTimeout/time.Second)))
+	h.metrics.loginStarted(lr.kind())
 	return authURL, nil
 }
 
@@ -223,10 +224,12 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		h.page(w, http.StatusMethodNotAllowed, "Method not allowed", "The sign-in callback only accepts GET.", "")
 		return nil
 	}
+	start := time.Now()
 	rec, cbErr := h.checkCallback(w, r)
 	if cbErr == nil {
 		cbErr = h.finishLogin(w, r, rec)
 	}
+	h.metrics.callbackDone(start, cbErr)
 	if cbErr != nil {
 		h.logRefusal(cbErr)
 		if cbErr.status == http.StatusServiceUnavailable {
@@ -322,6 +325,7 @@ func (h *Handler) checkCallback(w http.ResponseWriter, r *http.Request) (*txReco
 	// replay record (and so cannot be used to fill the replay table cheaply).
 	first, err := h.store.Once(r.Context(), "state:"+stateKey(state), loginTimeout)
 	if err != nil {
+		h.metrics.storeError("record")
 		return nil, &callbackError{status: http.StatusServiceUnavailable, reason: "store_unavailable", err: err,
 			msg: "The session store is not reachable right now. Please sign in again in a few seconds."}
 	}
@@ -364,6 +368,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRec
 	}
 	h.logger.Info("login", zap.String("reason", "login_ok"), zap.String("sub_hash", sessionHash(login.Subject)),
 		zap.String("session_hash", sessionHash(s.ID)), zap.Bool("signed_userinfo", login.SignedUserinfo))
+	h.event(eventLogin, map[string]any{"reason": "login_ok", "method": "code", "sub_hash": sessionHash(login.Subject), "session_hash": sessionHash(s.ID)})
 	target := rec.ReturnTo
 	if !isSafePath(target) {
 		target = "/"
@@ -419,6 +424,7 @@ func (h *Handler) createSession(w http.ResponseWriter, r *http.Request, login *o
 			msg: "The session could not be created. Please sign in again."}
 	}
 	if err := h.store.Put(r.Context(), s); err != nil {
+		h.metrics.storeError("put")
 		return nil, &callbackError{status: http.StatusServiceUnavailable, reason: "store_unavailable", err: err,
 			msg: "The session store is not reachable right now. Please sign in again in a few seconds."}
 	}

@@ -205,12 +205,15 @@ func (h *Handler) enforce(w http.ResponseWriter, r *http.Request, p *trust.Polic
 	if stepUp != nil && !justSteppedUp && isNavigation(r) {
 		h.logger.Info("step-up login", zap.String("reason", "step_up"), zap.Strings("rules", rules),
 			zap.String("session_hash", sessionHash(st.s.ID)))
+		h.metrics.stepUp()
+		h.event(eventStepUp, map[string]any{"reason": "step_up", "rules": rules, "session_hash": sessionHash(st.s.ID)})
 		marks := append(recent, session.StepUpMark{Policy: fp, At: now.Unix()})
 		_ = h.startLogin(w, r, loginRequest{returnTo: h.returnTo(r), stepUp: stepUp, marks: marks})
 		return true
 	}
 	h.logger.Info("route policy not met", zap.String("reason", "policy_unmet"), zap.Strings("rules", rules),
 		zap.Bool("after_step_up", justSteppedUp), zap.String("session_hash", sessionHash(st.s.ID)))
+	h.metrics.policyDenied(rules)
 	if !isNavigation(r) {
 		writeJSON(w, http.StatusForbidden, policyError{
 			Error:       "insufficient_authentication",

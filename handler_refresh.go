@@ -79,7 +79,9 @@ func (h *Handler) maybeRefresh(ctx context.Context, s *session.Session) (*sessio
 		// token that is not stored is lost.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 		defer cancel()
-		return h.refresh(rctx, s)
+		ns, err := h.refresh(rctx, s)
+		h.metrics.refreshed(err)
+		return ns, err
 	})
 	switch {
 	case err == nil:
@@ -192,6 +194,7 @@ func (h *Handler) refresh(ctx context.Context, s *session.Session) (*session.Ses
 			h.logger.Info("refresh result dropped: the session ended meanwhile (logout)", zap.String("session_hash", sessionHash(cur.ID)))
 			return nil, errSessionEnded
 		}
+		h.metrics.storeError("put")
 		h.logger.Error("refreshed tokens could not be stored; the session may need a new login", zap.String("reason", "store_unavailable"),
 			zap.String("session_hash", sessionHash(cur.ID)), zap.Error(err))
 		return nil, err

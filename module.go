@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
@@ -241,6 +242,13 @@ type Handler struct {
 	logoutLimit  *windowLimiter    // back-channel logout requests per second
 	aliasHeader  string            // canonical AliasHeader
 	bindHeader   string            // canonical IdentityBinding.Header
+
+	// metrics are the Prometheus collectors (metrics.go); nil counts nothing.
+	metrics *metrics
+	// emitEvent emits a Caddy event (the events app), or is nil.
+	emitEvent func(name string, data map[string]any)
+	// metricsRegistry, when set (tests), is used instead of the config's metrics registry.
+	metricsRegistry *prometheus.Registry
 }
 
 // SessionStoreConfig selects the session store; at most one member may be set.
@@ -331,6 +339,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.now == nil {
 		h.now = time.Now // tests may set another clock before provisioning
 	}
+	h.provisionMetrics(ctx)
 	if h.isPolicyOnly() {
 		return h.provisionPolicyOnly()
 	}
@@ -570,6 +579,7 @@ func (h *Handler) provisionStore(secrets [][]byte) error {
 		ms.SetMaxSessions(maxSessions)
 	}
 	h.store = ms
+	h.registerSessionsGauge()
 	return nil
 }
 

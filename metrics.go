@@ -1,0 +1,277 @@
+package trustgate
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
+
+	"github.com/trustgate/trustgate/session"
+)
+
+// Prometheus metrics and Caddy events (issue 11). Every label value is a fixed word of this
+// package (a result, a reason code, a rule name); never a subject, session id or token.
+
+// Names of the Caddy events trustgate emits. Their data holds only non-secret fields:
+// reason, method, sub_hash and session_hash (as in the logs), rules, sessions.
+const (
+	eventLogin       = "trustgate.login"
+	eventLogout      = "trustgate.logout"
+	eventStepUp      = "trustgate.step_up"
+	eventAliasLinked = "trustgate.alias_linked"
+)
+
+// metrics are the collectors of one metrics registry. All methods are safe on a nil
+// *metrics (a handler that was not provisioned counts nothing).
+type metrics struct {
+	reg              prometheus.Registerer
+	loginsStarted    *prometheus.CounterVec
+	logins           *prometheus.CounterVec
+	callbackDuration prometheus.Histogram
+	refreshes        *prometheus.CounterVec
+	backchannel      *prometheus.CounterVec
+	ciba             *prometheus.CounterVec
+	feedback         *prometheus.CounterVec
+	policyDenials    *prometheus.CounterVec
+	stepUps          prometheus.Counter
+	storeErrors      *prometheus.CounterVec
+}
+
+// registerOnce registers c, or returns the collector of the same description that is
+// already registered (another trustgate handler of the same config registered it first).
+func registerOnce[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, err
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	counterVec := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	}
+	m := &metrics{reg: reg}
+	var errs []error
+	vec := func(dst **prometheus.CounterVec, c *prometheus.CounterVec) {
+		var err error
+		*dst, err = registerOnce(reg, c)
+		errs = append(errs, err)
+	}
+	vec(&m.loginsStarted, counterVec("trustgate_logins_started_total", "Logins sent to the provider, by kind (login, step_up, binding, ciba).", "kind"))
+	vec(&m.logins, counterVec("trustgate_logins_total", "Finished logins, by result, method (code, ciba) and reason code.", "result", "method", "reason"))
+	vec(&m.refreshes, counterVec("trustgate_refreshes_total", "Session refreshes, by result (ok, ended, failed).", "result"))
+	vec(&m.backchannel, counterVec("trustgate_backchannel_logouts_total", "Back-channel logout requests, by result.", "result"))
+	vec(&m.ciba, counterVec("trustgate_ciba_total", "CIBA endpoint answers, by outcome.", "outcome"))
+	vec(&m.feedback, counterVec("trustgate_feedback_total", "Session feedback (alias linking) calls to the provider, by result.", "result"))
+	vec(&m.policyDenials, counterVec("trustgate_policy_denials_total", "Requests refused (403) by a route policy, by unmet rule.", "rule"))
+	vec(&m.storeErrors, counterVec("trustgate_store_errors_total", "Session store failures answered by the gateway, by operation.", "op"))
+	var err error
+	m.callbackDuration, err = registerOnce[prometheus.Histogram](reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "trustgate_callback_duration_seconds",
+		Help:    "Time to answer the login callback (code exchange, userinfo, session store), in seconds.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}))
+	errs = append(errs, err)
+	m.stepUps, err = registerOnce[prometheus.Counter](reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "trustgate_step_ups_total", Help: "Step-up logins started by a route policy.",
+	}))
+	errs = append(errs, err)
+	return m, errors.Join(errs...)
+}
+
+// provisionMetrics takes the collectors from the config's metrics registry (or
+// metricsRegistry in tests) and the events app, if Caddy has one.
+func (h *Handler) provisionMetrics(ctx caddy.Context) {
+	reg := h.metricsRegistry
+	if reg == nil {
+		reg = ctx.GetMetricsRegistry()
+	}
+	if reg != nil {
+		m, err := newMetrics(reg)
+		if err != nil {
+			h.logger.Warn("some trustgate metrics could not be registered", zap.Error(err))
+		}
+		h.metrics = m
+	}
+	if h.emitEvent != nil {
+		return // tests
+	}
+	app, err := ctx.AppIfConfigured("events")
+	if ea, ok := app.(*caddyevents.App); err == nil && ok {
+		h.emitEvent = func(name string, data map[string]any) { ea.Emit(ctx, name, data) }
+	} else if !eventsWarned.Swap(true) {
+		h.logger.Info("Caddy's events app is not available: trustgate emits no events", zap.Error(err))
+	}
+}
+
+// eventsWarned makes the "no events app" line appear once per process.
+var eventsWarned atomic.Bool
+
+// registerSessionsGauge adds trustgate_sessions_active, the sessions in the memory store
+// (not for Redis, whose sessions this instance cannot count cheaply).
+func (h *Handler) registerSessionsGauge() {
+	if h.metrics == nil {
+		return
+	}
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "trustgate_sessions_active", Help: "Sessions in the in-memory session store.",
+	}, func() float64 {
+		if ms, ok := h.store.(*session.MemoryStore); ok {
+			return float64(ms.Len())
+		}
+		return 0
+	})
+	if _, err := registerOnce[prometheus.GaugeFunc](h.metrics.reg, g); err != nil {
+		h.logger.Warn("the trustgate_sessions_active metric could not be registered", zap.Error(err))
+	}
+}
+
+// event emits a Caddy event, when the events app is there.
+func (h *Handler) event(name string, data map[string]any) {
+	if h.emitEvent != nil {
+		h.emitEvent(name, data)
+	}
+}
+
+// loginKind names what a login is started for, for trustgate_logins_started_total.
+func (lr loginRequest) kind() string {
+	switch {
+	case lr.bind != nil:
+		return "binding"
+	case lr.stepUp != nil:
+		return "step_up"
+	}
+	return "login"
+}
+
+func (m *metrics) loginStarted(kind string) {
+	if m != nil {
+		m.loginsStarted.WithLabelValues(kind).Inc()
+	}
+}
+
+// login counts a finished login: reason "" is success.
+func (m *metrics) login(method, reason string) {
+	if m == nil {
+		return
+	}
+	if reason == "" {
+		m.logins.WithLabelValues("ok", method, "ok").Inc()
+	} else {
+		m.logins.WithLabelValues("failed", method, reason).Inc()
+	}
+}
+
+// callbackDone counts a finished callback (cbErr nil: a login) and its duration.
+func (m *metrics) callbackDone(start time.Time, cbErr *callbackError) {
+	if m == nil {
+		return
+	}
+	m.callbackDuration.Observe(time.Since(start).Seconds())
+	if cbErr == nil {
+		m.login("code", "")
+	} else {
+		m.login("code", cbErr.reason)
+	}
+}
+
+// refreshed counts a refresh's result.
+func (m *metrics) refreshed(err error) {
+	if m == nil {
+		return
+	}
+	switch {
+	case err == nil:
+		m.refreshes.WithLabelValues("ok").Inc()
+	case errors.Is(err, errSessionEnded):
+		m.refreshes.WithLabelValues("ended").Inc()
+	default:
+		m.refreshes.WithLabelValues("failed").Inc()
+	}
+}
+
+// backchannelResult counts a back-channel logout request: ok, invalid, replayed,
+// store_error or rate_limited.
+func (m *metrics) backchannelResult(result string) {
+	if m != nil {
+		m.backchannel.WithLabelValues(result).Inc()
+	}
+}
+
+// backchannelRefused counts a refused back-channel logout by its error code.
+func (m *metrics) backchannelRefused(code string) {
+	if code == "logout_token_replayed" {
+		m.backchannelResult("replayed")
+	} else {
+		m.backchannelResult("invalid")
+	}
+}
+
+// cibaOutcome counts a CIBA answer: started, pending, authenticated, denied, expired,
+// failed or rate_limited. A start also counts as a started login, and the poll's end
+// (authenticated, denied, expired, failed with a reason) as a finished one.
+func (m *metrics) cibaOutcome(outcome, reason string) {
+	if m == nil {
+		return
+	}
+	m.ciba.WithLabelValues(outcome).Inc()
+	switch outcome {
+	case "started":
+		m.loginStarted("ciba")
+	case "authenticated":
+		m.login("ciba", "")
+	case "denied", "expired":
+		m.login("ciba", "ciba_"+outcome)
+	case "failed":
+		if reason != "" {
+			m.login("ciba", reason)
+		}
+	}
+}
+
+func (m *metrics) feedbackResult(err error) {
+	if m == nil {
+		return
+	}
+	if err == nil {
+		m.feedback.WithLabelValues("ok").Inc()
+	} else {
+		m.feedback.WithLabelValues("failed").Inc()
+	}
+}
+
+// policyDenied counts a 403 of a route policy, once per unmet rule.
+func (m *metrics) policyDenied(rules []string) {
+	if m == nil {
+		return
+	}
+	for _, r := range rules {
+		m.policyDenials.WithLabelValues(r).Inc()
+	}
+}
+
+func (m *metrics) stepUp() {
+	if m != nil {
+		m.stepUps.Inc()
+	}
+}
+
+// storeError counts a store failure the gateway answered (503 or a kept session): op is
+// get, put, delete, lock or record.
+func (m *metrics) storeError(op string) {
+	if m != nil {
+		m.storeErrors.WithLabelValues(op).Inc()
+	}
+}

@@ -74,7 +74,7 @@ func (h *Handler) maybeRefresh(ctx context.Context, s *session.Session) (*sessio
 		return s, nil // a recent attempt failed; serve and retry later
 	}
 	// Keyed by the store object and the session: handlers sharing a store share the flight.
-	v, err, _ := refreshFlight.Do(fmt.Sprintf("%p\x00%s", h.store, s.ID), func() (any, error) {
+	v, err, _ := refreshFlight.Do(fmt.Sprintf("%p\x00%s", unwrapStore(h.store), s.ID), func() (any, error) {
 		// A client that goes away must not abort a refresh half-way: a rotated refresh
 		// token that is not stored is lost.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)

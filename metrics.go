@@ -1,6 +1,7 @@
 package trustgate
 
 import (
+	"context"
 	"errors"
 	"sync/atomic"
 	"time"
@@ -128,7 +129,7 @@ func (h *Handler) registerSessionsGauge() {
 	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "trustgate_sessions_active", Help: "Sessions in the in-memory session store.",
 	}, func() float64 {
-		if ms, ok := h.store.(*session.MemoryStore); ok {
+		if ms, ok := unwrapStore(h.store).(*session.MemoryStore); ok {
 			return float64(ms.Len())
 		}
 		return 0
@@ -274,4 +275,101 @@ func (m *metrics) storeError(op string) {
 	if m != nil {
 		m.storeErrors.WithLabelValues(op).Inc()
 	}
+}
+
+// registerCacheCounters adds trustgate_local_cache_hits_total and _misses_total for the
+// Redis store's local cache (hit ratio = hits / (hits + misses)).
+func (h *Handler) registerCacheCounters(rs *session.RedisStore) {
+	if h.metrics == nil {
+		return
+	}
+	for _, c := range []struct {
+		name, help string
+		pick       func(hits, misses uint64) uint64
+	}{
+		{"trustgate_local_cache_hits_total", "Session lookups answered by the Redis store's local cache.", func(h, _ uint64) uint64 { return h }},
+		{"trustgate_local_cache_misses_total", "Session lookups that read Redis.", func(_, m uint64) uint64 { return m }},
+	} {
+		f := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, func() float64 {
+			return float64(c.pick(rs.CacheStats()))
+		})
+		if _, err := registerOnce[prometheus.CounterFunc](h.metrics.reg, f); err != nil {
+			h.logger.Warn("a trustgate cache metric could not be registered", zap.String("metric", c.name), zap.Error(err))
+		}
+	}
+}
+
+// timedStore measures every session store operation (trustgate_store_operation_duration_
+// seconds{store, op}); the observers are resolved once, so a measurement does not allocate.
+type timedStore struct {
+	session.Store
+	get, reload, put, update, del, lock, record prometheus.Observer
+}
+
+func (h *Handler) timeStore(kind string) {
+	if h.metrics == nil {
+		return
+	}
+	hist, err := registerOnce(h.metrics.reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "trustgate_store_operation_duration_seconds",
+		Help:    "Session store operations, by store (memory, redis) and operation, in seconds.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+	}, []string{"store", "op"}))
+	if err != nil {
+		h.logger.Warn("the trustgate store latency metric could not be registered", zap.Error(err))
+		return
+	}
+	o := func(op string) prometheus.Observer { return hist.WithLabelValues(kind, op) }
+	h.store = &timedStore{Store: h.store, get: o("get"), reload: o("reload"), put: o("put"), update: o("update"),
+		del: o("delete"), lock: o("lock"), record: o("record")}
+}
+
+// unwrapStore is the store under the measuring wrapper, for identity (the refresh flight key).
+func unwrapStore(s session.Store) session.Store {
+	if t, ok := s.(*timedStore); ok {
+		return t.Store
+	}
+	return s
+}
+
+func since(o prometheus.Observer, start time.Time) { o.Observe(time.Since(start).Seconds()) }
+
+func (t *timedStore) Get(ctx context.Context, id string) (*session.Session, error) {
+	defer since(t.get, time.Now())
+	return t.Store.Get(ctx, id)
+}
+
+func (t *timedStore) Reload(ctx context.Context, id string) (*session.Session, error) {
+	defer since(t.reload, time.Now())
+	return t.Store.Reload(ctx, id)
+}
+
+func (t *timedStore) Put(ctx context.Context, s *session.Session) error {
+	defer since(t.put, time.Now())
+	return t.Store.Put(ctx, s)
+}
+
+func (t *timedStore) Update(ctx context.Context, s *session.Session) error {
+	defer since(t.update, time.Now())
+	return t.Store.Update(ctx, s)
+}
+
+func (t *timedStore) Delete(ctx context.Context, id string) error {
+	defer since(t.del, time.Now())
+	return t.Store.Delete(ctx, id)
+}
+
+func (t *timedStore) Lock(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
+	defer since(t.lock, time.Now())
+	return t.Store.Lock(ctx, key, ttl)
+}
+
+func (t *timedStore) GetRecord(ctx context.Context, key string) ([]byte, error) {
+	defer since(t.record, time.Now())
+	return t.Store.GetRecord(ctx, key)
+}
+
+func (t *timedStore) PutRecord(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	defer since(t.record, time.Now())
+	return t.Store.PutRecord(ctx, key, value, ttl)
 }

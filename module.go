@@ -580,6 +580,7 @@ func (h *Handler) provisionStore(secrets [][]byte) error {
 	}
 	h.store = ms
 	h.registerSessionsGauge()
+	h.timeStore("memory")
 	return nil
 }
 

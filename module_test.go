@@ -349,7 +349,7 @@ func TestProvisionSharesClientAndStore(t *testing.T) {
 	if a.client == c.client {
 		t.Error("handlers with different client_id share a client")
 	}
-	if a.store != c.store {
+	if unwrapStore(a.store) != unwrapStore(c.store) {
 		t.Error("memory store is not shared")
 	}
 }

@@ -126,6 +126,8 @@ func (h *Handler) provisionRedis(secrets [][]byte) error {
 	}
 	h.storeKey = key
 	h.store = v.(pooledRedisStore).RedisStore
+	h.registerCacheCounters(v.(pooledRedisStore).RedisStore)
+	h.timeStore("redis")
 	return nil
 }
 

@@ -156,6 +156,8 @@ type RedisOptions struct {
 // (the subscription and the idle-clock writer), which Close stops.
 type RedisStore struct {
 	client      redis.UniversalClient
+	cacheHits   atomic.Uint64 // Get answered by the local cache
+	cacheMisses atomic.Uint64 // Get that read Redis
 	keys        keyring
 	prefix      string
 	channel     string
@@ -327,6 +329,7 @@ func (s *RedisStore) Get(ctx context.Context, id string) (*Session, error) {
 	h := hashID(id)
 	now := unixNano(s.now())
 	if e := s.cache.get(&h); e != nil && s.trusted(e, now) {
+		s.cacheHits.Add(1)
 		if now >= e.expires {
 			s.expire(ctx, e)
 			return nil, ErrNotFound
@@ -338,7 +341,14 @@ func (s *RedisStore) Get(ctx context.Context, id string) (*Session, error) {
 		s.touch(e, now)
 		return e.s, nil
 	}
+	s.cacheMisses.Add(1)
 	return s.load(ctx, id, &h, now)
+}
+
+// CacheStats reports how many Get calls the local cache answered (hits) and how many went
+// to Redis (misses), since the store was made.
+func (s *RedisStore) CacheStats() (hits, misses uint64) {
+	return s.cacheHits.Load(), s.cacheMisses.Load()
 }
 
 // trusted reports whether the cached entry e may be used without asking

@@ -57,7 +57,8 @@ cat <<MSG
   "bindid-new" gets a 403 page. /.trustgate/me shows your profile; the app's button signs
   you out.
 
-  Development OP:  http://127.0.0.1:9000   (users: bindid-known, bindid-new, ola, ase, kari)
+  Development OP:  http://127.0.0.1:9000   (users: bindid-known, bindid-new, ola, ase, kari, andrew)
+  CIBA phone:      http://127.0.0.1:9000/device
   Logs:            $work/caddy.log, $work/op.log
   Stop:            Ctrl-C
 

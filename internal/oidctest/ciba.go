@@ -172,17 +172,10 @@ func (p *Provider) handleBackchannelAuthorize(w http.ResponseWriter, r *http.Req
 	if !allowMethods(w, r, http.MethodPost) {
 		return
 	}
-	form, _, err := readForm(w, r)
-	if err != nil {
-		tokenError(w, bodyErrorStatus(err), "invalid_request", "request body could not be read")
+	form, auth, clientID, secret, authErr, ok := p.readClientForm(w, r, &p.lastCIBA)
+	if !ok {
 		return
 	}
-	auth, clientID, secret, authErr := clientAuth(r, form)
-	rec := cloneValues(form)
-	rec.Set("auth", auth)
-	p.mu.Lock()
-	p.lastCIBA = rec
-	p.mu.Unlock()
 	setNote(w, "auth=%s", auth)
 
 	f, _ := p.snapshot()

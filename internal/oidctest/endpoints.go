@@ -325,22 +325,33 @@ func (p *Provider) redirectAuthz(w http.ResponseWriter, r *http.Request, redirec
 
 // ---- token ---------------------------------------------------------------------------------
 
+// readClientForm reads the form of a client's back-channel request (/token, /bc-authorize),
+// recording it with "auth" (basic, post or none) in *last, and returns the client
+// authentication it carries. When it returns false it has answered the request.
+func (p *Provider) readClientForm(w http.ResponseWriter, r *http.Request, last *url.Values) (form url.Values, auth, clientID, secret string, authErr error, ok bool) {
+	form, _, err := readForm(w, r)
+	if err != nil {
+		tokenError(w, bodyErrorStatus(err), "invalid_request", "request body could not be read")
+		return nil, "", "", "", nil, false
+	}
+	auth, clientID, secret, authErr = clientAuth(r, form)
+	rec := cloneValues(form)
+	rec.Set("auth", auth)
+	p.mu.Lock()
+	*last = rec
+	p.mu.Unlock()
+	return form, auth, clientID, secret, authErr, true
+}
+
 func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 	p.bump(func(c *Counts) *int { return &c.Token })
 	if !allowMethods(w, r, http.MethodPost) {
 		return
 	}
-	form, _, err := readForm(w, r)
-	if err != nil {
-		tokenError(w, bodyErrorStatus(err), "invalid_request", "request body could not be read")
+	form, auth, clientID, secret, authErr, ok := p.readClientForm(w, r, &p.lastToken)
+	if !ok {
 		return
 	}
-	auth, clientID, secret, authErr := clientAuth(r, form)
-	rec := cloneValues(form)
-	rec.Set("auth", auth)
-	p.mu.Lock()
-	p.lastToken = rec
-	p.mu.Unlock()
 	setNote(w, "grant_type=%s auth=%s", form.Get("grant_type"), auth)
 	switch form.Get("grant_type") {
 	case "refresh_token":

@@ -580,7 +580,6 @@ func (h *Handler) provisionStore(secrets [][]byte) error {
 	}
 	h.store = ms
 	h.registerSessionsGauge()
-	h.timeStore("memory")
 	return nil
 }
 

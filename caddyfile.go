@@ -61,7 +61,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		clock_leeway      <duration>
 //		trusted_audiences <audience>...
 //		insecure_cookie
-//		standard_headers  all|identity|none
+//		standard_headers  basic|identity|all|none
 //		header            <Header-Name> <claim.path>   # repeatable
 //		max_header_bytes  <n>
 //		max_total_header_bytes <n>

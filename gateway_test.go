@@ -76,6 +76,11 @@ func (rec *recorder) Header() http.Header {
 
 type gatewayOption func(*Handler, *oidctest.Options)
 
+// withStandardHeaders sets standard_headers (the default is basic).
+func withStandardHeaders(v string) gatewayOption {
+	return func(h *Handler, _ *oidctest.Options) { h.StandardHeaders = v }
+}
+
 func newGateway(t testing.TB, opts ...gatewayOption) *gateway {
 	t.Helper()
 	opOpts := oidctest.Options{}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -56,7 +57,7 @@ func TestLoginForwardsIdentityAndTrustHeaders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.user, func(t *testing.T) {
-			g := newGateway(t)
+			g := newGateway(t, withStandardHeaders("all"))
 			g.mustLogin(tt.user)
 			got := g.upstream.Header()
 			for k, v := range tt.want {
@@ -77,6 +78,43 @@ func TestLoginForwardsIdentityAndTrustHeaders(t *testing.T) {
 			}
 			if exp, _ := strconv.ParseInt(g.upstream.repl["http.auth.oidc.session_expires"], 10, 64); exp < time.Now().Add(11*time.Hour).Unix() {
 				t.Errorf("{http.auth.oidc.session_expires} = %q, want about now+12h", g.upstream.repl["http.auth.oidc.session_expires"])
+			}
+		})
+	}
+}
+
+// TestDefaultStandardHeadersBasic: without standard_headers the upstream gets who the user
+// is (subject, email with its verified flag, alias or new-user flag) and nothing more of the
+// person, also when the client forges the other headers; placeholders still have every claim.
+func TestDefaultStandardHeadersBasic(t *testing.T) {
+	tests := []struct {
+		user string
+		want map[string]string
+	}{
+		{"bindid-known", map[string]string{"X-Auth-Subject": oidctest.SubjectBindIDKnown, "X-Auth-Alias": "username@domain"}},
+		{"bindid-new", map[string]string{"X-Auth-Subject": oidctest.SubjectBindIDNew, "X-Auth-New-User": "true"}},
+		{"ola", map[string]string{"X-Auth-Subject": oidctest.SubjectOla, "X-Auth-Email": "normann@example.org",
+			"X-Auth-New-User": "true"}}, // no email_verified claim
+	}
+	for _, tt := range tests {
+		t.Run(tt.user, func(t *testing.T) {
+			g := newGateway(t)
+			g.mustLogin(tt.user)
+			resp, _ := do(t, g.browser, forgedRequest(t, http.MethodGet, g.srv.URL+"/app"))
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("authenticated request = %d", resp.StatusCode)
+			}
+			got := map[string]string{}
+			for name, vs := range g.upstream.Header() {
+				if n := strings.ToLower(name); strings.HasPrefix(n, "x-auth") || strings.HasPrefix(n, "x-trust") || strings.HasPrefix(n, "x_") {
+					got[name] = strings.Join(vs, "|")
+				}
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("identity headers upstream = %q, want exactly %q", got, tt.want)
+			}
+			if tt.user == "ola" && g.upstream.repl["http.auth.user.name"] != "Ola Normann" {
+				t.Errorf("{http.auth.user.name} = %q, want the name claim (placeholders do not depend on standard_headers)", g.upstream.repl["http.auth.user.name"])
 			}
 		})
 	}

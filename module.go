@@ -178,10 +178,13 @@ type Handler struct {
 	// with confirmation on the user's device (OpenID Connect CIBA, poll mode).
 	CIBA *CIBAConfig `json:"ciba,omitempty"`
 
-	// StandardHeaders selects the built-in upstream headers: all (X-Auth-* identity and
-	// X-Trust-* trust signals), identity (X-Auth-* only) or none (only the `header` mappings
-	// and the assertion). Each forwarded header costs the upstream hop a little; send what
-	// the application reads. Default: all
+	// StandardHeaders selects the built-in upstream headers: basic (X-Auth-Subject,
+	// X-Auth-Email and X-Auth-Email-Verified, X-Auth-Alias, X-Auth-New-User), identity (every
+	// X-Auth-* header: also issuer, name, phone, bank identity, acr, amr, auth time), all
+	// (identity and the X-Trust-* trust signals) or none (only the `header` mappings and the
+	// assertion). Each forwarded header costs every request in the proxy and the upstream
+	// (bench/RESULTS.md), and personal data goes only where it is asked for: send what the
+	// application reads. Default: basic
 	StandardHeaders string `json:"standard_headers,omitempty"`
 
 	// HeaderMappings add upstream headers from any claim: the claim at a path ("employee_id",

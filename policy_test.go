@@ -65,7 +65,7 @@ func (g *gateway) api(path string) (*http.Response, string) {
 }
 
 func TestStepUpRaisesACRAndReturnsToTheSameURL(t *testing.T) {
-	g := newGateway(t, withStepUpUsers())
+	g := newGateway(t, withStepUpUsers(), withStandardHeaders("identity"))
 	g.mustLogin("bindid-known")
 	if got := g.upstream.Header().Get("X-Auth-Acr"); got != acrPhone {
 		t.Fatalf("first login X-Auth-Acr = %q, want %q", got, acrPhone)
@@ -352,7 +352,7 @@ func TestProvisionPolicyErrors(t *testing.T) {
 
 // A rule on the authenticating block itself (no separate policy block).
 func TestRequireOnTheLoginBlock(t *testing.T) {
-	g := newGateway(t, withStepUpUsers(), func(h *Handler, _ *oidctest.Options) {
+	g := newGateway(t, withStepUpUsers(), withStandardHeaders("identity"), func(h *Handler, _ *oidctest.Options) {
 		h.Require = &PolicyConfig{ACR: []string{acrTop}}
 	})
 	// The first login is already a step-up candidate: it lands on acrPhone, then the rule

@@ -45,7 +45,7 @@ func assertNoForgedHeader(t *testing.T, h http.Header) {
 }
 
 func TestHDR01_ForgedIdentityHeadersOnEveryPath(t *testing.T) {
-	g := newGateway(t)
+	g := newGateway(t, withStandardHeaders("all"))
 	g.mustLogin("bindid-known")
 	resp, _ := do(t, g.browser, forgedRequest(t, http.MethodGet, g.srv.URL+"/app"))
 	if resp.StatusCode != http.StatusOK {
@@ -107,7 +107,7 @@ func TestHDR03_HeaderNameVariants(t *testing.T) {
 }
 
 func TestHDR04_NonASCIIClaimsEncoded(t *testing.T) {
-	g := newGateway(t)
+	g := newGateway(t, withStandardHeaders("all"))
 	g.mustLogin("ase")
 	v := g.upstream.Header().Get("X-Auth-Name")
 	if !strings.HasPrefix(v, "=?UTF-8?B?") {

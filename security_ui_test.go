@@ -104,7 +104,7 @@ func TestUI04_SignedUserinfoDowngrade(t *testing.T) {
 	})
 
 	t.Run("media type parameters are ignored", func(t *testing.T) {
-		g := newGateway(t, requireSignedUserinfo)
+		g := newGateway(t, requireSignedUserinfo, withStandardHeaders("identity"))
 		g.op.SetFaults(oidctest.Faults{UserinfoContentType: "application/jwt; charset=utf-8"})
 		g.mustLogin("ola")
 		if got := g.upstream.Header().Get("X-Auth-Name"); got != "Ola Normann" {

@@ -258,6 +258,7 @@ func startCaddy(bin string) (func(), error) {
 		scopes openid email phone profile address bindid
 		cookie_name %s
 		insecure_cookie
+		standard_headers all
 		%s
 	}
 	%s

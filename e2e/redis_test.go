@@ -77,7 +77,10 @@ func TestE2ERedisTwoInstances(t *testing.T) {
 
 	br := newBrowser(t)
 	e := br.login(a+"/on-a", "bindid-known")
-	wantHeaders(t, e.Headers, map[string]string{"X-Auth-Alias": "username@domain"})
+	// No standard_headers line here: the default (basic) sends who the user is, not the
+	// rest of the profile.
+	wantHeaders(t, e.Headers, map[string]string{"X-Auth-Subject": "123e4567-e89b-12d3-a456-426652340000", "X-Auth-Alias": "username@domain"},
+		"X-Auth-Acr", "X-Auth-Phone", "X-Auth-Issuer", "X-Trust-Device-Count", "X-Trust-New-Device")
 
 	// Instance B, in another tab of the same browser (same cookies): signed in, no login.
 	tabB, cancel := chromedp.NewContext(br.ctx)

@@ -220,7 +220,7 @@ func TestDerivedHeaders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hs, _ := NewProfile(tt.claims, Options{}).Headers(Options{})
+			hs, _ := NewProfile(tt.claims, Options{}).Headers(Options{Standard: StandardAll})
 			var got []Header
 			for _, h := range hs {
 				for _, n := range derivedNames {

@@ -156,7 +156,7 @@ func FuzzLIM08_Headers(f *testing.F) {
 		opts := Options{
 			MaxHeaderBytes:      int(maxHeader),
 			MaxTotalHeaderBytes: int(maxTotal),
-			Standard:            []StandardHeaders{"", StandardAll, StandardIdentity, StandardNone, "bogus"}[std%5],
+			Standard:            []StandardHeaders{"", StandardAll, StandardIdentity, StandardNone, "bogus", StandardBasic}[std%6],
 			Mappings:            m,
 		}
 		limit, budget := opts.maxHeaderBytes(), opts.maxTotalHeaderBytes()
@@ -166,11 +166,17 @@ func FuzzLIM08_Headers(f *testing.F) {
 
 		// What each header must decode to, where it is plain text.
 		want := map[string]string{}
-		authOn := opts.Standard == "" || opts.Standard == StandardAll || opts.Standard == StandardIdentity
-		if authOn {
+		basicOn := opts.Standard == "" || opts.Standard == StandardBasic
+		authOn := opts.Standard == StandardAll || opts.Standard == StandardIdentity
+		if basicOn || authOn {
 			if s, ok := claims["sub"].(string); ok {
 				want[HeaderSubject] = fuzzClean(s)
 			}
+		}
+		if basicOn {
+			want[HeaderEmail], want[HeaderAlias] = fuzzClean(p.Email), fuzzClean(p.Alias)
+		}
+		if authOn {
 			for name, raw := range map[string]string{
 				HeaderIssuer: p.Issuer, HeaderEmail: p.Email, HeaderName: p.Name, HeaderPhone: p.Phone,
 				HeaderGivenName: p.GivenName, HeaderFamilyName: p.FamilyName, HeaderBirthdate: p.Birthdate,
@@ -218,6 +224,24 @@ func FuzzLIM08_Headers(f *testing.F) {
 		}
 		if total > budget {
 			t.Fatalf("headers total %d bytes, over MaxTotalHeaderBytes %d", total, budget)
+		}
+		// Each level emits its own built-in headers and no other (data protection by default).
+		mapped := map[string]bool{}
+		for _, r := range rules {
+			mapped[strings.ToLower(r.Header)] = true
+		}
+		for _, h := range append(slices.Clone(hs), droppedHeaders(dropped)...) {
+			if mapped[strings.ToLower(h.Name)] {
+				continue
+			}
+			ok := authOn && (strings.HasPrefix(h.Name, "X-Auth-") || opts.Standard == StandardAll)
+			if basicOn {
+				ok = slices.Contains([]string{HeaderSubject, HeaderEmail, HeaderEmailVerified, HeaderAlias, HeaderNewUser}, h.Name) &&
+					(h.Name != HeaderEmailVerified || p.Email != "")
+			}
+			if !ok {
+				t.Fatalf("standard_headers %q emitted built-in header %s", opts.Standard, h.Name)
+			}
 		}
 		gone := map[string]bool{}
 		for _, d := range dropped {
@@ -376,4 +400,13 @@ func FuzzStripManaged(f *testing.F) {
 			t.Fatalf("StripManaged() = %d, want %d", removed, wantRemoved)
 		}
 	})
+}
+
+// droppedHeaders names the dropped headers as Headers without values.
+func droppedHeaders(ds []Dropped) []Header {
+	hs := make([]Header, len(ds))
+	for i, d := range ds {
+		hs[i] = Header{Name: d.Name}
+	}
+	return hs
 }

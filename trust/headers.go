@@ -72,39 +72,55 @@ func HeaderNames() []string {
 // StandardHeaders selects the built-in headers Headers emits (Caddyfile: standard_headers).
 type StandardHeaders string
 
-// The values of StandardHeaders.
+// The values of StandardHeaders, from the fewest headers to the most.
 const (
-	// StandardAll emits every built-in header: X-Auth-* and X-Trust-*. The zero value ""
-	// means the same.
-	StandardAll StandardHeaders = "all"
-	// StandardIdentity emits only the X-Auth-* built-in headers (no trust signals).
-	StandardIdentity StandardHeaders = "identity"
 	// StandardNone emits no built-in header; only the mapped ones (Options.Mappings).
 	StandardNone StandardHeaders = "none"
+	// StandardBasic emits who the user is for the application and nothing more:
+	// X-Auth-Subject, X-Auth-Email with X-Auth-Email-Verified (the flag only together with an
+	// email), X-Auth-Alias and X-Auth-New-User. It is the default: the zero value "" means the
+	// same. Personal data beyond these, and the trust signals, go upstream only when the
+	// operator asks for them (data protection by default), and each forwarded header costs
+	// every request (bench/RESULTS.md).
+	StandardBasic StandardHeaders = "basic"
+	// StandardIdentity emits every X-Auth-* built-in header (no X-Trust-* signal).
+	StandardIdentity StandardHeaders = "identity"
+	// StandardAll emits every built-in header: X-Auth-* and X-Trust-*.
+	StandardAll StandardHeaders = "all"
 )
 
-// ParseStandardHeaders reads a standard_headers value: "all", "identity" or "none"; the
-// empty string is "all".
+// ParseStandardHeaders reads a standard_headers value: "none", "basic", "identity" or
+// "all"; the empty string is "basic".
 func ParseStandardHeaders(s string) (StandardHeaders, error) {
 	switch v := StandardHeaders(s); v {
-	case "", StandardAll:
-		return StandardAll, nil
-	case StandardIdentity, StandardNone:
+	case "", StandardBasic:
+		return StandardBasic, nil
+	case StandardNone, StandardIdentity, StandardAll:
 		return v, nil
 	}
-	return "", fmt.Errorf("standard_headers %q: want one of all, identity, none", s)
+	return "", fmt.Errorf("standard_headers %q: want one of basic (the default), identity, all, none", s)
 }
 
-// emits reports which built-in groups s selects. A value ParseStandardHeaders rejects
+// Levels of StandardHeaders, so that each level emits everything the one below does.
+const (
+	levelNone = iota
+	levelBasic
+	levelIdentity
+	levelAll
+)
+
+// level reports how many built-in headers s selects. A value ParseStandardHeaders rejects
 // selects none: a configuration mistake never sends more than was asked for.
-func (s StandardHeaders) emits() (auth, trust bool) {
+func (s StandardHeaders) level() int {
 	switch s {
-	case "", StandardAll:
-		return true, true
+	case "", StandardBasic:
+		return levelBasic
 	case StandardIdentity:
-		return true, false
+		return levelIdentity
+	case StandardAll:
+		return levelAll
 	}
-	return false, false
+	return levelNone
 }
 
 // Header is one upstream request header. Value is already safe for the wire (EncodeValue).
@@ -191,8 +207,19 @@ func (p *Profile) Headers(opts Options) (hs []Header, dropped []Dropped) {
 		}
 	}
 
-	authHeaders, trustHeaders := opts.Standard.emits()
-	if authHeaders {
+	level := opts.Standard.level()
+	switch level {
+	case levelBasic:
+		add(HeaderSubject, p.Subject)
+		add(HeaderEmail, p.Email)
+		if p.Email != "" {
+			addBool(HeaderEmailVerified, p.EmailVerified)
+		}
+		add(HeaderAlias, p.Alias)
+		if p.NewUser {
+			add(HeaderNewUser, "true")
+		}
+	case levelIdentity, levelAll:
 		add(HeaderSubject, p.Subject)
 		add(HeaderIssuer, p.Issuer)
 		add(HeaderEmail, p.Email)
@@ -216,6 +243,7 @@ func (p *Profile) Headers(opts Options) (hs []Header, dropped []Dropped) {
 		}
 		addUnix(HeaderAuthTime, p.AuthTime)
 	}
+	trustHeaders := level == levelAll
 
 	if b := p.BindID; b != nil && trustHeaders {
 		addUnix(HeaderFirstLogin, b.FirstLogin)

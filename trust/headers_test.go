@@ -137,7 +137,7 @@ func TestHeaders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, dropped := NewProfile(tt.claims, Options{}).Headers(Options{})
+			got, dropped := NewProfile(tt.claims, Options{}).Headers(Options{Standard: StandardAll})
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Headers() = %q, want %q", got, tt.want)
 			}
@@ -249,7 +249,7 @@ func TestHDR04_ValueInjection(t *testing.T) {
 		for claim, header := range textClaims {
 			t.Run(tt.name+"/"+claim, func(t *testing.T) {
 				claims := with(bindIDKnownClaims(t), claim, tt.in)
-				hs, dropped := NewProfile(claims, Options{}).Headers(Options{})
+				hs, dropped := NewProfile(claims, Options{}).Headers(Options{Standard: StandardAll})
 				if len(dropped) != 0 {
 					t.Fatalf("Headers() dropped = %+v, want none", dropped)
 				}
@@ -272,7 +272,7 @@ func TestHDR04_ValueInjection(t *testing.T) {
 
 	t.Run("hostile amr element", func(t *testing.T) {
 		claims := with(bindIDKnownClaims(t), "amr", []any{"pwd\r\nX-Evil: 1", "otp"})
-		hs, _ := NewProfile(claims, Options{}).Headers(Options{})
+		hs, _ := NewProfile(claims, Options{}).Headers(Options{Standard: StandardAll})
 		if got, want := headerMap(t, hs)[HeaderAMR], "pwdX-Evil: 1,otp"; got != want {
 			t.Errorf("Headers()[X-Auth-Amr] = %q, want %q", got, want)
 		}
@@ -281,7 +281,7 @@ func TestHDR04_ValueInjection(t *testing.T) {
 	t.Run("50 KB value is dropped and reported", func(t *testing.T) {
 		big := strings.Repeat("A", 50<<10)
 		claims := with(bindIDKnownClaims(t), "name", big, "email", "Å"+big)
-		hs, dropped := NewProfile(claims, Options{}).Headers(Options{})
+		hs, dropped := NewProfile(claims, Options{}).Headers(Options{Standard: StandardAll})
 		m := headerMap(t, hs)
 		for _, name := range []string{HeaderName, HeaderEmail} {
 			if v, ok := m[name]; ok {
@@ -316,7 +316,7 @@ func TestHDR04_ValueInjection(t *testing.T) {
 		}
 		for _, tc := range tests {
 			claims := map[string]any{"sub": "s", "bindid_alias": "a", "name": tc.value}
-			hs, dropped := NewProfile(claims, Options{}).Headers(Options{MaxHeaderBytes: tc.max})
+			hs, dropped := NewProfile(claims, Options{}).Headers(Options{Standard: StandardAll, MaxHeaderBytes: tc.max})
 			_, present := headerMap(t, hs)[HeaderName]
 			report := Dropped{Name: HeaderName, Reason: DropValueTooLong, Bytes: len(EncodeValue(tc.value))}
 			if present == tc.wantDropped || slices.Contains(dropped, report) != tc.wantDropped {
@@ -415,7 +415,7 @@ func TestHDR02_AbsentClaimHeaderAbsent(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			claims := bindIDKnownClaims(t)
 			tt.remove(claims)
-			hs, _ := NewProfile(claims, Options{}).Headers(Options{})
+			hs, _ := NewProfile(claims, Options{}).Headers(Options{Standard: StandardAll})
 			var want []Header
 			for _, h := range seedKnownHeaders {
 				if h.Name == tt.header || slices.Contains(tt.alsoNot, h.Name) {
@@ -441,12 +441,12 @@ func TestHDR02_AbsentClaimHeaderAbsent(t *testing.T) {
 			"given_name": HeaderGivenName, "family_name": HeaderFamilyName, "birthdate": HeaderBirthdate,
 			"personal_id_number": HeaderPersonalID, "address": HeaderAddress,
 		} {
-			hs, _ := NewProfile(full, Options{}).Headers(Options{})
+			hs, _ := NewProfile(full, Options{}).Headers(Options{Standard: StandardAll})
 			if _, ok := headerMap(t, hs)[header]; !ok {
 				t.Fatalf("Headers() with %s has no %s", claim, header)
 			}
 			for _, v := range []any{nil, "", "  ", "\r\n"} {
-				hs, _ := NewProfile(with(full, claim, v), Options{}).Headers(Options{})
+				hs, _ := NewProfile(with(full, claim, v), Options{}).Headers(Options{Standard: StandardAll})
 				if got, ok := headerMap(t, hs)[header]; ok {
 					t.Errorf("Headers() with %s=%#v: %s = %q, want absent", claim, v, header, got)
 				}
@@ -457,7 +457,7 @@ func TestHDR02_AbsentClaimHeaderAbsent(t *testing.T) {
 	t.Run("forged headers for absent claims do not survive", func(t *testing.T) {
 		// A user with no email, name, alias or BindID claims; the client forges them all.
 		p := NewProfile(map[string]any{"sub": "s", "bindid_alias": "a"}, Options{})
-		hs, _ := p.Headers(Options{})
+		hs, _ := p.Headers(Options{Standard: StandardAll})
 		h := http.Header{}
 		h.Set("X-Auth-Email", "admin@example.com")
 		h.Set("X-Auth-Name", "Admin")
@@ -628,7 +628,7 @@ func TestHDR05_EmailVerified(t *testing.T) {
 			if !reflect.DeepEqual(p.PhoneVerified, tt.want) {
 				t.Errorf("NewProfile().PhoneVerified = %v, want %v", fmtBool(p.PhoneVerified), fmtBool(tt.want))
 			}
-			hs, _ := p.Headers(Options{})
+			hs, _ := p.Headers(Options{Standard: StandardAll})
 			got, ok := headerMap(t, hs)[HeaderEmailVerified]
 			switch {
 			case tt.want == nil && ok:
@@ -667,7 +667,7 @@ func TestHDR05_ListDelimiter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hs, _ := NewProfile(map[string]any{"sub": "s", "amr": tt.amr}, Options{}).Headers(Options{})
+			hs, _ := NewProfile(map[string]any{"sub": "s", "amr": tt.amr}, Options{}).Headers(Options{Standard: StandardAll})
 			if got := headerMap(t, hs)[HeaderAMR]; got != tt.want {
 				t.Errorf("Headers()[X-Auth-Amr] = %q, want %q", got, tt.want)
 			}
@@ -692,7 +692,7 @@ func TestHeadersACRTrimmed(t *testing.T) {
 			if p.ACR != tt.want {
 				t.Errorf("NewProfile().ACR = %q, want %q", p.ACR, tt.want)
 			}
-			hs, _ := p.Headers(Options{})
+			hs, _ := p.Headers(Options{Standard: StandardAll})
 			got, ok := headerMap(t, hs)[HeaderACR]
 			if ok != (tt.want != "") || got != tt.want {
 				t.Errorf("Headers()[X-Auth-Acr] = %q (present %v), want %q", got, ok, tt.want)
@@ -724,7 +724,7 @@ func TestHeaderNames(t *testing.T) {
 	// Every emitted header is listed, in the listed order.
 	all := with(bindIDNewClaims(t), "email", "a@b.example", "name", "N", "given_name", "G", "family_name", "F",
 		"birthdate", "1986-02-11", "personal_id_number", "11028600000", "address", map[string]any{"locality": "Oslo"})
-	hs, _ := NewProfile(all, Options{}).Headers(Options{})
+	hs, _ := NewProfile(all, Options{}).Headers(Options{Standard: StandardAll})
 	var got []string
 	for _, h := range hs {
 		got = append(got, h.Name)
@@ -823,7 +823,7 @@ func BenchmarkHeaders(b *testing.B) {
 	p := NewProfile(bindIDKnownClaims(b), Options{})
 	b.ReportAllocs()
 	for b.Loop() {
-		p.Headers(Options{})
+		p.Headers(Options{Standard: StandardAll})
 	}
 }
 

@@ -175,7 +175,7 @@ func TestMappedHeaders(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.claim, func(t *testing.T) {
 			m := mustCompile(t, "X-Mapped", tt.claim)
-			hs, dropped := NewProfile(mappedClaims(), Options{}).Headers(Options{Mappings: m})
+			hs, dropped := NewProfile(mappedClaims(), Options{}).Headers(Options{Standard: StandardAll, Mappings: m})
 			if len(dropped) != 0 {
 				t.Errorf("Headers() dropped = %+v, want none", dropped)
 			}
@@ -193,7 +193,7 @@ func TestMappedHeaders(t *testing.T) {
 	t.Run("after the built-ins, in rule order", func(t *testing.T) {
 		m := mustCompile(t, "X-Roles", "https://example.com/roles", "X-Missing", "missing", "X-Employee-Id", "employee.id")
 		known := NewProfile(with(bindIDKnownClaims(t), "employee", mappedClaims()["employee"], "https://example.com/roles", []any{"r"}), Options{})
-		hs, _ := known.Headers(Options{Mappings: m})
+		hs, _ := known.Headers(Options{Standard: StandardAll, Mappings: m})
 		want := append(slices.Clone(seedKnownHeaders), Header{"X-Roles", "r"}, Header{"X-Employee-Id", "4711"})
 		if !reflect.DeepEqual(hs, want) {
 			t.Errorf("Headers() = %q, want %q", hs, want)
@@ -203,7 +203,7 @@ func TestMappedHeaders(t *testing.T) {
 	t.Run("address value is reversible", func(t *testing.T) {
 		m := mustCompile(t, "X-Address", "address")
 		claims := mappedClaims()
-		hs, _ := NewProfile(claims, Options{}).Headers(Options{Mappings: m})
+		hs, _ := NewProfile(claims, Options{}).Headers(Options{Standard: StandardAll, Mappings: m})
 		var back map[string]any
 		if err := json.Unmarshal([]byte(decodeHeader(t, headerMap(t, hs)["X-Address"])), &back); err != nil {
 			t.Fatalf("X-Address is not JSON: %v", err)
@@ -235,7 +235,7 @@ func TestHDR04_MappedValueInjection(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hs, dropped := NewProfile(map[string]any{"sub": "s", "employee_id": tt.value}, Options{}).Headers(Options{Mappings: m})
+			hs, dropped := NewProfile(map[string]any{"sub": "s", "employee_id": tt.value}, Options{}).Headers(Options{Standard: StandardAll, Mappings: m})
 			if len(dropped) != 0 {
 				t.Errorf("Headers() dropped = %+v, want none", dropped)
 			}
@@ -257,7 +257,7 @@ func TestHDR04_MappedValueInjection(t *testing.T) {
 
 	t.Run("50 KB value is dropped whole and reported", func(t *testing.T) {
 		big := strings.Repeat("A", 50<<10)
-		hs, dropped := NewProfile(map[string]any{"sub": "s", "employee_id": big}, Options{}).Headers(Options{Mappings: m})
+		hs, dropped := NewProfile(map[string]any{"sub": "s", "employee_id": big}, Options{}).Headers(Options{Standard: StandardAll, Mappings: m})
 		if v, ok := headerMap(t, hs)["X-Employee-Id"]; ok {
 			t.Errorf("X-Employee-Id sent with %d bytes, want it dropped", len(v))
 		}
@@ -301,7 +301,7 @@ func TestLIM06_TotalHeaderCap(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			opts := Options{Mappings: m, MaxTotalHeaderBytes: tt.total}
+			opts := Options{Standard: StandardAll, Mappings: m, MaxTotalHeaderBytes: tt.total}
 			hs, dropped := p.Headers(opts)
 			sum := 0
 			for _, h := range hs {
@@ -350,7 +350,7 @@ func TestLIM06_TotalHeaderCap(t *testing.T) {
 	t.Run("a smaller header after the cut-off is still dropped (stop at the first overflow)", func(t *testing.T) {
 		small := mustCompile(t, "X-Claim-0", "c0", "X-Small", "small")
 		p := NewProfile(with(claims, "small", "x"), Options{})
-		hs, dropped := p.Headers(Options{Mappings: small, MaxTotalHeaderBytes: builtins + each - 1})
+		hs, dropped := p.Headers(Options{Standard: StandardAll, Mappings: small, MaxTotalHeaderBytes: builtins + each - 1})
 		if _, ok := headerMap(t, hs)["X-Small"]; ok {
 			t.Errorf("X-Small sent after an earlier header overflowed the total, want it dropped")
 		}
@@ -364,7 +364,7 @@ func TestLIM06_TotalHeaderCap(t *testing.T) {
 	})
 
 	t.Run("too long beats total", func(t *testing.T) {
-		hs, dropped := p.Headers(Options{Mappings: m, MaxHeaderBytes: 2000, MaxTotalHeaderBytes: 100})
+		hs, dropped := p.Headers(Options{Standard: StandardAll, Mappings: m, MaxHeaderBytes: 2000, MaxTotalHeaderBytes: 100})
 		if len(hs) != 2 {
 			t.Errorf("Headers() = %q, want only the two built-ins", hs)
 		}
@@ -379,7 +379,7 @@ func TestLIM06_TotalHeaderCap(t *testing.T) {
 	})
 
 	t.Run("the built-ins of the seed fit the default", func(t *testing.T) {
-		if _, dropped := NewProfile(bindIDKnownClaims(t), Options{}).Headers(Options{}); len(dropped) != 0 {
+		if _, dropped := NewProfile(bindIDKnownClaims(t), Options{}).Headers(Options{Standard: StandardAll}); len(dropped) != 0 {
 			t.Errorf("Headers() dropped = %+v, want none", dropped)
 		}
 	})
@@ -518,7 +518,8 @@ func TestStandardHeaders(t *testing.T) {
 		std  StandardHeaders
 		want []string
 	}{
-		{std: "", want: append(slices.Clone(allNames), "X-Employee-Id")},
+		{std: "", want: []string{"X-Auth-Subject", "X-Auth-Alias", "X-Employee-Id"}}, // basic; no email claim
+		{std: StandardBasic, want: []string{"X-Auth-Subject", "X-Auth-Alias", "X-Employee-Id"}},
 		{std: StandardAll, want: append(slices.Clone(allNames), "X-Employee-Id")},
 		{std: StandardIdentity, want: append(slices.Clone(authNames), "X-Employee-Id")},
 		{std: StandardNone, want: []string{"X-Employee-Id"}},
@@ -536,6 +537,24 @@ func TestStandardHeaders(t *testing.T) {
 		t.Fatalf("seed has %d X-Auth-* and %d headers in all, want 9 and 27", len(authNames), len(allNames))
 	}
 
+	// basic: the email with its verified flag, the new-user flag; nothing else of the profile.
+	ola := NewProfile(map[string]any{"sub": "s", "email": "ola@example.com", "email_verified": true, "name": "Ola",
+		"phone_number": "+4799999999", "acr": "x", "personal_id_number": "01017012345"}, Options{})
+	newUser := NewProfile(bindIDNewClaims(t), Options{})
+	for _, tt := range []struct {
+		p    *Profile
+		want []Header
+	}{
+		{ola, []Header{{"X-Auth-Subject", "s"}, {"X-Auth-Email", "ola@example.com"}, {"X-Auth-Email-Verified", "true"}, {"X-Auth-New-User", "true"}}}, // no alias claim
+		{newUser, []Header{{"X-Auth-Subject", newUser.Subject}, {"X-Auth-New-User", "true"}}},
+	} {
+		for _, std := range []StandardHeaders{"", StandardBasic} {
+			if hs, _ := tt.p.Headers(Options{Standard: std}); !reflect.DeepEqual(hs, tt.want) {
+				t.Errorf("Headers(Standard=%q) of %s = %q, want %q", std, tt.p.Subject, hs, tt.want)
+			}
+		}
+	}
+
 	// Stripping does not depend on what is emitted: a client's X-Trust-* never survives.
 	h := http.Header{"X-Trust-Device-Count": {"9"}}
 	StripManaged(h, m)
@@ -546,7 +565,7 @@ func TestStandardHeaders(t *testing.T) {
 
 func TestParseStandardHeaders(t *testing.T) {
 	for in, want := range map[string]StandardHeaders{
-		"": StandardAll, "all": StandardAll, "identity": StandardIdentity, "none": StandardNone,
+		"": StandardBasic, "basic": StandardBasic, "all": StandardAll, "identity": StandardIdentity, "none": StandardNone,
 	} {
 		got, err := ParseStandardHeaders(in)
 		if err != nil || got != want {
@@ -555,8 +574,8 @@ func TestParseStandardHeaders(t *testing.T) {
 	}
 	for _, in := range []string{"ALL", "None", "trust", "identity ", "x"} {
 		_, err := ParseStandardHeaders(in)
-		if err == nil || !strings.Contains(err.Error(), "all, identity, none") || !strings.Contains(err.Error(), fmt.Sprintf("%q", in)) {
-			t.Errorf("ParseStandardHeaders(%q) error = %v, want one naming the value and listing all, identity, none", in, err)
+		if err == nil || !strings.Contains(err.Error(), "basic (the default), identity, all, none") || !strings.Contains(err.Error(), fmt.Sprintf("%q", in)) {
+			t.Errorf("ParseStandardHeaders(%q) error = %v, want one naming the value and listing every value", in, err)
 		}
 	}
 }

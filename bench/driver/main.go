@@ -1,21 +1,24 @@
 // Command driver is trustgate's load benchmark (`make bench`, via bench/run.sh). In one run it
 // starts a fast upstream (bench/upstream), redis-server, the in-process OpenID Provider
 // (internal/oidctest) and one Caddy process built from caddy-build/, logs in through the
-// gateway with a scripted browser (net/http and a cookie jar), and loads five configurations
-// with wrk in interleaved rounds:
+// gateway with a scripted browser (net/http and a cookie jar), and loads eight configurations
+// with wrk in interleaved rounds, the order rotated by one each round:
 //
 //	a  plain reverse_proxy (the baseline)
-//	b  trustgate, memory store, + the same reverse_proxy
-//	c  trustgate, Redis store with its local cache warm
+//	b  trustgate, memory store, default headers, + the same reverse_proxy
+//	c  trustgate, Redis store with its local cache warm, default headers
 //	d  trustgate, Redis store with local_cache_ttl off (one Redis round trip per request)
 //	e  b's site without a cookie, as a browser navigation: the 302 to the provider
+//	f  plain reverse_proxy + the headers b forwards, set with request_header (b's control)
+//	g  trustgate, memory store, standard_headers all (the full BindID profile)
+//	h  plain reverse_proxy + the headers g forwards, set with request_header (g's control)
 //
 // It reports per configuration the median of the rounds (req/s, p50, p99), the min-max of
-// req/s, and each median's ratio to a's from the same run, plus diagnostics (CPU per request
-// and per process, Redis commands per request, upstream request counts), prints the table and
-// writes it to bench/RESULTS.md. At the end, with -cpuprofile (the default), it restarts Caddy
-// with its admin API on a loopback port and records a CPU profile of configuration b (or
-// -profile-config) under load.
+// req/s, and the ratio to a: the median over the rounds of each run's req/s over a's run in
+// the same round. Diagnostics: CPU per request and per process, Redis commands per request,
+// upstream request counts. It prints the table and writes it to bench/RESULTS.md. At the end,
+// with -cpuprofile (the default), it restarts Caddy with its admin API on a loopback port and
+// records a CPU profile of configuration b (or -profile-config) under load.
 //
 // Every process listens on 127.0.0.1 only and is stopped when the driver exits, also on an
 // error or Ctrl-C. See bench/README.md.
@@ -37,12 +40,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
+	"github.com/trustgate/trustgate/session"
 )
 
 type options struct {
@@ -76,7 +81,7 @@ func realMain() int {
 	flag.IntVar(&o.conns, "connections", 32, "wrk connections (-c)")
 	flag.DurationVar(&o.pause, "pause", time.Second, "pause before each wrk run")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unrecorded wrk run per configuration before the rounds (0: none)")
-	flag.StringVar(&o.configs, "configs", "a,b,c,d,e,f,g,h", "configurations to load, in this order each round (a is always included)")
+	flag.StringVar(&o.configs, "configs", "a,b,c,d,e,f,g,h", "configurations to load, in this order in round 1; each next round starts one later (a is always included)")
 	flag.BoolVar(&o.cpuProfile, "cpuprofile", true, "after the rounds, restart Caddy with its admin API on a loopback port and record a CPU profile of configuration -profile-config under load")
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 10, "length of the CPU profile")
 	flag.StringVar(&o.profileConfig, "profile-config", "b", "the configuration loaded while the CPU profile is taken")
@@ -133,7 +138,7 @@ func (o *options) check() error {
 	seen := map[string]bool{}
 	for _, k := range strings.Split(o.configs, ",") {
 		k = strings.TrimSpace(k)
-		if _, ok := configTitles[k]; !ok {
+		if !slices.Contains(configKeys, k) {
 			return fmt.Errorf("-configs: unknown configuration %q (known: a,b,c,d,e,f,g,h)", k)
 		}
 		if seen[k] {
@@ -155,20 +160,65 @@ func (o *options) check() error {
 	return nil
 }
 
-var configTitles = map[string]string{
-	"a": "plain `reverse_proxy`",
-	"b": "trustgate, memory store",
-	"c": "trustgate, Redis, local cache warm",
-	"d": "trustgate, Redis, `local_cache_ttl off`",
-	"e": "no cookie: 302 to the provider",
-	"f": fmt.Sprintf("plain `reverse_proxy` + the same %d headers (`request_header`)", len(controlHeaders)),
-	"g": "trustgate, memory store, one header (`standard_headers none`, `header X-Remote-User sub`)",
-	"h": "trustgate, Redis, local cache warm, one header (as (g))",
+// configKeys are the configurations, in the default order.
+var configKeys = []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+
+// title describes configuration k. forwarded holds the number of identity headers the
+// upstream got from each trustgate site at the login (nil or missing: not known yet).
+func title(k string, forwarded map[string]int) string {
+	n, known := forwarded[k]
+	switch k {
+	case "a":
+		return "plain `reverse_proxy`"
+	case "b":
+		if known {
+			return fmt.Sprintf("trustgate, memory store, default headers (`basic`: %d for this user)", n)
+		}
+		return "trustgate, memory store, default headers (`basic`)"
+	case "c":
+		return "trustgate, Redis, local cache warm, default headers"
+	case "d":
+		return "trustgate, Redis, `local_cache_ttl off`, default headers"
+	case "e":
+		return "no cookie: 302 to the provider"
+	case "f":
+		return fmt.Sprintf("plain `reverse_proxy` + (b)'s %d headers (`request_header`; same cookie, removed)", len(defaultControl.headers))
+	case "g":
+		if known {
+			return fmt.Sprintf("trustgate, memory store, `standard_headers all` (full BindID profile: %d headers)", n)
+		}
+		return "trustgate, memory store, `standard_headers all` (full BindID profile)"
+	case "h":
+		return fmt.Sprintf("plain `reverse_proxy` + (g)'s %d headers (`request_header`; same cookie, removed)", len(fullControl.headers))
+	}
+	return k
 }
 
-// controlHeaders are the identity and trust headers trustgate sends for "bindid-known"
-// (seed 000), set statically on site (f): the cost of forwarding them without trustgate.
-var controlHeaders = [][2]string{
+func (b *bench) title(k string) string { return title(k, b.forwarded) }
+
+// A controlList is the identity headers a control site sets statically with request_header:
+// what a trustgate site forwards for "bindid-known", without trustgate.
+type controlList struct {
+	key     string // the control configuration
+	name    string // the Go variable, for messages
+	headers [][2]string
+}
+
+var (
+	defaultControl = &controlList{"f", "defaultControlHeaders", defaultControlHeaders}
+	fullControl    = &controlList{"h", "fullControlHeaders", fullControlHeaders}
+)
+
+// defaultControlHeaders are the headers trustgate's default built-in set (`basic`) sends for
+// "bindid-known" (no email claim), set on site (f).
+var defaultControlHeaders = [][2]string{
+	{"X-Auth-Subject", "123e4567-e89b-12d3-a456-426652340000"},
+	{"X-Auth-Alias", "username@domain"},
+}
+
+// fullControlHeaders are the identity and trust headers trustgate sends for "bindid-known"
+// (seed 000) with `standard_headers all`, set on site (h).
+var fullControlHeaders = [][2]string{
 	{"X-Auth-Subject", "123e4567-e89b-12d3-a456-426652340000"},
 	{"X-Auth-Issuer", "http://127.0.0.1:40000"},
 	{"X-Auth-Email-Verified", "true"},
@@ -198,16 +248,15 @@ var controlHeaders = [][2]string{
 	{"X-Trust-Days-Since-Last-Login", "2196"},
 }
 
-// oneHeader is the trustgate block's extra lines of (g) and (h): the identity as one header.
-const oneHeader = "\t\tstandard_headers none\n\t\theader X-Remote-User sub\n"
-
 // site is one Caddy site: a loopback port and, for trustgate, its cookie name.
 type site struct {
-	key        string // a, b, c, d
+	key        string // a, b, c, d, f, g, h (e uses b's site)
 	port       int
-	cookieName string // "" for a
-	store      string // "", "memory", "redis", "redis-nocache"
-	extra      string // more lines for the trustgate block
+	cookieName string       // "" for a site without trustgate (a, f, h)
+	store      string       // "", "memory", "redis", "redis-nocache"
+	extra      string       // more lines for the trustgate block
+	set        *controlList // a control site (f, h): these headers, with request_header
+	match      *controlList // a trustgate site: it must forward as many identity headers as this control
 }
 
 func (s *site) url() string { return "http://127.0.0.1:" + strconv.Itoa(s.port) }
@@ -222,27 +271,27 @@ type config struct {
 }
 
 type bench struct {
-	o               options
-	work            string
-	env             []string // for Caddy: private XDG dirs
-	secret          string
-	op              *oidctest.Provider
-	upstream        *proc
-	upAddr          string
-	redis           *proc
-	redisAdr        string
-	caddy           *proc
-	sites           map[string]*site
-	configs         []*config
-	body            string // the upstream's answer
-	problems        []string
-	results         map[string][]*runResult
-	redone          map[string]int // runs discarded because other processes disturbed them
-	disturbed       int            // runs kept although disturbed (after -retries)
-	noisyStart      string         // the machine was not quiet when the rounds began
-	profile         *profileResult
-	facts           facts
-	identityHeaders int // X-Auth-* and X-Trust-* headers the upstream gets per request
+	o          options
+	work       string
+	env        []string // for Caddy: private XDG dirs
+	secret     string
+	op         *oidctest.Provider
+	upstream   *proc
+	upAddr     string
+	redis      *proc
+	redisAdr   string
+	caddy      *proc
+	sites      map[string]*site
+	configs    []*config
+	body       string // the upstream's answer
+	problems   []string
+	results    map[string][]*runResult
+	redone     map[string]int // runs discarded because other processes disturbed them
+	disturbed  int            // runs kept although disturbed (after -retries)
+	noisyStart string         // the machine was not quiet when the rounds began
+	profile    *profileResult
+	facts      facts
+	forwarded  map[string]int // per trustgate site: X-Auth-* and X-Trust-* headers the upstream got at the login
 }
 
 func (b *bench) problem(format string, args ...any) {
@@ -391,7 +440,7 @@ func (b *bench) startBackends(ctx context.Context) error {
 }
 
 func (b *bench) needRedis() bool {
-	return strings.Contains(b.o.configs, "c") || strings.Contains(b.o.configs, "d") || strings.Contains(b.o.configs, "h")
+	return strings.Contains(b.o.configs, "c") || strings.Contains(b.o.configs, "d")
 }
 
 func (b *bench) startRedis(ctx context.Context) error {
@@ -432,12 +481,12 @@ func (b *bench) startCaddy(ctx context.Context, adminPort int) error {
 		b.sites = map[string]*site{}
 		for _, s := range []*site{
 			{key: "a"},
-			{key: "b", cookieName: "bench_b", store: "memory"},
-			{key: "c", cookieName: "bench_c", store: "redis"},
-			{key: "d", cookieName: "bench_d", store: "redis-nocache"},
-			{key: "f"},
-			{key: "g", cookieName: "bench_g", store: "memory", extra: oneHeader},
-			{key: "h", cookieName: "bench_h", store: "redis", extra: oneHeader},
+			{key: "b", cookieName: "bench_b", store: "memory", match: defaultControl},
+			{key: "c", cookieName: "bench_c", store: "redis", match: defaultControl},
+			{key: "d", cookieName: "bench_d", store: "redis-nocache", match: defaultControl},
+			{key: "f", set: defaultControl},
+			{key: "g", cookieName: "bench_g", store: "memory", extra: "\t\tstandard_headers all\n", match: fullControl},
+			{key: "h", set: fullControl},
 		} {
 			if s.key != "a" && s.key != "b" && !strings.Contains(b.o.configs, s.key) {
 				continue
@@ -498,7 +547,7 @@ func (b *bench) caddyfile(adminPort int) string {
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(&w, "\n# (%s) %s\nhttp://:%d {\n\tbind 127.0.0.1\n", k, strings.ReplaceAll(configTitles[k], "`", ""), s.port)
+		fmt.Fprintf(&w, "\n# (%s) %s\nhttp://:%d {\n\tbind 127.0.0.1\n", k, strings.ReplaceAll(title(k, nil), "`", ""), s.port)
 		if s.store != "" {
 			fmt.Fprintf(&w, "\ttrustgate {\n\t\tissuer %s\n\t\tclient_id %s\n\t\tclient_secret %s\n\t\tsecret %s\n\t\tcookie_name %s\n\t\tinsecure_cookie\n",
 				b.op.Issuer(), oidctest.DefaultClientID, oidctest.DefaultClientSecret, b.secret, s.cookieName)
@@ -513,8 +562,11 @@ func (b *bench) caddyfile(adminPort int) string {
 			w.WriteString(s.extra)
 			fmt.Fprintf(&w, "\t}\n")
 		}
-		if k == "f" {
-			for _, h := range controlHeaders {
+		if s.set != nil {
+			// The control gets the same request as its trustgate site (wrk sends a session
+			// cookie of the same size) and, like trustgate, keeps the cookie from the upstream.
+			w.WriteString("\trequest_header -Cookie\n")
+			for _, h := range s.set.headers {
 				fmt.Fprintf(&w, "\trequest_header %s `%s`\n", h[0], strings.ReplaceAll(strings.ReplaceAll(h[1], "{", "\\{"), "}", "\\}"))
 			}
 		}
@@ -543,7 +595,7 @@ func (b *bench) prepare(ctx context.Context) error {
 	}
 	cookies := map[string]string{}
 	for _, c := range b.configs {
-		if c.key == "a" || c.key == "e" || c.key == "f" {
+		if c.key == "e" || c.site.cookieName == "" {
 			continue
 		}
 		if _, done := cookies[c.key]; !done {
@@ -557,11 +609,36 @@ func (b *bench) prepare(ctx context.Context) error {
 		c.headers = []string{"Cookie: " + c.cookie}
 	}
 	for _, c := range b.configs {
+		if c.site.set != nil {
+			ck, err := b.controlCookie()
+			if err != nil {
+				return fmt.Errorf("(%s) cookie: %w", c.key, err)
+			}
+			c.headers = []string{"Cookie: " + ck}
+		}
+	}
+	for _, c := range b.configs {
 		if err := b.probe(ctx, c); err != nil {
-			return fmt.Errorf("(%s) %s: %w", c.key, configTitles[c.key], err)
+			return fmt.Errorf("(%s) %s: %w", c.key, b.title(c.key), err)
 		}
 	}
 	return nil
+}
+
+// controlCookie is what wrk sends to a control site: a session cookie as trustgate makes
+// one (same codec, same size), for a session that does not exist. The control site deletes
+// it, so the control reads the same request bytes as its trustgate site and forwards the same.
+func (b *bench) controlCookie() (string, error) {
+	codec, err := session.NewCodec([][]byte{[]byte(b.secret)}, time.Hour) // as trustgate reads `secret`
+	if err != nil {
+		return "", err
+	}
+	const name = "bench_control"
+	v, err := codec.Encode(name, session.NewID())
+	if err != nil {
+		return "", err
+	}
+	return name + "=" + v, nil
 }
 
 // login signs in to a trustgate site as a browser would: follow the redirects through the
@@ -581,19 +658,20 @@ func (b *bench) login(ctx context.Context, s *site) (string, error) {
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("the login ended at %s with %s: %.300s\nCaddy's log:\n%s", resp.Request.URL, resp.Status, body, tailFile(b.caddy.logPath, 20))
 	}
-	subject, headers, _ := strings.Cut(string(body), "\n")
-	if want := "subject=" + oidctest.SubjectBindIDKnown; subject != want {
-		return "", fmt.Errorf("after the login the upstream saw %q, want %q (is X-Auth-Subject or X-Remote-User sent?)", subject, want)
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(headers, "identity-headers=")))
+	subject, n, err := parseProbe(string(body))
 	if err != nil {
-		return "", fmt.Errorf("upstream probe: unexpected answer %q", body)
+		return "", fmt.Errorf("upstream probe: %w", err)
 	}
-	if s.extra == "" { // (g) and (h) forward one mapped header by design
-		b.identityHeaders = n
-		if n != len(controlHeaders) {
-			b.problem("trustgate sent %d identity headers, but the control (f) forwards %d: update controlHeaders in bench/driver", n, len(controlHeaders))
-		}
+	if subject != oidctest.SubjectBindIDKnown {
+		return "", fmt.Errorf("after the login the upstream saw subject %q, want %q (is X-Auth-Subject sent?)", subject, oidctest.SubjectBindIDKnown)
+	}
+	if b.forwarded == nil {
+		b.forwarded = map[string]int{}
+	}
+	prev, again := b.forwarded[s.key] // the profile run logs in again
+	b.forwarded[s.key] = n
+	if m := s.match; m != nil && n != len(m.headers) && (!again || prev != n) {
+		b.problem("(%s) trustgate sent %d identity headers, but its control (%s) forwards %d: update %s in bench/driver", s.key, n, m.key, len(m.headers), m.name)
 	}
 	u, _ := url.Parse(s.url() + "/")
 	for _, ck := range jar.Cookies(u) {
@@ -637,6 +715,27 @@ func (b *bench) probe(ctx context.Context, c *config) error {
 	if resp.StatusCode != http.StatusOK || body != b.body {
 		return fmt.Errorf("got %s %.200q, want 200 with the upstream's body", resp.Status, body)
 	}
+	if set := c.site.set; set != nil {
+		// A control site: the upstream gets the user's subject and every header of the list.
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.site.url()+"/__probe", nil)
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			return err
+		}
+		pb, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/__probe: got %s, want 200", resp.Status)
+		}
+		subject, n, err := parseProbe(string(pb))
+		if err != nil {
+			return fmt.Errorf("upstream probe: %w", err)
+		}
+		if subject != oidctest.SubjectBindIDKnown || n != len(set.headers) {
+			return fmt.Errorf("the upstream got subject %q and %d identity headers, want %q and the %d of %s: the request_header lines do not arrive",
+				subject, n, oidctest.SubjectBindIDKnown, len(set.headers), set.name)
+		}
+	}
 	if c.cookie != "" {
 		resp, _, err := get(nil)
 		if err != nil {
@@ -647,6 +746,18 @@ func (b *bench) probe(ctx context.Context, c *config) error {
 		}
 	}
 	return nil
+}
+
+// parseProbe reads the upstream's answer to /__probe: the X-Auth-Subject it got and how many
+// X-Auth-* and X-Trust-* headers.
+func parseProbe(body string) (subject string, n int, err error) {
+	first, second, _ := strings.Cut(body, "\n")
+	subject, ok1 := strings.CutPrefix(first, "subject=")
+	count, ok2 := strings.CutPrefix(strings.TrimSpace(second), "identity-headers=")
+	if n, err = strconv.Atoi(count); !ok1 || !ok2 || err != nil {
+		return "", 0, fmt.Errorf("unexpected answer %.300q", body)
+	}
+	return subject, n, nil
 }
 
 // runResult is one wrk run of one configuration plus what the driver observed around it.
@@ -833,8 +944,13 @@ func (b *bench) measure(ctx context.Context) error {
 	if err := b.waitQuiet(ctx); err != nil {
 		return err
 	}
+	plainTitle := func(k string) string { return strings.ReplaceAll(b.title(k), "`", "") }
+	width := 0
+	for _, c := range b.configs {
+		width = max(width, len(plainTitle(c.key)))
+	}
 	for round := 1; round <= o.rounds; round++ {
-		for _, c := range b.configs {
+		for _, c := range rotate(b.configs, round-1) {
 			var r *runResult
 			for attempt := 0; ; attempt++ {
 				if err := sleep(o.pause); err != nil {
@@ -860,8 +976,8 @@ func (b *bench) measure(ctx context.Context) error {
 			}
 			r.round = round
 			b.results[c.key] = append(b.results[c.key], r)
-			b.logf("round %d/%d (%s) %-40s %9.0f req/s  p50 %s  p99 %s  caddy %.2f cores  machine %.2f cores",
-				round, o.rounds, c.key, strings.ReplaceAll(configTitles[c.key], "`", ""), r.RPS, fmtLatency(r.P50), fmtLatency(r.P99),
+			b.logf("round %d/%d (%s) %-*s %9.0f req/s  p50 %s  p99 %s  caddy %.2f cores  machine %.2f cores",
+				round, o.rounds, c.key, width, plainTitle(c.key), r.RPS, fmtLatency(r.P50), fmtLatency(r.P99),
 				cores(r.caddyCPU, r.wall), cores(r.machine.busy(), r.wall))
 		}
 		// After each round, the configurations still answer as they must (a session that
@@ -873,6 +989,16 @@ func (b *bench) measure(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// rotate returns xs started at index k mod len(xs) and wrapped around: round r of the
+// measurement runs rotate(configs, r-1), so every configuration takes every position.
+func rotate[T any](xs []T, k int) []T {
+	if len(xs) == 0 {
+		return nil
+	}
+	k %= len(xs)
+	return append(slices.Clone(xs[k:]), xs[:k]...)
 }
 
 // waitQuiet waits up to -quiet-wait until processes the benchmark did not start use at most

@@ -214,9 +214,8 @@ func (b *bench) report() error {
 		sums = append(sums, s)
 		byKey[c.key] = s
 	}
-	base := byKey["a"].rps
 	for i := range sums {
-		sums[i].ratio = sums[i].rps / base
+		sums[i].ratio = median(b.paired(sums[i].key, "a"))
 		byKey[sums[i].key] = sums[i]
 	}
 	f := b.facts
@@ -227,21 +226,28 @@ func (b *bench) report() error {
 	p("# trustgate load benchmark\n\n")
 	p("Written by `bench/run.sh` (`make bench`); how to read it: [README.md](README.md). ")
 	p("One Caddy process serves every configuration; each row is the median of %s of %s, ", plural(o.rounds, "interleaved round"), o.duration)
-	p("`wrk -t%d -c%d --latency`, against a trivial upstream, on this machine. Ratios are to (a) in this same run; ", o.threads, o.conns)
-	p("absolute numbers are only comparable on the same machine.")
-	if b.identityHeaders > 0 {
-		p(" The user is `bindid-known` (full BindID trust profile): trustgate adds %d `X-Auth-*`/`X-Trust-*` headers to each upstream request.", b.identityHeaders)
+	p("`wrk -t%d -c%d --latency`, against a trivial upstream, on this machine; the order of the configurations rotates by one each round. ", o.threads, o.conns)
+	p("Ratios are to (a) in this same run; absolute numbers are only comparable on the same machine.")
+	var users []string
+	if n, ok := b.forwarded["b"]; ok {
+		users = append(users, fmt.Sprintf("with the default headers (`basic`) trustgate adds %d `X-Auth-*` headers to each upstream request", n))
+	}
+	if n, ok := b.forwarded["g"]; ok {
+		users = append(users, fmt.Sprintf("with `standard_headers all` %d `X-Auth-*`/`X-Trust-*` headers", n))
+	}
+	if len(users) > 0 {
+		p(" The user is `bindid-known` (a BindID user with the full trust profile and no email claim): %s.", strings.Join(users, "; "))
 	}
 	p("\n\n")
 
 	p("| | configuration | req/s (median) | req/s min–max | p50 | p99 | ratio to (a) | ratio in each round, min–max |\n")
 	p("|---|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range sums {
-		lo, hi := b.roundRatios(s.key)
-		p("| (%s) | %s | %s | %s–%s | %s | %s | %.3f | %.3f–%.3f |\n", s.key, configTitles[s.key], thousands(s.rps), thousands(s.rpsMin), thousands(s.rpsMax),
-			fmtLatency(s.p50), fmtLatency(s.p99), s.ratio, lo, hi)
+		rs := b.paired(s.key, "a")
+		p("| (%s) | %s | %s | %s–%s | %s | %s | %.3f | %.3f–%.3f |\n", s.key, b.title(s.key), thousands(s.rps), thousands(s.rpsMin), thousands(s.rpsMax),
+			fmtLatency(s.p50), fmtLatency(s.p99), s.ratio, slices.Min(rs), slices.Max(rs))
 	}
-	p("\n")
+	p("\nReq/s, p50 and p99 are medians of the rounds. Ratio to (a) is the median over the rounds of the per-round ratio: each run's req/s ÷ the req/s of the (a) run in the same round; the last column is the min–max of those per-round ratios.\n\n")
 	var verdicts []string
 	for _, k := range []string{"b", "c"} {
 		if s, ok := byKey[k]; ok {
@@ -254,28 +260,26 @@ func (b *bench) report() error {
 	}
 	if len(verdicts) > 0 {
 		p("Budget (DESIGN.md: trustgate with the memory store or Redis with a warm cache at least 0.95 of (a)'s throughput): %s.\n\n", strings.Join(verdicts, ", "))
-		if fs, ok := byKey["f"]; ok && fs.rps > 0 {
-			var own []string
-			for _, k := range []string{"b", "c"} {
-				if s, ok := byKey[k]; ok {
-					own = append(own, fmt.Sprintf("(%s)/(f) = %.3f", k, s.rps/fs.rps))
-				}
+	}
+	var own []string
+	for _, l := range []struct {
+		ctl  *controlList
+		what string
+		keys []string
+	}{{defaultControl, "the default set", []string{"b", "c"}}, {fullControl, "`standard_headers all`", []string{"g"}}} {
+		var rs []string
+		for _, k := range l.keys {
+			if r := b.paired(k, l.ctl.key); r != nil {
+				rs = append(rs, fmt.Sprintf("(%s)/(%s) = %.3f", k, l.ctl.key, median(r)))
 			}
-			p("With the same headers on both sides — (f) forwards the same %d identity and trust headers with plain `request_header` — trustgate's own cost: %s. The rest of the gap to (a) is what Caddy's `reverse_proxy` pays per forwarded header (see the profile below).\n\n", len(controlHeaders), strings.Join(own, ", "))
+		}
+		if len(rs) > 0 {
+			own = append(own, fmt.Sprintf("- %d headers (%s): %s", len(l.ctl.headers), l.what, strings.Join(rs, ", ")))
 		}
 	}
-	var lean []string
-	for _, k := range []string{"g", "h"} {
-		if s, ok := byKey[k]; ok {
-			v := "meets the budget"
-			if s.ratio < budget["b"] {
-				v = "**below** the budget"
-			}
-			lean = append(lean, fmt.Sprintf("(%s) %.3f %s", k, s.ratio, v))
-		}
-	}
-	if len(lean) > 0 {
-		p("With one forwarded identity header (`X-Remote-User`, like oauth2-proxy's `X-Forwarded-User`) — the gateway's own cost per request: %s. Each further forwarded header costs Caddy's `reverse_proxy` and the upstream a share of the rest.\n\n", strings.Join(lean, ", "))
+	if len(own) > 0 {
+		p("Trustgate's own cost at equal forwarded headers — (f) and (h) forward the same headers as (b) and (g) with plain `request_header` — as the median of the per-round ratios:\n\n%s\n\n", strings.Join(own, "\n"))
+		p("What each forwarded header costs is visible as (f) vs (a) and (h) vs (a): Caddy's `reverse_proxy` and the upstream pay per header, not trustgate.\n\n")
 	}
 	if s, ok := byKey["e"]; ok {
 		p("(e) counts redirects: %s responses over %s, every one a 302 to the provider's `/authorize` (checked: none reached the upstream, none had a status ≥ 400, and a probe before and after each round got the 302).\n\n",
@@ -321,23 +325,27 @@ func (b *bench) report() error {
 	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range sums {
 		redis := "—"
-		if s.key == "c" || s.key == "d" || s.key == "h" {
+		if s.key == "c" || s.key == "d" {
 			redis = strconv.FormatFloat(s.redisCmdsPerReq, 'f', 3, 64)
 		}
 		p("| (%s) | %.1f µs | %.2f× | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s |\n", s.key, s.caddyUsPerReq, s.caddyUsPerReq/byKey["a"].caddyUsPerReq,
 			s.caddyCores, s.wrkCores, s.upstreamCores, s.redisCores, s.irqCores, s.otherCores, s.machineCores, redis)
 	}
-	p("\n## Every round (req/s)\n\n| round |")
+	p("\n## Every round (req/s)\n\n| round | order |")
 	for _, c := range b.configs {
 		p(" (%s) |", c.key)
 	}
-	p(" other cores (max) |\n|---|")
+	p(" other cores (max) |\n|---|---|")
 	for range b.configs {
 		p("---:|")
 	}
 	p("---:|\n")
 	for i := range o.rounds {
-		p("| %d |", i+1)
+		var order []string
+		for _, c := range rotate(b.configs, i) {
+			order = append(order, c.key)
+		}
+		p("| %d | %s |", i+1, strings.Join(order, " "))
 		var other float64
 		for _, c := range b.configs {
 			r := b.results[c.key][i]
@@ -346,11 +354,11 @@ func (b *bench) report() error {
 		}
 		p(" %.2f |\n", other)
 	}
-	p("| spread |")
+	p("| spread | |")
 	for _, s := range sums {
 		p(" %.1f%% |", 100*s.spread)
 	}
-	p(" |\n\nSpread = (max − min) / median. The order within a round is %s, with a %s pause before each run", o.configs, o.pause)
+	p(" |\n\nSpread = (max − min) / median. Round 1 runs %s; each next round starts one configuration later (the order column), so that no configuration always runs in the same place. A %s pause comes before each run", o.configs, o.pause)
 	if o.warmup > 0 {
 		p(", after an unrecorded %s warm-up run of each configuration", o.warmup)
 	}
@@ -463,12 +471,28 @@ func plural(n int, what string) string {
 	return strconv.Itoa(n) + " " + what + "s"
 }
 
-// roundRatios is the min and max over the rounds of key's req/s over (a)'s in the same round.
-func (b *bench) roundRatios(key string) (lo, hi float64) {
-	lo = math.Inf(1)
-	for i, r := range b.results[key] {
-		x := r.RPS / b.results["a"][i].RPS
-		lo, hi = min(lo, x), max(hi, x)
+// paired is key's req/s over base's in the same round, per round (nil when either was not
+// loaded).
+func (b *bench) paired(key, base string) []float64 {
+	return pairedRatios(rpsOf(b.results[key]), rpsOf(b.results[base]))
+}
+
+func rpsOf(runs []*runResult) []float64 {
+	xs := make([]float64, len(runs))
+	for i, r := range runs {
+		xs[i] = r.RPS
 	}
-	return lo, hi
+	return xs
+}
+
+// pairedRatios is xs[i] / base[i] for every round i (nil when the lengths differ or are 0).
+func pairedRatios(xs, base []float64) []float64 {
+	if len(xs) == 0 || len(xs) != len(base) {
+		return nil
+	}
+	rs := make([]float64, len(xs))
+	for i := range xs {
+		rs[i] = xs[i] / base[i]
+	}
+	return rs
 }

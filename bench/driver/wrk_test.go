@@ -1,9 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/trustgate/trustgate/internal/oidctest"
 )
 
 const wrkOK = `Running 8s test @ http://127.0.0.1:41001/
@@ -107,6 +111,78 @@ func TestThousands(t *testing.T) {
 	for in, want := range map[float64]string{0: "0", 999.4: "999", 1000: "1,000", 12345.6: "12,346", 1234567: "1,234,567"} {
 		if got := thousands(in); got != want {
 			t.Errorf("thousands(%v) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestRotate(t *testing.T) {
+	keys := []string{"a", "b", "c", "d"}
+	for round, want := range []string{"a b c d", "b c d a", "c d a b", "d a b c", "a b c d"} {
+		if got := strings.Join(rotate(keys, round), " "); got != want {
+			t.Errorf("round %d: rotate = %q, want %q", round+1, got, want)
+		}
+	}
+	if strings.Join(keys, " ") != "a b c d" {
+		t.Errorf("rotate changed its argument: %q", keys)
+	}
+	if rotate([]string(nil), 3) != nil {
+		t.Error("rotate(nil) is not nil")
+	}
+}
+
+func TestPairedRatios(t *testing.T) {
+	// (a) drifts between rounds; the per-round ratio follows it, the ratio of medians does not.
+	a := []float64{100, 200, 150}
+	b := []float64{90, 190, 120}
+	got := pairedRatios(b, a)
+	want := []float64{0.9, 0.95, 0.8}
+	if len(got) != len(want) {
+		t.Fatalf("pairedRatios = %v, want %v", got, want)
+	}
+	for i := range got {
+		if math.Abs(got[i]-want[i]) > 1e-12 {
+			t.Fatalf("pairedRatios = %v, want %v", got, want)
+		}
+	}
+	if m := median(got); math.Abs(m-0.9) > 1e-12 {
+		t.Errorf("median of the per-round ratios = %v, want 0.9", m)
+	}
+	if pairedRatios(b, a[:2]) != nil || pairedRatios(nil, nil) != nil {
+		t.Error("pairedRatios of unequal or empty rounds is not nil")
+	}
+}
+
+func TestParseProbe(t *testing.T) {
+	subject, n, err := parseProbe("subject=123e4567\nidentity-headers=27\n")
+	if err != nil || subject != "123e4567" || n != 27 {
+		t.Errorf("parseProbe = %q, %d, %v; want 123e4567, 27, nil", subject, n, err)
+	}
+	for _, bad := range []string{"", "hello\n", "subject=x\n", "subject=x\nidentity-headers=many\n"} {
+		if _, _, err := parseProbe(bad); err == nil {
+			t.Errorf("parseProbe(%q): no error", bad)
+		}
+	}
+}
+
+func TestTitles(t *testing.T) {
+	for _, k := range configKeys {
+		if title(k, nil) == k {
+			t.Errorf("configuration %q has no title", k)
+		}
+	}
+	if got, want := title("b", map[string]int{"b": 2}), "trustgate, memory store, default headers (`basic`: 2 for this user)"; got != want {
+		t.Errorf("title(b) = %q, want %q", got, want)
+	}
+	if got := title("b", nil); strings.Contains(got, ":") {
+		t.Errorf("title(b) without a probe = %q: claims a count", got)
+	}
+	if got, want := title("h", nil), fmt.Sprintf("(g)'s %d headers", len(fullControlHeaders)); !strings.Contains(got, want) {
+		t.Errorf("title(h) = %q, want it to say %q", got, want)
+	}
+	// The control sites send the user's subject, which the upstream's /__probe reports.
+	for _, l := range []*controlList{defaultControl, fullControl} {
+		if l.headers[0] != [2]string{"X-Auth-Subject", oidctest.SubjectBindIDKnown} {
+			t.Errorf("%s does not start with X-Auth-Subject: %s", l.name, oidctest.SubjectBindIDKnown)
 		}
 	}
 }

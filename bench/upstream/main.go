@@ -61,15 +61,11 @@ func main() {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			n := 0
 			for name := range r.Header {
-				if strings.HasPrefix(name, "X-Auth-") || strings.HasPrefix(name, "X-Trust-") || name == "X-Remote-User" {
+				if strings.HasPrefix(name, "X-Auth-") || strings.HasPrefix(name, "X-Trust-") {
 					n++
 				}
 			}
-			subject := r.Header.Get("X-Auth-Subject")
-			if subject == "" {
-				subject = r.Header.Get("X-Remote-User") // configuration (g)
-			}
-			fmt.Fprintf(w, "subject=%s\nidentity-headers=%d\n", subject, n)
+			fmt.Fprintf(w, "subject=%s\nidentity-headers=%d\n", r.Header.Get("X-Auth-Subject"), n)
 			return
 		}
 		served.Add(1)

@@ -299,13 +299,15 @@ func (h *Handler) registerCacheCounters(rs *session.RedisStore) {
 	}
 }
 
-// timedStore measures every session store operation (trustgate_store_operation_duration_
-// seconds{store, op}); the observers are resolved once, so a measurement does not allocate.
+// timedStore measures the session store operations that reach Redis
+// (trustgate_store_operation_duration_seconds{store, op}); the observers are resolved once, so
+// a measurement does not allocate.
 // It wraps the Redis store only: memory-store operations never wait, and timing them would
 // add two clock reads to every proxied request for nothing an operator can act on.
 type timedStore struct {
 	session.Store
 	get, reload, put, update, del, lock, record prometheus.Observer
+	observeGet                                  func(time.Duration) // t.get, made once
 }
 
 func (h *Handler) timeStore(kind string) {
@@ -322,8 +324,10 @@ func (h *Handler) timeStore(kind string) {
 		return
 	}
 	o := func(op string) prometheus.Observer { return hist.WithLabelValues(kind, op) }
-	h.store = &timedStore{Store: h.store, get: o("get"), reload: o("reload"), put: o("put"), update: o("update"),
+	t := &timedStore{Store: h.store, get: o("get"), reload: o("reload"), put: o("put"), update: o("update"),
 		del: o("delete"), lock: o("lock"), record: o("record")}
+	t.observeGet = func(d time.Duration) { t.get.Observe(d.Seconds()) }
+	h.store = t
 }
 
 // unwrapStore is the store under the measuring wrapper, for identity (the refresh flight key).
@@ -336,7 +340,13 @@ func unwrapStore(s session.Store) session.Store {
 
 func since(o prometheus.Observer, start time.Time) { o.Observe(time.Since(start).Seconds()) }
 
+// Get times only lookups that wait for Redis: a local-cache hit, most requests, is counted
+// by trustgate_local_cache_hits_total instead, and skips the clock and the histogram's
+// shared counters on the request path.
 func (t *timedStore) Get(ctx context.Context, id string) (*session.Session, error) {
+	if r, ok := t.Store.(*session.RedisStore); ok {
+		return r.GetObserved(ctx, id, t.observeGet)
+	}
 	defer since(t.get, time.Now())
 	return t.Store.Get(ctx, id)
 }

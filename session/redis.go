@@ -320,6 +320,13 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 // ErrUnavailable. The returned session is shared (other requests get the
 // same pointer while it is unchanged): Clone it to change it.
 func (s *RedisStore) Get(ctx context.Context, id string) (*Session, error) {
+	return s.GetObserved(ctx, id, nil)
+}
+
+// GetObserved is Get that tells observe, when it is not nil, how long the lookup waited
+// for Redis. Only a lookup the local cache cannot answer goes there, so a cache hit reports
+// nothing and costs no clock read: a latency metric then describes Redis, not the cache.
+func (s *RedisStore) GetObserved(ctx context.Context, id string, observe func(time.Duration)) (*Session, error) {
 	if err := s.start(); err != nil {
 		return nil, err
 	}
@@ -336,13 +343,23 @@ func (s *RedisStore) Get(ctx context.Context, id string) (*Session, error) {
 		}
 		if e.idle > 0 && now-max(e.lastSeen.Load(), e.remote.Load()) >= e.idle {
 			// Idle here; another instance may have seen activity.
-			return s.recheckIdle(ctx, e, now)
+			start := time.Now()
+			sess, err := s.recheckIdle(ctx, e, now)
+			if observe != nil {
+				observe(time.Since(start))
+			}
+			return sess, err
 		}
 		s.touch(e, now)
 		return e.s, nil
 	}
 	s.cacheMisses.Add(1)
-	return s.load(ctx, id, &h, now)
+	start := time.Now()
+	sess, err := s.load(ctx, id, &h, now)
+	if observe != nil {
+		observe(time.Since(start))
+	}
+	return sess, err
 }
 
 // CacheStats reports how many Get calls the local cache answered (hits) and how many went

@@ -56,7 +56,8 @@ func collectFacts(o *options) facts {
 		}
 	}
 	f.commit = firstLine(command("git", "rev-parse", "--short=12", "HEAD"))
-	if f.commit != "" && strings.TrimSpace(command("git", "status", "--porcelain", "--untracked-files=no")) != "" {
+	// The report itself (the previous run's) does not count as a change to the measured code.
+	if f.commit != "" && strings.TrimSpace(command("git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/RESULTS.md")) != "" {
 		f.commit += " + uncommitted changes"
 	}
 	f.invokedAs = os.Getenv("BENCH_INVOKED_AS")

@@ -388,10 +388,13 @@ func TestLO01_BackchannelLogoutWithProviderClockBehind(t *testing.T) {
 // stayed forever); an alias the session carries stays.
 func TestRefreshDropsClaimsTheProviderNoLongerSends(t *testing.T) {
 	clk := newTestClock()
-	g := newGateway(t, withClock(clk, 5*time.Minute), func(h *Handler, _ *oidctest.Options) { h.Userinfo = "off" })
+	g := newGateway(t, withClock(clk, 5*time.Minute), withStandardHeaders("all"), func(h *Handler, _ *oidctest.Options) { h.Userinfo = "off" })
 	g.mustLogin("bindid-known")
 	if _, ok := g.stored().Claims["bindid_network_info"]; !ok {
 		t.Fatal("the login has no bindid_network_info")
+	}
+	if g.upstream.Header().Get("X-Trust-Device-Count") != "2" {
+		t.Fatalf("before the refresh X-Trust-Device-Count = %q, want 2", g.upstream.Header().Get("X-Trust-Device-Count"))
 	}
 	g.op.SetFaults(oidctest.Faults{RefreshIDTokenClaims: map[string]any{"bindid_network_info": nil, "bindid_alias": nil}})
 	clk.Advance(5 * time.Minute)

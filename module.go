@@ -57,8 +57,9 @@ const (
 
 // Handler protects the routes it is placed on with OpenID Connect login.
 //
-// An authenticated request is passed on with identity headers (X-Auth-*) and trust
-// headers (X-Trust-*); client-sent headers with those prefixes are always removed first,
+// An authenticated request is passed on with identity headers (X-Auth-*: by default who the
+// user is; with standard_headers identity or all also the assurance, and with all the trust
+// signals as X-Trust-*); client-sent headers with those prefixes are always removed first,
 // in any letter case and with '_' for '-'. An unauthenticated browser navigation is
 // redirected to the OpenID Provider; any other unauthenticated request gets 401 with a JSON
 // body. The gateway's own endpoints live under path_prefix: callback, login, logout, me.

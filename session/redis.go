@@ -323,9 +323,10 @@ func (s *RedisStore) Get(ctx context.Context, id string) (*Session, error) {
 	return s.GetObserved(ctx, id, nil)
 }
 
-// GetObserved is Get that tells observe, when it is not nil, how long the lookup waited
-// for Redis. Only a lookup the local cache cannot answer goes there, so a cache hit reports
-// nothing and costs no clock read: a latency metric then describes Redis, not the cache.
+// GetObserved is Get that tells observe, when it is not nil, how long a lookup that went to
+// Redis took (the round trip and decoding its answer). A lookup the local cache answers
+// alone reports nothing and costs no clock read: a latency metric then describes Redis, not
+// the cache.
 func (s *RedisStore) GetObserved(ctx context.Context, id string, observe func(time.Duration)) (*Session, error) {
 	if err := s.start(); err != nil {
 		return nil, err
@@ -338,7 +339,11 @@ func (s *RedisStore) GetObserved(ctx context.Context, id string, observe func(ti
 	if e := s.cache.get(&h); e != nil && s.trusted(e, now) {
 		s.cacheHits.Add(1)
 		if now >= e.expires {
+			start := time.Now()
 			s.expire(ctx, e)
+			if observe != nil {
+				observe(time.Since(start))
+			}
 			return nil, ErrNotFound
 		}
 		if e.idle > 0 && now-max(e.lastSeen.Load(), e.remote.Load()) >= e.idle {

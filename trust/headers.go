@@ -211,8 +211,9 @@ func (p *Profile) Headers(opts Options) (hs []Header, dropped []Dropped) {
 	switch level {
 	case levelBasic:
 		add(HeaderSubject, p.Subject)
+		n := len(hs)
 		add(HeaderEmail, p.Email)
-		if p.Email != "" {
+		if len(hs) > n { // the flag only beside the email it qualifies (sent, not dropped)
 			addBool(HeaderEmailVerified, p.EmailVerified)
 		}
 		add(HeaderAlias, p.Alias)

@@ -555,6 +555,16 @@ func TestStandardHeaders(t *testing.T) {
 		}
 	}
 
+	// The verified flag never stands alone: not when the email cleans to nothing, not when
+	// the email is dropped for its size.
+	for _, email := range []string{"  ", "\r\n", strings.Repeat("e", 5000) + "@example.com"} {
+		p := NewProfile(map[string]any{"sub": "s", "bindid_alias": "a", "email": email, "email_verified": true}, Options{})
+		hs, _ := p.Headers(Options{})
+		if got := names(hs); !reflect.DeepEqual(got, []string{"X-Auth-Subject", "X-Auth-Alias"}) {
+			t.Errorf("basic with email %.20q = %q, want subject and alias only", email, got)
+		}
+	}
+
 	// Stripping does not depend on what is emitted: a client's X-Trust-* never survives.
 	h := http.Header{"X-Trust-Device-Count": {"9"}}
 	StripManaged(h, m)

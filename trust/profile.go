@@ -32,8 +32,8 @@ type Options struct {
 	// len(name)+len(value)+4 each (": " and CRLF). The first header that does not fit and
 	// every header after it are dropped and reported. Default: 16384.
 	MaxTotalHeaderBytes int
-	// Standard selects which built-in headers Headers emits: StandardAll (also ""),
-	// StandardIdentity or StandardNone. Default: all.
+	// Standard selects which built-in headers Headers emits: StandardBasic (also ""),
+	// StandardIdentity, StandardAll or StandardNone. Default: basic.
 	Standard StandardHeaders
 	// Mappings are the operator's own header rules (CompileMappings), emitted after the
 	// built-in headers and stripped from client requests like them. nil: none.

@@ -610,7 +610,7 @@ func (b *bench) prepare(ctx context.Context) error {
 	}
 	for _, c := range b.configs {
 		if c.site.set != nil {
-			ck, err := b.controlCookie()
+			ck, err := b.controlCookie("bench_" + c.key)
 			if err != nil {
 				return fmt.Errorf("(%s) cookie: %w", c.key, err)
 			}
@@ -626,14 +626,13 @@ func (b *bench) prepare(ctx context.Context) error {
 }
 
 // controlCookie is what wrk sends to a control site: a session cookie as trustgate makes
-// one (same codec, same size), for a session that does not exist. The control site deletes
+// one (same codec, a name as long as bench_b), for a session that does not exist. The control site deletes
 // it, so the control reads the same request bytes as its trustgate site and forwards the same.
-func (b *bench) controlCookie() (string, error) {
+func (b *bench) controlCookie(name string) (string, error) {
 	codec, err := session.NewCodec([][]byte{[]byte(b.secret)}, time.Hour) // as trustgate reads `secret`
 	if err != nil {
 		return "", err
 	}
-	const name = "bench_control"
 	v, err := codec.Encode(name, session.NewID())
 	if err != nil {
 		return "", err

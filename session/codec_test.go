@@ -306,7 +306,13 @@ func TestSES03_TamperedCookie(t *testing.T) {
 	otherName, _ := c.Encode("other", id)
 	randomBytes := make([]byte, 150)
 	_, _ = rand.Read(randomBytes)
-	lastPipe := func(b []byte) int { return bytes.LastIndexByte(b, '|') }
+	// securecookie's decoded form is "date|value|mac": the date is digits and the value
+	// base64, so the second '|' starts the MAC. The MAC is raw bytes and may itself contain
+	// '|' (then the last '|' is inside it, and cutting there may cut nothing at all).
+	macSep := func(b []byte) int {
+		i := bytes.IndexByte(b, '|')
+		return i + 1 + bytes.IndexByte(b[i+1:], '|')
+	}
 
 	tests := []struct {
 		name  string
@@ -322,10 +328,10 @@ func TestSES03_TamperedCookie(t *testing.T) {
 		{name: "base64 garbage padding only", value: "===="},
 		{name: "base64 garbage long", value: strings.Repeat("A", 200)},
 		{name: "base64 garbage dashes", value: "-_-_-_-_"},
-		{name: "MAC stripped", value: tamper(t, valid, func(b []byte) []byte { return b[:lastPipe(b)] })},
-		{name: "MAC emptied", value: tamper(t, valid, func(b []byte) []byte { return b[:lastPipe(b)+1] })},
+		{name: "MAC stripped", value: tamper(t, valid, func(b []byte) []byte { return b[:macSep(b)] })},
+		{name: "MAC emptied", value: tamper(t, valid, func(b []byte) []byte { return b[:macSep(b)+1] })},
 		{name: "MAC bit flipped", value: tamper(t, valid, func(b []byte) []byte { b[len(b)-1] ^= 1; return b })},
-		{name: "ciphertext bit flipped", value: tamper(t, valid, func(b []byte) []byte { b[lastPipe(b)-5] ^= 0x10; return b })},
+		{name: "ciphertext bit flipped", value: tamper(t, valid, func(b []byte) []byte { b[macSep(b)-5] ^= 0x10; return b })},
 		{name: "timestamp changed", value: tamper(t, valid, func(b []byte) []byte { b[0] ^= 1; return b })},
 		{name: "double encoded", value: base64.URLEncoding.EncodeToString([]byte(valid))},
 		{name: "extra padding", value: valid + "=="},

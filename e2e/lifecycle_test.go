@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -260,7 +258,6 @@ func fileSize(t *testing.T, path string) int64 {
 // and Caddy's log file.
 func startBCLInstance(t *testing.T, port int, redisAddr string) (siteURL, logPath string) {
 	t.Helper()
-	dir := t.TempDir()
 	siteURL = fmt.Sprintf("http://localhost:%d", port)
 	caddyfile := fmt.Sprintf(`{
 	admin off
@@ -285,27 +282,7 @@ func startBCLInstance(t *testing.T, port int, redisAddr string) (siteURL, logPat
 	reverse_proxy %s
 }
 `, siteURL, e2e.opURL, bclClientID, redisAddr, strings.TrimPrefix(e2e.upstream.URL, "http://"))
-	cfg := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(cfg, []byte(caddyfile), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logPath = filepath.Join(e2e.artifacts, fmt.Sprintf("caddy-bcl-%d.log", port))
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(e2e.caddyBin, "run", "--config", cfg, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"),
-		"E2E_CLIENT_SECRET="+clientSecret, "E2E_COOKIE_SECRET="+cookieSecret)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting caddy: %v", err)
-	}
-	t.Cleanup(stopper(cmd, logf))
-	if err := waitHTTP(siteURL+"/.trustgate/me", 20*time.Second); err != nil {
-		t.Fatalf("caddy on %s did not come up: %v\n%s", siteURL, err, tail(logPath))
-	}
-	return siteURL, logPath
+	return siteURL, runCaddy(t, caddyfile, fmt.Sprintf("caddy-bcl-%d.log", port), siteURL)
 }
 
 // The user signs out with the gateway's own button: the session ends at the gateway, the

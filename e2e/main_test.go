@@ -241,6 +241,35 @@ func startOP(node string, port int) (func(), error) {
 	return stop, nil
 }
 
+// runCaddy runs one more Caddy process with caddyfile (the secrets from the environment, as
+// for the main instance), stopped at the end of the test, and waits until siteURL answers.
+// It returns the path of its log, kept with the other artifacts under logName.
+func runCaddy(t *testing.T, caddyfile, logName, siteURL string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cfg, []byte(caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(e2e.artifacts, logName)
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(e2e.caddyBin, "run", "--config", cfg, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"),
+		"E2E_CLIENT_SECRET="+clientSecret, "E2E_COOKIE_SECRET="+cookieSecret)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting caddy: %v", err)
+	}
+	t.Cleanup(stopper(cmd, logf))
+	if err := waitHTTP(siteURL+"/.trustgate/me", 20*time.Second); err != nil {
+		t.Fatalf("caddy on %s did not come up: %v\n%s", siteURL, err, tail(logPath))
+	}
+	return logPath
+}
+
 func startCaddy(bin string) (func(), error) {
 	dir, err := os.MkdirTemp("", "trustgate-e2e-caddy")
 	if err != nil {

@@ -3,9 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +16,6 @@ import (
 // in the Redis at redisAddr.
 func startRedisInstance(t *testing.T, port int, redisAddr string) string {
 	t.Helper()
-	dir := t.TempDir()
 	url := fmt.Sprintf("http://localhost:%d", port)
 	caddyfile := fmt.Sprintf(`{
 	admin off
@@ -44,26 +40,7 @@ func startRedisInstance(t *testing.T, port int, redisAddr string) string {
 	reverse_proxy %s
 }
 `, url, e2e.opURL, redisClientID, redisAddr, strings.TrimPrefix(e2e.upstream.URL, "http://"))
-	cfg := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(cfg, []byte(caddyfile), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(e2e.artifacts, fmt.Sprintf("caddy-redis-%d.log", port))
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(e2e.caddyBin, "run", "--config", cfg, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"),
-		"E2E_CLIENT_SECRET="+clientSecret, "E2E_COOKIE_SECRET="+cookieSecret)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting caddy: %v", err)
-	}
-	t.Cleanup(stopper(cmd, logf))
-	if err := waitHTTP(url+"/.trustgate/me", 20*time.Second); err != nil {
-		t.Fatalf("caddy on %s did not come up: %v\n%s", url, err, tail(logPath))
-	}
+	runCaddy(t, caddyfile, fmt.Sprintf("caddy-redis-%d.log", port), url)
 	return url
 }
 

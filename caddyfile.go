@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/trustgate/trustgate/provider"
 	"github.com/trustgate/trustgate/trust"
 )
 
@@ -27,6 +28,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	trustgate [<matcher>] [<issuer>] {
+//		provider          bindid|iddataweb|bankid|generic   # a preset; explicit keys override it
 //		issuer            <url>
 //		client_id         <id>
 //		client_secret     <secret>
@@ -36,6 +38,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		redirect_url      <url>
 //		token_auth_method client_secret_basic|client_secret_post|none
 //		userinfo          get|post|off [require_signed]
+//		userinfo_issuer   <url>                     # iss of a signed userinfo (BankID)
+//		login_hint_format jwt|iddataweb
+//		login_hint_encryption_key <pem or https JWKS URL>
 //		session_store     memory {
 //			max_sessions <n>
 //		}
@@ -51,6 +56,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		ciba              [{
 //			starts_per_ip <n>
 //			hint_interval <duration>
+//			max_expiry    <duration>
 //		}]
 //		identity_binding  [{
 //			header     <response header>
@@ -96,6 +102,25 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err("issuer already specified")
 			}
 			if !d.AllArgs(&h.Issuer) {
+				return d.ArgErr()
+			}
+		case "provider":
+			if !d.AllArgs(&h.Provider) {
+				return d.ArgErr()
+			}
+			if _, err := provider.Lookup(h.Provider); err != nil {
+				return d.Err(err.Error())
+			}
+		case "userinfo_issuer":
+			if !d.AllArgs(&h.UserinfoIssuer) {
+				return d.ArgErr()
+			}
+		case "login_hint_format":
+			if !d.AllArgs(&h.LoginHintFormat) {
+				return d.ArgErr()
+			}
+		case "login_hint_encryption_key":
+			if !d.AllArgs(&h.LoginHintEncryptionKey) {
 				return d.ArgErr()
 			}
 		case "client_id":
@@ -200,6 +225,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					if err := parseDuration(d, "hint_interval", v, &h.CIBA.HintInterval, true); err != nil {
 						return err
 					}
+				case "max_expiry":
+					if err := parseDuration(d, "max_expiry", v, &h.CIBA.MaxExpiry, true); err != nil {
+						return err
+					}
 				default:
 					return d.Errf("unrecognized ciba option '%s'", opt)
 				}
@@ -290,6 +319,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	if d.Next() {
 		return d.Errf("unexpected token '%s' after the trustgate block", d.Val())
+	}
+	// The adapted JSON shows the provider profile's values (caddy adapt); Provision fills
+	// them again for JSON configurations.
+	if err := h.applyProvider(); err != nil {
+		return d.Err(err.Error())
 	}
 	return nil
 }

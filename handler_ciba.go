@@ -37,6 +37,9 @@ type CIBAConfig struct {
 	// HintInterval is how long after a start for a user (login_hint) the next start for that
 	// user is refused, so nobody can flood a user's phone with requests. Default: 1m
 	HintInterval caddy.Duration `json:"hint_interval,omitempty"`
+	// MaxExpiry caps the requested_expiry a caller may ask for, and the lifetime of any
+	// pending CIBA login whatever the provider says. Default: 10m
+	MaxExpiry caddy.Duration `json:"max_expiry,omitempty"`
 }
 
 // CIBA limits.

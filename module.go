@@ -32,6 +32,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/trustgate/trustgate/oidcflow"
+	"github.com/trustgate/trustgate/provider"
 	"github.com/trustgate/trustgate/session"
 	"github.com/trustgate/trustgate/trust"
 )
@@ -71,6 +72,13 @@ const (
 //	                          digits and '_' (arrays comma-joined, objects as JSON)
 //	{http.auth.oidc.session_expires}  Unix time at which the session ends at the latest
 type Handler struct {
+	// Provider selects a provider profile: bindid, iddataweb, bankid or generic. The
+	// profile sets what that provider needs (alias claim, userinfo format and issuer,
+	// login_hint format, the decision a login must carry, trust headers); any key set
+	// explicitly overrides the profile's value. The Caddyfile adapter writes the resolved
+	// values into the JSON config, so `caddy adapt` shows them. Default: generic
+	Provider string `json:"provider,omitempty"`
+
 	// Issuer is the OpenID Provider's issuer URL, exactly as in its discovery document.
 	// Required. Must be https (plain http is accepted for loopback hosts only, for
 	// development). Discovery happens on first use, never during provisioning, so
@@ -121,6 +129,24 @@ type Handler struct {
 	// userinfo_signed_response_alg, so a plain JSON answer cannot be substituted. Default: false
 	UserinfoRequireSigned bool `json:"userinfo_require_signed,omitempty"`
 
+	// UserinfoIssuer is the exact "iss" expected in a signed userinfo, for providers whose
+	// userinfo is issued by a service of its own (BankID: the UserInfo API). The signature
+	// (the provider's JWKS and allowed algorithms), aud = client_id and sub = the ID token's
+	// sub are checked as always. Default: the provider profile's, else issuer
+	UserinfoIssuer string `json:"userinfo_issuer,omitempty"`
+
+	// LoginHintFormat is the format of the login_hint of an identity binding: jwt (ES256,
+	// signed with the gateway's keys, verifiable at <path_prefix>/jwks.json, OIDC claim
+	// names) or iddataweb (HS256 keyed with the client secret, ID Dataweb's field names).
+	// Default: the provider profile's, else jwt
+	LoginHintFormat string `json:"login_hint_format,omitempty"`
+
+	// LoginHintEncryptionKey wraps the signed login_hint in a JWE to the provider's key
+	// (RSA-OAEP-256 with A256GCM unless the key says otherwise), as ID Dataweb recommends
+	// whenever the hint carries personal data: a PEM public key (use {file.*}) or an https
+	// JWKS URL. Without it, a profile that holds ssn4 or ssn9 is never sent.
+	LoginHintEncryptionKey string `json:"login_hint_encryption_key,omitempty"`
+
 	// SessionStore selects where sessions live. Default: memory.
 	SessionStore *SessionStoreConfig `json:"session_store,omitempty"`
 
@@ -135,7 +161,9 @@ type Handler struct {
 	CookieName string `json:"cookie_name,omitempty"`
 
 	// AliasClaim names the claim that carries the user's alias in the application (BindID
-	// style). When a user has none, the upstream gets X-Auth-New-User: true. Default: bindid_alias
+	// style). When a user has none, the upstream gets X-Auth-New-User: true, and the
+	// application can link one (feedback_endpoint). Default: the provider profile's
+	// (bindid: bindid_alias); generic has none, so no user is reported as new
 	AliasClaim string `json:"alias_claim,omitempty"`
 
 	// ClockLeeway is the clock skew tolerated when checking token times. Default: 1m
@@ -224,7 +252,8 @@ type Handler struct {
 	InsecureCookie bool `json:"insecure_cookie,omitempty"`
 
 	logger       *zap.Logger
-	decoded      *decodeCache // verified session cookie values -> session ids
+	profile      *provider.Profile // the provider profile (never nil after Provision)
+	decoded      *decodeCache      // verified session cookie values -> session ids
 	client       *oidcflow.Client
 	clientKey    string
 	store        session.Store
@@ -372,9 +401,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.CookieName == "" {
 		h.CookieName = defaultCookieName
 	}
-	if h.AliasClaim == "" {
-		h.AliasClaim = "bindid_alias"
+	if err := h.applyProvider(); err != nil {
+		return err
 	}
+	h.UserinfoIssuer = repl.ReplaceAll(h.UserinfoIssuer, "")
+	h.LoginHintEncryptionKey = repl.ReplaceAll(h.LoginHintEncryptionKey, "")
 	if err := h.Validate(); err != nil {
 		return err
 	}
@@ -423,6 +454,32 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return h.provisionStore(secrets)
 }
 
+// applyProvider looks up the provider profile and fills in every key the configuration
+// leaves empty with the profile's value. It runs when the Caddyfile is adapted (so the JSON
+// shows the resolved values) and again at Provision (for JSON configurations); explicit
+// keys always win.
+func (h *Handler) applyProvider() error {
+	p, err := provider.Lookup(h.Provider)
+	if err != nil {
+		return err
+	}
+	h.profile = p
+	if h.AliasClaim == "" {
+		h.AliasClaim = p.AliasClaim
+	}
+	if h.Userinfo == "" && p.Userinfo != "" {
+		h.Userinfo = p.Userinfo
+		h.UserinfoRequireSigned = h.UserinfoRequireSigned || p.UserinfoRequireSigned
+	}
+	if h.UserinfoIssuer == "" {
+		h.UserinfoIssuer = p.UserinfoIssuer(h.Issuer)
+	}
+	if h.LoginHintFormat == "" && p.LoginHintFormat != "" && p.LoginHintFormat != provider.HintJWT {
+		h.LoginHintFormat = p.LoginHintFormat
+	}
+	return nil
+}
+
 // provisionTrust compiles the header options and the route policy.
 func (h *Handler) provisionTrust() error {
 	std, err := trust.ParseStandardHeaders(h.StandardHeaders)
@@ -438,6 +495,7 @@ func (h *Handler) provisionTrust() error {
 	}
 	h.trustOpts = trust.Options{
 		AliasClaim:          h.AliasClaim,
+		Verification:        h.profile.Verification,
 		Standard:            std,
 		Mappings:            mappings,
 		MaxHeaderBytes:      h.MaxHeaderBytes,
@@ -526,6 +584,7 @@ func (h *Handler) provisionClient() error {
 		AuthMethod:            h.TokenAuthMethod,
 		Userinfo:              h.Userinfo,
 		RequireSignedUserinfo: h.UserinfoRequireSigned,
+		UserinfoIssuer:        h.UserinfoIssuer,
 		TrustedAudiences:      h.TrustedAudiences,
 		ClockLeeway:           time.Duration(h.ClockLeeway),
 		Now:                   h.now,
@@ -533,7 +592,7 @@ func (h *Handler) provisionClient() error {
 	// The key identifies the configuration without holding the secret itself.
 	sum := sha256.Sum256([]byte(cfg.ClientSecret))
 	kb, err := json.Marshal([]any{cfg.Issuer, cfg.ClientID, hex.EncodeToString(sum[:]), cfg.Scopes, cfg.AuthMethod,
-		cfg.Userinfo, cfg.RequireSignedUserinfo, cfg.TrustedAudiences, cfg.ClockLeeway})
+		cfg.Userinfo, cfg.RequireSignedUserinfo, cfg.UserinfoIssuer, cfg.TrustedAudiences, cfg.ClockLeeway})
 	if err != nil {
 		return fmt.Errorf("provider pool key: %w", err)
 	}
@@ -601,8 +660,21 @@ func (h *Handler) Validate() error {
 	if err := oidcflow.Check(oidcflow.Config{
 		Issuer: h.Issuer, ClientID: h.ClientID, ClientSecret: h.clientSecret, Scopes: h.Scopes,
 		AuthMethod: h.TokenAuthMethod, Userinfo: h.Userinfo, RequireSignedUserinfo: h.UserinfoRequireSigned,
+		UserinfoIssuer: h.UserinfoIssuer,
 	}); err != nil {
 		return err
+	}
+	switch h.LoginHintFormat {
+	case "", provider.HintJWT:
+	case provider.HintIDDataweb:
+		if h.IdentityBinding != nil && h.clientSecret == "" {
+			return errors.New("login_hint_format iddataweb needs client_secret: ID Dataweb's login_hint is signed HS256 with it")
+		}
+	default:
+		return fmt.Errorf("login_hint_format must be jwt or iddataweb, not %q", h.LoginHintFormat)
+	}
+	if h.LoginHintEncryptionKey != "" && h.LoginHintFormat != provider.HintIDDataweb {
+		return errors.New("login_hint_encryption_key is only used with login_hint_format iddataweb")
 	}
 	if !strings.HasPrefix(h.PathPrefix, "/") || strings.ContainsAny(h.PathPrefix, "?#*{}") || strings.TrimSuffix(h.PathPrefix, "/") == "" {
 		return fmt.Errorf("path_prefix %q must be an absolute path other than /", h.PathPrefix)

@@ -218,8 +218,8 @@ func (c *Client) userinfo(ctx context.Context, p *provider, accessToken, wantSub
 		if typ := jwtType(raw); typ != "" && !strings.EqualFold(typ, "JWT") {
 			return nil, false, newErr(CodeUserinfoInvalid, false, "signed userinfo has typ %q", truncate(typ, 40))
 		}
-		// The same verifier as for ID tokens: signature with the OP's keys, alg allow-list,
-		// iss equal to the issuer, aud containing the client.
+		// Signature with the OP's keys, alg allow-list, aud containing the client; iss
+		// (UserinfoIssuer, by default the issuer) is compared below.
 		vctx, fetchErr := withKeyFetchSlot(oidc.ClientContext(ctx, c.cfg.HTTPClient))
 		t, err := p.uiVerifier.Verify(vctx, raw)
 		if err != nil {
@@ -230,6 +230,9 @@ func (c *Client) userinfo(ctx context.Context, p *provider, accessToken, wantSub
 		}
 		if claims, err = decodeClaims(t); err != nil {
 			return nil, false, newErr(CodeUserinfoInvalid, false, "signed userinfo: %w", err)
+		}
+		if iss, _ := claims["iss"].(string); iss != c.cfg.UserinfoIssuer {
+			return nil, false, newErr(CodeUserinfoIssuer, false, "signed userinfo iss is %s, expected %s (userinfo_issuer)", truncateQ(iss), truncateQ(c.cfg.UserinfoIssuer))
 		}
 		if err := c.checkAudience(claims); err != nil {
 			return nil, false, newErr(CodeUserinfoInvalid, false, "signed userinfo: %w", err)

@@ -49,6 +49,11 @@ type Config struct {
 	// RequireSignedUserinfo rejects a userinfo answer that is not a signed JWT
 	// (application/jwt), for clients registered with userinfo_signed_response_alg.
 	RequireSignedUserinfo bool
+	// UserinfoIssuer is the exact "iss" a signed userinfo must carry, for OPs whose
+	// userinfo is issued by a service of its own (BankID's UserInfo API). The signature
+	// (the OP's keys, the allowed algorithms), aud and sub are checked as always.
+	// Default: Issuer.
+	UserinfoIssuer string
 	// TrustedAudiences are audiences besides ClientID that an ID token may also carry.
 	TrustedAudiences []string
 	// ClockLeeway tolerates clock skew on exp, nbf and iat. Default: 60s.
@@ -175,6 +180,11 @@ func withDefaults(cfg Config) (Config, error) {
 	}
 	if cfg.RequireSignedUserinfo && cfg.Userinfo == UserinfoOff {
 		return cfg, errors.New("signed userinfo is required but userinfo is off")
+	}
+	if cfg.UserinfoIssuer == "" {
+		cfg.UserinfoIssuer = cfg.Issuer
+	} else if err := checkIssuer(cfg.UserinfoIssuer); err != nil {
+		return cfg, fmt.Errorf("userinfo issuer: %w", err)
 	}
 	if cfg.ClockLeeway <= 0 {
 		cfg.ClockLeeway = 60 * time.Second
@@ -372,7 +382,9 @@ func (c *Client) fetchProvider() (*provider, error) {
 	// One key set (one rate-limited JWKS cache) for every verifier and for logout tokens.
 	ks := newKeySet(c.bg, meta.JWKSURI, c.cfg.HTTPClient, c.cfg.DiscoveryTimeout, c.cfg.Now)
 	keys := oidc.NewVerifier(c.cfg.Issuer, ks, &oidc.Config{ClientID: c.cfg.ClientID, SupportedSigningAlgs: idAlgs, SkipExpiryCheck: true})
-	ui := oidc.NewVerifier(c.cfg.Issuer, ks, &oidc.Config{ClientID: c.cfg.ClientID, SupportedSigningAlgs: uiAlgs, SkipExpiryCheck: true})
+	// Signed userinfo: iss is compared by userinfo itself (with UserinfoIssuer), so that a
+	// mismatch has its own reason code and names both values.
+	ui := oidc.NewVerifier(c.cfg.Issuer, ks, &oidc.Config{ClientID: c.cfg.ClientID, SupportedSigningAlgs: uiAlgs, SkipExpiryCheck: true, SkipIssuerCheck: true})
 	// A refreshed ID token's iss and aud are compared with the session's by Refresh itself,
 	// so that a change is reported as an identity mismatch (OIDC Core 12.2).
 	rf := oidc.NewVerifier(c.cfg.Issuer, ks, &oidc.Config{SkipIssuerCheck: true, SkipClientIDCheck: true, SupportedSigningAlgs: idAlgs, SkipExpiryCheck: true})

@@ -18,6 +18,9 @@ const (
 	CodeKeys            = "jwks_unavailable" // the OP's signing keys could not be fetched
 	CodeUserinfoFailed  = "userinfo_failed"  // unreachable, 5xx or timeout
 	CodeUserinfoInvalid = "userinfo_invalid" // answered, but the answer is not acceptable
+	// CodeUserinfoIssuer: a signed userinfo's iss is not the expected one (Config.
+	// UserinfoIssuer, by default the issuer). Never temporary.
+	CodeUserinfoIssuer = "userinfo_iss_mismatch"
 	// CodeRefreshInvalid: Refresh was called without a refresh token or without the
 	// session's subject; nothing was sent to the OP.
 	CodeRefreshInvalid = "refresh_invalid"

@@ -50,6 +50,10 @@ const (
 	HeaderDeviceKnownSince   = "X-Trust-Device-Known-Since"
 	HeaderDeviceAgeDays      = "X-Trust-Device-Age-Days"
 	HeaderDaysSinceLastLogin = "X-Trust-Days-Since-Last-Login"
+
+	HeaderPolicyDecision = "X-Trust-Policy-Decision"
+	HeaderRiskScore      = "X-Trust-Risk-Score"
+	HeaderTrustScore     = "X-Trust-Trust-Score"
 )
 
 // HeaderNames returns every built-in header name Headers can emit, in the order Headers
@@ -66,6 +70,7 @@ func HeaderNames() []string {
 		HeaderConfirmedAppCount, HeaderDeviceCount,
 		HeaderNewDevice, HeaderAccountAgeDays, HeaderDeviceKnownSince, HeaderDeviceAgeDays,
 		HeaderDaysSinceLastLogin,
+		HeaderPolicyDecision, HeaderRiskScore, HeaderTrustScore,
 	}
 }
 
@@ -144,7 +149,7 @@ type Dropped struct {
 }
 
 // builtinHeaders is len(HeaderNames()).
-const builtinHeaders = 35
+const builtinHeaders = 38
 
 // headerOverhead is what a header line costs besides its name and value: ": " and CRLF.
 const headerOverhead = 4
@@ -267,6 +272,11 @@ func (p *Profile) Headers(opts Options) (hs []Header, dropped []Dropped) {
 		addUnix(HeaderDeviceKnownSince, d.DeviceKnownSince)
 		addCount(HeaderDeviceAgeDays, d.DeviceAgeDays)
 		addCount(HeaderDaysSinceLastLogin, d.DaysSinceLastLogin)
+	}
+	if v := p.Verification; v != nil && trustHeaders {
+		add(HeaderPolicyDecision, v.Decision)
+		add(HeaderRiskScore, v.RiskScore)
+		add(HeaderTrustScore, v.TrustScore)
 	}
 
 	if m := opts.Mappings; m != nil {

@@ -9,8 +9,9 @@ import (
 
 // Defaults for Options.
 const (
-	// DefaultAliasClaim is the claim that names the user's account alias (BindID).
-	DefaultAliasClaim = "bindid_alias"
+	// BindIDAliasClaim is the claim in which BindID names the user's account alias
+	// (shared/seeds/000); the bindid provider profile sets it as Options.AliasClaim.
+	BindIDAliasClaim = "bindid_alias"
 	// DefaultMaxHeaderBytes is the largest header value Headers emits.
 	DefaultMaxHeaderBytes = 4096
 	// DefaultMaxTotalHeaderBytes bounds the size of all headers Headers emits together.
@@ -22,9 +23,13 @@ const (
 // Options is comparable with ==, so a caller can key a cache of renderings by it: it holds
 // no slices or maps, and Mappings is compared by pointer (compile the rules once).
 type Options struct {
-	// AliasClaim is the claim holding the user's alias; when it is absent or empty the
-	// user is new (Profile.NewUser). Default: "bindid_alias".
+	// AliasClaim is the claim holding the user's alias in the application; when it is
+	// absent or empty the user is new (Profile.NewUser). "" (the default) means the provider
+	// has no such claim: no alias, and no user is ever reported as new.
 	AliasClaim string
+	// Verification names the claims of the provider's identity-verification verdict (ID
+	// Dataweb: policyDecision, idwRiskScore, idwTrustScore). Zero: none.
+	Verification VerificationClaims
 	// MaxHeaderBytes bounds each header value as sent (after encoding). Longer values are
 	// dropped, never cut, and reported by Headers. Default: 4096.
 	MaxHeaderBytes int
@@ -40,11 +45,12 @@ type Options struct {
 	Mappings *Mappings
 }
 
-func (o Options) aliasClaim() string {
-	if o.AliasClaim == "" {
-		return DefaultAliasClaim
-	}
-	return o.AliasClaim
+// VerificationClaims names the claims in which a provider reports its verdict on the
+// user's identity verification. An empty name is not read.
+type VerificationClaims struct {
+	Decision   string // e.g. policyDecision: "approve" or "deny"
+	RiskScore  string // e.g. idwRiskScore
+	TrustScore string // e.g. idwTrustScore
 }
 
 func (o Options) maxHeaderBytes() int {
@@ -77,13 +83,22 @@ type Profile struct {
 	PersonalID    string         `json:"personal_id_number,omitempty"` // national identity number (bank OPs)
 	Address       string         `json:"address,omitempty"`            // an object as compact JSON with sorted keys, a string as is
 	Alias         string         `json:"alias,omitempty"`
-	NewUser       bool           `json:"new_user"` // the alias claim is absent or empty
+	NewUser       bool           `json:"new_user"` // an alias claim is configured and absent or empty
 	ACR           string         `json:"acr,omitempty"`
 	AMR           []string       `json:"amr,omitempty"`
-	AuthTime      int64          `json:"auth_time,omitempty"` // unix seconds
-	BindID        *BindID        `json:"bindid,omitempty"`    // nil when neither bindid_info nor bindid_network_info is present
-	Derived       *Derived       `json:"derived,omitempty"`   // signals computed from BindID; nil without BindID or a reference time
-	Claims        map[string]any `json:"claims"`              // every verified claim (a shallow copy of the input)
+	AuthTime      int64          `json:"auth_time,omitempty"`    // unix seconds
+	BindID        *BindID        `json:"bindid,omitempty"`       // nil when neither bindid_info nor bindid_network_info is present
+	Derived       *Derived       `json:"derived,omitempty"`      // signals computed from BindID; nil without BindID or a reference time
+	Verification  *Verification  `json:"verification,omitempty"` // the provider's verification verdict; nil when none is configured or sent
+	Claims        map[string]any `json:"claims"`                 // every verified claim (a shallow copy of the input)
+}
+
+// Verification is a provider's verdict on the user's identity verification (ID Dataweb's
+// policyDecision with its risk and trust scores), as sent: strings, numbers as integers.
+type Verification struct {
+	Decision   string `json:"decision,omitempty"`
+	RiskScore  string `json:"risk_score,omitempty"`
+	TrustScore string `json:"trust_score,omitempty"`
 }
 
 // BindID holds the BindID trust profile: the bindid_info and bindid_network_info claims.
@@ -143,14 +158,31 @@ func NewProfile(claims map[string]any, opts Options) *Profile {
 	p.Birthdate = textClaim(claims["birthdate"])
 	p.PersonalID = textClaim(claims["personal_id_number"])
 	p.Address = addressClaim(claims["address"])
-	p.Alias = textClaim(claims[opts.aliasClaim()])
-	p.NewUser = p.Alias == ""
+	if opts.AliasClaim != "" {
+		p.Alias = textClaim(claims[opts.AliasClaim])
+		p.NewUser = p.Alias == ""
+	}
 	p.ACR = strings.TrimSpace(textClaim(claims["acr"]))
 	p.AMR = stringsClaim(claims["amr"])
 	p.AuthTime = unixClaim(claims["auth_time"])
 	p.BindID = newBindID(claims)
 	p.Derived = newDerived(claims, p)
+	p.Verification = newVerification(claims, opts.Verification)
 	return p
+}
+
+func newVerification(claims map[string]any, names VerificationClaims) *Verification {
+	read := func(name string) string {
+		if name == "" {
+			return ""
+		}
+		return textClaim(claims[name])
+	}
+	v := Verification{Decision: read(names.Decision), RiskScore: read(names.RiskScore), TrustScore: read(names.TrustScore)}
+	if v == (Verification{}) {
+		return nil
+	}
+	return &v
 }
 
 // addressClaim renders the OIDC address claim: a JSON object as compact JSON with sorted

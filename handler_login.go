@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -348,10 +349,17 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRec
 		return exchangeError(err)
 	}
 	if rec.BindSubject != "" {
-		// The provider must confirm the binding, for the same user (seed 002).
-		if v, _ := login.Claims["binding"].(string); v != "verified" || login.Subject != rec.BindSubject {
+		// A binding counts only for the same user, at the assurance asked for (acr_values),
+		// and, where the provider gives a verdict, approved (createSession checks that).
+		if login.Subject != rec.BindSubject {
 			return &callbackError{status: http.StatusForbidden, reason: "binding_not_confirmed",
+				err: errors.New("the binding login came back for another subject"),
 				msg: "The identity provider did not confirm that your verified identity matches this account."}
+		}
+		if acr, ok := h.bindingACRMet(login.Claims); !ok {
+			return &callbackError{status: http.StatusForbidden, reason: "binding_not_confirmed",
+				err: fmt.Errorf("the binding login has acr %q, below the acr_values asked for (%s)", clip(acr, 64), strings.Join(h.IdentityBinding.ACRValues, " ")),
+				msg: "The identity provider did not confirm your identity at the level this account requires."}
 		}
 	}
 
@@ -377,6 +385,31 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRec
 	return nil
 }
 
+// bindingACRMet reports whether a binding login reached the acr_values it asked for, like
+// `require acr_at_least` with the weakest of them: with acr_levels, the login's acr must be
+// at or above that level; without, it must be one of the values. No acr_values: met.
+func (h *Handler) bindingACRMet(claims map[string]any) (string, bool) {
+	acr, _ := claims["acr"].(string)
+	acr = strings.TrimSpace(acr)
+	want := h.IdentityBinding.ACRValues
+	if len(want) == 0 {
+		return acr, true
+	}
+	if slices.Contains(want, acr) {
+		return acr, true
+	}
+	got := slices.Index(h.ACRLevels, acr)
+	if got < 0 {
+		return acr, false
+	}
+	for _, v := range want {
+		if i := slices.Index(h.ACRLevels, v); i >= 0 && got >= i {
+			return acr, true
+		}
+	}
+	return acr, false
+}
+
 // rememberBindDenial marks the browser's session (if any) with a recent binding denial.
 func (h *Handler) rememberBindDenial(r *http.Request) {
 	id, ok := h.sessionID(r)
@@ -396,6 +429,13 @@ func (h *Handler) rememberBindDenial(r *http.Request) {
 // createSession stores a new session for a verified login and sets its cookie. The id is
 // always new (no fixation); a session the browser already had is ended (SECURITY.md SES-02).
 func (h *Handler) createSession(w http.ResponseWriter, r *http.Request, login *oidcflow.Login, marks []session.StepUpMark, binding string) (*session.Session, *callbackError) {
+	if d := h.profile.Decision; d != nil {
+		// The provider's verdict (ID Dataweb: policyDecision); only approve signs in.
+		if err := d.Check(login.IDTokenClaims, login.UserinfoClaims); err != nil {
+			return nil, &callbackError{status: http.StatusForbidden, reason: "policy_denied", err: err,
+				msg: "Your identity verification was not approved by " + h.profile.Title + ", so you are not signed in."}
+		}
+	}
 	if old, ok := h.sessionID(r); ok {
 		if err := h.store.Delete(r.Context(), old); err != nil {
 			h.logger.Error("could not delete the previous session at login", zap.Error(err))

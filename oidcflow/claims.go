@@ -127,13 +127,11 @@ func normalizeValue(x any) any {
 }
 
 // protocolClaims are taken from the ID token only: userinfo never overrides them (nor the
-// CIBA auth_req_id claim, which ties the tokens to one backchannel request). binding
-// (the OP's confirmation of an identity binding, see oidctest's package doc) is the outcome
-// of this authentication, so userinfo can neither add nor change it either.
+// CIBA auth_req_id claim, which ties the tokens to one backchannel request).
 var protocolClaims = map[string]bool{
 	"iss": true, "sub": true, "aud": true, "exp": true, "iat": true, "nbf": true,
 	"nonce": true, "azp": true, "at_hash": true, "c_hash": true, "jti": true, "sid": true,
-	"binding": true, ClaimAuthReqID: true,
+	ClaimAuthReqID: true,
 }
 
 // assuranceClaims come from the ID token, which is bound to this authentication; userinfo

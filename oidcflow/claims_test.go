@@ -48,18 +48,6 @@ func TestMergeClaims(t *testing.T) {
 			want: map[string]any{"sub": "alice"},
 		},
 		{
-			name: "userinfo cannot confirm an identity binding",
-			id:   map[string]any{"sub": "alice"},
-			ui:   map[string]any{"binding": "verified"},
-			want: map[string]any{"sub": "alice"},
-		},
-		{
-			name: "userinfo cannot change the ID token's binding",
-			id:   map[string]any{"sub": "alice", "binding": "verified"},
-			ui:   map[string]any{"binding": "denied"},
-			want: map[string]any{"sub": "alice", "binding": "verified"},
-		},
-		{
 			name: "assurance claims of the ID token win",
 			id:   id(),
 			ui:   map[string]any{"acr": "ui-acr", "auth_time": 5.0},

@@ -108,9 +108,8 @@
 //
 // An identity-binding login (shared/seeds/002) is an ordinary authorization request whose
 // AuthRequest.LoginHint is the signed profile JWT; it is passed on unchanged (a few KiB is
-// fine). The OP's verdict is the ID token claim binding = "verified" (see
-// internal/oidctest). Like the protocol claims, binding is taken from the ID token only:
-// userinfo can neither add nor change it.
+// fine). The OP's verdict is provider specific (ID Dataweb: policyDecision in the ID token)
+// and is judged by the caller with its provider profile (package provider).
 //
 // The checks go-oidc leaves to its caller are done here: the nonce, an `exp`/`nbf`/`iat`
 // window with an explicit clock leeway, `azp` and extra audiences, the token type, the

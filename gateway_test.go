@@ -11,10 +11,13 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/caddyserver/certmagic"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
+	"github.com/trustgate/trustgate/provider"
 	"github.com/trustgate/trustgate/session"
 )
 
@@ -85,6 +88,8 @@ func newGateway(t testing.TB, opts ...gatewayOption) *gateway {
 	t.Helper()
 	opOpts := oidctest.Options{}
 	h := &Handler{
+		// The in-process OP's users speak BindID's claims (bindid_alias, the trust profile).
+		Provider:       provider.BindID,
 		ClientID:       oidctest.DefaultClient().ID,
 		ClientSecret:   oidctest.DefaultClient().Secret,
 		Secrets:        []string{testSecret},
@@ -92,6 +97,10 @@ func newGateway(t testing.TB, opts ...gatewayOption) *gateway {
 	}
 	for _, o := range opts {
 		o(h, &opOpts)
+	}
+	if h.storage == nil {
+		// Signing keys (assertion, binding hints, CIBA confirmations) in a private directory.
+		h.storage = &certmagic.FileStorage{Path: t.TempDir()}
 	}
 	op := oidctest.NewTest(t, opOpts)
 	h.Issuer = op.Issuer()

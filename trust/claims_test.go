@@ -88,7 +88,7 @@ func TestPlaceholders(t *testing.T) {
 		"email_verified", true,
 	)
 	claims["middle_name"] = nil // present but null: not renderable
-	got := NewProfile(claims, Options{}).Placeholders()
+	got := NewProfile(claims, bindIDOpts).Placeholders()
 	want := map[string]string{
 		"id":             "9578-6000-4-00001",
 		"sub":            "9578-6000-4-00001",
@@ -110,7 +110,7 @@ func TestPlaceholders(t *testing.T) {
 		t.Errorf("Placeholders() = %q, want %q", got, want)
 	}
 
-	ase := NewProfile(map[string]any{"sub": "s", "name": "Åse Øvrebø"}, Options{}).Placeholders()
+	ase := NewProfile(map[string]any{"sub": "s", "name": "Åse Øvrebø"}, bindIDOpts).Placeholders()
 	if ase["name"] != "Åse Øvrebø" {
 		t.Errorf("Placeholders()[name] = %q, want raw UTF-8 %q", ase["name"], "Åse Øvrebø")
 	}

@@ -164,7 +164,7 @@ func TestDerived(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := NewProfile(tt.claims, Options{}).Derived
+			got := NewProfile(tt.claims, bindIDOpts).Derived
 			if !reflect.DeepEqual(got, tt.want) {
 				gotJSON, _ := json.Marshal(got)
 				wantJSON, _ := json.Marshal(tt.want)
@@ -220,7 +220,7 @@ func TestDerivedHeaders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hs, _ := NewProfile(tt.claims, Options{}).Headers(Options{Standard: StandardAll})
+			hs, _ := NewProfile(tt.claims, bindIDOpts).Headers(Options{Standard: StandardAll})
 			var got []Header
 			for _, h := range hs {
 				for _, n := range derivedNames {

@@ -151,8 +151,8 @@
 //	X-Auth-Birthdate       birthdate, as sent                     110286 (003, DDMMYY); 1986-02-11 (004)
 //	X-Auth-Personal-Id     personal_id_number                     11028600000
 //	X-Auth-Address         address (object as JSON; string as is) {"formatted":"Veien 311\nOslo 0772","locality":"0772","postal_code":"Oslo","street_address":"Veien 311"}
-//	X-Auth-Alias           bindid_alias (Options.AliasClaim)      username@domain
-//	X-Auth-New-User        alias claim absent or empty            true  (only sent for a new user)
+//	X-Auth-Alias           Options.AliasClaim (bindid: bindid_alias) username@domain
+//	X-Auth-New-User        alias claim configured, absent/empty   true  (only for a new user; never without an alias claim)
 //	X-Auth-Acr             acr, surrounding spaces trimmed        ts.bindid.iac.phone_number
 //	X-Auth-Amr             amr, joined with ","                   ts.bind_id.ama,ts.bind_id.mfca
 //	X-Auth-Time            auth_time (unix seconds)               1605180698
@@ -213,6 +213,14 @@
 //     absent when both are. X-Trust-Device-Age-Days is absent when Known-Since is absent
 //     or after R.
 //   - X-Trust-Days-Since-Last-Login is absent when capp_last_login is absent or after R.
+//
+// Verification verdict (Options.Verification; the iddataweb provider profile names ID
+// Dataweb's claims), sent as given, strings or integers:
+//
+//	Header                   Source claim (iddataweb)   Example
+//	X-Trust-Policy-Decision  policyDecision             approve
+//	X-Trust-Risk-Score       idwRiskScore               100
+//	X-Trust-Trust-Score      idwTrustScore              100
 //
 // The signed assertion header (X-Auth-Assertion) is documented with the assertion.
 //

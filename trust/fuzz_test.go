@@ -154,6 +154,7 @@ func FuzzLIM08_Headers(f *testing.F) {
 			t.Fatalf("CompileMappings(fixed rules) = %v", err)
 		}
 		opts := Options{
+			AliasClaim:          BindIDAliasClaim,
 			MaxHeaderBytes:      int(maxHeader),
 			MaxTotalHeaderBytes: int(maxTotal),
 			Standard:            []StandardHeaders{StandardAll, StandardAll, StandardIdentity, StandardNone, "bogus", StandardBasic, ""}[std%7], // 0 was "" = all when the corpus was recorded

@@ -137,7 +137,7 @@ func TestHeaders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, dropped := NewProfile(tt.claims, Options{}).Headers(Options{Standard: StandardAll})
+			got, dropped := NewProfile(tt.claims, bindIDOpts).Headers(Options{Standard: StandardAll})
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Headers() = %q, want %q", got, tt.want)
 			}
@@ -249,7 +249,7 @@ func TestHDR04_ValueInjection(t *testing.T) {
 		for claim, header := range textClaims {
 			t.Run(tt.name+"/"+claim, func(t *testing.T) {
 				claims := with(bindIDKnownClaims(t), claim, tt.in)
-				hs, dropped := NewProfile(claims, Options{}).Headers(Options{Standard: StandardAll})
+				hs, dropped := NewProfile(claims, bindIDOpts).Headers(Options{Standard: StandardAll})
 				if len(dropped) != 0 {
 					t.Fatalf("Headers() dropped = %+v, want none", dropped)
 				}
@@ -272,7 +272,7 @@ func TestHDR04_ValueInjection(t *testing.T) {
 
 	t.Run("hostile amr element", func(t *testing.T) {
 		claims := with(bindIDKnownClaims(t), "amr", []any{"pwd\r\nX-Evil: 1", "otp"})
-		hs, _ := NewProfile(claims, Options{}).Headers(Options{Standard: StandardAll})
+		hs, _ := NewProfile(claims, bindIDOpts).Headers(Options{Standard: StandardAll})
 		if got, want := headerMap(t, hs)[HeaderAMR], "pwdX-Evil: 1,otp"; got != want {
 			t.Errorf("Headers()[X-Auth-Amr] = %q, want %q", got, want)
 		}
@@ -281,7 +281,7 @@ func TestHDR04_ValueInjection(t *testing.T) {
 	t.Run("50 KB value is dropped and reported", func(t *testing.T) {
 		big := strings.Repeat("A", 50<<10)
 		claims := with(bindIDKnownClaims(t), "name", big, "email", "Å"+big)
-		hs, dropped := NewProfile(claims, Options{}).Headers(Options{Standard: StandardAll})
+		hs, dropped := NewProfile(claims, bindIDOpts).Headers(Options{Standard: StandardAll})
 		m := headerMap(t, hs)
 		for _, name := range []string{HeaderName, HeaderEmail} {
 			if v, ok := m[name]; ok {
@@ -316,7 +316,7 @@ func TestHDR04_ValueInjection(t *testing.T) {
 		}
 		for _, tc := range tests {
 			claims := map[string]any{"sub": "s", "bindid_alias": "a", "name": tc.value}
-			hs, dropped := NewProfile(claims, Options{}).Headers(Options{Standard: StandardAll, MaxHeaderBytes: tc.max})
+			hs, dropped := NewProfile(claims, bindIDOpts).Headers(Options{Standard: StandardAll, MaxHeaderBytes: tc.max})
 			_, present := headerMap(t, hs)[HeaderName]
 			report := Dropped{Name: HeaderName, Reason: DropValueTooLong, Bytes: len(EncodeValue(tc.value))}
 			if present == tc.wantDropped || slices.Contains(dropped, report) != tc.wantDropped {
@@ -415,7 +415,7 @@ func TestHDR02_AbsentClaimHeaderAbsent(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			claims := bindIDKnownClaims(t)
 			tt.remove(claims)
-			hs, _ := NewProfile(claims, Options{}).Headers(Options{Standard: StandardAll})
+			hs, _ := NewProfile(claims, bindIDOpts).Headers(Options{Standard: StandardAll})
 			var want []Header
 			for _, h := range seedKnownHeaders {
 				if h.Name == tt.header || slices.Contains(tt.alsoNot, h.Name) {
@@ -441,12 +441,12 @@ func TestHDR02_AbsentClaimHeaderAbsent(t *testing.T) {
 			"given_name": HeaderGivenName, "family_name": HeaderFamilyName, "birthdate": HeaderBirthdate,
 			"personal_id_number": HeaderPersonalID, "address": HeaderAddress,
 		} {
-			hs, _ := NewProfile(full, Options{}).Headers(Options{Standard: StandardAll})
+			hs, _ := NewProfile(full, bindIDOpts).Headers(Options{Standard: StandardAll})
 			if _, ok := headerMap(t, hs)[header]; !ok {
 				t.Fatalf("Headers() with %s has no %s", claim, header)
 			}
 			for _, v := range []any{nil, "", "  ", "\r\n"} {
-				hs, _ := NewProfile(with(full, claim, v), Options{}).Headers(Options{Standard: StandardAll})
+				hs, _ := NewProfile(with(full, claim, v), bindIDOpts).Headers(Options{Standard: StandardAll})
 				if got, ok := headerMap(t, hs)[header]; ok {
 					t.Errorf("Headers() with %s=%#v: %s = %q, want absent", claim, v, header, got)
 				}
@@ -456,7 +456,7 @@ func TestHDR02_AbsentClaimHeaderAbsent(t *testing.T) {
 
 	t.Run("forged headers for absent claims do not survive", func(t *testing.T) {
 		// A user with no email, name, alias or BindID claims; the client forges them all.
-		p := NewProfile(map[string]any{"sub": "s", "bindid_alias": "a"}, Options{})
+		p := NewProfile(map[string]any{"sub": "s", "bindid_alias": "a"}, bindIDOpts)
 		hs, _ := p.Headers(Options{Standard: StandardAll})
 		h := http.Header{}
 		h.Set("X-Auth-Email", "admin@example.com")
@@ -621,7 +621,7 @@ func TestHDR05_EmailVerified(t *testing.T) {
 				claims["email_verified"] = tt.value
 				claims["phone_number_verified"] = tt.value
 			}
-			p := NewProfile(claims, Options{})
+			p := NewProfile(claims, bindIDOpts)
 			if !reflect.DeepEqual(p.EmailVerified, tt.want) {
 				t.Errorf("NewProfile().EmailVerified = %v, want %v", fmtBool(p.EmailVerified), fmtBool(tt.want))
 			}
@@ -667,7 +667,7 @@ func TestHDR05_ListDelimiter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hs, _ := NewProfile(map[string]any{"sub": "s", "amr": tt.amr}, Options{}).Headers(Options{Standard: StandardAll})
+			hs, _ := NewProfile(map[string]any{"sub": "s", "amr": tt.amr}, bindIDOpts).Headers(Options{Standard: StandardAll})
 			if got := headerMap(t, hs)[HeaderAMR]; got != tt.want {
 				t.Errorf("Headers()[X-Auth-Amr] = %q, want %q", got, tt.want)
 			}
@@ -688,7 +688,7 @@ func TestHeadersACRTrimmed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := NewProfile(map[string]any{"sub": "s", "acr": tt.acr}, Options{})
+			p := NewProfile(map[string]any{"sub": "s", "acr": tt.acr}, bindIDOpts)
 			if p.ACR != tt.want {
 				t.Errorf("NewProfile().ACR = %q, want %q", p.ACR, tt.want)
 			}
@@ -705,8 +705,8 @@ func TestHeadersACRTrimmed(t *testing.T) {
 // and is already canonical, so a client can never pre-set one and have it survive.
 func TestHeaderNames(t *testing.T) {
 	names := HeaderNames()
-	if len(names) != builtinHeaders || builtinHeaders != 35 {
-		t.Errorf("len(HeaderNames()) = %d, builtinHeaders = %d, want 35", len(names), builtinHeaders)
+	if len(names) != builtinHeaders || builtinHeaders != 38 {
+		t.Errorf("len(HeaderNames()) = %d, builtinHeaders = %d, want 38", len(names), builtinHeaders)
 	}
 	seen := map[string]bool{}
 	for _, n := range names {
@@ -723,8 +723,11 @@ func TestHeaderNames(t *testing.T) {
 	}
 	// Every emitted header is listed, in the listed order.
 	all := with(bindIDNewClaims(t), "email", "a@b.example", "name", "N", "given_name", "G", "family_name", "F",
-		"birthdate", "1986-02-11", "personal_id_number", "11028600000", "address", map[string]any{"locality": "Oslo"})
-	hs, _ := NewProfile(all, Options{}).Headers(Options{Standard: StandardAll})
+		"birthdate", "1986-02-11", "personal_id_number", "11028600000", "address", map[string]any{"locality": "Oslo"},
+		"policyDecision", "approve", "idwRiskScore", "10", "idwTrustScore", "90")
+	opts := bindIDOpts
+	opts.Verification = VerificationClaims{Decision: "policyDecision", RiskScore: "idwRiskScore", TrustScore: "idwTrustScore"}
+	hs, _ := NewProfile(all, opts).Headers(Options{Standard: StandardAll})
 	var got []string
 	for _, h := range hs {
 		got = append(got, h.Name)
@@ -820,7 +823,7 @@ func BenchmarkIsManagedHeader(b *testing.B) {
 }
 
 func BenchmarkHeaders(b *testing.B) {
-	p := NewProfile(bindIDKnownClaims(b), Options{})
+	p := NewProfile(bindIDKnownClaims(b), bindIDOpts)
 	b.ReportAllocs()
 	for b.Loop() {
 		p.Headers(Options{Standard: StandardAll})
@@ -831,7 +834,7 @@ func BenchmarkNewProfile(b *testing.B) {
 	claims := bindIDKnownClaims(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		NewProfile(claims, Options{})
+		NewProfile(claims, bindIDOpts)
 	}
 }
 

@@ -96,3 +96,7 @@ func assertWireSafe(tb testing.TB, name, v string) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// bindIDOpts are the options of the bindid provider profile: most fixtures here are BindID's
+// (seed 000), whose known users carry bindid_alias and whose new users do not.
+var bindIDOpts = Options{AliasClaim: BindIDAliasClaim}

@@ -175,7 +175,7 @@ func TestMappedHeaders(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.claim, func(t *testing.T) {
 			m := mustCompile(t, "X-Mapped", tt.claim)
-			hs, dropped := NewProfile(mappedClaims(), Options{}).Headers(Options{Standard: StandardAll, Mappings: m})
+			hs, dropped := NewProfile(mappedClaims(), bindIDOpts).Headers(Options{Standard: StandardAll, Mappings: m})
 			if len(dropped) != 0 {
 				t.Errorf("Headers() dropped = %+v, want none", dropped)
 			}
@@ -192,7 +192,7 @@ func TestMappedHeaders(t *testing.T) {
 
 	t.Run("after the built-ins, in rule order", func(t *testing.T) {
 		m := mustCompile(t, "X-Roles", "https://example.com/roles", "X-Missing", "missing", "X-Employee-Id", "employee.id")
-		known := NewProfile(with(bindIDKnownClaims(t), "employee", mappedClaims()["employee"], "https://example.com/roles", []any{"r"}), Options{})
+		known := NewProfile(with(bindIDKnownClaims(t), "employee", mappedClaims()["employee"], "https://example.com/roles", []any{"r"}), bindIDOpts)
 		hs, _ := known.Headers(Options{Standard: StandardAll, Mappings: m})
 		want := append(slices.Clone(seedKnownHeaders), Header{"X-Roles", "r"}, Header{"X-Employee-Id", "4711"})
 		if !reflect.DeepEqual(hs, want) {
@@ -203,7 +203,7 @@ func TestMappedHeaders(t *testing.T) {
 	t.Run("address value is reversible", func(t *testing.T) {
 		m := mustCompile(t, "X-Address", "address")
 		claims := mappedClaims()
-		hs, _ := NewProfile(claims, Options{}).Headers(Options{Standard: StandardAll, Mappings: m})
+		hs, _ := NewProfile(claims, bindIDOpts).Headers(Options{Standard: StandardAll, Mappings: m})
 		var back map[string]any
 		if err := json.Unmarshal([]byte(decodeHeader(t, headerMap(t, hs)["X-Address"])), &back); err != nil {
 			t.Fatalf("X-Address is not JSON: %v", err)
@@ -235,7 +235,7 @@ func TestHDR04_MappedValueInjection(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hs, dropped := NewProfile(map[string]any{"sub": "s", "employee_id": tt.value}, Options{}).Headers(Options{Standard: StandardAll, Mappings: m})
+			hs, dropped := NewProfile(map[string]any{"sub": "s", "employee_id": tt.value}, bindIDOpts).Headers(Options{Standard: StandardAll, Mappings: m})
 			if len(dropped) != 0 {
 				t.Errorf("Headers() dropped = %+v, want none", dropped)
 			}
@@ -257,7 +257,7 @@ func TestHDR04_MappedValueInjection(t *testing.T) {
 
 	t.Run("50 KB value is dropped whole and reported", func(t *testing.T) {
 		big := strings.Repeat("A", 50<<10)
-		hs, dropped := NewProfile(map[string]any{"sub": "s", "employee_id": big}, Options{}).Headers(Options{Standard: StandardAll, Mappings: m})
+		hs, dropped := NewProfile(map[string]any{"sub": "s", "employee_id": big}, bindIDOpts).Headers(Options{Standard: StandardAll, Mappings: m})
 		if v, ok := headerMap(t, hs)["X-Employee-Id"]; ok {
 			t.Errorf("X-Employee-Id sent with %d bytes, want it dropped", len(v))
 		}
@@ -282,7 +282,7 @@ func TestLIM06_TotalHeaderCap(t *testing.T) {
 		pairs = append(pairs, fmt.Sprintf("X-Claim-%d", i), fmt.Sprintf("c%d", i))
 	}
 	m := mustCompile(t, pairs...)
-	p := NewProfile(claims, Options{})
+	p := NewProfile(claims, bindIDOpts)
 	cost := func(name, value string) int { return len(name) + len(value) + 4 }
 	builtins := cost(HeaderSubject, "s") + cost(HeaderNewUser, "true")
 	each := cost("X-Claim-0", strings.Repeat("a", 3000)) // 3013
@@ -349,7 +349,7 @@ func TestLIM06_TotalHeaderCap(t *testing.T) {
 
 	t.Run("a smaller header after the cut-off is still dropped (stop at the first overflow)", func(t *testing.T) {
 		small := mustCompile(t, "X-Claim-0", "c0", "X-Small", "small")
-		p := NewProfile(with(claims, "small", "x"), Options{})
+		p := NewProfile(with(claims, "small", "x"), bindIDOpts)
 		hs, dropped := p.Headers(Options{Standard: StandardAll, Mappings: small, MaxTotalHeaderBytes: builtins + each - 1})
 		if _, ok := headerMap(t, hs)["X-Small"]; ok {
 			t.Errorf("X-Small sent after an earlier header overflowed the total, want it dropped")
@@ -379,7 +379,7 @@ func TestLIM06_TotalHeaderCap(t *testing.T) {
 	})
 
 	t.Run("the built-ins of the seed fit the default", func(t *testing.T) {
-		if _, dropped := NewProfile(bindIDKnownClaims(t), Options{}).Headers(Options{Standard: StandardAll}); len(dropped) != 0 {
+		if _, dropped := NewProfile(bindIDKnownClaims(t), bindIDOpts).Headers(Options{Standard: StandardAll}); len(dropped) != 0 {
 			t.Errorf("Headers() dropped = %+v, want none", dropped)
 		}
 	})
@@ -478,7 +478,7 @@ func TestHDR03_MappedNameVariants(t *testing.T) {
 // copy of the mapped header.
 func TestHDR02_AbsentMappedClaim(t *testing.T) {
 	m := mustCompile(t, "X-Employee-Id", "employee.id", "X-Groups", "groups")
-	opts := Options{Mappings: m}
+	opts := Options{AliasClaim: BindIDAliasClaim, Mappings: m}
 	hs, _ := NewProfile(map[string]any{"sub": "s", "bindid_alias": "a", "groups": []any{"staff"}}, opts).Headers(opts)
 	h := http.Header{"X-Employee-Id": {"1"}, "X_Employee_Id": {"1"}, "X-Groups": {"admins"}, "Accept": {"*/*"}}
 	StripManaged(h, m)
@@ -499,7 +499,7 @@ func TestHDR02_AbsentMappedClaim(t *testing.T) {
 func TestStandardHeaders(t *testing.T) {
 	m := mustCompile(t, "X-Employee-Id", "sub")
 	claims := bindIDKnownClaims(t)
-	p := NewProfile(claims, Options{})
+	p := NewProfile(claims, bindIDOpts)
 	names := func(hs []Header) []string {
 		var out []string
 		for _, h := range hs {
@@ -540,12 +540,13 @@ func TestStandardHeaders(t *testing.T) {
 	// basic: the email with its verified flag, the new-user flag; nothing else of the profile.
 	ola := NewProfile(map[string]any{"sub": "s", "email": "ola@example.com", "email_verified": true, "name": "Ola",
 		"phone_number": "+4799999999", "acr": "x", "personal_id_number": "01017012345"}, Options{})
-	newUser := NewProfile(bindIDNewClaims(t), Options{})
+	newUser := NewProfile(bindIDNewClaims(t), bindIDOpts)
 	for _, tt := range []struct {
 		p    *Profile
 		want []Header
 	}{
-		{ola, []Header{{"X-Auth-Subject", "s"}, {"X-Auth-Email", "ola@example.com"}, {"X-Auth-Email-Verified", "true"}, {"X-Auth-New-User", "true"}}}, // no alias claim
+		// A provider without an alias claim (the generic profile): nobody is new.
+		{ola, []Header{{"X-Auth-Subject", "s"}, {"X-Auth-Email", "ola@example.com"}, {"X-Auth-Email-Verified", "true"}}},
 		{newUser, []Header{{"X-Auth-Subject", newUser.Subject}, {"X-Auth-New-User", "true"}}},
 	} {
 		for _, std := range []StandardHeaders{"", StandardBasic} {
@@ -558,7 +559,7 @@ func TestStandardHeaders(t *testing.T) {
 	// The verified flag never stands alone: not when the email cleans to nothing, not when
 	// the email is dropped for its size.
 	for _, email := range []string{"  ", "\r\n", strings.Repeat("e", 5000) + "@example.com"} {
-		p := NewProfile(map[string]any{"sub": "s", "bindid_alias": "a", "email": email, "email_verified": true}, Options{})
+		p := NewProfile(map[string]any{"sub": "s", "bindid_alias": "a", "email": email, "email_verified": true}, bindIDOpts)
 		hs, _ := p.Headers(Options{})
 		if got := names(hs); !reflect.DeepEqual(got, []string{"X-Auth-Subject", "X-Auth-Alias"}) {
 			t.Errorf("basic with email %.20q = %q, want subject and alias only", email, got)

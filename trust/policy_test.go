@@ -271,7 +271,7 @@ func TestHDR05_EmailDomainRuleRequiresAVerifiedAddress(t *testing.T) {
 			if tc.verified != nil {
 				claims["email_verified"] = tc.verified
 			}
-			unmet, step := p.Check(NewProfile(claims, Options{}), policyNow)
+			unmet, step := p.Check(NewProfile(claims, bindIDOpts), policyNow)
 			if got := len(unmet) == 0; got != tc.want {
 				t.Fatalf("email_verified %#v: allowed = %v, want %v (unmet %+v)", tc.verified, got, tc.want, unmet)
 			}

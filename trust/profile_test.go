@@ -90,7 +90,7 @@ func TestNewProfile(t *testing.T) {
 			name:   "empty alias is a new user",
 			claims: with(known, "bindid_alias", ""),
 			want: func() Profile {
-				p := *NewProfile(bindIDNewClaims(t), Options{})
+				p := *NewProfile(bindIDNewClaims(t), bindIDOpts)
 				p.Claims = nil
 				return p
 			}(),
@@ -181,7 +181,7 @@ func TestNewProfile(t *testing.T) {
 			claims: with(known, "legacy_user", "u-42"),
 			opts:   Options{AliasClaim: "legacy_user"},
 			want: func() Profile {
-				p := *NewProfile(known, Options{})
+				p := *NewProfile(known, bindIDOpts)
 				p.Claims = nil
 				p.Alias = "u-42"
 				return p
@@ -192,7 +192,7 @@ func TestNewProfile(t *testing.T) {
 			claims: known,
 			opts:   Options{AliasClaim: "legacy_user"},
 			want: func() Profile {
-				p := *NewProfile(known, Options{})
+				p := *NewProfile(known, bindIDOpts)
 				p.Claims = nil
 				p.Alias = ""
 				p.NewUser = true
@@ -260,7 +260,11 @@ func TestNewProfile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := NewProfile(tt.claims, tt.opts)
+			opts := tt.opts
+			if opts == (Options{}) {
+				opts = bindIDOpts
+			}
+			got := NewProfile(tt.claims, opts)
 			got.Claims = nil
 			if !reflect.DeepEqual(*got, tt.want) {
 				gotJSON, _ := json.Marshal(got)
@@ -273,7 +277,7 @@ func TestNewProfile(t *testing.T) {
 
 func TestNewProfileCopiesClaims(t *testing.T) {
 	claims := bindIDKnownClaims(t)
-	p := NewProfile(claims, Options{})
+	p := NewProfile(claims, bindIDOpts)
 	if !reflect.DeepEqual(p.Claims, claims) {
 		t.Fatalf("NewProfile().Claims = %v, want %v", p.Claims, claims)
 	}
@@ -281,7 +285,7 @@ func TestNewProfileCopiesClaims(t *testing.T) {
 	if got := p.Claims["sub"]; got != "123e4567-e89b-12d3-a456-426652340000" {
 		t.Errorf("NewProfile().Claims[sub] after caller changed its map = %v, want the original", got)
 	}
-	if got := NewProfile(nil, Options{}).Claims; got == nil {
+	if got := NewProfile(nil, bindIDOpts).Claims; got == nil {
 		t.Errorf("NewProfile(nil).Claims = nil, want an empty map (JSON {})")
 	}
 }
@@ -289,7 +293,7 @@ func TestNewProfileCopiesClaims(t *testing.T) {
 // TestProfileJSON checks the /.trustgate/me document: the keys of the contract, and no
 // token material even when the claims were merged from a token response.
 func TestProfileJSON(t *testing.T) {
-	raw, err := json.Marshal(NewProfile(bindIDKnownClaims(t), Options{}))
+	raw, err := json.Marshal(NewProfile(bindIDKnownClaims(t), bindIDOpts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +328,7 @@ func TestProfileJSON(t *testing.T) {
 		t.Errorf("json derived = %v, want %v", derived, want)
 	}
 
-	raw, _ = json.Marshal(NewProfile(loadClaims(t, "bank_ciba_userinfo.json"), Options{}))
+	raw, _ = json.Marshal(NewProfile(loadClaims(t, "bank_ciba_userinfo.json"), bindIDOpts))
 	doc = nil
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
@@ -337,11 +341,67 @@ func TestProfileJSON(t *testing.T) {
 		}
 	}
 
-	raw, _ = json.Marshal(NewProfile(map[string]any{"sub": "s"}, Options{}))
+	raw, _ = json.Marshal(NewProfile(map[string]any{"sub": "s"}, bindIDOpts))
 	if want := `{"sub":"s","iss":"","new_user":true,"claims":{"sub":"s"}}`; string(raw) != want {
 		t.Errorf("json.Marshal(minimal Profile) = %s, want %s", raw, want)
 	}
 	if strings.Contains(string(raw), "bindid") {
 		t.Errorf("json.Marshal(Profile without BindID claims) = %s, want no bindid key", raw)
+	}
+}
+
+// A provider without an alias claim (the generic profile: Keycloak, Entra ID, Okta, ...)
+// reports nobody as new, whatever claims the user has; bindid_alias means nothing there.
+func TestProfileWithoutAliasClaimReportsNoNewUser(t *testing.T) {
+	for _, claims := range []map[string]any{
+		{"sub": "s"},
+		{"sub": "s", "bindid_alias": "username@domain"},
+		bindIDNewClaims(t),
+	} {
+		p := NewProfile(claims, Options{})
+		if p.NewUser || p.Alias != "" {
+			t.Errorf("NewProfile(%v, no alias claim) = alias %q, new_user %v; want no alias and not new", claims["sub"], p.Alias, p.NewUser)
+		}
+		for _, std := range []StandardHeaders{StandardBasic, StandardIdentity, StandardAll} {
+			hs, _ := p.Headers(Options{Standard: std})
+			for _, h := range hs {
+				if h.Name == HeaderNewUser || h.Name == HeaderAlias {
+					t.Errorf("Headers(%s) without an alias claim sends %s: %q", std, h.Name, h.Value)
+				}
+			}
+		}
+	}
+}
+
+// ID Dataweb's verdict (its published ID token: policyDecision, idwRiskScore and
+// idwTrustScore as strings) reaches the upstream at standard_headers all only.
+func TestVerificationHeaders(t *testing.T) {
+	names := VerificationClaims{Decision: "policyDecision", RiskScore: "idwRiskScore", TrustScore: "idwTrustScore"}
+	claims := map[string]any{"sub": "andrew@example.com", "policyDecision": "approve", "idwRiskScore": "100", "idwTrustScore": 90.0}
+	p := NewProfile(claims, Options{Verification: names})
+	want := &Verification{Decision: "approve", RiskScore: "100", TrustScore: "90"}
+	if !reflect.DeepEqual(p.Verification, want) {
+		t.Fatalf("Verification = %+v, want %+v", p.Verification, want)
+	}
+	hs, _ := p.Headers(Options{Standard: StandardAll})
+	got := map[string]string{}
+	for _, h := range hs {
+		got[h.Name] = h.Value
+	}
+	for name, v := range map[string]string{HeaderPolicyDecision: "approve", HeaderRiskScore: "100", HeaderTrustScore: "90"} {
+		if got[name] != v {
+			t.Errorf("Headers(all)[%s] = %q, want %q", name, got[name], v)
+		}
+	}
+	for _, std := range []StandardHeaders{StandardBasic, StandardIdentity} {
+		hs, _ := p.Headers(Options{Standard: std})
+		for _, h := range hs {
+			if strings.HasPrefix(h.Name, "X-Trust-") {
+				t.Errorf("Headers(%s) sends %s; the verdict is only for standard_headers all", std, h.Name)
+			}
+		}
+	}
+	if p := NewProfile(claims, Options{}); p.Verification != nil {
+		t.Errorf("without verification claims configured, Verification = %+v, want nil", p.Verification)
 	}
 }

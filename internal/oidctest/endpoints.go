@@ -787,6 +787,9 @@ func (p *Provider) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 		key := p.currentKey()
 		header := map[string]any{"alg": key.alg, "kid": key.kid, "typ": "JWT"}
 		claims["iss"] = p.issuer
+		if p.uiIssuer != "" {
+			claims["iss"] = p.uiIssuer
+		}
 		claims["aud"] = client.ID
 		if f.UserinfoJWTWrongIssuer {
 			claims["iss"] = WrongIssuer

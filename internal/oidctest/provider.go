@@ -57,6 +57,10 @@ type Options struct {
 	// rotate keys; return an error when the keys cannot be had (the request then fails
 	// with temporarily_unavailable). Nil: a JWT login_hint is refused as invalid_request.
 	LoginHintJWKS func() ([]byte, error)
+	// UserinfoIssuer is the "iss" of signed userinfo, for an OP whose userinfo is issued by
+	// a service of its own (BankID's UserInfo API, seed 003: https://userinfo.current.bankid.no).
+	// The JWT is still signed with the OP's published keys. Default: the issuer.
+	UserinfoIssuer string
 	// CIBAExpiresIn is the lifetime of a backchannel authentication request (the ack's
 	// expires_in) when the request carries no requested_expiry. Whole seconds.
 	// Default: DefaultCIBAExpiresIn (120 s).
@@ -106,6 +110,7 @@ type Provider struct {
 	logf       func(format string, args ...any)
 	device     bool // serve PathDevice (Options.DeviceConsole)
 	hintJWKS   func() ([]byte, error)
+	uiIssuer   string        // iss of signed userinfo ("" = issuer)
 	cibaExpiry time.Duration // default lifetime of a backchannel authentication request
 	cibaIntvl  time.Duration // announced interval; 0 = omitted (DefaultCIBAInterval enforced)
 	ln         net.Listener
@@ -185,6 +190,7 @@ func New(opts Options) (*Provider, error) {
 		logf:        opts.Logf,
 		device:      opts.DeviceConsole,
 		hintJWKS:    opts.LoginHintJWKS,
+		uiIssuer:    opts.UserinfoIssuer,
 		cibaExpiry:  cibaExpiry,
 		cibaIntvl:   cibaIntvl,
 		aliases:     make(map[string]string),

@@ -33,7 +33,7 @@ import (
 type env struct {
 	root, cache, artifacts string
 	opURL                  string // issuer
-	plainURL, signedURL    string // the two gateway sites
+	plainURL, signedURL    string // the two gateway sites (plainURL: provider bindid)
 	stepupURL              string // a site whose /admin/* requires urn:bankid:bid
 	lifecycleURL           string // a site with short-lived access tokens, rotation, RP-initiated and back-channel logout
 	cibaURL                string // a site with CIBA (poll mode) on: browserless login confirmed at the provider
@@ -300,7 +300,7 @@ func startCaddy(bin string) (func(), error) {
 	auto_https off
 	persist_config off
 }
-` + site(e2e.plainURL, plainClientID, "tg_plain", "", "") +
+` + site(e2e.plainURL, plainClientID, "tg_plain", "provider bindid", "") +
 		site(e2e.signedURL, signedClientID, "tg_signed", "userinfo get require_signed", "") +
 		site(e2e.stepupURL, stepupClientID, "tg_stepup", "acr_levels ts.bindid.iac.phone_number urn:bankid:bid", `route /admin/* {
 		trustgate {

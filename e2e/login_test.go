@@ -178,7 +178,9 @@ func TestE2EKnownBindIDUser(t *testing.T) {
 	}
 }
 
-// A user the provider knows without alias: the upstream is told it is new.
+// A user the provider knows without alias: the upstream is told it is new (the plain site
+// is `provider bindid`, whose alias claim is bindid_alias; the generic profile has none,
+// see TestE2EGenericProfileNoNewUser).
 func TestE2ENewUser(t *testing.T) {
 	b := newBrowser(t)
 	e := b.login(e2e.plainURL+"/welcome", "bindid-new")

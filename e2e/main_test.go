@@ -33,7 +33,12 @@ import (
 type env struct {
 	root, cache, artifacts string
 	opURL                  string // issuer
-	plainURL, signedURL    string // the two gateway sites
+	plainURL, signedURL    string // the two gateway sites (plainURL: provider bindid)
+	genericURL             string // the plain client's second site: provider generic (the default)
+	bankidURL              string // provider bankid, userinfo_issuer = userinfoIssuer
+	bankidStrictURL        string // provider bankid without userinfo_issuer: expects the issuer
+	bankidForgedURL        string // provider bankid; the provider signs its userinfo with an unpublished key
+	userinfoIssuer         string // the "iss" of the BankID client's signed userinfo (not opURL)
 	stepupURL              string // a site whose /admin/* requires urn:bankid:bid
 	lifecycleURL           string // a site with short-lived access tokens, rotation, RP-initiated and back-channel logout
 	cibaURL                string // a site with CIBA (poll mode) on: browserless login confirmed at the provider
@@ -71,6 +76,14 @@ const (
 // cibaClientID is the client of the CIBA site (ciba_test.go); like every client here it may
 // use the grant urn:openid:params:grant-type:ciba with backchannel_token_delivery_mode poll.
 const cibaClientID = "trustgate-e2e-ciba"
+
+// Client registrations of the BankID-style sites (bankid_test.go). The provider re-signs
+// their userinfo JWT with iss = e2e.userinfoIssuer, like BankID's separate UserInfo API
+// (shared/seeds/003); the forged client's with a key outside the provider's JWKS.
+const (
+	bankidClientID       = "trustgate-e2e-bankid" // bankidURL and bankidStrictURL
+	bankidForgedClientID = "trustgate-e2e-bankid-forged"
+)
 
 func TestMain(m *testing.M) {
 	cleanup, err := setup()
@@ -121,6 +134,11 @@ func setup() (cleanup func(), err error) {
 	e2e.opURL = fmt.Sprintf("http://127.0.0.1:%d", opPort)
 	e2e.plainURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.signedURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.genericURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.bankidURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.bankidStrictURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.bankidForgedURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.userinfoIssuer = e2e.opURL + "/userinfo-api"
 	e2e.stepupURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.lifecycleURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.cibaURL = fmt.Sprintf("http://localhost:%d", freePort())
@@ -192,12 +210,14 @@ func startOP(node string, port int) (func(), error) {
 		RedirectURIs           []string `json:"redirect_uris"`
 		PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
 		UserinfoSignedAlg      string   `json:"userinfo_signed_response_alg,omitempty"`
+		UserinfoIssuer         string   `json:"userinfo_issuer,omitempty"`      // re-signed with this iss
+		UserinfoSigningKey     string   `json:"userinfo_signing_key,omitempty"` // "unpublished": forged
 		BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
 		AccessTokenTTL         int      `json:"access_token_ttl,omitempty"` // seconds
 		RotateRefreshToken     bool     `json:"rotate_refresh_token,omitempty"`
 	}
 	clients, _ := json.Marshal([]client{
-		{ClientID: plainClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.plainURL + "/.trustgate/callback"}, PostLogoutRedirectURIs: []string{e2e.plainURL + "/"}},
+		{ClientID: plainClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.plainURL + "/.trustgate/callback", e2e.genericURL + "/.trustgate/callback"}, PostLogoutRedirectURIs: []string{e2e.plainURL + "/"}},
 		{ClientID: signedClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.signedURL + "/.trustgate/callback"}, PostLogoutRedirectURIs: []string{e2e.signedURL + "/"}, UserinfoSignedAlg: "RS256"},
 		{ClientID: stepupClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.stepupURL + "/.trustgate/callback"}},
 		{ClientID: redisClientID, ClientSecret: clientSecret, RedirectURIs: []string{
@@ -220,6 +240,16 @@ func startOP(node string, port int) (func(), error) {
 			BackchannelLogoutURI: fmt.Sprintf("http://localhost:%d/.trustgate/backchannel-logout", e2e.bclPorts[0]),
 		},
 		{ClientID: cibaClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.cibaURL + "/.trustgate/callback"}},
+		{
+			ClientID: bankidClientID, ClientSecret: clientSecret,
+			RedirectURIs:      []string{e2e.bankidURL + "/.trustgate/callback", e2e.bankidStrictURL + "/.trustgate/callback"},
+			UserinfoSignedAlg: "RS256", UserinfoIssuer: e2e.userinfoIssuer,
+		},
+		{
+			ClientID: bankidForgedClientID, ClientSecret: clientSecret,
+			RedirectURIs:      []string{e2e.bankidForgedURL + "/.trustgate/callback"},
+			UserinfoSignedAlg: "RS256", UserinfoIssuer: e2e.userinfoIssuer, UserinfoSigningKey: "unpublished",
+		},
 	})
 	e2e.opLog = filepath.Join(e2e.artifacts, "op.log")
 	logf, err := os.Create(e2e.opLog)
@@ -275,8 +305,9 @@ func startCaddy(bin string) (func(), error) {
 	if err != nil {
 		return func() {}, err
 	}
-	// extra goes into the trustgate block, routes into the site before the proxy.
-	site := func(url, clientID, cookie, extra, routes string) string {
+	// extra goes into the trustgate block, routes into the site before the proxy; headers is
+	// the standard_headers level.
+	site := func(url, clientID, cookie, headers, extra, routes string) string {
 		return fmt.Sprintf(`
 %s {
 	trustgate {
@@ -287,28 +318,32 @@ func startCaddy(bin string) (func(), error) {
 		scopes openid email phone profile address bindid
 		cookie_name %s
 		insecure_cookie
-		standard_headers all
+		standard_headers %s
 		%s
 	}
 	%s
 	reverse_proxy %s
 }
-`, url, e2e.opURL, clientID, cookie, extra, routes, strings.TrimPrefix(e2e.upstream.URL, "http://"))
+`, url, e2e.opURL, clientID, cookie, headers, extra, routes, strings.TrimPrefix(e2e.upstream.URL, "http://"))
 	}
 	caddyfile := `{
 	admin off
 	auto_https off
 	persist_config off
 }
-` + site(e2e.plainURL, plainClientID, "tg_plain", "", "") +
-		site(e2e.signedURL, signedClientID, "tg_signed", "userinfo get require_signed", "") +
-		site(e2e.stepupURL, stepupClientID, "tg_stepup", "acr_levels ts.bindid.iac.phone_number urn:bankid:bid", `route /admin/* {
+` + site(e2e.plainURL, plainClientID, "tg_plain", "all", "provider bindid", "") +
+		site(e2e.genericURL, plainClientID, "tg_generic", "all", "", "") +
+		site(e2e.signedURL, signedClientID, "tg_signed", "all", "userinfo get require_signed", "") +
+		site(e2e.bankidURL, bankidClientID, "tg_bankid", "identity", "provider bankid\n\t\tuserinfo_issuer "+e2e.userinfoIssuer, "") +
+		site(e2e.bankidStrictURL, bankidClientID, "tg_bankid_strict", "identity", "provider bankid", "") +
+		site(e2e.bankidForgedURL, bankidForgedClientID, "tg_bankid_forged", "identity", "provider bankid\n\t\tuserinfo_issuer "+e2e.userinfoIssuer, "") +
+		site(e2e.stepupURL, stepupClientID, "tg_stepup", "all", "acr_levels ts.bindid.iac.phone_number urn:bankid:bid", `route /admin/* {
 		trustgate {
 			require acr_at_least urn:bankid:bid
 		}
 	}`) +
-		site(e2e.lifecycleURL, lifecycleClientID, "tg_life", "post_logout_redirect_url "+e2e.lifecycleURL+"/.trustgate/signed-out", "")
-	caddyfile += site(e2e.cibaURL, cibaClientID, "tg_ciba", "ciba", "")
+		site(e2e.lifecycleURL, lifecycleClientID, "tg_life", "all", "post_logout_redirect_url "+e2e.lifecycleURL+"/.trustgate/signed-out", "")
+	caddyfile += site(e2e.cibaURL, cibaClientID, "tg_ciba", "all", "ciba", "")
 	cfgPath := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(cfgPath, []byte(caddyfile), 0o600); err != nil {
 		return func() {}, err
@@ -328,7 +363,7 @@ func startCaddy(bin string) (func(), error) {
 	}
 	stop := stopper(cmd, logf)
 	done := func() { stop(); os.RemoveAll(dir) }
-	for _, u := range []string{e2e.plainURL, e2e.signedURL, e2e.stepupURL, e2e.lifecycleURL} {
+	for _, u := range []string{e2e.plainURL, e2e.genericURL, e2e.signedURL, e2e.bankidURL, e2e.bankidStrictURL, e2e.bankidForgedURL, e2e.stepupURL, e2e.lifecycleURL} {
 		if err := waitHTTP(u+"/.trustgate/me", 20*time.Second); err != nil {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}

@@ -30,6 +30,7 @@ func startRedisInstance(t *testing.T, port int, redisAddr string) string {
 		secret {env.E2E_COOKIE_SECRET}
 		scopes openid email phone profile address bindid
 		cookie_name tg_redis
+		provider bindid
 		insecure_cookie
 		session_store redis {
 			addrs %s

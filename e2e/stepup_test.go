@@ -84,7 +84,14 @@ func (b *browser) signIn(user string) {
 // HTTP status and text.
 func (b *browser) waitGateway() (url string, status int, text string) {
 	b.t.Helper()
-	cond := fmt.Sprintf(`location.origin === %q && document.readyState === "complete"`, e2e.stepupURL)
+	return b.waitSitePage(e2e.stepupURL)
+}
+
+// waitSitePage waits until the browser shows a page of siteURL and returns its URL, HTTP
+// status and text.
+func (b *browser) waitSitePage(siteURL string) (url string, status int, text string) {
+	b.t.Helper()
+	cond := fmt.Sprintf(`location.origin === %q && document.readyState === "complete"`, siteURL)
 	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](cond, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
 		url, _ := chromedp.Run(b.ctx, chromedp.Location())
 		b.t.Fatalf("the browser did not come back to the gateway, it is at %s: %v", url, err)

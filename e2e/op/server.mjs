@@ -11,7 +11,15 @@
 // GET /test/grants?client_id=… lists the token endpoint's answers to that client (grant
 // type, grant id, whether a refresh token was rotated, the error if any; oldest first);
 // GET /test/backchannel-logouts?client_id=… lists the back-channel logout requests the
-// provider sent to that client and how they ended.
+// provider sent to that client and how they ended; GET /test/tokens?client_id=… lists the
+// tokens issued to that client (access, ID and refresh tokens, signed userinfo).
+//
+// BankID-style userinfo (shared/seeds/003): a client entry with userinfo_signed_response_alg
+// may also carry userinfo_issuer: its signed userinfo is then re-signed (same RS256 key and
+// kid, from the published JWKS) with that "iss" instead of the OP's issuer, as BankID's
+// separate "UserInfo API" issues it (see resignUserinfo). userinfo_signing_key
+// "unpublished" signs it instead with a key that is not in the JWKS, under the published
+// kid: a forged userinfo.
 //
 // Session lifecycle: a client entry may also carry access_token_ttl (seconds; default 300)
 // and rotate_refresh_token (a refresh grant consumes the presented refresh token and
@@ -22,15 +30,16 @@
 // provider session registered with backchannel_logout_uri.
 //
 // Users carry claims built from the provider documents in shared/seeds/: a BindID user with
-// alias and the full trust profile (000), the same without alias (a new user), and a
-// BankID-style user (003). acr/amr come with the login, as a real OP sets them.
+// alias and the full trust profile (000), the same without alias (a new user), and two
+// BankID-style users (003), the second with a non-ASCII name and address. acr/amr come
+// with the login, as a real OP sets them.
 //
 // Step-up: a user logs in at its default acr; a user with `stepUp` entries can also reach
 // those levels (each with its own amr). When the authorization request carries acr_values,
 // the login gets the first requested level the user can reach, else the default one, as a
 // real OP that cannot perform the requested method does. prompt=login and max_age are
 // oidc-provider's own: they show the login page again even with a live OP session.
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import Provider, { errors } from 'oidc-provider';
 
 const port = Number(process.env.OP_PORT || 0);
@@ -90,6 +99,18 @@ const users = {
       address: { formatted: 'Veien 311\nOslo 0772', street_address: 'Veien 311', locality: '0772', postal_code: 'Oslo' },
     },
   },
+  // A second BankID-style user with a non-ASCII name and address (the address object has
+  // the seed's shape).
+  ase: {
+    sub: '9578-6000-4-00002',
+    acr: 'urn:bankid:bid',
+    amr: ['BID'],
+    claims: {
+      name: 'Åse Øvrebø', given_name: 'Åse', family_name: 'Øvrebø',
+      email: 'ase@example.org', birthdate: '030391', phone_number: '95871776',
+      address: { formatted: 'Bjørnstjerne Bjørnsons gate 2\nTromsø 9008', street_address: 'Bjørnstjerne Bjørnsons gate 2', locality: '9008', postal_code: 'Tromsø' },
+    },
+  },
 };
 const bySub = Object.fromEntries(Object.values(users).map((u) => [u.sub, u]));
 const account = (id) => users[id] || bySub[id];
@@ -110,6 +131,8 @@ const clientEntries = JSON.parse(process.env.OP_CLIENTS || '[]');
 const clientOptions = new Map(clientEntries.map((c) => [c.client_id, {
   accessTokenTTL: c.access_token_ttl || 300,
   rotateRefreshToken: Boolean(c.rotate_refresh_token),
+  userinfoIssuer: c.userinfo_issuer || '',
+  userinfoUnpublishedKey: c.userinfo_signing_key === 'unpublished',
 }]));
 const optionsFor = (clientId) => clientOptions.get(clientId) || { accessTokenTTL: 300, rotateRefreshToken: false };
 
@@ -130,6 +153,9 @@ function clients() {
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: `rs-${randomBytes(4).toString('hex')}`, use: 'sig', alg: 'RS256' };
+// Never published: signs the forged userinfo of a client with userinfo_signing_key
+// "unpublished".
+const { privateKey: unpublishedKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 
 // CIBA requests waiting for the test to approve or deny them (POST /test/ciba/{approve,deny}).
 const pendingCIBA = new Map();
@@ -253,6 +279,52 @@ provider.use(async (ctx, next) => {
     await provider.backchannelResult(request, grant, { acr: account(accountId).acr, amr: account(accountId).amr });
   }
   ctx.status = 204;
+});
+
+// BankID's userinfo is a JWT issued by its separate UserInfo API, with that API's "iss"
+// (seed 003); oidc-provider signs userinfo with its own issuer. For a client entry with
+// userinfo_issuer, take the signed userinfo oidc-provider produced (its claims, aud, exp,
+// the scopes' filtering) and sign the same claims again, RS256 with the published key and
+// kid, with iss = userinfo_issuer. With userinfo_signing_key "unpublished" the JWT is signed
+// with a key outside the JWKS instead (a forgery under the published kid). Other clients'
+// userinfo is left as oidc-provider made it.
+const b64url = (v) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
+function resignUserinfo(jwt) {
+  const [, body] = jwt.split('.');
+  const claims = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'));
+  const clientId = Array.isArray(claims.aud) ? claims.aud[0] : claims.aud;
+  const { userinfoIssuer, userinfoUnpublishedKey } = optionsFor(clientId);
+  if (!userinfoIssuer && !userinfoUnpublishedKey) return jwt;
+  if (userinfoIssuer) claims.iss = userinfoIssuer;
+  const input = `${b64url({ alg: 'RS256', typ: 'JWT', kid: signingKey.kid })}.${b64url(claims)}`;
+  const key = userinfoUnpublishedKey ? unpublishedKey : privateKey;
+  const signature = sign('sha256', Buffer.from(input), key); // RSASSA-PKCS1-v1_5: RS256
+  console.log(`userinfo client_id=${clientId} re-signed iss=${claims.iss} key=${userinfoUnpublishedKey ? 'unpublished' : signingKey.kid}`);
+  return `${input}.${signature.toString('base64url')}`;
+}
+
+// Signed userinfo goes through resignUserinfo. Every token the provider hands out is kept
+// (token endpoint: access, ID and refresh tokens; userinfo: the signed JWT as sent), so a
+// test can check that none of them reaches the gateway's log: GET /test/tokens?client_id=…
+// lists them.
+const issuedTokens = [];
+provider.use(async (ctx, next) => {
+  if (ctx.method === 'GET' && ctx.path === '/test/tokens') {
+    ctx.body = issuedTokens.filter((t) => t.client_id === ctx.query.client_id);
+    return;
+  }
+  await next();
+  if (ctx.status !== 200) return;
+  const clientId = ctx.oidc?.client?.clientId;
+  if (ctx.path === '/token' && ctx.body && typeof ctx.body === 'object') {
+    for (const kind of ['access_token', 'id_token', 'refresh_token']) {
+      if (typeof ctx.body[kind] === 'string') issuedTokens.push({ client_id: clientId, kind, value: ctx.body[kind] });
+    }
+  }
+  if (ctx.path === '/me' && ctx.response.is('application/jwt') && typeof ctx.body === 'string') {
+    ctx.body = resignUserinfo(ctx.body);
+    issuedTokens.push({ client_id: clientId, kind: 'userinfo', value: ctx.body });
+  }
 });
 
 // Every answer of the token endpoint, so a test can count refresh grants per provider grant

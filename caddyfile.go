@@ -322,7 +322,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	// The adapted JSON shows the provider profile's values (caddy adapt); Provision fills
 	// them again for JSON configurations.
-	if err := h.applyProvider(); err != nil {
+	if _, err := h.applyProvider(); err != nil {
 		return d.Err(err.Error())
 	}
 	return nil

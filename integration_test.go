@@ -38,6 +38,7 @@ func caddyConfig(op *oidctest.Provider, upstream, extra string) string {
 }
 http://localhost:9080 {
 	trustgate {
+		provider bindid
 		issuer %s
 		client_id trustgate
 		client_secret {env.TG_IT_CLIENT_SECRET}
@@ -166,6 +167,7 @@ func TestIntegrationBehindRewrites(t *testing.T) {
 	upstream := strings.TrimPrefix(up.URL, "http://")
 	block := func(extra string) string {
 		return fmt.Sprintf(`trustgate {
+			provider bindid
 			issuer %s
 			client_id trustgate
 			client_secret {env.TG_IT_CLIENT_SECRET}

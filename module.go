@@ -401,9 +401,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.CookieName == "" {
 		h.CookieName = defaultCookieName
 	}
-	if err := h.applyProvider(); err != nil {
+	profile, err := h.applyProvider()
+	if err != nil {
 		return err
 	}
+	h.profile = profile
 	h.UserinfoIssuer = repl.ReplaceAll(h.UserinfoIssuer, "")
 	h.LoginHintEncryptionKey = repl.ReplaceAll(h.LoginHintEncryptionKey, "")
 	if err := h.Validate(); err != nil {
@@ -459,12 +461,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // leaves empty with the profile's value. It runs when the Caddyfile is adapted (so the JSON
 // shows the resolved values) and again at Provision (for JSON configurations); explicit
 // keys always win.
-func (h *Handler) applyProvider() error {
+func (h *Handler) applyProvider() (*provider.Profile, error) {
 	p, err := provider.Lookup(h.Provider)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	h.profile = p
 	if h.AliasClaim == "" {
 		h.AliasClaim = p.AliasClaim
 	}
@@ -478,7 +479,7 @@ func (h *Handler) applyProvider() error {
 	if h.LoginHintFormat == "" && p.LoginHintFormat != "" && p.LoginHintFormat != provider.HintJWT {
 		h.LoginHintFormat = p.LoginHintFormat
 	}
-	return nil
+	return p, nil
 }
 
 // provisionTrust compiles the header options and the route policy.

@@ -99,24 +99,24 @@ func TestGenericProviderSendsNoNewUser(t *testing.T) {
 // An explicit key wins over the profile; the profile fills only what is left empty.
 func TestProviderProfileDefaultsAndOverrides(t *testing.T) {
 	h := &Handler{Provider: provider.BankID, Issuer: "https://auth.current.bankid.no/auth/realms/current"}
-	if err := h.applyProvider(); err != nil {
+	if _, err := h.applyProvider(); err != nil {
 		t.Fatal(err)
 	}
 	if h.Userinfo != "get" || !h.UserinfoRequireSigned || h.UserinfoIssuer != bankIDUserinfoIssuer || h.AliasClaim != "" {
 		t.Errorf("bankid defaults = userinfo %q signed %v issuer %q alias %q", h.Userinfo, h.UserinfoRequireSigned, h.UserinfoIssuer, h.AliasClaim)
 	}
 	h = &Handler{Provider: provider.BankID, Issuer: "https://auth.bankid.example", Userinfo: "post", UserinfoIssuer: "https://ui.example", AliasClaim: "preferred_username"}
-	if err := h.applyProvider(); err != nil {
+	if _, err := h.applyProvider(); err != nil {
 		t.Fatal(err)
 	}
 	if h.Userinfo != "post" || h.UserinfoRequireSigned || h.UserinfoIssuer != "https://ui.example" || h.AliasClaim != "preferred_username" {
 		t.Errorf("explicit keys lost: userinfo %q signed %v issuer %q alias %q", h.Userinfo, h.UserinfoRequireSigned, h.UserinfoIssuer, h.AliasClaim)
 	}
 	h = &Handler{Provider: provider.IDDataweb}
-	if err := h.applyProvider(); err != nil || h.LoginHintFormat != provider.HintIDDataweb {
+	if _, err := h.applyProvider(); err != nil || h.LoginHintFormat != provider.HintIDDataweb {
 		t.Errorf("iddataweb login_hint_format = %q (%v), want iddataweb", h.LoginHintFormat, err)
 	}
-	if err := (&Handler{Provider: "keycloak"}).applyProvider(); err == nil || !strings.Contains(err.Error(), "unknown provider") {
+	if _, err := (&Handler{Provider: "keycloak"}).applyProvider(); err == nil || !strings.Contains(err.Error(), "unknown provider") {
 		t.Errorf("unknown provider error = %v", err)
 	}
 }

@@ -46,6 +46,11 @@ test: prereqs e2e-deps
 	TRUSTGATE_ISSUER=http://127.0.0.1:9000 TRUSTGATE_CLIENT_ID=trustgate TRUSTGATE_CLIENT_SECRET=dev \
 	TRUSTGATE_SECRET=validate-only-secret-0123456789abcdef \
 	"$$tmp/caddy" validate --config Caddyfile.example --adapter caddyfile 2>/dev/null; \
+	echo "== caddy validate examples/*.Caddyfile (one per provider profile)"; \
+	for f in examples/*.Caddyfile; do \
+		OIDC_CLIENT_ID=validate OIDC_CLIENT_SECRET=validate TRUSTGATE_SECRET=validate-only-secret-0123456789abcdef \
+		"$$tmp/caddy" validate --config "$$f" --adapter caddyfile >/dev/null 2>"$$tmp/validate.log" || { cat "$$tmp/validate.log"; echo "caddy validate $$f failed" >&2; exit 1; }; \
+	done; \
 	echo "== go test (race detector on)"; \
 	$(GO) test -race -count=1 -json ./... | $(GO) run ./internal/testreport; \
 	echo "== allocation tests (race detector off: it changes allocation counts)"; \

@@ -16,7 +16,6 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	cdplog "github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/trustgate/trustgate/internal/redistest"
@@ -74,23 +73,14 @@ func opTestGet(t *testing.T, path string, into any) {
 // gateway's cookie is HttpOnly, so the page cannot see it).
 func (b *browser) cookie(siteURL, name string) *http.Cookie {
 	b.t.Helper()
-	cookies, err := chromedp.Run(b.ctx, chromedp.Action[[]*network.Cookie](func(ctx context.Context, t *chromedp.Target) ([]*network.Cookie, error) {
-		res, err := cdp.Call(ctx, t, network.GetCookies, network.GetCookiesParams{URLs: []string{siteURL + "/"}})
-		return res.Cookies, err
-	}))
-	if err != nil {
-		b.t.Fatalf("reading the browser's cookies: %v", err)
+	c := b.cookieOrNil(siteURL, name)
+	if c == nil {
+		b.t.Fatalf("the browser has no cookie %s for %s", name, siteURL)
 	}
-	for _, c := range cookies {
-		if c.Name == name {
-			if !c.HTTPOnly {
-				b.t.Errorf("cookie %s is not HttpOnly", name)
-			}
-			return &http.Cookie{Name: c.Name, Value: c.Value}
-		}
+	if !c.HTTPOnly {
+		b.t.Errorf("cookie %s is not HttpOnly", name)
 	}
-	b.t.Fatalf("the browser has no cookie %s for %s", name, siteURL)
-	return nil
+	return &http.Cookie{Name: c.Name, Value: c.Value}
 }
 
 // keepConsole records what the browser reports in its console and log (CSP violations,

@@ -13,7 +13,7 @@ export TRUSTGATE_CLIENT_SECRET=trustgate-dev-secret
 export TRUSTGATE_SECRET="${TRUSTGATE_SECRET:-$(head -c 48 /dev/urandom | base64 | tr -d '\n')}"
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in 8080 9000 9001 2019; do
+for p in 8080 8081 9000 9001 2019; do
 	if port_busy "$p"; then
 		echo "demo: port $p on 127.0.0.1 is in use; stop what runs there (or a previous demo) first" >&2
 		exit 1
@@ -57,6 +57,8 @@ cat <<MSG
   "bindid-new" gets a 403 page. /.trustgate/me shows your profile; the app's button signs
   you out.
 
+  BankID profile:  http://localhost:8081/  the same OP with provider bankid: sign in as
+                   "ola" or "kari" (signed userinfo); no X-Auth-New-User there.
   Development OP:  http://127.0.0.1:9000   (users: bindid-known, bindid-new, ola, ase, kari, andrew)
   CIBA phone:      http://127.0.0.1:9000/device
   Logs:            $work/caddy.log, $work/op.log

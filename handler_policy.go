@@ -79,7 +79,7 @@ func (c *PolicyConfig) compile(levels []string) (*trust.Policy, error) {
 // isPolicyOnly reports whether the handler is a policy block: require (and acr_levels)
 // lines, nothing that configures a provider or a store.
 func (h *Handler) isPolicyOnly() bool {
-	return h.Require != nil && h.Issuer == "" && h.ClientID == "" && h.ClientSecret == "" &&
+	return h.Require != nil && h.Provider == "" && h.Issuer == "" && h.ClientID == "" && h.ClientSecret == "" &&
 		len(h.Secrets) == 0 && len(h.Scopes) == 0 && h.SessionStore == nil && h.RedirectURL == "" &&
 		h.Assertion == nil && len(h.HeaderMappings) == 0 && h.StandardHeaders == "" && h.CookieName == ""
 }

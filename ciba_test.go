@@ -19,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
+	"github.com/trustgate/trustgate/internal/redistest"
 	"github.com/trustgate/trustgate/session"
 )
 
@@ -775,5 +776,113 @@ func TestHDR01_ClientConfirmationHeaderRemoved(t *testing.T) {
 	}
 	if g.verifyConfirmation(g.upstream.Header().Get("X-Auth-Confirmation"))["binding_message"] != "Pay 120 EUR to ACME" {
 		t.Error("the upstream's confirmation is not the gateway's")
+	}
+}
+
+// SES-07: with Redis, what a pending CIBA request keeps (the id_token_hint, the claims
+// request, the binding message) and the session's waiting confirmation are encrypted at
+// rest; none of it, nor the user code, is logged. The from_session confirmation works
+// through Redis (the session's encoding keeps it) and is sent once.
+func TestSES07_CIBARecordsAndConfirmationEncryptedInRedis(t *testing.T) {
+	clk := newTestClock()
+	g := newGateway(t, withCIBA(clk))
+	srv := redistest.Start(t)
+	rs, err := session.NewRedisStore(session.RedisOptions{Addrs: []string{srv.Addr()}, Secrets: [][]byte{[]byte(testSecret)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rs.Close() })
+	g.h.store = rs
+	logs := observeLogs(g.h)
+	g.mustLogin("kari")
+	var sid string
+	_ = g.h.sessCodec.Decode(g.h.cookieName, g.sessionCookie(g.browser), &sid)
+	stored := func() *session.Session {
+		s, err := rs.Reload(t.Context(), sid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	idToken := stored().IDToken
+	g.op.SetCIBAUserCode(oidctest.SubjectKari, "4711")
+
+	// dump is every key and value in Redis, as text.
+	dump := func() string {
+		var b strings.Builder
+		keys, _ := srv.Do(t, "KEYS", "*").([]any)
+		for _, k := range keys {
+			key := fmt.Sprint(k)
+			b.WriteString(key + " ")
+			switch typ := fmt.Sprint(srv.Do(t, "TYPE", key)); typ {
+			case "string":
+				b.WriteString(fmt.Sprint(srv.Do(t, "GET", key)))
+			case "hash":
+				b.WriteString(fmt.Sprint(srv.Do(t, "HGETALL", key)))
+			case "set":
+				b.WriteString(fmt.Sprint(srv.Do(t, "SMEMBERS", key)))
+			case "zset":
+				b.WriteString(fmt.Sprint(srv.Do(t, "ZRANGE", key, "0", "-1")))
+			case "list":
+				b.WriteString(fmt.Sprint(srv.Do(t, "LRANGE", key, "0", "-1")))
+			}
+			b.WriteString("\n")
+		}
+		return b.String()
+	}
+	const binding, claimName = "Pay 120 EUR to ACME", "personal_id_number"
+	_, out, _ := g.cibaCall(g.browser, g.srv.URL, "start", map[string]any{"from_session": true, "binding_message": binding,
+		"claims": map[string]any{"id_token": map[string]any{claimName: nil}}})
+	id, _ := out["request_id"].(string)
+	if out["status"] != "user_code_required" {
+		t.Fatalf("start: %v", out)
+	}
+	_, out, _ = g.cibaCall(http.DefaultClient, g.srv.URL, "start", map[string]any{"id_token_hint": idToken, "requested_expiry": 300})
+	if out["status"] != "user_code_required" {
+		t.Fatalf("start with id_token_hint: %v", out)
+	}
+	d := dump()
+	if n := strings.Count(d, "\n"); n < 5 { // a session, two requests with their hint/claims records, locks
+		t.Fatalf("Redis holds %d keys; the test needs the records there:\n%s", n, d)
+	}
+	for what, v := range map[string]string{"id_token_hint": idToken[strings.LastIndexByte(idToken, '.')+1:], "binding message": binding, "claims": claimName, "request_id": id} {
+		if strings.Contains(d, v) {
+			t.Errorf("Redis holds the %s in clear", what)
+		}
+	}
+	if st, out, _ := g.cibaCall(http.DefaultClient, g.srv.URL, "user-code", map[string]any{"request_id": id, "user_code": "4711"}); st != http.StatusOK || out["status"] != "pending" {
+		t.Fatalf("user-code: %d %v", st, out)
+	}
+	if q := g.op.LastCIBARequest(); q.Get("id_token_hint") != idToken || q.Get("binding_message") != binding || !strings.Contains(q.Get("claims"), claimName) {
+		t.Errorf("second bc-authorize = %v", q)
+	}
+	if st, out, _ := g.approveAndPoll(clk, http.DefaultClient, idToken, id); out["status"] != "confirmed" {
+		t.Fatalf("poll: %d %v", st, out)
+	}
+	c := stored().Confirmation
+	if c == nil {
+		t.Fatal("no confirmation in the stored session")
+	}
+	if strings.Contains(dump(), c.Token[strings.LastIndexByte(c.Token, '.')+1:]) {
+		t.Error("Redis holds the confirmation in clear")
+	}
+	g.apiGet(g.browser, "/pay", nil)
+	if got := g.upstream.Header().Get("X-Auth-Confirmation"); got != c.Token {
+		t.Error("the next request did not carry the confirmation")
+	}
+	g.apiGet(g.browser, "/pay", nil)
+	if g.upstream.Header().Get("X-Auth-Confirmation") != "" || stored().Confirmation != nil {
+		t.Error("the confirmation was sent twice or kept")
+	}
+	if len(logs.entries()) < 4 {
+		t.Fatal("too few log lines captured to check")
+	}
+	for _, e := range logs.entries() {
+		line := e.Message + e.Fields
+		for what, v := range map[string]string{"id token": idToken, "confirmation": c.Token, "user code": "4711", "request_id": id} {
+			if strings.Contains(line, v) {
+				t.Errorf("log line %q contains the %s", e.Message, what)
+			}
+		}
 	}
 }

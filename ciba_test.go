@@ -886,3 +886,58 @@ func TestSES07_CIBARecordsAndConfirmationEncryptedInRedis(t *testing.T) {
 		}
 	}
 }
+
+// ciba/user-code also works on a request that is already pending (the provider asked for no
+// code at first): the request goes on with the new auth_req_id only.
+func TestCIBAUserCodeOnAPendingRequest(t *testing.T) {
+	clk := newTestClock()
+	g := newGateway(t, withCIBA(clk))
+	g.mustLogin("kari")
+	idToken := g.browserSession(g.browser).IDToken
+	st, out, _ := g.cibaCall(http.DefaultClient, g.srv.URL, "start", map[string]any{"id_token_hint": idToken})
+	id, _ := out["request_id"].(string)
+	if st != http.StatusOK || out["status"] != "pending" {
+		t.Fatalf("start: %d %v", st, out)
+	}
+	first, _ := g.op.CIBAByHint(idToken)
+	g.op.SetCIBAUserCode(oidctest.SubjectKari, "4711")
+	clk.Advance(time.Second) // CIBAByHint finds the newer request
+	if st, out, _ := g.cibaCall(http.DefaultClient, g.srv.URL, "user-code", map[string]any{"request_id": id, "user_code": "4711"}); st != http.StatusOK || out["status"] != "pending" {
+		t.Fatalf("user-code on a pending request: %d %v", st, out)
+	}
+	second, _ := g.op.CIBAByHint(idToken)
+	if second == first || g.op.LastCIBARequest().Get("user_code") != "4711" {
+		t.Fatal("no new auth_req_id from the second bc-authorize")
+	}
+	_ = g.op.CIBAApprove(first) // approving the old one does not finish the request
+	clk.Advance(5 * time.Second)
+	if st, out, _ := g.cibaCall(http.DefaultClient, g.srv.URL, "poll", map[string]any{"request_id": id}); st != http.StatusOK || out["status"] != "pending" {
+		t.Fatalf("poll with the old auth_req_id approved: %d %v, want pending (the new one is polled)", st, out)
+	}
+	if times := g.op.CIBAPollTimes(first); len(times) != 0 {
+		t.Errorf("the replaced auth_req_id was polled %d times", len(times))
+	}
+	clk.Advance(5 * time.Second) // the interval since the poll above
+	if st, out, _ := g.approveAndPoll(clk, http.DefaultClient, idToken, id); st != http.StatusOK || out["status"] != "authenticated" {
+		t.Errorf("poll after approving the new one: %d %v", st, out)
+	}
+}
+
+// A confirmation that waited past its exp is dropped, not sent.
+func TestCIBAConfirmationExpiresUnsent(t *testing.T) {
+	clk := newTestClock()
+	g := newGateway(t, withCIBA(clk))
+	g.mustLogin("bindid-known")
+	_, out, _ := g.cibaCall(g.browser, g.srv.URL, "start", map[string]any{"from_session": true, "binding_message": "Pay 120 EUR to ACME"})
+	id, _ := out["request_id"].(string)
+	if _, out, _ := g.approveAndPoll(clk, http.DefaultClient, g.browserSession(g.browser).IDToken, id); out["status"] != "confirmed" {
+		t.Fatalf("poll: %v", out)
+	}
+	clk.Advance(confirmationLifetime)
+	if resp := g.apiGet(g.browser, "/pay", nil); resp.StatusCode != http.StatusOK || g.upstream.Header().Get("X-Auth-Confirmation") != "" {
+		t.Errorf("%d, X-Auth-Confirmation %q; want an expired confirmation dropped", resp.StatusCode, g.upstream.Header().Get("X-Auth-Confirmation"))
+	}
+	if g.browserSession(g.browser).Confirmation != nil {
+		t.Error("the expired confirmation is still in the session")
+	}
+}

@@ -104,7 +104,8 @@ type CIBAAck struct {
 //     its backchannel_token_delivery_modes_supported lacks poll; nothing was sent.
 //   - CodeCIBARejected: the OP refused the request (4xx, or a redirect), with its OAuth
 //     error in OPError (unknown_user_id, expired_id_token_hint, invalid_id_token_hint,
-//     missing_user_code, invalid_user_code, access_denied, unauthorized_client, invalid_client, invalid_request, ...).
+//     missing_user_code, invalid_user_code, access_denied, unauthorized_client,
+//     invalid_client, invalid_request, ...).
 //   - CodeCIBAAckInvalid: the OP answered 2xx, but not with a usable acknowledgement: no
 //     auth_req_id string, an expires_in that is not a positive integer, an interval that
 //     is not a non-negative integer (SECURITY.md CIBA-01). The request must not be polled.

@@ -272,6 +272,13 @@ func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, nex
 		vals[n-1] = assertion
 		r.Header[headerAssertion] = vals[n-1:]
 	}
+	if s.Confirmation != nil {
+		// A confirmed transaction (CIBA from_session) waits for this session: the first
+		// request that takes it from the store passes it on, once.
+		if c := h.takeConfirmation(r.Context(), s); c != "" {
+			r.Header[headerConfirmation] = []string{c}
+		}
+	}
 	h.stripGatewayCookies(r)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		// One provider answers every identity placeholder from the cached rendering,

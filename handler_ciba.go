@@ -1,6 +1,8 @@
 package trustgate
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -28,8 +30,19 @@ import (
 // CIBA (OpenID Connect Client-Initiated Backchannel Authentication, poll mode): a client
 // without a browser — a kiosk, an agent's tool, a CLI — starts a login for a user, the user
 // confirms on their phone, the client polls the gateway, and gets a session cookie.
+//
+// Two more uses follow the bank of seed 004:
+//   - user codes: the provider may want the user's code first (CIBA Core 13
+//     missing_user_code); the start answers user_code_required and the client sends the code
+//     the user typed to <prefix>/ciba/user-code, which asks the provider again with it and
+//     the request's id_token_hint (seed 004 step 3);
+//   - transaction confirmation: a signed-in browser session starts with from_session and a
+//     binding_message ("Pay 120 EUR to ACME"); once the user confirms on the phone, the
+//     session's next request carries X-Auth-Confirmation, a JWT signed by the gateway, to
+//     the upstream, once. No new session is made.
 
-// CIBAConfig turns on the CIBA endpoints (<path_prefix>/ciba/start and /ciba/poll).
+// CIBAConfig turns on the CIBA endpoints (<path_prefix>/ciba/start, /ciba/poll and
+// /ciba/user-code).
 type CIBAConfig struct {
 	// StartsPerIP bounds the logins one client IP (Caddy's client_ip, trusted_proxies
 	// aware) may start per minute. Default: 10
@@ -49,22 +62,53 @@ const (
 	cibaSlowDownStep     = 5 * time.Second
 	cibaPollLease        = 30 * time.Second
 	defaultStartsPerIP   = 10
-	maxCIBAExpiry        = 10 * time.Minute
+	defaultCIBAMaxExpiry = 10 * time.Minute
+	maxCIBAClaimsBytes   = oidcflow.MaxCIBAClaimsBytes
+	maxCIBAUserCodeTries = 5
+	// cibaTombstone is how long an expired request is remembered after its expiry, so that
+	// its poll answers 410 expired_token rather than 404.
+	cibaTombstone = 10 * time.Minute
+	// confirmationLifetime is the exp - iat of X-Auth-Confirmation.
+	confirmationLifetime = 5 * time.Minute
+	headerConfirmation   = "X-Auth-Confirmation"
 	minCIBAInterval      = 2 * time.Second
 	defaultHintInterval  = time.Minute
 	cibaRecordKeyPrefix  = "ciba:"
+	cibaHintKeyPrefix    = "ciba-h:" // the id_token_hint of a request, kept for a user code
+	cibaClaimsKeyPrefix  = "ciba-c:" // the claims request of a request, kept for a user code
 	cibaPollLockPrefix   = "ciba-poll:"
 	cibaHintLockPrefix   = "ciba-hint:"
 	cibaIPSlotLockPrefix = "ciba-ip:"
 )
 
 // cibaRecord is a pending CIBA login, kept in the store under the hash of its request_id
-// (which only the client knows); the provider's auth_req_id never leaves the gateway.
+// (which only the client knows); the provider's auth_req_id never leaves the gateway. It
+// keeps what a second backchannel request with a user code sends again; an id_token_hint and
+// a claims request, which may be large, are kept in records of their own (cibaHintKeyPrefix,
+// cibaClaimsKeyPrefix) with the same lifetime. The store encrypts records (Redis: AES-GCM).
 type cibaRecord struct {
-	AuthReqID string `json:"a"`
-	Expires   int64  `json:"e"` // unix seconds
-	Interval  int64  `json:"i"` // seconds, raised by slow_down
-	NextPoll  int64  `json:"n"` // unix milliseconds: no provider poll before this
+	AuthReqID string `json:"a,omitempty"` // "" while the provider waits for a user code
+	Expires   int64  `json:"e"`           // unix seconds
+	Interval  int64  `json:"i,omitempty"` // seconds, raised by slow_down
+	NextPoll  int64  `json:"n,omitempty"` // unix milliseconds: no provider poll before this
+
+	Hint    bool   `json:"h,omitempty"`  // started with id_token_hint (kept in its record)
+	Session string `json:"s,omitempty"`  // from_session: the session to confirm for
+	Binding string `json:"b,omitempty"`  // binding_message
+	ACR     string `json:"ac,omitempty"` // acr_values
+	Scope   string `json:"sc,omitempty"` // scope asked for (beyond openid)
+	Expiry  int64  `json:"x,omitempty"`  // requested_expiry sent, seconds
+	Claims  bool   `json:"c,omitempty"`  // a claims request is kept in its record
+	Tries   int    `json:"t,omitempty"`  // user codes sent
+	Expired bool   `json:"g,omitempty"`  // a tombstone: the request expired
+}
+
+// cibaMaxExpiry is max_expiry: the longest a pending CIBA login lives.
+func (h *Handler) cibaMaxExpiry() time.Duration {
+	if d := time.Duration(h.CIBA.MaxExpiry); d > 0 {
+		return d
+	}
+	return defaultCIBAMaxExpiry
 }
 
 func cibaKey(requestID string) string {
@@ -91,14 +135,36 @@ func readCIBAForm(w http.ResponseWriter, r *http.Request) (map[string]string, er
 	out := map[string]string{}
 	switch mt {
 	case "application/json":
-		var raw map[string]any
-		if err := json.Unmarshal(body, &raw); err != nil {
+		var raw map[string]json.RawMessage
+		if err := json.Unmarshal(body, &raw); err != nil || raw == nil {
 			return nil, errors.New("the body is not a JSON object")
 		}
-		for k, v := range raw {
+		for k, rv := range raw {
+			if k == "claims" {
+				// The claims request is a JSON object, passed on as it is (compacted).
+				if t := bytes.TrimSpace(rv); len(t) == 0 || t[0] != '{' {
+					return nil, errors.New("claims must be a JSON object (OpenID Connect Core 5.5)")
+				}
+				var b bytes.Buffer
+				if err := json.Compact(&b, rv); err != nil {
+					return nil, errors.New("claims must be a JSON object (OpenID Connect Core 5.5)")
+				}
+				out[k] = b.String()
+				continue
+			}
+			dec := json.NewDecoder(bytes.NewReader(rv))
+			dec.UseNumber()
+			var v any
+			if err := dec.Decode(&v); err != nil {
+				return nil, errors.New("the body is not a JSON object")
+			}
 			switch v := v.(type) {
 			case string:
 				out[k] = v
+			case json.Number: // requested_expiry
+				out[k] = v.String()
+			case bool: // from_session
+				out[k] = strconv.FormatBool(v)
 			case []any: // acr_values as a JSON array
 				parts := make([]string, 0, len(v))
 				for _, e := range v {
@@ -153,8 +219,11 @@ func (h *Handler) cibaInput(w http.ResponseWriter, r *http.Request) (map[string]
 }
 
 // cibaStart starts a CIBA login: POST <prefix>/ciba/start with one of login_hint,
-// id_token_hint, login_hint_token, and optional binding_message, user_code, acr_values,
-// scope. It answers {"request_id", "expires_in", "interval"}.
+// id_token_hint, login_hint_token (or from_session: the session's ID token), and optional
+// binding_message, user_code, acr_values, scope, claims (a JSON object) and
+// requested_expiry (seconds, capped by max_expiry). It answers {"status":"pending",
+// "request_id", "expires_in", "interval"}, or {"status":"user_code_required", "request_id",
+// "expires_in"} when the provider wants the user's code first (then POST ciba/user-code).
 func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
 	in, ok := h.cibaInput(w, r)
 	if !ok {
@@ -166,11 +235,59 @@ func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
 		ACRValues: strings.Fields(in["acr_values"]), Scopes: strings.Fields(in["scope"]),
 	}
 	hint := req.LoginHint + req.IDTokenHint + req.LoginHintToken
+	var fromSession *session.Session
+	switch fs := in["from_session"]; fs {
+	case "", "false":
+	case "true":
+		if countNonEmpty(req.LoginHint, req.IDTokenHint, req.LoginHintToken) != 0 {
+			return h.cibaRefuse(w, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "from_session names the user by the session's ID token: send no login_hint, id_token_hint or login_hint_token with it")
+		}
+		if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+			return h.cibaRefuse(w, http.StatusForbidden, "cross_site", "ciba_cross_site", "a confirmation for a signed-in session must be requested from this site")
+		}
+		s, err := h.currentSession(r)
+		if errors.Is(err, session.ErrNotFound) {
+			return h.cibaRefuse(w, http.StatusUnauthorized, "session_required", "ciba_no_session", "from_session needs a signed-in session: send the session cookie, or sign in at "+h.PathPrefix+"/login first")
+		}
+		if err != nil {
+			return h.storeUnavailable(w, r, "get", err)
+		}
+		if s.IDToken == "" {
+			return h.cibaRefuse(w, http.StatusConflict, "id_token_hint_required", "ciba_hint_required", "this session keeps no ID token to name the user to the sign-in service; sign in again, then retry")
+		}
+		fromSession, req.IDTokenHint = s, s.IDToken
+		hint = "\x00sub\x00" + s.Subject
+	default:
+		return h.cibaRefuse(w, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "from_session must be true or false")
+	}
 	switch n := countNonEmpty(req.LoginHint, req.IDTokenHint, req.LoginHintToken); {
 	case n != 1:
 		return cibaError(w, http.StatusBadRequest, "invalid_request", "exactly one of login_hint, id_token_hint and login_hint_token is required")
 	case req.LoginHint != "" && (len(req.LoginHint) > maxCIBAHintBytes || !validLoginHint(req.LoginHint)):
 		return cibaError(w, http.StatusBadRequest, "invalid_request", "login_hint must be at most 256 printable characters")
+	case fromSession == nil && len(req.IDTokenHint) > session.MaxRecordSize:
+		// It is kept (encrypted) for a user code, within a record's 4 KiB.
+		return h.cibaRefuse(w, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "id_token_hint is larger than 4 KiB")
+	}
+	maxExpiry := h.cibaMaxExpiry()
+	if v, ok := in["requested_expiry"]; ok {
+		secs, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || secs <= 0 || strings.Trim(v, "0123456789") != "" {
+			return h.cibaRefuse(w, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "requested_expiry must be a positive whole number of seconds")
+		}
+		// Longer than max_expiry: max_expiry is asked for (and expires_in says so).
+		req.RequestedExpiry = time.Duration(min(secs, int64(maxExpiry/time.Second))) * time.Second
+	}
+	if c, ok := in["claims"]; ok {
+		var m map[string]any
+		var b bytes.Buffer
+		if json.Unmarshal([]byte(c), &m) != nil || m == nil || json.Compact(&b, []byte(c)) != nil {
+			return h.cibaRefuse(w, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "claims must be a JSON object (OpenID Connect Core 5.5)")
+		}
+		if b.Len() > maxCIBAClaimsBytes {
+			return h.cibaRefuse(w, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "claims is larger than 4 KiB")
+		}
+		req.Claims = b.Bytes()
 	}
 
 	// Abuse limits: one start per user per hint_interval, starts_per_ip per minute per client.
@@ -197,26 +314,68 @@ func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
 	octx, cancel := opContext(r)
 	defer cancel()
 	ack, err := h.client.BackchannelAuthorize(octx, req)
-	if err != nil {
+	var oe *oidcflow.Error
+	needCode := errors.As(err, &oe) && oe.Code == oidcflow.CodeCIBARejected && oe.OPError == "missing_user_code"
+	if err != nil && !needCode {
 		h.metrics.cibaOutcome("failed", "")
 		return h.cibaProviderError(w, "ciba start", err)
 	}
-	// The provider's numbers, within reason: a pending login lives at most maxCIBAExpiry,
-	// and the provider is never polled more often than every minCIBAInterval.
-	ack.ExpiresIn = min(ack.ExpiresIn, maxCIBAExpiry)
-	ack.Interval = max(ack.Interval, minCIBAInterval)
 	requestID := session.NewID()
 	now := h.now()
-	rec := cibaRecord{AuthReqID: ack.AuthReqID, Expires: now.Add(ack.ExpiresIn).Unix(),
-		Interval: int64(ack.Interval / time.Second), NextPoll: now.Add(ack.Interval).UnixMilli()}
-	if err := h.putCIBA(ctx, requestID, rec, now); err != nil {
+	rec := cibaRecord{Binding: req.BindingMessage, ACR: strings.Join(req.ACRValues, " "), Scope: strings.Join(req.Scopes, " "),
+		Expiry: int64(req.RequestedExpiry / time.Second), Hint: fromSession == nil && req.IDTokenHint != "", Claims: len(req.Claims) > 0}
+	if fromSession != nil {
+		rec.Session = fromSession.ID
+	}
+	var answer map[string]any
+	if needCode {
+		// The provider wants the user's code (CIBA Core 13): the client asks the user and
+		// sends it to ciba/user-code within the request's lifetime.
+		life := maxExpiry
+		if req.RequestedExpiry > 0 {
+			life = req.RequestedExpiry
+		}
+		rec.Expires = now.Add(life).Unix()
+		answer = map[string]any{"status": "user_code_required", "request_id": requestID, "expires_in": int64(life / time.Second)}
+	} else {
+		// The provider's numbers, within reason: a pending login lives at most max_expiry,
+		// and the provider is never polled more often than every minCIBAInterval.
+		h.acknowledge(&rec, ack, now)
+		answer = map[string]any{"status": "pending", "request_id": requestID, "expires_in": int64(min(ack.ExpiresIn, maxExpiry) / time.Second), "interval": rec.Interval}
+	}
+	var idTokenHint string
+	if rec.Hint {
+		idTokenHint = req.IDTokenHint
+	}
+	if err := h.putCIBA(ctx, requestID, rec, now, idTokenHint, req.Claims); err != nil {
 		return h.storeUnavailable(w, r, "record", err)
 	}
-	h.metrics.cibaOutcome("started", "")
-	h.logger.Info("CIBA login started", zap.String("reason", "ciba_started"), zap.String("request_hash", sessionHash(requestID)),
-		zap.Int64("expires_in", int64(ack.ExpiresIn/time.Second)), zap.Int64("interval", rec.Interval))
-	writeJSON(w, http.StatusOK, map[string]any{"request_id": requestID, "expires_in": int64(ack.ExpiresIn / time.Second), "interval": rec.Interval})
+	outcome, reason := "started", "ciba_started"
+	if needCode {
+		outcome, reason = "user_code_required", "ciba_user_code_required"
+	}
+	h.metrics.cibaOutcome(outcome, "")
+	h.logger.Info("CIBA login started", zap.String("reason", reason), zap.String("request_hash", sessionHash(requestID)),
+		zap.Bool("from_session", fromSession != nil), zap.Int64("expires_in", rec.Expires-now.Unix()), zap.Int64("interval", rec.Interval))
+	writeJSON(w, http.StatusOK, answer)
 	return nil
+}
+
+// acknowledge puts the provider's acknowledgement into rec: its auth_req_id, an expiry of
+// at most max_expiry and an interval of at least minCIBAInterval.
+func (h *Handler) acknowledge(rec *cibaRecord, ack *oidcflow.CIBAAck, now time.Time) {
+	expiresIn := min(ack.ExpiresIn, h.cibaMaxExpiry())
+	interval := max(ack.Interval, minCIBAInterval)
+	rec.AuthReqID = ack.AuthReqID
+	rec.Expires = now.Add(expiresIn).Unix()
+	rec.Interval = int64(interval / time.Second)
+	rec.NextPoll = now.Add(interval).UnixMilli()
+}
+
+// cibaRefuse answers a refusal of a CIBA endpoint and logs its reason code.
+func (h *Handler) cibaRefuse(w http.ResponseWriter, status int, code, reason, msg string) error {
+	h.logger.Info("CIBA request refused: "+msg, zap.String("reason", reason), zap.Int("status", status))
+	return cibaError(w, status, code, msg)
 }
 
 func countNonEmpty(ss ...string) int {
@@ -248,16 +407,47 @@ func (h *Handler) takeIPSlot(ctx context.Context, r *http.Request) (bool, error)
 	return false, nil
 }
 
-func (h *Handler) putCIBA(ctx context.Context, requestID string, rec cibaRecord, now time.Time) error {
+// putCIBA stores rec under requestID until a while after it expires (a tombstone then
+// answers 410), with the id_token_hint and the claims request, when given, beside it.
+func (h *Handler) putCIBA(ctx context.Context, requestID string, rec cibaRecord, now time.Time, idTokenHint string, claims []byte) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	ttl := time.Unix(rec.Expires, 0).Sub(now)
-	if ttl < time.Second {
-		ttl = time.Second
+	ttl := max(time.Unix(rec.Expires, 0).Sub(now), 0) + cibaTombstone
+	key := cibaKey(requestID)
+	if idTokenHint != "" {
+		if err := h.store.PutRecord(ctx, cibaHintKeyPrefix+key, []byte(idTokenHint), ttl); err != nil {
+			return err
+		}
 	}
-	return h.store.PutRecord(ctx, cibaRecordKeyPrefix+cibaKey(requestID), b, ttl)
+	if len(claims) > 0 {
+		if err := h.store.PutRecord(ctx, cibaClaimsKeyPrefix+key, claims, ttl); err != nil {
+			return err
+		}
+	}
+	return h.store.PutRecord(ctx, cibaRecordKeyPrefix+key, b, ttl)
+}
+
+// endCIBA removes a finished request; expired leaves a tombstone so that later polls answer
+// 410 expired_token.
+func (h *Handler) endCIBA(ctx context.Context, requestID string, rec *cibaRecord, expired bool) {
+	ctx = context.WithoutCancel(ctx)
+	key := cibaKey(requestID)
+	if rec.Hint {
+		_ = h.store.DeleteRecord(ctx, cibaHintKeyPrefix+key)
+	}
+	if rec.Claims {
+		_ = h.store.DeleteRecord(ctx, cibaClaimsKeyPrefix+key)
+	}
+	if expired {
+		now := h.now()
+		exp := min(rec.Expires, now.Unix())
+		if err := h.putCIBA(ctx, requestID, cibaRecord{Expires: exp, Expired: true}, now, "", nil); err == nil {
+			return
+		}
+	}
+	_ = h.store.DeleteRecord(ctx, cibaRecordKeyPrefix+key)
 }
 
 // cibaProviderError maps a provider failure of a CIBA call.
@@ -287,8 +477,10 @@ func (h *Handler) cibaProviderError(w http.ResponseWriter, what string, err erro
 }
 
 // cibaPoll is POST <prefix>/ciba/poll with request_id: {"status":"pending"} until the user
-// decides, then the session (cookie) and the profile, or 403 (denied) / 410 (expired). The
-// provider is polled at most once per interval across all instances.
+// decides, then the session (cookie) and the profile — or, for a from_session request,
+// {"status":"confirmed"} and the confirmation waiting in that session — or 403 (denied) /
+// 410 (expired). {"status":"user_code_required"} while the provider waits for the user's
+// code. The provider is polled at most once per interval across all instances.
 func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 	in, ok := h.cibaInput(w, r)
 	if !ok {
@@ -301,18 +493,25 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	key := cibaKey(requestID)
 	rec, err := h.getCIBA(ctx, key)
-	if errors.Is(err, session.ErrNotFound) {
-		return cibaError(w, http.StatusNotFound, "unknown_request", "no pending sign-in has this request_id (unknown, finished or expired)")
-	}
 	if err != nil {
-		return h.storeUnavailable(w, r, "record", err)
+		return h.cibaLookupError(w, r, err)
+	}
+	if h.cibaExpired(ctx, requestID, rec) {
+		return h.cibaExpiredAnswer(w)
 	}
 	pending := func(rec *cibaRecord, slowDown bool) error {
+		if rec.AuthReqID == "" {
+			writeJSON(w, http.StatusOK, map[string]any{"status": "user_code_required"})
+			return nil
+		}
 		wait := max(time.UnixMilli(rec.NextPoll).Sub(h.now()), 0)
 		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 		h.metrics.cibaOutcome("pending", "")
 		writeJSON(w, http.StatusOK, map[string]any{"status": "pending", "interval": rec.Interval, "slow_down": slowDown})
 		return nil
+	}
+	if rec.AuthReqID == "" {
+		return pending(rec, false) // nothing to poll before the user code
 	}
 	// One poller per transaction across instances; the others answer "pending" at once.
 	lockKey := cibaPollLockPrefix + key
@@ -325,20 +524,20 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer func() { _ = h.store.Unlock(context.WithoutCancel(ctx), lockKey, token) }()
 	if rec, err = h.getCIBA(ctx, key); err != nil { // recheck under the lock
-		if errors.Is(err, session.ErrNotFound) {
-			return cibaError(w, http.StatusNotFound, "unknown_request", "no pending sign-in has this request_id (unknown, finished or expired)")
-		}
-		return h.storeUnavailable(w, r, "record", err)
+		return h.cibaLookupError(w, r, err)
+	}
+	if h.cibaExpired(ctx, requestID, rec) {
+		return h.cibaExpiredAnswer(w)
 	}
 	now := h.now()
-	if now.UnixMilli() < rec.NextPoll {
+	if rec.AuthReqID == "" || now.UnixMilli() < rec.NextPoll {
 		return pending(rec, false) // the provider's interval is kept for every caller
 	}
 	octx, cancel := opContext(r)
 	defer cancel()
 	login, err := h.client.PollCIBA(octx, rec.AuthReqID)
 	now = h.now()
-	done := func() { _ = h.store.DeleteRecord(context.WithoutCancel(ctx), cibaRecordKeyPrefix+key) }
+	done := func() { h.endCIBA(ctx, requestID, rec, false) }
 	switch code := oidcflow.ReasonCode(err); {
 	case err == nil:
 	case code == oidcflow.CodeCIBAPending, code == oidcflow.CodeCIBASlowDown || oidcflow.IsTemporary(err):
@@ -347,7 +546,7 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 			rec.Interval += int64(cibaSlowDownStep / time.Second) // kept for every later poll
 		}
 		rec.NextPoll = now.Add(time.Duration(rec.Interval) * time.Second).UnixMilli()
-		if perr := h.putCIBA(ctx, requestID, *rec, now); perr != nil {
+		if perr := h.putCIBA(ctx, requestID, *rec, now, "", nil); perr != nil {
 			return h.storeUnavailable(w, r, "record", perr)
 		}
 		if oidcflow.IsTemporary(err) {
@@ -361,9 +560,8 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 		h.logger.Info("CIBA login denied by the user", zap.String("reason", "ciba_denied"), zap.String("request_hash", sessionHash(requestID)))
 		return cibaError(w, http.StatusForbidden, "access_denied", "the user declined the sign-in")
 	case code == oidcflow.CodeCIBAExpired:
-		done()
-		h.metrics.cibaOutcome("expired", "")
-		return cibaError(w, http.StatusGone, "expired_token", "the sign-in request expired before the user confirmed it")
+		h.endCIBA(ctx, requestID, rec, true)
+		return h.cibaExpiredAnswer(w)
 	default:
 		// A terminal answer (invalid_request, invalid_grant, a token that does not verify):
 		// never poll this auth_req_id again (SECURITY.md CIBA-06, CIBA-07).
@@ -376,6 +574,9 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 		return cibaError(w, http.StatusUnauthorized, "login_failed", "the sign-in could not be verified, so it was refused")
 	}
 	done()
+	if rec.Session != "" {
+		return h.cibaConfirm(w, r, requestID, rec, login)
+	}
 	s, cbErr := h.createSession(w, r, login, nil, "")
 	if cbErr != nil {
 		h.metrics.cibaOutcome("failed", cbErr.reason)
@@ -387,6 +588,218 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 	h.metrics.cibaOutcome("authenticated", "")
 	h.event(eventLogin, map[string]any{"reason": "login_ok", "method": "ciba", "sub_hash": sessionHash(login.Subject), "session_hash": sessionHash(s.ID)})
 	writeJSON(w, http.StatusOK, map[string]any{"status": "authenticated", "profile": h.render(s).profile})
+	return nil
+}
+
+// cibaLookupError answers a failed read of a request's record.
+func (h *Handler) cibaLookupError(w http.ResponseWriter, r *http.Request, err error) error {
+	if errors.Is(err, session.ErrNotFound) {
+		return cibaError(w, http.StatusNotFound, "unknown_request", "no pending sign-in has this request_id (unknown or finished)")
+	}
+	return h.storeUnavailable(w, r, "record", err)
+}
+
+// cibaExpired reports whether rec has expired, turning it into a tombstone the first time.
+func (h *Handler) cibaExpired(ctx context.Context, requestID string, rec *cibaRecord) bool {
+	if rec.Expired {
+		return true
+	}
+	if h.now().Unix() < rec.Expires {
+		return false
+	}
+	h.endCIBA(ctx, requestID, rec, true)
+	return true
+}
+
+func (h *Handler) cibaExpiredAnswer(w http.ResponseWriter) error {
+	h.metrics.cibaOutcome("expired", "")
+	return cibaError(w, http.StatusGone, "expired_token", "the sign-in request expired before the user confirmed it; start a new one")
+}
+
+// cibaConfirm ends a from_session request the user confirmed: the polled login must be the
+// session's own user; then the session gets a signed confirmation that its next request
+// carries to the upstream (X-Auth-Confirmation). No session is created; a refusal changes
+// nothing.
+func (h *Handler) cibaConfirm(w http.ResponseWriter, r *http.Request, requestID string, rec *cibaRecord, login *oidcflow.Login) error {
+	ctx := r.Context()
+	s, err := h.store.Get(ctx, rec.Session)
+	if err == nil && (s.Issuer != h.Issuer || s.ClientID != h.ClientID) {
+		err = session.ErrNotFound
+	}
+	if errors.Is(err, session.ErrNotFound) {
+		h.metrics.cibaOutcome("failed", "ciba_session_ended")
+		return h.cibaRefuse(w, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); nothing was confirmed")
+	}
+	if err != nil {
+		return h.storeUnavailable(w, r, "get", err)
+	}
+	if login.Subject != s.Subject {
+		h.metrics.cibaOutcome("failed", "ciba_subject_mismatch")
+		h.logger.Warn("CIBA confirmation refused: another user confirmed it", zap.String("reason", "ciba_subject_mismatch"),
+			zap.String("session_hash", sessionHash(s.ID)), zap.String("sub_hash", sessionHash(login.Subject)))
+		return cibaError(w, http.StatusForbidden, "subject_mismatch", "the confirmation came from another user than the one signed in; nothing was confirmed")
+	}
+	if h.assert == nil {
+		h.logger.Error("CIBA confirmation cannot be signed: no assertion keys", zap.String("reason", "assertion_failed"))
+		return cibaError(w, http.StatusInternalServerError, "confirmation_failed", "the confirmation could not be signed; the site's administrator has been told")
+	}
+	now := h.now()
+	iss := h.origin(r)
+	aud := iss
+	if h.Assertion != nil {
+		iss = cmp.Or(h.Assertion.Issuer, iss)
+		aud = cmp.Or(h.Assertion.Audience, iss)
+	}
+	exp := now.Add(confirmationLifetime)
+	claims := map[string]any{"iss": iss, "aud": aud, "sub": s.Subject, "iat": now.Unix(), "exp": exp.Unix(), "jti": session.NewID()}
+	if rec.Binding != "" {
+		claims["binding_message"] = rec.Binding
+	}
+	tok, err := h.assert.current(now).Sign(claims)
+	if err != nil {
+		h.logger.Error("cannot sign the CIBA confirmation", zap.String("reason", "assertion_failed"), zap.Error(err))
+		return cibaError(w, http.StatusInternalServerError, "confirmation_failed", "the confirmation could not be signed; the site's administrator has been told")
+	}
+	c := &session.Confirmation{Token: tok, Expires: exp.Unix()}
+	if err := h.updateLocked(ctx, s.ID, func(ns *session.Session) { ns.Confirmation = c }); err != nil {
+		if errors.Is(err, session.ErrNotFound) {
+			return h.cibaRefuse(w, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); nothing was confirmed")
+		}
+		return h.storeUnavailable(w, r, "update", err)
+	}
+	h.metrics.cibaOutcome("confirmed", "")
+	h.logger.Info("CIBA transaction confirmed", zap.String("reason", "ciba_confirmed"), zap.String("request_hash", sessionHash(requestID)),
+		zap.String("session_hash", sessionHash(s.ID)))
+	writeJSON(w, http.StatusOK, map[string]any{"status": "confirmed"})
+	return nil
+}
+
+// takeConfirmation removes the session's waiting confirmation (under the session's lock,
+// so that exactly one request gets it) and returns its token, or "" when another request
+// took it, it has expired, or the store could not be updated (then it waits for the next
+// request).
+func (h *Handler) takeConfirmation(ctx context.Context, s *session.Session) string {
+	var took *session.Confirmation
+	err := h.updateLocked(ctx, s.ID, func(ns *session.Session) {
+		took, ns.Confirmation = ns.Confirmation, nil
+	})
+	if err != nil {
+		h.logger.Warn("CIBA confirmation not passed on: the session could not be updated; the next request tries again",
+			zap.String("reason", "confirmation_deferred"), zap.String("session_hash", sessionHash(s.ID)), zap.Error(err))
+		return ""
+	}
+	if took == nil || h.now().Unix() >= took.Expires {
+		return ""
+	}
+	return took.Token
+}
+
+// cibaUserCode is POST <prefix>/ciba/user-code with request_id and user_code, the code the
+// user typed: the backchannel request is sent again with it and the request's id_token_hint
+// (seed 004 step 3), and the request goes on with the provider's new auth_req_id. It answers
+// {"status":"pending", "expires_in", "interval"}; poll on as before.
+func (h *Handler) cibaUserCode(w http.ResponseWriter, r *http.Request) error {
+	in, ok := h.cibaInput(w, r)
+	if !ok {
+		return nil
+	}
+	requestID, code := in["request_id"], in["user_code"]
+	if !session.ValidID(requestID) {
+		return cibaError(w, http.StatusBadRequest, "invalid_request", "request_id is missing or malformed")
+	}
+	if code == "" || len(code) > oidcflow.MaxUserCodeLength || strings.ContainsFunc(code, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+		return h.cibaRefuse(w, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "user_code must be 1 to 64 printable ASCII characters")
+	}
+	ctx := r.Context()
+	key := cibaKey(requestID)
+	rec, err := h.getCIBA(ctx, key)
+	if err != nil {
+		return h.cibaLookupError(w, r, err)
+	}
+	if h.cibaExpired(ctx, requestID, rec) {
+		return h.cibaExpiredAnswer(w)
+	}
+	if !rec.Hint && rec.Session == "" {
+		return h.cibaRefuse(w, http.StatusConflict, "id_token_hint_required", "ciba_hint_required", "a user code is sent with the id_token_hint the sign-in was started with, and this one was started without; start again with id_token_hint (or from_session)")
+	}
+	// Serialized with the polls of this request, across instances.
+	lockKey := cibaPollLockPrefix + key
+	token, ok, err := h.store.Lock(ctx, lockKey, cibaPollLease)
+	if err != nil {
+		return h.storeUnavailable(w, r, "lock", err)
+	}
+	if !ok {
+		w.Header().Set("Retry-After", "1")
+		return cibaError(w, http.StatusTooManyRequests, "slow_down", "this sign-in is being polled right now; retry in a second")
+	}
+	defer func() { _ = h.store.Unlock(context.WithoutCancel(ctx), lockKey, token) }()
+	if rec, err = h.getCIBA(ctx, key); err != nil {
+		return h.cibaLookupError(w, r, err)
+	}
+	if h.cibaExpired(ctx, requestID, rec) {
+		return h.cibaExpiredAnswer(w)
+	}
+	if rec.Tries >= maxCIBAUserCodeTries {
+		h.endCIBA(ctx, requestID, rec, false)
+		return h.cibaRefuse(w, http.StatusTooManyRequests, "too_many_attempts", "ciba_user_code_attempts", "too many user codes were tried for this sign-in; start a new one")
+	}
+	req := oidcflow.CIBARequest{UserCode: code, BindingMessage: rec.Binding, ACRValues: strings.Fields(rec.ACR), Scopes: strings.Fields(rec.Scope),
+		RequestedExpiry: time.Duration(rec.Expiry) * time.Second}
+	var idTokenHint string
+	if rec.Hint {
+		b, err := h.store.GetRecord(ctx, cibaHintKeyPrefix+key)
+		if errors.Is(err, session.ErrNotFound) {
+			h.endCIBA(ctx, requestID, rec, true)
+			return h.cibaExpiredAnswer(w)
+		}
+		if err != nil {
+			return h.storeUnavailable(w, r, "record", err)
+		}
+		idTokenHint = string(b)
+		req.IDTokenHint = idTokenHint
+	} else {
+		s, err := h.store.Get(ctx, rec.Session)
+		if err == nil && (s.Issuer != h.Issuer || s.ClientID != h.ClientID || s.IDToken == "") {
+			err = session.ErrNotFound
+		}
+		if errors.Is(err, session.ErrNotFound) {
+			h.endCIBA(ctx, requestID, rec, false)
+			return h.cibaRefuse(w, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); start again from a signed-in session")
+		}
+		if err != nil {
+			return h.storeUnavailable(w, r, "get", err)
+		}
+		req.IDTokenHint = s.IDToken
+	}
+	if rec.Claims {
+		b, err := h.store.GetRecord(ctx, cibaClaimsKeyPrefix+key)
+		if err != nil && !errors.Is(err, session.ErrNotFound) {
+			return h.storeUnavailable(w, r, "record", err)
+		}
+		req.Claims = b
+	}
+	// Every code sent counts, whatever the provider answers.
+	now := h.now()
+	rec.Tries++
+	if err := h.putCIBA(ctx, requestID, *rec, now, "", nil); err != nil {
+		return h.storeUnavailable(w, r, "record", err)
+	}
+	octx, cancel := opContext(r)
+	defer cancel()
+	ack, err := h.client.BackchannelAuthorize(octx, req)
+	if err != nil {
+		h.metrics.cibaOutcome("failed", "")
+		return h.cibaProviderError(w, "ciba user code", err)
+	}
+	now = h.now()
+	h.acknowledge(rec, ack, now)
+	if err := h.putCIBA(ctx, requestID, *rec, now, idTokenHint, req.Claims); err != nil {
+		return h.storeUnavailable(w, r, "record", err)
+	}
+	h.metrics.cibaOutcome("user_code_sent", "")
+	h.logger.Info("CIBA user code accepted by the provider", zap.String("reason", "ciba_user_code_sent"), zap.String("request_hash", sessionHash(requestID)),
+		zap.Int64("expires_in", rec.Expires-now.Unix()), zap.Int64("interval", rec.Interval))
+	writeJSON(w, http.StatusOK, map[string]any{"status": "pending", "expires_in": rec.Expires - now.Unix(), "interval": rec.Interval})
 	return nil
 }
 

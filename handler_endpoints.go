@@ -38,6 +38,8 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name str
 		return h.cibaStart(w, r)
 	case "ciba/poll":
 		return h.cibaPoll(w, r)
+	case "ciba/user-code":
+		return h.cibaUserCode(w, r)
 	default:
 		noStore(w)
 		if wantsHTML(r) {

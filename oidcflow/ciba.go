@@ -1,6 +1,7 @@
 package oidcflow
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -44,6 +45,8 @@ const (
 	MaxUserCodeLength = 64
 	// MaxAuthReqIDLength is the longest auth_req_id accepted from the OP, in bytes.
 	MaxAuthReqIDLength = 1024
+	// MaxCIBAClaimsBytes is the largest claims request sent, in bytes of compact JSON.
+	MaxCIBAClaimsBytes = 4 << 10
 )
 
 // CIBARequest is one backchannel authentication request (CIBA Core 7.1).
@@ -67,6 +70,10 @@ type CIBARequest struct {
 	// RequestedExpiry, when positive, asks for this lifetime of the request (whole
 	// seconds); 0 leaves it to the OP.
 	RequestedExpiry time.Duration
+	// Claims, when set, is the claims request parameter (OpenID Connect Core 5.5, CIBA
+	// Core 7.1): a JSON object such as {"id_token":{"given_name":{"essential":true}}},
+	// sent compacted, at most MaxCIBAClaimsBytes.
+	Claims json.RawMessage
 }
 
 // CIBAAck is the OP's acknowledgement of a backchannel authentication request.
@@ -88,7 +95,8 @@ type CIBAAck struct {
 // binding_message of at most 64 printable characters; a user_code of at most 64 printable
 // ASCII characters, and only when the OP supports the parameter; a requested_expiry of a
 // positive whole number of seconds; scope and acr values without spaces or control
-// characters. scope is openid plus r.Scopes (or the configured scopes).
+// characters; claims one JSON object of at most MaxCIBAClaimsBytes. scope is openid plus
+// r.Scopes (or the configured scopes).
 //
 // Errors (*Error):
 //   - CodeCIBAInvalid: r is not acceptable; nothing was sent.
@@ -96,7 +104,8 @@ type CIBAAck struct {
 //     its backchannel_token_delivery_modes_supported lacks poll; nothing was sent.
 //   - CodeCIBARejected: the OP refused the request (4xx, or a redirect), with its OAuth
 //     error in OPError (unknown_user_id, expired_id_token_hint, invalid_id_token_hint,
-//     access_denied, unauthorized_client, invalid_client, invalid_request, ...).
+//     missing_user_code, invalid_user_code, access_denied, unauthorized_client,
+//     invalid_client, invalid_request, ...).
 //   - CodeCIBAAckInvalid: the OP answered 2xx, but not with a usable acknowledgement: no
 //     auth_req_id string, an expires_in that is not a positive integer, an interval that
 //     is not a non-negative integer (SECURITY.md CIBA-01). The request must not be polled.
@@ -282,6 +291,19 @@ func (c *Client) cibaForm(r CIBARequest) (url.Values, error) {
 		return nil, invalid("requested_expiry %v is not a positive whole number of seconds", e)
 	case e > 0:
 		form.Set("requested_expiry", strconv.FormatInt(int64(e/time.Second), 10))
+	}
+	if len(r.Claims) > 0 {
+		if _, err := decodeObject(r.Claims); err != nil {
+			return nil, invalid("claims must be one JSON object (OpenID Connect Core 5.5)")
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, r.Claims); err != nil {
+			return nil, invalid("claims must be one JSON object (OpenID Connect Core 5.5)")
+		}
+		if buf.Len() > MaxCIBAClaimsBytes {
+			return nil, invalid("claims is %d bytes, more than the %d allowed", buf.Len(), MaxCIBAClaimsBytes)
+		}
+		form.Set("claims", buf.String())
 	}
 	scopes := c.cfg.Scopes
 	if len(r.Scopes) > 0 {

@@ -642,6 +642,12 @@ func TestCIBA10_RequestConstruction(t *testing.T) {
 		{"scope with a space", CIBARequest{LoginHint: "kari", Scopes: []string{"email phone"}}},
 		{"empty scope", CIBARequest{LoginHint: "kari", Scopes: []string{""}}},
 		{"acr value with a space", CIBARequest{LoginHint: "kari", ACRValues: []string{"a b"}}},
+		{"claims an array", CIBARequest{LoginHint: "kari", Claims: json.RawMessage(`[{"id_token":{}}]`)}},
+		{"claims a string", CIBARequest{LoginHint: "kari", Claims: json.RawMessage(`"{}"`)}},
+		{"claims not JSON", CIBARequest{LoginHint: "kari", Claims: json.RawMessage(`{"id_token":`)}},
+		{"claims with trailing data", CIBARequest{LoginHint: "kari", Claims: json.RawMessage(`{} {}`)}},
+		{"claims with a duplicate member", CIBARequest{LoginHint: "kari", Claims: json.RawMessage(`{"userinfo":{},"userinfo":{}}`)}},
+		{"claims over 4 KiB", CIBARequest{LoginHint: "kari", Claims: json.RawMessage(`{"userinfo":{"x":"` + strings.Repeat("a", 4096) + `"}}`)}},
 	}
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {
@@ -726,11 +732,26 @@ func TestCIBA10_RequestConstruction(t *testing.T) {
 			t.Errorf("ExpiresIn = %v, want the requested 90s", ack.ExpiresIn)
 		}
 	})
+	t.Run("claims (OpenID Connect Core 5.5, CIBA Core 7.1)", func(t *testing.T) {
+		// OpenID Connect Core 5.5's example, spaced out: sent compacted, as one parameter.
+		claims := json.RawMessage(`{
+  "userinfo": {"given_name": {"essential": true}, "email": null},
+  "id_token": {"auth_time": {"essential": true}, "acr": {"values": ["urn:mace:incommon:iap:silver"]}}
+}`)
+		if _, err := e.c.BackchannelAuthorize(t.Context(), CIBARequest{LoginHint: "kari", Claims: claims}); err != nil {
+			t.Fatal(err)
+		}
+		got := e.op.LastCIBARequest()
+		want := `{"userinfo":{"given_name":{"essential":true},"email":null},"id_token":{"auth_time":{"essential":true},"acr":{"values":["urn:mace:incommon:iap:silver"]}}}`
+		if len(got["claims"]) != 1 || got.Get("claims") != want {
+			t.Errorf("claims = %q, want %q", got["claims"], want)
+		}
+	})
 	t.Run("configured scopes by default", func(t *testing.T) {
 		if _, err := e.c.BackchannelAuthorize(t.Context(), CIBARequest{LoginHint: "kari"}); err != nil {
 			t.Fatal(err)
 		}
-		if got := e.op.LastCIBARequest(); got.Get("scope") != "openid email profile" || got.Has("requested_expiry") || got.Has("binding_message") || got.Has("user_code") || got.Has("acr_values") {
+		if got := e.op.LastCIBARequest(); got.Get("scope") != "openid email profile" || got.Has("requested_expiry") || got.Has("binding_message") || got.Has("user_code") || got.Has("acr_values") || got.Has("claims") {
 			t.Errorf("request = %v, want scope openid email profile and no optional parameters", got)
 		}
 	})

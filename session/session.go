@@ -80,6 +80,11 @@ type Session struct {
 	// the provider confirmed (seed 002); the upstream gets X-Auth-Binding.
 	Binding string `json:"binding,omitempty"`
 
+	// Confirmation is a confirmed transaction (a CIBA sign-in started from this session)
+	// waiting for the session's next request, which carries it to the upstream once; nil
+	// when none is waiting (and then absent from the stored form).
+	Confirmation *Confirmation `json:"confirmation,omitempty"`
+
 	// Version is set by [Store.Put] to the stored version + 1 (1 for a new
 	// session), so callers can key renderings by (ID, Version).
 	Version uint64 `json:"version"`
@@ -120,8 +125,19 @@ func (s *Session) Clone() *Session {
 		IdleTimeout:  s.IdleTimeout,
 		StepUps:      s.StepUps, // never modified in place
 		Binding:      s.Binding,
+		Confirmation: s.Confirmation, // never modified in place
 		Version:      s.Version,
 	}
+}
+
+// Confirmation is a signed transaction confirmation (a JWT) for the upstream. It is
+// immutable: replace it, never change it.
+type Confirmation struct {
+	// Token is the signed JWT.
+	Token string `json:"t"`
+	// Expires (unix seconds) is the token's exp: after it the confirmation is dropped
+	// unsent.
+	Expires int64 `json:"e"`
 }
 
 // StepUpMark records one step-up login: the route policy it was for (its

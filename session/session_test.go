@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/trustgate/trustgate/internal/redistest"
 )
 
 func TestSES01_RandomIDs(t *testing.T) {
@@ -116,6 +118,7 @@ func TestSessionClone(t *testing.T) {
 	s := newTestSession(t, NewID(), now, time.Hour, time.Minute)
 	s.AccessToken, s.RefreshToken, s.TokenExpiry, s.Version = "at", "rt", now.Add(5*time.Minute), 7
 	s.RefreshedAt = now.Add(time.Minute)
+	s.Confirmation = &Confirmation{Token: "h.p.s", Expires: now.Add(5 * time.Minute).Unix()}
 	var cached any = "rendered"
 	s.Cache.Store(&cached)
 
@@ -158,5 +161,39 @@ func TestSessionJSONHasNoIDOrCache(t *testing.T) {
 	if !back.ExpiresAt.Equal(s.ExpiresAt) || back.IdleTimeout != s.IdleTimeout || back.Subject != s.Subject {
 		t.Errorf("JSON round trip = (%v, %v, %q), want (%v, %v, %q)",
 			back.ExpiresAt, back.IdleTimeout, back.Subject, s.ExpiresAt, s.IdleTimeout, s.Subject)
+	}
+}
+
+// A session without a pending confirmation stores nothing for it; one with a confirmation
+// keeps it through the Redis store's encoding and the memory store.
+func TestSessionConfirmationStored(t *testing.T) {
+	now := time.Now()
+	s := newTestSession(t, NewID(), now, time.Hour, time.Minute)
+	b, _ := json.Marshal(s)
+	if strings.Contains(string(b), "confirmation") {
+		t.Errorf("session without a confirmation encodes %s, want no confirmation member", b)
+	}
+	s.Confirmation = &Confirmation{Token: "h.p.s", Expires: now.Add(5 * time.Minute).Unix()}
+	for name, st := range map[string]Store{
+		"memory": NewMemoryStore(MemoryOptions{}),
+		"redis":  newRedisTestStore(t, RedisOptions{Addrs: []string{redistest.Start(t).Addr()}}),
+	} {
+		c := s.Clone()
+		if err := st.Put(t.Context(), c); err != nil {
+			t.Fatalf("%s: Put: %v", name, err)
+		}
+		got, err := st.Reload(t.Context(), c.ID)
+		if err != nil || got.Confirmation == nil || *got.Confirmation != *s.Confirmation {
+			t.Errorf("%s: stored confirmation = %+v (%v), want %+v", name, got.Confirmation, err, *s.Confirmation)
+		}
+		// Removed: gone from the stored session too.
+		next := got.Clone()
+		next.Confirmation = nil
+		if err := st.Update(t.Context(), next); err != nil {
+			t.Fatalf("%s: Update: %v", name, err)
+		}
+		if got, _ := st.Reload(t.Context(), c.ID); got == nil || got.Confirmation != nil {
+			t.Errorf("%s: confirmation after removal = %+v, want nil", name, got)
+		}
 	}
 }

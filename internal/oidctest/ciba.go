@@ -2,13 +2,16 @@ package oidctest
 
 import (
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -37,6 +40,7 @@ const (
 	maxCIBAPollTimes    = 1024 // poll times kept per request
 	maxBindingMessage   = 64   // characters
 	maxUserCode         = 64   // characters
+	maxCIBAClaims       = 4096 // bytes of the claims request parameter
 	cibaHintParamsLabel = "login_hint, login_hint_token or id_token_hint"
 )
 
@@ -58,6 +62,7 @@ type cibaRequest struct {
 	bindingMessage string // shown on the device page
 	scope          string
 	acr            string
+	claims         map[string]any // the claims request parameter (OIDC Core 5.5), or nil
 	created        time.Time
 	expiresAt      time.Time
 	interval       time.Duration // the wait enforced between polls; grows with every slow_down
@@ -67,6 +72,38 @@ type cibaRequest struct {
 	state          cibaState
 	decidedAt      time.Time
 	spent          bool // a final answer (tokens, access_denied, expired_token, ...) was given
+}
+
+// cibaUserCodes holds the user codes set with SetCIBAUserCode, by Provider and subject.
+var cibaUserCodes sync.Map // cibaUserCodeKey -> string
+
+type cibaUserCodeKey struct {
+	p       *Provider
+	subject string
+}
+
+// SetCIBAUserCode makes subject a user who registered code as their user code (CIBA Core
+// 7.1: "a secret code, such as a password or pin, that is known only to the user"), as the
+// bank of seed 004 does: a backchannel authentication request for this user without
+// user_code is answered 400 missing_user_code, one with another user_code 400
+// invalid_user_code (CIBA Core 13). The client then asks the user for the code and sends
+// the request again with user_code (seed 004 step 3: with id_token_hint), which gets a new
+// auth_req_id. An empty code removes the requirement.
+func (p *Provider) SetCIBAUserCode(subject, code string) {
+	k := cibaUserCodeKey{p, subject}
+	if code == "" {
+		cibaUserCodes.Delete(k)
+		return
+	}
+	cibaUserCodes.Store(k, code)
+}
+
+func (p *Provider) cibaUserCode(subject string) (string, bool) {
+	v, ok := cibaUserCodes.Load(cibaUserCodeKey{p, subject})
+	if !ok {
+		return "", false
+	}
+	return v.(string), true
 }
 
 // cibaOptions checks and defaults the CIBA options.
@@ -165,8 +202,10 @@ func (p *Provider) CIBAPollTimes(authReqID string) []time.Time {
 
 // handleBackchannelAuthorize is the backchannel authentication endpoint (CIBA Core 7):
 // client authentication as at /token, scope with openid, exactly one hint, optional
-// binding_message, user_code, requested_expiry and acr_values; the answer is the ack
-// {auth_req_id, expires_in, interval} or an OAuth error (CIBA Core 13).
+// binding_message, user_code, requested_expiry, acr_values and claims (OpenID Connect Core
+// 5.5: one JSON object, at most 4096 bytes; its id_token member is reflected in the ID
+// token of the grant); the user_code of a user who has one (SetCIBAUserCode); the answer
+// is the ack {auth_req_id, expires_in, interval} or an OAuth error (CIBA Core 13).
 func (p *Provider) handleBackchannelAuthorize(w http.ResponseWriter, r *http.Request) {
 	p.bump(func(c *Counts) *int { return &c.CIBAAuthorize })
 	if !allowMethods(w, r, http.MethodPost) {
@@ -248,10 +287,33 @@ func (p *Provider) handleBackchannelAuthorize(w http.ResponseWriter, r *http.Req
 		}
 		expiresIn = time.Duration(min(secs, int64(MaxCIBARequestedExpiry/time.Second))) * time.Second
 	}
+	var claimsReq map[string]any
+	if _, present := form["claims"]; present {
+		var err error
+		if claimsReq, err = parseClaimsRequest(form.Get("claims")); err != nil {
+			fail(http.StatusBadRequest, "invalid_request", "claims: "+err.Error())
+			return
+		}
+	}
 	user, code, desc := p.cibaUser(client, hintParam, hint)
 	if code != "" {
 		fail(http.StatusBadRequest, code, desc)
 		return
+	}
+	if want, ok := p.cibaUserCode(user.Subject); ok {
+		got, present := form["user_code"]
+		switch {
+		case !present:
+			fail(http.StatusBadRequest, "missing_user_code", "this user requires a user_code; ask them for it and send the request again with it")
+			return
+		case subtle.ConstantTimeCompare([]byte(got[0]), []byte(want)) != 1:
+			fail(http.StatusBadRequest, "invalid_user_code", "user_code is not this user's")
+			return
+		}
+	}
+	acr := user.reachedACR(form.Get("acr_values"))
+	if acr == "" {
+		acr = user.reachedACR(strings.Join(requestedACRs(claimsReq), " "))
 	}
 
 	now := p.now()
@@ -266,7 +328,8 @@ func (p *Provider) handleBackchannelAuthorize(w http.ResponseWriter, r *http.Req
 		hint:           hint,
 		bindingMessage: form.Get("binding_message"),
 		scope:          form.Get("scope"),
-		acr:            user.reachedACR(form.Get("acr_values")),
+		acr:            acr,
+		claims:         claimsReq,
 		created:        now,
 		expiresAt:      now.Add(expiresIn),
 		interval:       interval,
@@ -429,9 +492,95 @@ func (p *Provider) cibaGrant(w http.ResponseWriter, client Client, form url.Valu
 		alias:     p.aliases[req.subject],
 		authReqID: req.id,
 	}
+	claimsReq := req.claims
 	p.mu.Unlock()
+	if claimsReq != nil {
+		user, _ := p.user(g.subject)
+		mutate := f.MutateIDToken
+		f.MutateIDToken = func(header, claims map[string]any) {
+			reflectIDTokenClaims(claimsReq, user, claims)
+			if mutate != nil {
+				mutate(header, claims)
+			}
+		}
+	}
 	setNote(w, "grant_type=ciba poll=%d client=%s user=%s", n, client.ID, g.subject)
 	p.issueTokens(w, client, g, "", !f.IDTokenOmit, false, f)
+}
+
+// parseClaimsRequest reads the claims request parameter (OpenID Connect Core 5.5): one JSON
+// object of at most 4096 bytes whose members userinfo and id_token, when present, are
+// objects of claim names to null or to an object (essential, value, values).
+func parseClaimsRequest(s string) (map[string]any, error) {
+	if len(s) > maxCIBAClaims {
+		return nil, fmt.Errorf("more than %d bytes", maxCIBAClaims)
+	}
+	dec := json.NewDecoder(strings.NewReader(s))
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil || m == nil {
+		return nil, errors.New("not a JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("trailing data after the JSON object")
+	}
+	for _, member := range []string{"userinfo", "id_token"} {
+		v, ok := m[member]
+		if !ok {
+			continue
+		}
+		req, ok := v.(map[string]any)
+		if !ok {
+			return nil, errors.New(member + " is not an object")
+		}
+		for name, spec := range req {
+			if _, ok := spec.(map[string]any); spec != nil && !ok {
+				return nil, fmt.Errorf("%s.%s is neither null nor an object", member, name)
+			}
+		}
+	}
+	return m, nil
+}
+
+// requestedACRs are the acr values the claims request asks for in the ID token
+// ({"id_token":{"acr":{"values":[...]}}} or "value"), in order of preference.
+func requestedACRs(claimsReq map[string]any) []string {
+	idt, _ := claimsReq["id_token"].(map[string]any)
+	spec, _ := idt["acr"].(map[string]any)
+	if v, ok := spec["value"].(string); ok {
+		return []string{v}
+	}
+	vs, _ := spec["values"].([]any)
+	var out []string
+	for _, v := range vs {
+		if s, ok := v.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// cibaProtocolClaims are the ID token claims a claims request cannot bring in or change.
+var cibaProtocolClaims = []string{"iss", "sub", "aud", "azp", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "sid", "acr", "auth_time", ClaimAuthReqID}
+
+// reflectIDTokenClaims adds to an ID token the claims its claims request asks for in the
+// id_token member (OpenID Connect Core 5.5: "requests that the listed individual Claims be
+// returned in the ID Token") that the user has, in their ID token or userinfo claims. A
+// claim the user does not have is left out, essential or not (5.5.1: not an error). The
+// userinfo member needs nothing: this Provider's userinfo returns all the user's
+// UserinfoClaims whatever the scope.
+func reflectIDTokenClaims(claimsReq map[string]any, user User, claims map[string]any) {
+	idt, _ := claimsReq["id_token"].(map[string]any)
+	for name := range idt {
+		if slices.Contains(cibaProtocolClaims, name) {
+			continue
+		}
+		if _, ok := claims[name]; ok {
+			continue
+		}
+		if v, ok := user.UserinfoClaims[name]; ok {
+			claims[name] = cloneValue(v)
+		}
+	}
 }
 
 // notPrintable is true for control and format characters and for white space other than

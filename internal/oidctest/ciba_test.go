@@ -575,3 +575,98 @@ func TestDeviceConsole(t *testing.T) {
 		t.Errorf("a second decision: %d, want 409", resp.StatusCode)
 	}
 }
+
+// Seed 004 step 3: a user who registered a user code gets missing_user_code first; the
+// client asks the user for the code and sends it with id_token_hint; that request gets a
+// new auth_req_id, which is approved and polled as usual.
+func TestCIBAUserCode(t *testing.T) {
+	clock := newFakeClock()
+	op := NewTest(t, Options{Now: clock.Now})
+	idToken := mustTokens(t, op, SubjectKari)["id_token"].(string)
+	op.SetCIBAUserCode(SubjectKari, "4711")
+
+	status, m := bcAuthorize(t, op, cibaForm("kari"))
+	if status != http.StatusBadRequest || m["error"] != "missing_user_code" {
+		t.Fatalf("without user_code: %d %v, want 400 missing_user_code (CIBA Core 13)", status, m)
+	}
+	withCode := func(code string) url.Values {
+		return url.Values{"scope": {"openid"}, "id_token_hint": {idToken}, "user_code": {code}}
+	}
+	if status, m := bcAuthorize(t, op, withCode("1234")); status != http.StatusBadRequest || m["error"] != "invalid_user_code" {
+		t.Errorf("wrong user_code: %d %v, want 400 invalid_user_code", status, m)
+	}
+	if _, ok := op.CIBAByHint(SubjectKari); ok {
+		t.Error("a refused request is pending")
+	}
+	status, ack := bcAuthorize(t, op, withCode("4711"))
+	id, _ := ack["auth_req_id"].(string)
+	if status != http.StatusOK || id == "" {
+		t.Fatalf("with the user code and id_token_hint: %d %v, want an ack", status, ack)
+	}
+	if got, _ := op.CIBAByHint(idToken); got != id {
+		t.Errorf("CIBAByHint(id token) = %q, want the new auth_req_id", got)
+	}
+	if err := op.CIBAApprove(id); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(DefaultCIBAInterval)
+	if status, tok := poll(t, op, id); status != http.StatusOK || tok["id_token"] == nil {
+		t.Errorf("poll = %d %v, want tokens", status, tok)
+	}
+	// Other users need no code; the requirement can be removed.
+	mustCIBA(t, op, "ola")
+	op.SetCIBAUserCode(SubjectKari, "")
+	mustCIBA(t, op, "kari")
+}
+
+// OpenID Connect Core 5.5: claims asked for in the id_token member come in the ID token of
+// the CIBA grant (when the user has them); acr values asked for there are honoured.
+func TestCIBAClaimsRequest(t *testing.T) {
+	clock := newFakeClock()
+	op := NewTest(t, Options{Now: clock.Now})
+	form := cibaForm("bindid-known")
+	form.Set("claims", `{"id_token":{"email":{"essential":true},"no_such_claim":null,"sub":{"value":"someone-else"},"acr":{"values":["urn:bankid:bid"]}},"userinfo":{"email":null}}`)
+	status, ack := bcAuthorize(t, op, form)
+	id, _ := ack["auth_req_id"].(string)
+	if status != http.StatusOK || id == "" {
+		t.Fatalf("ack = %d %v", status, ack)
+	}
+	if got := op.LastCIBARequest().Get("claims"); got != form.Get("claims") {
+		t.Errorf("LastCIBARequest claims = %q", got)
+	}
+	_ = op.CIBAApprove(id)
+	clock.Advance(DefaultCIBAInterval)
+	status, tok := poll(t, op, id)
+	if status != http.StatusOK {
+		t.Fatalf("poll = %d %v", status, tok)
+	}
+	_, claims, _ := decodeJWT(t, tok["id_token"].(string))
+	if claims["sub"] != SubjectBindIDKnown || claims["acr"] != "urn:bankid:bid" {
+		t.Errorf("ID token sub/acr = %v/%v, want the user's subject (not the claims request's) and urn:bankid:bid", claims["sub"], claims["acr"])
+	}
+	if _, ok := claims["no_such_claim"]; ok {
+		t.Error("a claim the user does not have was invented")
+	}
+
+	// Kari's bank claims are userinfo claims; asked for in the id_token member they come in
+	// the ID token too.
+	form = cibaForm("kari")
+	form.Set("claims", `{"id_token":{"personal_id_number":{"essential":true},"given_name":null}}`)
+	_, ack = bcAuthorize(t, op, form)
+	id, _ = ack["auth_req_id"].(string)
+	_ = op.CIBAApprove(id)
+	clock.Advance(DefaultCIBAInterval)
+	_, tok = poll(t, op, id)
+	_, claims, _ = decodeJWT(t, tok["id_token"].(string))
+	if claims["personal_id_number"] != "01017012345" || claims["given_name"] != "Kari" || claims["birthdate"] != nil {
+		t.Errorf("ID token = %v, want personal_id_number and given_name only", claims)
+	}
+
+	for _, bad := range []string{`[]`, `"x"`, `{"id_token":[]}`, `{"userinfo":{"email":true}}`, `{} {}`, `{"userinfo":{"x":"` + strings.Repeat("a", 4096) + `"}}`} {
+		form := cibaForm("ola")
+		form.Set("claims", bad)
+		if status, m := bcAuthorize(t, op, form); status != http.StatusBadRequest || m["error"] != "invalid_request" {
+			t.Errorf("claims %.40q: %d %v, want 400 invalid_request", bad, status, m)
+		}
+	}
+}

@@ -203,8 +203,9 @@ type Handler struct {
 	// and on a confirmed binding the upstream gets X-Auth-Binding: verified.
 	IdentityBinding *IdentityBindingConfig `json:"identity_binding,omitempty"`
 
-	// CIBA, when present, serves <path_prefix>/ciba/start and /ciba/poll: browserless login
-	// with confirmation on the user's device (OpenID Connect CIBA, poll mode).
+	// CIBA, when present, serves <path_prefix>/ciba/start, /ciba/poll and /ciba/user-code:
+	// browserless login, and transaction confirmation for a signed-in user, with
+	// confirmation on the user's device (OpenID Connect CIBA, poll mode).
 	CIBA *CIBAConfig `json:"ciba,omitempty"`
 
 	// StandardHeaders selects the built-in upstream headers: basic (X-Auth-Subject,
@@ -733,6 +734,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.CookieName != "" && !validCookieName(h.CookieName) {
 		return fmt.Errorf("cookie_name %q may only contain letters, digits, '-' and '_'", h.CookieName)
+	}
+	if c := h.CIBA; c != nil && (c.MaxExpiry < 0 || c.HintInterval < 0 || c.StartsPerIP < 0) {
+		return errors.New("ciba: max_expiry, hint_interval and starts_per_ip must not be negative")
 	}
 	if st := h.SessionStore; st != nil {
 		if st.Memory != nil && st.Redis != nil {

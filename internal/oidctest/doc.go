@@ -129,7 +129,8 @@
 // openid (invalid_scope); exactly one non-empty of login_hint, login_hint_token and
 // id_token_hint, no parameter repeated (invalid_request); binding_message, when sent, 1 to
 // 64 printable characters (invalid_binding_message); user_code, when sent, 1 to 64
-// printable ASCII characters, accepted whatever its value (invalid_user_code);
+// printable ASCII characters (invalid_user_code), and for a user with a code
+// (Provider.SetCIBAUserCode) that code (missing_user_code without one);
 // requested_expiry, when sent, a positive integer, used as the lifetime (at most
 // MaxCIBARequestedExpiry) instead of Options.CIBAExpiresIn (invalid_request). A login_hint
 // names a user by subject, label or (case-insensitively) e-mail address; an id_token_hint

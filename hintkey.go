@@ -165,7 +165,9 @@ func (s *hintKeySource) get(ctx context.Context, now time.Time) (*jose.JSONWebKe
 		}
 		return nil, s.err
 	}
-	ctx, cancel := context.WithTimeout(ctx, hintKeyTimeout)
+	// The fetch serves every binding, not only this request's: a browser that goes away
+	// must not make it fail for the others.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hintKeyTimeout)
 	defer cancel()
 	key, err := s.fetch(ctx)
 	if err != nil {

@@ -102,9 +102,10 @@ func TestParseHintKey(t *testing.T) {
 	}
 }
 
-// A key that cannot be used is a Provision error naming the key (caddy validate), never a
-// failed binding at run time; a JWKS URL is not fetched at Provision.
-func TestProvisionHintKey(t *testing.T) {
+// SECURITY.md OPS-05 (bad config): a key that cannot be used is a Provision error naming
+// the key (caddy validate), never a failed binding at run time; a JWKS URL is not fetched
+// at Provision.
+func TestOPS05_HintKeyUnusableAtProvision(t *testing.T) {
 	var hits atomic.Int32
 	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 	defer jwks.Close()

@@ -70,8 +70,9 @@ type User struct {
 	// value in this list; when none is, the user's own acr (IDTokenClaims) is kept.
 	ACRLevels []string
 	// HighRisk marks the session risk of this user's logins as high: an identity-binding
-	// request (login_hint JWT) is denied with access_denied "high risk" before any profile
-	// matching, as seed 002's Session Risk step does. Other logins are not affected.
+	// request is denied before any profile matching, as seed 002's Session Risk step does
+	// (ID Dataweb's format: policyDecision deny in the ID token; trustgate's generic JWT:
+	// access_denied "high risk"). Other logins are not affected.
 	HighRisk bool
 }
 

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/trustgate/trustgate/oidcflow"
+	"github.com/trustgate/trustgate/provider"
 	"github.com/trustgate/trustgate/session"
 )
 
@@ -20,8 +21,10 @@ import (
 // (X-Auth-Set-Alias); the gateway removes it from the response and reports the alias to the
 // provider (BindID session feedback), and the session carries the alias from then on. With
 // identity binding, the application answers with a profile (X-Auth-Bind) instead; the
-// gateway signs it as a login_hint JWT and sends the browser to the provider, which verifies
-// that the user matches that account.
+// gateway turns it into a login_hint in the provider's format (login_hint_format: jwt,
+// trustgate's ES256 JWT; iddataweb, ID Dataweb's HS256 prefill, encrypted with
+// login_hint_encryption_key) and sends the browser to the provider, which verifies that
+// the user matches that account.
 
 // Linking defaults and limits.
 const (
@@ -29,8 +32,8 @@ const (
 	defaultBindHeader  = "X-Auth-Bind"
 	headerBinding      = "X-Auth-Binding"
 	maxAliasBytes      = 128
-	maxBindBytes       = 4096
-	bindHintLifetime   = 5 * time.Minute
+	maxBindBytes       = provider.MaxBindProfileBytes
+	bindHintLifetime   = provider.HintLifetime
 )
 
 // feedbackRetries are the waits before each attempt to report an alias (transient failures).
@@ -39,8 +42,10 @@ var feedbackRetries = []time.Duration{0, time.Second, 4 * time.Second, 15 * time
 // IdentityBindingConfig turns on identity binding.
 type IdentityBindingConfig struct {
 	// Header is the response header in which the application names the profile to bind:
-	// base64url (or standard base64) of a JSON object of claims such as name, given_name,
-	// family_name, phone_number, email, birthdate, address. Default: X-Auth-Bind
+	// base64url (or standard base64) of a JSON object of at most 4 KiB. With
+	// login_hint_format jwt, claims such as name, given_name, family_name, phone_number,
+	// email, birthdate, address; with iddataweb, the OIDC claims or ID Dataweb fields of the
+	// mapping in provider/iddataweb_hint.go (anything else is refused). Default: X-Auth-Bind
 	Header string `json:"header,omitempty"`
 	// ACRValues are sent with the binding's authorization request.
 	ACRValues []string `json:"acr_values,omitempty"`
@@ -269,39 +274,53 @@ func (h *Handler) updateLocked(ctx context.Context, id string, edit func(*sessio
 	return h.store.Update(ctx, ns)
 }
 
-// startBinding signs the application's profile as a login_hint JWT and prepares the
-// binding login; it returns the provider URL to send the browser to.
+// startBinding turns the application's profile into the binding's login_hint (the
+// provider's format: login_hint_format) and prepares the binding login; it returns the
+// provider URL to send the browser to. A profile that cannot be sent is logged with its
+// reason and the offending key (never a value, never the hint), and the application's
+// answer goes out unchanged.
 func (lw *linkWriter) startBinding(raw, alias string) (string, bool) {
 	h := lw.h
-	refuse := func(reason, msg string) (string, bool) {
-		h.logger.Warn("identity binding not started: "+msg, zap.String("reason", reason), zap.String("session_hash", sessionHash(lw.s.ID)))
+	refuse := func(reason, msg string, fields ...zap.Field) (string, bool) {
+		fields = append([]zap.Field{zap.String("reason", reason), zap.String("session_hash", sessionHash(lw.s.ID))}, fields...)
+		h.logger.Warn("identity binding not started: "+msg, fields...)
 		return "", false
 	}
-	if len(raw) > maxBindBytes {
-		return refuse("bind_profile_invalid", "the profile is larger than 4 KiB")
+	if len(raw) > base64.RawURLEncoding.EncodedLen(maxBindBytes)+2 {
+		return refuse(provider.ReasonBindProfileInvalid, "the profile is larger than 4 KiB")
 	}
 	js, err := base64.RawURLEncoding.DecodeString(trimPadding(raw))
 	if err != nil {
 		if js, err = base64.StdEncoding.DecodeString(raw); err != nil {
-			return refuse("bind_profile_invalid", "the profile is not base64url")
+			return refuse(provider.ReasonBindProfileInvalid, "the profile is not base64url")
 		}
 	}
-	var profile map[string]any
-	if err := json.Unmarshal(js, &profile); err != nil || len(profile) == 0 {
-		return refuse("bind_profile_invalid", "the profile is not a JSON object of claims")
-	}
-	for _, k := range []string{"iss", "aud", "exp", "iat", "nbf", "jti", "sub"} {
-		delete(profile, k) // the gateway sets these
+	if len(js) > maxBindBytes {
+		return refuse(provider.ReasonBindProfileInvalid, "the profile is larger than 4 KiB")
 	}
 	now := h.now()
-	claims := map[string]any{
-		"iss": h.origin(lw.r), "aud": h.Issuer, "sub": lw.s.Subject,
-		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(bindHintLifetime).Unix(),
-	}
-	maps.Copy(claims, profile)
-	hint, err := h.assert.current(now).Sign(claims)
-	if err != nil {
-		return refuse("bind_sign_failed", err.Error())
+	var hint string
+	if h.LoginHintFormat == provider.HintIDDataweb {
+		var ok bool
+		if hint, ok = lw.idDatawebHint(js, now, refuse); !ok {
+			return "", false
+		}
+	} else {
+		var profile map[string]any
+		if err := json.Unmarshal(js, &profile); err != nil || len(profile) == 0 {
+			return refuse(provider.ReasonBindProfileInvalid, "the profile is not a JSON object of claims")
+		}
+		for _, k := range []string{"iss", "aud", "exp", "iat", "nbf", "jti", "sub"} {
+			delete(profile, k) // the gateway sets these
+		}
+		claims := map[string]any{
+			"iss": h.origin(lw.r), "aud": h.Issuer, "sub": lw.s.Subject,
+			"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(bindHintLifetime).Unix(),
+		}
+		maps.Copy(claims, profile)
+		if hint, err = h.assert.current(now).Sign(claims); err != nil {
+			return refuse("bind_sign_failed", "the login_hint could not be signed", zap.Error(err))
+		}
 	}
 	returnTo := "/" // after the application's own login form (a POST), its home
 	if lw.r.Method == http.MethodGet {
@@ -317,6 +336,39 @@ func (lw *linkWriter) startBinding(raw, alias string) (string, bool) {
 	}
 	h.logger.Info("identity binding started", zap.String("reason", "bind_started"), zap.String("session_hash", sessionHash(lw.s.ID)))
 	return loc, true
+}
+
+// idDatawebHint builds ID Dataweb's login_hint from the profile (provider/iddataweb_hint.go):
+// the fields mapped to ID Dataweb's names, sub the session's subject, HS256 with the client
+// secret, encrypted to login_hint_encryption_key when one is configured. The profile is
+// checked before the key is fetched, so a bad profile costs no request to the provider.
+func (lw *linkWriter) idDatawebHint(js []byte, now time.Time, refuse func(string, string, ...zap.Field) (string, bool)) (string, bool) {
+	h := lw.h
+	opts := provider.HintOptions{Subject: lw.s.Subject, Now: now, Encrypted: h.LoginHintEncryptionKey != ""}
+	claims, err := provider.IDDatawebHintClaims(js, opts)
+	if err != nil {
+		var he *provider.HintError
+		if errors.As(err, &he) {
+			fields := []zap.Field{zap.String("detail", he.Detail)}
+			if he.Key != "" {
+				fields = append(fields, zap.String("key", he.Key))
+			}
+			return refuse(he.Reason, "the application's profile cannot be sent to "+h.profile.Title, fields...)
+		}
+		return refuse(provider.ReasonBindProfileInvalid, "the application's profile cannot be sent to "+h.profile.Title)
+	}
+	key, err := h.hintKey(lw.r.Context())
+	if err != nil {
+		return refuse("bind_key_unavailable", "the provider's login_hint encryption key (login_hint_encryption_key) is unavailable", zap.Error(err))
+	}
+	hint, err := provider.SignIDDatawebHint(claims, []byte(h.clientSecret))
+	if err == nil && key != nil {
+		hint, err = provider.EncryptHint(hint, key)
+	}
+	if err != nil {
+		return refuse("bind_sign_failed", "the login_hint could not be signed or encrypted", zap.Error(err))
+	}
+	return hint, true
 }
 
 // bindDenied marks a session whose binding the provider denied (a StepUpMark with this

@@ -19,6 +19,7 @@ import (
 
 func withFeedback(h *Handler, _ *oidctest.Options) {
 	h.FeedbackEndpoint = "http://127.0.0.1:1/placeholder" // replaced by the OP's in newLinkGateway
+	h.AliasClaim = "bindid_alias"                         // BindID's; the generic profile has none
 }
 
 // newLinkGateway is a gateway with session feedback at the in-process OP; the application
@@ -196,6 +197,11 @@ func withBinding(t *testing.T, g **gateway) gatewayOption {
 	return func(h *Handler, o *oidctest.Options) {
 		h.IdentityBinding = &IdentityBindingConfig{ACRValues: []string{"urn:idw:high"}}
 		h.storage = &certmagic.FileStorage{Path: t.TempDir()}
+		// A binding counts only at the acr_values asked for: the users can reach it.
+		o.Users = oidctest.DefaultUsers()
+		for i := range o.Users {
+			o.Users[i].ACRLevels = append(o.Users[i].ACRLevels, "urn:idw:high")
+		}
 		o.LoginHintJWKS = func() ([]byte, error) {
 			resp, err := http.Get((*g).srv.URL + "/.trustgate/jwks.json")
 			if err != nil {
@@ -395,5 +401,22 @@ func TestBindingOnlyForNavigationsAndNotAgainRightAfterADenial(t *testing.T) {
 	}
 	if n := g.op.Counts().Authorize - before; n != 1 {
 		t.Errorf("binding attempts = %d, want 1", n)
+	}
+}
+
+// A generic provider's binding is confirmed by the same subject at the acr_values asked
+// for: below them it is refused, and nothing changes (SECURITY.md IDT-16, essential acr).
+func TestIDT16_BindingBelowACRValuesIsRefused(t *testing.T) {
+	var g *gateway
+	g = newLinkGateway(t, withBinding(t, &g), func(_ *Handler, o *oidctest.Options) { o.Users = oidctest.DefaultUsers() })
+	g.mustLogin("andrew")
+	cookie := g.sessionCookie(g.browser)
+	g.answerWith("/account/verify", "X-Auth-Bind", bindProfile(map[string]any{"name": "Andrew Roshell", "phone_number": "+15555550100"}))
+	resp, body := g.navigate(g.browser, "/account/verify")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "at the level this account requires") {
+		t.Errorf("binding below acr_values: %d %q, want 403", resp.StatusCode, clip(body, 300))
+	}
+	if g.sessionCookie(g.browser) != cookie || g.store.Len() != 1 || g.stored().Binding != "" {
+		t.Error("the session changed")
 	}
 }

@@ -427,6 +427,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionTrust(); err != nil {
 		return err
 	}
+	if err := h.provisionHintKey(); err != nil {
+		return err
+	}
 	if h.Assertion != nil || h.IdentityBinding != nil || h.CIBA != nil {
 		// The binding's login_hint (jwt format) and CIBA's transaction confirmations are
 		// signed with the assertion keys.

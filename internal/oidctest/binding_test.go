@@ -192,8 +192,11 @@ func TestBindingApproves(t *testing.T) {
 			hint := tt.key.sign(t, tt.claims)
 			q, verifier := authorizeAs(t, op, SubjectAndrew, url.Values{"login_hint": {hint}})
 			claims := boundIDToken(t, op, q, verifier)
-			if claims["binding"] != "verified" {
-				t.Errorf("ID token binding = %v, want verified", claims["binding"])
+			if b := op.LastBinding(); b == nil || b.Format != HintFormatJWT || b.Decision != DecisionApprove || b.Subject != SubjectAndrew || b.Encrypted {
+				t.Errorf("LastBinding() = %+v, want an approved jwt binding for andrew", b)
+			}
+			if claims["binding"] != nil {
+				t.Errorf("ID token binding = %v, want no such claim (none is published)", claims["binding"])
 			}
 			if claims["sub"] != SubjectAndrew {
 				t.Errorf("ID token sub = %v, want %s", claims["sub"], SubjectAndrew)
@@ -205,25 +208,13 @@ func TestBindingApproves(t *testing.T) {
 	}
 }
 
-// TestBindingClaimOnlyWhenBound: binding appears only in ID tokens of an approved binding
-// (and tokens refreshed from it), never from a user's claims, never in userinfo.
-func TestBindingClaimOnlyWhenBound(t *testing.T) {
+// TestBindingNoInventedClaim: a binding adds no claim of its own ("binding" is no
+// provider's); the relying party knows a binding by the same subject and acr, and, for ID
+// Dataweb, policyDecision. Refreshed tokens stay as they were.
+func TestBindingNoInventedClaim(t *testing.T) {
 	clock := newFakeClock()
 	es := newHintKey(t, jose.ES256, "gw")
-	users := DefaultUsers()
-	for i := range users {
-		if users[i].Subject == SubjectAse {
-			users[i].IDTokenClaims["binding"] = "verified" // a user's claims cannot say so
-		}
-	}
-	op := NewTest(t, Options{Now: clock.Now, LoginHintJWKS: jwks(t, es), Users: users})
-
-	for _, sub := range []string{SubjectAndrew, SubjectAse} {
-		if idt, ui := loginClaims(t, op, sub); idt["binding"] != nil || ui["binding"] != nil {
-			t.Errorf("%s without login_hint: binding = %v / %v, want absent", sub, idt["binding"], ui["binding"])
-		}
-	}
-
+	op := NewTest(t, Options{Now: clock.Now, LoginHintJWKS: jwks(t, es)})
 	q, verifier := authorizeAs(t, op, SubjectAndrew, url.Values{"login_hint": {es.sign(t, andrewProfile(op, clock.Now()))}})
 	status, tok := exchange(t, op, q.Get("code"), verifier)
 	if status != http.StatusOK {
@@ -237,8 +228,11 @@ func TestBindingClaimOnlyWhenBound(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("refresh = %d %v", status, ref)
 	}
-	if c, err := verifyJWT(t, op, ref["id_token"].(string)); err != nil || c["binding"] != "verified" {
-		t.Errorf("refreshed ID token binding = %v (%v), want verified", c["binding"], err)
+	for _, idt := range []any{tok["id_token"], ref["id_token"]} {
+		c, err := verifyJWT(t, op, idt.(string))
+		if err != nil || c["binding"] != nil || c["sub"] != SubjectAndrew {
+			t.Errorf("ID token sub %v binding %v (%v), want andrew without binding", c["sub"], c["binding"], err)
+		}
 	}
 }
 
@@ -258,8 +252,8 @@ func TestBindingACR(t *testing.T) {
 		"acr_values": {"urn:idw:loa:high urn:idw:loa:medium-high"},
 	})
 	claims := boundIDToken(t, op, q, verifier)
-	if claims["binding"] != "verified" || claims["acr"] != "urn:idw:loa:medium-high" {
-		t.Errorf("ID token binding, acr = %v, %v, want verified, urn:idw:loa:medium-high", claims["binding"], claims["acr"])
+	if claims["acr"] != "urn:idw:loa:medium-high" {
+		t.Errorf("ID token acr = %v, want urn:idw:loa:medium-high", claims["acr"])
 	}
 }
 
@@ -371,7 +365,8 @@ func TestBindingRefusesInvalidHints(t *testing.T) {
 		{"kid not in the JWKS", (&hintKey{alg: es.alg, kid: "other", priv: es.priv}).sign(t, andrewProfile(op, now)), "signature does not verify"},
 		{"alg none", unsigned(`{"alg":"none","typ":"JWT"}`, andrewProfile(op, now)), "not signed with ES256 or RS256"},
 		{"alg None", unsigned(`{"alg":"None"}`, andrewProfile(op, now)), "not signed with ES256 or RS256"},
-		{"HS256 with the client secret", hs256(), "not signed with ES256 or RS256"},
+		// HS256 is ID Dataweb's format, whose field names differ.
+		{"HS256 with the client secret, OIDC names", hs256(), "not one of ID Dataweb's"},
 		{"aud another OP", es.sign(t, edit(func(c map[string]any) { c["aud"] = "https://other-op.example" })), "aud is not this OP"},
 		{"aud with a trailing slash", es.sign(t, edit(func(c map[string]any) { c["aud"] = op.Issuer() + "/" })), "aud is not this OP"},
 		{"aud with an extra audience", es.sign(t, edit(func(c map[string]any) { c["aud"] = []any{op.Issuer(), "other"} })), "aud is not this OP"},

@@ -79,43 +79,60 @@
 // # Identity binding
 //
 // An authorization request whose login_hint is a JWT (three dot-separated base64url parts
-// whose first decodes to a JSON object; anything else, an e-mail address say, is an
-// ordinary hint and ignored) is an identity-binding request (ID Dataweb "Identity
-// Binding", shared/seeds/002): the relying party prefills the account's profile, signed.
-// The Provider verifies it against Options.LoginHintJWKS, a function returning the JWKS
-// JSON (called per request; the devop command takes a URL, e.g. the gateway's
-// /.trustgate/jwks.json, or a file). Without it, a JWT login_hint is refused. The JWT must
-// be a compact JWS signed ES256 or RS256 (alg none, HS* and the rest are refused) by a JWKS
-// key (the kid's, when the header names one; a key's alg and use, when set, must fit), at
-// most 16 KiB, with: iss a non-empty string; aud this issuer exactly (a string, or an array
-// of only it); exp present, in the future and at most MaxLoginHintLifetime (10 min) ahead;
+// whose first decodes to a JSON object) or a compact JWE (five parts, a header naming enc)
+// is an identity-binding request (ID Dataweb "Identity Binding", shared/seeds/002): the
+// relying party prefills the account's profile. Anything else, an e-mail address say, is
+// an ordinary hint and ignored. Two formats are understood; a hint that fails its checks
+// redirects to the client with error invalid_request and error_description
+// "login_hint: <reason>", before the login page (which then carries the hint to the POST,
+// where it is checked again; a repeated login_hint is refused with an error page). At most
+// 16 KiB.
+//
+// ID Dataweb's format (a JWS with alg HS256, or a JWE holding one), as ID Dataweb's Gateway
+// documentation publishes it: signed HS256 with the client's secret (verified by hand, as
+// go-jose refuses HMAC keys shorter than 32 bytes); sub a non-empty string; iat present and
+// not in the future; exp in the future, at most MaxLoginHintLifetime (10 min) after now and
+// after iat; every other claim a string and one of ID Dataweb's fields (fname, mname, lname,
+// email, dialCode, telephone, street_number, route, subpremise, locality, postal_code,
+// administrative_area_level_1, country, dobday, dobmonth, dobyear, ssn4, ssn9); and a name
+// (fname and lname) or a phone (dialCode and telephone). A JWE (cty JWT; RSA-OAEP-256,
+// RSA-OAEP or ECDH-ES+A256KW with A256GCM) is decrypted with the Provider's own login_hint
+// key: HintEncryptionKeyPEM (RSA), HintEncryptionECKeyPEM (EC P-256), or the JWKS at
+// PathHintKeys (HintKeysURL; ?kty=EC for the EC key), made at first use. Once the user is
+// known, the Provider decides as ID Dataweb's Gateway does, and always issues a code: the
+// ID token carries policyDecision "approve" or "deny" (ClaimPolicyDecision), idwRiskScore
+// and idwTrustScore (strings, "100" for approve and "0" for deny, made up) and a jti; a
+// refreshed ID token keeps that verdict. The verdict: a user with HighRisk set is denied
+// (Session Risk); otherwise the prefill must match the account (the user's IDTokenClaims
+// over UserinfoClaims): fname + lname against given_name + family_name (case-insensitive,
+// white space folded), mname against middle_name, "+" dialCode telephone against
+// phone_number without punctuation, email, and dobyear-dobmonth-dobday against birthdate,
+// each only where both sides have it; any mismatch, or nothing compared, is deny.
+//
+// trustgate's generic format (a JWS with another alg): verified against
+// Options.LoginHintJWKS, a function returning the JWKS JSON (called per request; the devop
+// command takes a URL, e.g. the gateway's /.trustgate/jwks.json, or a file). Without it,
+// such a hint is refused. It must be signed ES256 or RS256 (alg none and the rest are
+// refused) by a JWKS key (the kid's, when the header names one; a key's alg and use, when
+// set, must fit), with: iss a non-empty string; aud this issuer exactly (a string, or an
+// array of only it); exp present, in the future and at most MaxLoginHintLifetime ahead;
 // iat, if present, not more than a minute in the future and at most 10 min before exp;
 // nbf, if present, passed (a minute's leeway); and a name (name, or given_name and
-// family_name) or a phone_number. A failure redirects to the client with error
-// invalid_request and error_description "login_hint: <reason>" (temporarily_unavailable
-// when LoginHintJWKS fails or returns no JWKS). This happens before the login page, which
-// then carries the hint to the POST, where it is checked again. A repeated login_hint is
-// refused with an error page.
+// family_name) or a phone_number (temporarily_unavailable when LoginHintJWKS fails). The
+// decision: a HighRisk user is denied with access_denied "high risk"
+// (BindingDeniedHighRisk); a profile that does not match the account (full names compared
+// case-insensitively, phone_number without punctuation, each where both sides have it, at
+// least one compared) is access_denied "account match failed" (BindingDeniedMismatch);
+// otherwise the login gets a code as any other. Other profile claims are ignored.
 //
-// Once the user is known (login page or auto-login), the binding is decided in seed 002's
-// order:
+// Neither format adds a claim of its own (there is no "binding" claim): a relying party
+// knows a confirmed binding by the same subject, the acr asked for, and, for ID Dataweb,
+// policyDecision. LastBinding returns the last verified request and its verdict. acr
+// follows the user's ACRLevels for the request's acr_values as for any login.
 //
-//  1. Session Risk: a user with HighRisk set is denied: error access_denied,
-//     error_description "high risk" (BindingDeniedHighRisk).
-//  2. PII Validation: the profile must match the account (the user's IDTokenClaims over
-//     UserinfoClaims). Full names (name, or given_name + " " + family_name) are compared
-//     case-insensitively with white space folded, phone_number after removing spaces,
-//     dashes, dots and parentheses, each only when both sides have it; any mismatch, or no
-//     attribute on both sides, is access_denied "account match failed"
-//     (BindingDeniedMismatch). Other profile claims (email, sub, address, ...) are ignored.
-//  3. Otherwise the login is approved: the code is issued and the ID token (also after a
-//     refresh of that grant) carries the claim binding = "verified" (ClaimBinding,
-//     BindingVerified), which is what a relying party reads to know the OP bound the user
-//     to the account.
-//
-// The binding claim appears nowhere else: not from a user's IDTokenClaims, never in
-// userinfo. acr follows the user's ACRLevels for the request's acr_values as for any login.
-// The "andrew" user (Andrew Roshell, +15555550100) is seed 002's test record.
+// Users for ID Dataweb: "andrew" (Andrew Roshell, +15555550100, seed 002's test record; a
+// plain login carries policyDecision approve), "idw-deny" (policyDecision deny) and
+// "idw-none" (no policyDecision).
 //
 // # CIBA
 //

@@ -50,7 +50,10 @@ type grant struct {
 	acr      string // the acr reached for requested acr_values; "" keeps the user's own
 	sid      string // the OP session: random per authorization, kept by refreshed tokens
 	alias    string // bindid_alias reported by session feedback before this authorization, or ""
-	bound    bool   // an identity binding (login_hint JWT) approved at this authorization
+	// decision is ID Dataweb's verdict on an identity binding (login_hint in ID Dataweb's
+	// format) at this authorization, DecisionApprove or DecisionDeny; "" keeps the user's
+	// own claims. Refreshed ID tokens keep it.
+	decision string
 	// authReqID is the CIBA auth_req_id this grant was approved for, "" for other grants;
 	// the CIBA grant's ID token carries it (ClaimAuthReqID), refreshed ones do not.
 	authReqID string
@@ -66,6 +69,7 @@ func (p *Provider) routes() http.Handler {
 	mux.HandleFunc(PathEndSession, p.handleEndSession)
 	mux.HandleFunc(PathSessionFeedback, p.handleSessionFeedback)
 	mux.HandleFunc(PathBackchannelAuthorize, p.handleBackchannelAuthorize)
+	mux.HandleFunc(PathHintKeys, p.handleHintKeys)
 	if p.device {
 		mux.HandleFunc(PathDevice, p.handleDevice)
 	}
@@ -107,7 +111,7 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 
 func (p *Provider) discoveryDocument() map[string]any {
 	claims := map[string]bool{}
-	for _, c := range []string{"sub", "iss", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "bindid_alias", ClaimBinding} {
+	for _, c := range []string{"sub", "iss", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "bindid_alias"} {
 		claims[c] = true
 	}
 	for _, u := range p.users {
@@ -226,10 +230,10 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		fail(faults.AuthorizeError, faults.AuthorizeErrorDescription)
 		return
 	}
-	// A login_hint that is a JWT is an identity-binding request (seed 002): its profile is
-	// verified now, and matched against the user once the user is known.
-	profile, isJWT, hintErr := p.loginHintProfile(q.Get("login_hint"))
-	if isJWT && hintErr != nil {
+	// A login_hint that is a JWT (or a JWE) is an identity-binding request (seed 002): its
+	// profile is verified now, and matched against the user once the user is known.
+	binding, hintErr := p.loginHintBinding(q.Get("login_hint"), client)
+	if hintErr != nil {
 		code := "invalid_request"
 		if errors.Is(hintErr, errHintKeysUnavailable) {
 			code = "temporarily_unavailable"
@@ -258,11 +262,26 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if profile != nil {
-		if code, desc := bindingDecision(user, profile); code != "" {
-			setNote(w, "client=%s user=%s binding=%s", client.ID, user.Subject, desc)
-			fail(code, desc)
-			return
+	decision := ""
+	if binding != nil {
+		binding.Subject = user.Subject
+		switch binding.Format {
+		case HintFormatIDDataweb:
+			// ID Dataweb's Gateway settles every login to approve or deny, in the ID token.
+			decision = idwDecision(user, binding.Claims)
+			binding.Decision = decision
+			setNote(w, "client=%s user=%s policyDecision=%s", client.ID, user.Subject, decision)
+		default:
+			binding.Decision = DecisionApprove
+			if code, desc := bindingDecision(user, binding.Claims); code != "" {
+				binding.Decision = DecisionDeny
+				p.mu.Lock()
+				p.lastBinding = binding
+				p.mu.Unlock()
+				setNote(w, "client=%s user=%s binding=%s", client.ID, user.Subject, desc)
+				fail(code, desc)
+				return
+			}
 		}
 	}
 
@@ -270,6 +289,9 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	code := randomToken()
 	p.mu.Lock()
 	p.lastAuthorize = cloneValues(q)
+	if binding != nil {
+		p.lastBinding = binding
+	}
 	alias := p.aliases[user.Subject]
 	p.mu.Unlock()
 	ac := &authCode{
@@ -283,7 +305,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			acr:      user.reachedACR(q.Get("acr_values")),
 			sid:      randomToken(),
 			alias:    alias,
-			bound:    profile != nil,
+			decision: decision,
 		},
 		redirectURI: redirectURI,
 		challenge:   challenge,
@@ -584,10 +606,12 @@ func (p *Provider) idToken(client Client, g *grant, accessToken, nonce string, n
 	if g.alias != "" {
 		claims["bindid_alias"] = g.alias
 	}
-	if g.bound {
-		claims[ClaimBinding] = BindingVerified
-	} else {
-		delete(claims, ClaimBinding)
+	if g.decision != "" {
+		claims[ClaimPolicyDecision] = g.decision
+		claims[ClaimRiskScore], claims[ClaimTrustScore] = idwScores(g.decision)
+	}
+	if _, ok := claims[ClaimPolicyDecision]; ok {
+		claims["jti"] = randomToken() // ID Dataweb's ID tokens carry a jti
 	}
 	iat, exp := now, now.Add(AccessTokenLifetime)
 	claims["iss"] = p.issuer

@@ -111,6 +111,7 @@ type Provider struct {
 	device     bool // serve PathDevice (Options.DeviceConsole)
 	hintJWKS   func() ([]byte, error)
 	uiIssuer   string        // iss of signed userinfo ("" = issuer)
+	hintKeys   hintEncKeys   // decrypt ID Dataweb login_hints (PathHintKeys)
 	cibaExpiry time.Duration // default lifetime of a backchannel authentication request
 	cibaIntvl  time.Duration // announced interval; 0 = omitted (DefaultCIBAInterval enforced)
 	ln         net.Listener
@@ -130,6 +131,7 @@ type Provider struct {
 	lastUserinfo   *recordedRequest
 	lastEndSession url.Values
 	lastFeedback   *Feedback
+	lastBinding    *Binding
 	aliases        map[string]string // subject -> alias reported by session feedback
 	codes          *expiringMap[*authCode]
 	usedCodes      *expiringMap[string] // code -> grant family

@@ -22,7 +22,7 @@ const (
 )
 
 // Subjects of DefaultUsers. Their labels are "bindid-known", "bindid-new", "ola", "ase",
-// "kari" and "andrew".
+// "kari", "andrew", "idw-deny" and "idw-none".
 const (
 	SubjectBindIDKnown = "123e4567-e89b-12d3-a456-426652340000" // seed 000, bindid_alias present
 	SubjectBindIDNew   = "123e4567-e89b-12d3-a456-426652340001" // seed 000 shape, no bindid_alias
@@ -30,6 +30,8 @@ const (
 	SubjectAse         = "ase-0001"                             // non-ASCII name, JSON userinfo
 	SubjectKari        = "bank-0001"                            // seed 004 bank claims, signed userinfo
 	SubjectAndrew      = "idw-0001"                             // seed 002 account record Andrew Roshell, no bindid_alias
+	SubjectIDWDeny     = "idw-0002"                             // ID Dataweb login with policyDecision deny
+	SubjectIDWNone     = "idw-0003"                             // ID Dataweb-shaped login without policyDecision
 )
 
 // Client is a registered relying party.
@@ -68,8 +70,9 @@ type User struct {
 	// value in this list; when none is, the user's own acr (IDTokenClaims) is kept.
 	ACRLevels []string
 	// HighRisk marks the session risk of this user's logins as high: an identity-binding
-	// request (login_hint JWT) is denied with access_denied "high risk" before any profile
-	// matching, as seed 002's Session Risk step does. Other logins are not affected.
+	// request is denied before any profile matching, as seed 002's Session Risk step does
+	// (ID Dataweb's format: policyDecision deny in the ID token; trustgate's generic JWT:
+	// access_denied "high risk"). Other logins are not affected.
 	HighRisk bool
 }
 
@@ -115,7 +118,14 @@ func DefaultClient() Client {
 //   - "andrew" (SubjectAndrew): Andrew Roshell, the account record of seed 002's test table,
 //     for identity binding: name, given_name, family_name, a made-up phone_number
 //     (+15555550100) and email, verified, in the ID token and JSON userinfo; no
-//     bindid_alias, so he is also a new user for session feedback.
+//     bindid_alias, so he is also a new user for session feedback. His ID token also carries
+//     ID Dataweb's verdict of a plain login: policyDecision "approve", idwRiskScore and
+//     idwTrustScore "100" (and a jti); an identity binding replaces the verdict with the
+//     binding's.
+//   - "idw-deny" (SubjectIDWDeny): Dana Deny, an ID Dataweb login the Gateway denied
+//     (policyDecision "deny", scores "0").
+//   - "idw-none" (SubjectIDWNone): Nora None, an ID Dataweb-shaped user whose ID token has
+//     no policyDecision at all.
 func DefaultUsers() []User {
 	known := bindIDClaims(true)
 	knownUI := bindIDClaims(true)
@@ -163,7 +173,9 @@ func DefaultUsers() []User {
 			UserinfoClaims: kariClaims(),
 			SignedUserinfo: true,
 		},
-		{Subject: SubjectAndrew, Label: "andrew", IDTokenClaims: andrewClaims(), UserinfoClaims: andrewClaims()},
+		{Subject: SubjectAndrew, Label: "andrew", IDTokenClaims: idwVerdict(andrewClaims(), DecisionApprove), UserinfoClaims: andrewClaims()},
+		{Subject: SubjectIDWDeny, Label: "idw-deny", IDTokenClaims: idwVerdict(idwPerson("Dana", "Deny", "+15555550111"), DecisionDeny), UserinfoClaims: idwPerson("Dana", "Deny", "+15555550111")},
+		{Subject: SubjectIDWNone, Label: "idw-none", IDTokenClaims: idwPerson("Nora", "None", "+15555550122"), UserinfoClaims: idwPerson("Nora", "None", "+15555550122")},
 	}
 }
 
@@ -177,6 +189,27 @@ func andrewClaims() map[string]any {
 		"email":                 "andrew.roshell@example.org",
 		"email_verified":        true,
 		"phone_number":          "+15555550100",
+		"phone_number_verified": true,
+	}
+}
+
+// idwVerdict adds ID Dataweb's verdict claims (policyDecision, idwRiskScore,
+// idwTrustScore) to an ID token's claims.
+func idwVerdict(c map[string]any, decision string) map[string]any {
+	c[ClaimPolicyDecision] = decision
+	c[ClaimRiskScore], c[ClaimTrustScore] = idwScores(decision)
+	return c
+}
+
+// idwPerson is a made-up ID Dataweb user's profile.
+func idwPerson(given, family, phone string) map[string]any {
+	return map[string]any{
+		"name":                  given + " " + family,
+		"given_name":            given,
+		"family_name":           family,
+		"email":                 strings.ToLower(given+"."+family) + "@example.org",
+		"email_verified":        true,
+		"phone_number":          phone,
 		"phone_number_verified": true,
 	}
 }

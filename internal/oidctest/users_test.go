@@ -156,8 +156,26 @@ func TestDefaultUsersFollowSeeds(t *testing.T) {
 			name: "identity binding Andrew Roshell (seed 002)", label: "andrew", subject: SubjectAndrew,
 			userinfo: map[string]any{"sub": SubjectAndrew, "name": "Andrew Roshell", "given_name": "Andrew", "family_name": "Roshell",
 				"email": "andrew.roshell@example.org", "email_verified": true, "phone_number": "+15555550100", "phone_number_verified": true},
+			// ID Dataweb's Gateway puts its verdict in the ID token (policyDecision, and the
+			// scores as strings).
 			idToken: map[string]any{"name": "Andrew Roshell", "given_name": "Andrew", "family_name": "Roshell",
-				"email": "andrew.roshell@example.org", "email_verified": true, "phone_number": "+15555550100", "phone_number_verified": true},
+				"email": "andrew.roshell@example.org", "email_verified": true, "phone_number": "+15555550100", "phone_number_verified": true,
+				"policyDecision": "approve", "idwRiskScore": "100", "idwTrustScore": "100"},
+		},
+		{
+			name: "ID Dataweb denied", label: "idw-deny", subject: SubjectIDWDeny,
+			userinfo: map[string]any{"sub": SubjectIDWDeny, "name": "Dana Deny", "given_name": "Dana", "family_name": "Deny",
+				"email": "dana.deny@example.org", "email_verified": true, "phone_number": "+15555550111", "phone_number_verified": true},
+			idToken: map[string]any{"name": "Dana Deny", "given_name": "Dana", "family_name": "Deny",
+				"email": "dana.deny@example.org", "email_verified": true, "phone_number": "+15555550111", "phone_number_verified": true,
+				"policyDecision": "deny", "idwRiskScore": "0", "idwTrustScore": "0"},
+		},
+		{
+			name: "ID Dataweb without a verdict", label: "idw-none", subject: SubjectIDWNone,
+			userinfo: map[string]any{"sub": SubjectIDWNone, "name": "Nora None", "given_name": "Nora", "family_name": "None",
+				"email": "nora.none@example.org", "email_verified": true, "phone_number": "+15555550122", "phone_number_verified": true},
+			idToken: map[string]any{"name": "Nora None", "given_name": "Nora", "family_name": "None",
+				"email": "nora.none@example.org", "email_verified": true, "phone_number": "+15555550122", "phone_number_verified": true},
 		},
 	}
 	for _, tt := range tests {

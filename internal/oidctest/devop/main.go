@@ -96,6 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *hintKeys != "" {
 		fmt.Fprintf(stdout, "login_hint JWT keys: %s\n", *hintKeys)
 	}
+	fmt.Fprintf(stdout, "ID Dataweb login_hint encryption keys (login_hint_encryption_key): %s\n", p.HintKeysURL())
 	fmt.Fprintln(stdout, "users:")
 	for _, u := range users {
 		signed := ""

@@ -198,9 +198,11 @@ type Handler struct {
 
 	// IdentityBinding, when present, lets the application bind a verified identity to the
 	// signed-in account: it answers with the response header identity_binding.header (a
-	// base64url JSON profile); the gateway signs the profile as a short-lived JWT (keys at
-	// <path_prefix>/jwks.json), sends the browser to the provider with it as login_hint,
-	// and on a confirmed binding the upstream gets X-Auth-Binding: verified.
+	// base64url JSON profile); the gateway turns the profile into a short-lived login_hint
+	// in the login_hint_format (jwt: signed with the keys at <path_prefix>/jwks.json;
+	// iddataweb: ID Dataweb's HS256 prefill JWT), sends the browser to the provider with it,
+	// and on a confirmed binding (same subject, acr_values met, the provider's verdict
+	// approve) the upstream gets X-Auth-Binding: verified.
 	IdentityBinding *IdentityBindingConfig `json:"identity_binding,omitempty"`
 
 	// CIBA, when present, serves <path_prefix>/ciba/start, /ciba/poll and /ciba/user-code:
@@ -430,7 +432,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionHintKey(); err != nil {
 		return err
 	}
-	if h.Assertion != nil || h.IdentityBinding != nil || h.CIBA != nil {
+	if h.Assertion != nil || h.CIBA != nil || (h.IdentityBinding != nil && h.LoginHintFormat != provider.HintIDDataweb) {
 		// The binding's login_hint (jwt format) and CIBA's transaction confirmations are
 		// signed with the assertion keys.
 		if err := h.provisionAssertion(ctx); err != nil {

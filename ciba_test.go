@@ -625,7 +625,7 @@ func (g *gateway) apiGet(c *http.Client, path string, hdr map[string]string) *ht
 func (g *gateway) verifyConfirmation(tok string) map[string]any {
 	g.t.Helper()
 	set := g.fetchJWKS()
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		g.t.Fatalf("X-Auth-Confirmation is not an ES256 JWS: %v", err)
 	}

@@ -941,3 +941,65 @@ func TestCIBAConfirmationExpiresUnsent(t *testing.T) {
 		t.Error("the expired confirmation is still in the session")
 	}
 }
+
+// TestFL01_CIBALoginCSRF: another site's page cannot drive the CIBA endpoints in the user's
+// browser. An attacker who approved a login of their own account on their own phone posts
+// a form to ciba/poll from their page; the browser must not get the attacker's session.
+// Every endpoint refuses a cross-site request (Sec-Fetch-Site or a foreign Origin) with 403
+// cross_site, before reading the body: no provider call, no cookie, nothing stored or spent.
+func TestFL01_CIBALoginCSRF(t *testing.T) {
+	clk := newTestClock()
+	g := newGateway(t, withCIBA(clk))
+	attacker := &http.Client{}
+	requestID := g.cibaStart(attacker, "bindid-known")
+	authReqID, _ := g.op.CIBAByHint("bindid-known")
+	if err := g.op.CIBAApprove(authReqID); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(5 * time.Second)
+	polls := g.op.Counts().CIBAPoll
+
+	for _, tc := range []struct {
+		name, endpoint string
+		hdr            map[string]string
+	}{
+		{"poll, Sec-Fetch-Site cross-site", "poll", map[string]string{"Sec-Fetch-Site": "cross-site"}},
+		{"poll, foreign Origin", "poll", map[string]string{"Origin": "https://attacker.example"}},
+		{"poll, Origin null (sandboxed frame)", "poll", map[string]string{"Origin": "null"}},
+		{"user-code, foreign Origin", "user-code", map[string]string{"Origin": "https://attacker.example"}},
+		{"start, Sec-Fetch-Site cross-site", "start", map[string]string{"Sec-Fetch-Site": "cross-site"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			form := url.Values{"request_id": {requestID}, "user_code": {"1234"}, "login_hint": {"ola"}}
+			req, _ := http.NewRequest(http.MethodPost, g.srv.URL+"/.trustgate/ciba/"+tc.endpoint, strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			for k, v := range tc.hdr {
+				req.Header.Set(k, v)
+			}
+			resp, raw := do(t, g.browser, req)
+			var out map[string]any
+			_ = json.Unmarshal([]byte(raw), &out)
+			if resp.StatusCode != http.StatusForbidden || out["error"] != "cross_site" {
+				t.Errorf("%s: %d %v, want 403 cross_site", tc.endpoint, resp.StatusCode, out)
+			}
+			if sc := resp.Header.Values("Set-Cookie"); len(sc) != 0 {
+				t.Errorf("%s: Set-Cookie %q on a refused cross-site request", tc.endpoint, sc)
+			}
+		})
+	}
+	if g.sessionCookie(g.browser) != "" || g.store.Len() != 0 {
+		t.Errorf("cross-site requests left a session: cookie %v, %d sessions", g.sessionCookie(g.browser) != "", g.store.Len())
+	}
+	if n := g.op.Counts().CIBAPoll; n != polls {
+		t.Errorf("provider polls = %d, want %d: a refused request must not reach the provider", n, polls)
+	}
+	// The request was not spent: its own client (no browser headers; a same-origin page
+	// would send its own Origin) still finishes the login.
+	req, _ := http.NewRequest(http.MethodPost, g.srv.URL+"/.trustgate/ciba/poll", strings.NewReader(`{"request_id":"`+requestID+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", g.srv.URL)
+	jar, _ := cookiejar.New(nil)
+	if resp, raw := do(t, &http.Client{Jar: jar}, req); resp.StatusCode != http.StatusOK || !strings.Contains(raw, `"authenticated"`) {
+		t.Errorf("same-origin poll after the refusals: %d %s", resp.StatusCode, clip(raw, 200))
+	}
+}

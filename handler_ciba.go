@@ -210,6 +210,15 @@ func (h *Handler) cibaInput(w http.ResponseWriter, r *http.Request) (map[string]
 		_ = cibaError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 		return nil, false
 	}
+	if crossSite(r) {
+		// Another site's page must not drive these endpoints in the user's browser: a
+		// form posted to ciba/poll would plant a session of the attacker's account
+		// (login CSRF), one posted to ciba/start would confirm from the user's session.
+		// Browsers say where a request comes from; clients without a browser send neither
+		// header and are not affected.
+		_ = h.cibaRefuse(w, http.StatusForbidden, "cross_site", "ciba_cross_site", "CIBA requests from another site's page are refused")
+		return nil, false
+	}
 	in, err := readCIBAForm(w, r)
 	if err != nil {
 		_ = cibaError(w, http.StatusBadRequest, "invalid_request", err.Error())
@@ -241,9 +250,6 @@ func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
 	case "true":
 		if countNonEmpty(req.LoginHint, req.IDTokenHint, req.LoginHintToken) != 0 {
 			return h.cibaRefuse(w, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "from_session names the user by the session's ID token: send no login_hint, id_token_hint or login_hint_token with it")
-		}
-		if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
-			return h.cibaRefuse(w, http.StatusForbidden, "cross_site", "ciba_cross_site", "a confirmation for a signed-in session must be requested from this site")
 		}
 		s, err := h.currentSession(r)
 		if errors.Is(err, session.ErrNotFound) {
@@ -376,6 +382,20 @@ func (h *Handler) acknowledge(rec *cibaRecord, ack *oidcflow.CIBAAck, now time.T
 func (h *Handler) cibaRefuse(w http.ResponseWriter, status int, code, reason, msg string) error {
 	h.logger.Info("CIBA request refused: "+msg, zap.String("reason", reason), zap.Int("status", status))
 	return cibaError(w, status, code, msg)
+}
+
+// crossSite reports a browser request sent by another site's page: Sec-Fetch-Site
+// cross-site, or an Origin header ("null" included) whose host is not the request's.
+func crossSite(r *http.Request) bool {
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return true
+	}
+	origin, ok := r.Header["Origin"]
+	if !ok || len(origin) == 0 {
+		return false
+	}
+	u, err := url.Parse(origin[0])
+	return err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host)
 }
 
 func countNonEmpty(ss ...string) int {

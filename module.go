@@ -477,7 +477,11 @@ func (h *Handler) applyProvider() (*provider.Profile, error) {
 	}
 	if h.Userinfo == "" && p.Userinfo != "" {
 		h.Userinfo = p.Userinfo
-		h.UserinfoRequireSigned = h.UserinfoRequireSigned || p.UserinfoRequireSigned
+	}
+	if p.UserinfoRequireSigned && h.Userinfo != oidcflow.UserinfoOff {
+		// A provider that always signs userinfo (BankID) gets no unsigned answer through,
+		// whatever method is chosen: a JSON answer there can only be a substitution.
+		h.UserinfoRequireSigned = true
 	}
 	if h.UserinfoIssuer == "" {
 		h.UserinfoIssuer = p.UserinfoIssuer(h.Issuer)
@@ -593,6 +597,7 @@ func (h *Handler) provisionClient() error {
 		Userinfo:              h.Userinfo,
 		RequireSignedUserinfo: h.UserinfoRequireSigned,
 		UserinfoIssuer:        h.UserinfoIssuer,
+		IDTokenFirstClaims:    h.profile.IDTokenFirstClaims(),
 		TrustedAudiences:      h.TrustedAudiences,
 		ClockLeeway:           time.Duration(h.ClockLeeway),
 		Now:                   h.now,
@@ -600,7 +605,7 @@ func (h *Handler) provisionClient() error {
 	// The key identifies the configuration without holding the secret itself.
 	sum := sha256.Sum256([]byte(cfg.ClientSecret))
 	kb, err := json.Marshal([]any{cfg.Issuer, cfg.ClientID, hex.EncodeToString(sum[:]), cfg.Scopes, cfg.AuthMethod,
-		cfg.Userinfo, cfg.RequireSignedUserinfo, cfg.UserinfoIssuer, cfg.TrustedAudiences, cfg.ClockLeeway})
+		cfg.Userinfo, cfg.RequireSignedUserinfo, cfg.UserinfoIssuer, cfg.IDTokenFirstClaims, cfg.TrustedAudiences, cfg.ClockLeeway})
 	if err != nil {
 		return fmt.Errorf("provider pool key: %w", err)
 	}
@@ -718,6 +723,9 @@ func (h *Handler) Validate() error {
 		}
 		if h.clientSecret == "" {
 			return errors.New("feedback_endpoint needs client_secret: the feedback request is authenticated with an HMAC keyed with it")
+		}
+		if h.AliasClaim == "" {
+			return errors.New("feedback_endpoint needs an alias claim to link: set `provider bindid` (alias_claim bindid_alias) or alias_claim; the generic profile has none")
 		}
 	}
 	for name, v := range map[string]string{"alias_header": h.AliasHeader, "identity_binding header": bindHeaderOf(h.IdentityBinding)} {

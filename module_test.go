@@ -254,6 +254,7 @@ func TestProvisionErrors(t *testing.T) {
 		{"unknown login_hint_format", Handler{Issuer: "https://idp.example.com", ClientID: "c", LoginHintFormat: "pem", Secrets: []string{testSecret}}, "login_hint_format must be jwt or iddataweb"},
 		{"iddataweb binding without secret", Handler{Provider: "iddataweb", Issuer: "https://idp.example.com", ClientID: "c", IdentityBinding: &IdentityBindingConfig{}, Secrets: []string{testSecret}}, "login_hint_format iddataweb needs client_secret"},
 		{"encryption key without iddataweb hints", Handler{Issuer: "https://idp.example.com", ClientID: "c", LoginHintEncryptionKey: "https://idw.example/jwks", Secrets: []string{testSecret}}, "login_hint_encryption_key is only used with login_hint_format iddataweb"},
+		{"feedback without an alias claim", Handler{Issuer: "https://idp.example.com", ClientID: "c", ClientSecret: "s", FeedbackEndpoint: "https://idp.example.com/session-feedback", Secrets: []string{testSecret}}, "feedback_endpoint needs an alias claim"},
 		{"negative ciba max_expiry", Handler{Issuer: "https://idp.example.com", ClientID: "c", CIBA: &CIBAConfig{MaxExpiry: -1}, Secrets: []string{testSecret}}, "ciba: max_expiry"},
 		{"redis password placeholder empty", Handler{Issuer: "https://idp.example.com", ClientID: "c", Secrets: []string{testSecret}, SessionStore: &SessionStoreConfig{Redis: &RedisStoreConfig{Addrs: []string{"127.0.0.1:1"}, Password: "{env.TG_TEST_EMPTY}"}}}, "redis password is empty after expanding"},
 	}

@@ -109,8 +109,13 @@ func TestProviderProfileDefaultsAndOverrides(t *testing.T) {
 	if _, err := h.applyProvider(); err != nil {
 		t.Fatal(err)
 	}
-	if h.Userinfo != "post" || h.UserinfoRequireSigned || h.UserinfoIssuer != "https://ui.example" || h.AliasClaim != "preferred_username" {
+	// BankID always signs userinfo: an explicit method keeps the signature required.
+	if h.Userinfo != "post" || !h.UserinfoRequireSigned || h.UserinfoIssuer != "https://ui.example" || h.AliasClaim != "preferred_username" {
 		t.Errorf("explicit keys lost: userinfo %q signed %v issuer %q alias %q", h.Userinfo, h.UserinfoRequireSigned, h.UserinfoIssuer, h.AliasClaim)
+	}
+	h = &Handler{Provider: provider.BankID, Userinfo: "off"}
+	if _, err := h.applyProvider(); err != nil || h.UserinfoRequireSigned {
+		t.Errorf("bankid with userinfo off: require_signed %v (%v), want false (no userinfo call)", h.UserinfoRequireSigned, err)
 	}
 	h = &Handler{Provider: provider.IDDataweb}
 	if _, err := h.applyProvider(); err != nil || h.LoginHintFormat != provider.HintIDDataweb {

@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -139,8 +140,9 @@ var protocolClaims = map[string]bool{
 var assuranceClaims = map[string]bool{"acr": true, "amr": true, "auth_time": true}
 
 // mergeClaims combines the ID token's claims with userinfo's: userinfo adds and updates
-// profile claims, never protocol claims, and assurance claims only where the ID token has none.
-func mergeClaims(id, ui map[string]any) map[string]any {
+// profile claims, never protocol claims, and assurance claims (and idFirst, the provider's
+// verdict claims: Config.IDTokenFirstClaims) only where the ID token has none.
+func mergeClaims(id, ui map[string]any, idFirst ...string) map[string]any {
 	out := make(map[string]any, len(id)+len(ui))
 	for k, v := range id {
 		if !unsupportedClaims[k] {
@@ -151,7 +153,7 @@ func mergeClaims(id, ui map[string]any) map[string]any {
 		if protocolClaims[k] || unsupportedClaims[k] {
 			continue
 		}
-		if _, inID := id[k]; inID && assuranceClaims[k] {
+		if _, inID := id[k]; inID && (assuranceClaims[k] || slices.Contains(idFirst, k)) {
 			continue
 		}
 		out[k] = v

@@ -21,6 +21,8 @@ func TestMergeClaims(t *testing.T) {
 		id   map[string]any
 		ui   map[string]any
 		want map[string]any
+		// idFirst are the provider's verdict claims (Config.IDTokenFirstClaims).
+		idFirst []string
 	}{
 		{
 			name: "no userinfo",
@@ -46,6 +48,19 @@ func TestMergeClaims(t *testing.T) {
 				"iat": 1.0, "nonce": "n", "azp": "z", "at_hash": "h",
 			},
 			want: map[string]any{"sub": "alice"},
+		},
+		{
+			name:    "a provider's verdict in the ID token wins over userinfo's",
+			id:      map[string]any{"sub": "alice", "policyDecision": "approve", "idwRiskScore": "100"},
+			ui:      map[string]any{"policyDecision": "deny", "idwRiskScore": "1", "idwTrustScore": "7"},
+			idFirst: []string{"policyDecision", "idwRiskScore", "idwTrustScore"},
+			want:    map[string]any{"sub": "alice", "policyDecision": "approve", "idwRiskScore": "100", "idwTrustScore": "7"},
+		},
+		{
+			name: "without idFirst userinfo updates the same claims",
+			id:   map[string]any{"sub": "alice", "policyDecision": "approve"},
+			ui:   map[string]any{"policyDecision": "deny"},
+			want: map[string]any{"sub": "alice", "policyDecision": "deny"},
 		},
 		{
 			name: "assurance claims of the ID token win",
@@ -78,7 +93,7 @@ func TestMergeClaims(t *testing.T) {
 			for k, v := range tt.id {
 				idCopy[k] = v
 			}
-			got := mergeClaims(tt.id, tt.ui)
+			got := mergeClaims(tt.id, tt.ui, tt.idFirst...)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("mergeClaims() = %v, want %v", got, tt.want)
 			}

@@ -54,6 +54,10 @@ type Config struct {
 	// (the OP's keys, the allowed algorithms), aud and sub are checked as always.
 	// Default: Issuer.
 	UserinfoIssuer string
+	// IDTokenFirstClaims are claims the ID token decides, like acr, amr and auth_time:
+	// userinfo fills them only when the ID token has none (a provider's verdict, such as
+	// ID Dataweb's policyDecision and scores).
+	IDTokenFirstClaims []string
 	// TrustedAudiences are audiences besides ClientID that an ID token may also carry.
 	TrustedAudiences []string
 	// ClockLeeway tolerates clock skew on exp, nbf and iat. Default: 60s.

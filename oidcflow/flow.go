@@ -193,7 +193,7 @@ func (c *Client) completeLogin(ctx context.Context, p *provider, tok tokenSet, c
 	} else if c.cfg.RequireSignedUserinfo {
 		return nil, newErr(CodeUserinfoInvalid, false, "signed userinfo is required but the OP advertises no userinfo_endpoint")
 	}
-	login.Claims = mergeClaims(idClaims, login.UserinfoClaims)
+	login.Claims = mergeClaims(idClaims, login.UserinfoClaims, c.cfg.IDTokenFirstClaims...)
 	return login, nil
 }
 

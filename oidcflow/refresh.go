@@ -121,7 +121,7 @@ func (c *Client) Refresh(ctx context.Context, r RefreshRequest) (*Login, error) 
 		}
 		login.UserinfoClaims, login.SignedUserinfo = ui, signed
 	}
-	login.Claims = mergeClaims(base, login.UserinfoClaims)
+	login.Claims = mergeClaims(base, login.UserinfoClaims, c.cfg.IDTokenFirstClaims...)
 	return login, nil
 }
 

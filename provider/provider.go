@@ -97,3 +97,18 @@ func Lookup(name string) (*Profile, error) {
 func (p *Profile) UserinfoIssuer(issuer string) string {
 	return p.UserinfoIssuers[strings.TrimSuffix(issuer, "/")]
 }
+
+// IDTokenFirstClaims are the claims of the provider's verdict: the ID token decides them,
+// userinfo only fills them in when the ID token has none (like acr, amr and auth_time).
+func (p *Profile) IDTokenFirstClaims() []string {
+	var out []string
+	for _, c := range []string{p.Verification.Decision, p.Verification.RiskScore, p.Verification.TrustScore} {
+		if c != "" {
+			out = append(out, c)
+		}
+	}
+	if p.Decision != nil && !slices.Contains(out, p.Decision.Claim) {
+		out = append(out, p.Decision.Claim)
+	}
+	return out
+}

@@ -152,6 +152,22 @@ func TestIDDatawebLoginApproved(t *testing.T) {
 	assertNoPII(t, logs)
 }
 
+// ID Dataweb reports its verdict in the ID token; a userinfo that says otherwise neither
+// changes the decision nor what the upstream is told.
+func TestIDDatawebVerdictIsTheIDTokens(t *testing.T) {
+	g, _ := newIDWGateway(t)
+	g.op.SetFaults(oidctest.Faults{MutateUserinfo: func(_, c map[string]any) {
+		if c != nil {
+			c["policyDecision"], c["idwRiskScore"] = "deny", "1"
+		}
+	}})
+	g.mustLogin("andrew")
+	got := g.upstream.Header()
+	if got.Get("X-Trust-Policy-Decision") != "approve" || got.Get("X-Trust-Risk-Score") != "100" {
+		t.Errorf("verdict headers = %q / %q, want the ID token's approve / 100", got.Get("X-Trust-Policy-Decision"), got.Get("X-Trust-Risk-Score"))
+	}
+}
+
 // A login that ID Dataweb did not approve (deny, no verdict, an unknown one) creates no
 // session: 403, a page that says so with a sign-in link, reason policy_denied.
 func TestIDDatawebLoginNotApprovedCreatesNoSession(t *testing.T) {

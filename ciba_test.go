@@ -3,6 +3,8 @@ package trustgate
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -159,8 +161,8 @@ func TestCIBA06_DeniedAndExpired(t *testing.T) {
 	id = g.cibaStart(http.DefaultClient, "ola") // another user (one start per user per minute)
 	clk.Advance(121 * time.Second)
 	st, out, _ = g.cibaCall(http.DefaultClient, g.srv.URL, "poll", map[string]any{"request_id": id})
-	if st != http.StatusGone && st != http.StatusNotFound {
-		t.Errorf("expired: %d %v, want 410 (or 404 once the record is gone)", st, out)
+	if st != http.StatusGone || out["error"] != "expired_token" {
+		t.Errorf("expired: %d %v, want 410 expired_token", st, out)
 	}
 	if g.store.Len() != 0 {
 		t.Error("a session was created")
@@ -685,6 +687,11 @@ func TestCIBAFromSessionConfirmsATransaction(t *testing.T) {
 		claims["iss"] != g.srv.URL || claims["aud"] != g.srv.URL || int64(iat) != clk.Now().Unix() || exp-iat != 300 {
 		t.Errorf("confirmation claims = %v", claims)
 	}
+	// txn names the transaction the application started: base64url(SHA-256(request_id)).
+	sum := sha256.Sum256([]byte(id))
+	if claims["txn"] != base64.RawURLEncoding.EncodeToString(sum[:]) || claims["acr"] == nil {
+		t.Errorf("confirmation txn = %v, acr = %v; want the request's hash and the phone login's acr", claims["txn"], claims["acr"])
+	}
 	// Single use: gone from the session and from the next request.
 	if g.browserSession(g.browser).Confirmation != nil {
 		t.Error("the confirmation is still in the session after it was sent")
@@ -1001,5 +1008,32 @@ func TestFL01_CIBALoginCSRF(t *testing.T) {
 	jar, _ := cookiejar.New(nil)
 	if resp, raw := do(t, &http.Client{Jar: jar}, req); resp.StatusCode != http.StatusOK || !strings.Contains(raw, `"authenticated"`) {
 		t.Errorf("same-origin poll after the refusals: %d %s", resp.StatusCode, clip(raw, 200))
+	}
+}
+
+// max_expiry is a hard cap from the start: a user code sent late gets a new
+// acknowledgement from the provider, but not a longer life for the request.
+func TestCIBAUserCodeDoesNotExtendMaxExpiry(t *testing.T) {
+	clk := newTestClock()
+	g := newGateway(t, withCIBA(clk), func(h *Handler, _ *oidctest.Options) { h.CIBA.MaxExpiry = caddy.Duration(2 * time.Minute) })
+	g.mustLogin("kari")
+	idToken := g.browserSession(g.browser).IDToken
+	st, out, _ := g.cibaCall(http.DefaultClient, g.srv.URL, "start", map[string]any{"id_token_hint": idToken})
+	id, _ := out["request_id"].(string)
+	if st != http.StatusOK {
+		t.Fatalf("start: %d %v", st, out)
+	}
+	g.op.SetCIBAUserCode(oidctest.SubjectKari, "4711")
+	clk.Advance(100 * time.Second) // 20 s of max_expiry left
+	if st, out, _ := g.cibaCall(http.DefaultClient, g.srv.URL, "user-code", map[string]any{"request_id": id, "user_code": "4711"}); st != http.StatusOK {
+		t.Fatalf("user-code: %d %v", st, out)
+	}
+	clk.Advance(21 * time.Second) // past the original deadline, within the new ack's 120 s
+	st, out, _ = g.cibaCall(http.DefaultClient, g.srv.URL, "poll", map[string]any{"request_id": id})
+	if st != http.StatusGone || out["error"] != "expired_token" {
+		t.Errorf("poll past the original deadline: %d %v, want 410 expired_token", st, out)
+	}
+	if g.store.Len() != 1 {
+		t.Errorf("sessions = %d, want only kari's browser session", g.store.Len())
 	}
 }

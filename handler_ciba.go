@@ -101,6 +101,9 @@ type cibaRecord struct {
 	Claims  bool   `json:"c,omitempty"`  // a claims request is kept in its record
 	Tries   int    `json:"t,omitempty"`  // user codes sent
 	Expired bool   `json:"g,omitempty"`  // a tombstone: the request expired
+	// Deadline (unix seconds) is start + max_expiry: no acknowledgement, not even a new
+	// one after a user code, keeps the request alive past it.
+	Deadline int64 `json:"dl,omitempty"`
 }
 
 // cibaMaxExpiry is max_expiry: the longest a pending CIBA login lives.
@@ -341,7 +344,8 @@ func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
 		if req.RequestedExpiry > 0 {
 			life = req.RequestedExpiry
 		}
-		rec.Expires = now.Add(life).Unix()
+		rec.Deadline = now.Add(maxExpiry).Unix()
+		rec.Expires = min(now.Add(life).Unix(), rec.Deadline)
 		answer = map[string]any{"status": "user_code_required", "request_id": requestID, "expires_in": int64(life / time.Second)}
 	} else {
 		// The provider's numbers, within reason: a pending login lives at most max_expiry,
@@ -373,7 +377,10 @@ func (h *Handler) acknowledge(rec *cibaRecord, ack *oidcflow.CIBAAck, now time.T
 	expiresIn := min(ack.ExpiresIn, h.cibaMaxExpiry())
 	interval := max(ack.Interval, minCIBAInterval)
 	rec.AuthReqID = ack.AuthReqID
-	rec.Expires = now.Add(expiresIn).Unix()
+	if rec.Deadline == 0 {
+		rec.Deadline = now.Add(h.cibaMaxExpiry()).Unix()
+	}
+	rec.Expires = min(now.Add(expiresIn).Unix(), rec.Deadline)
 	rec.Interval = int64(interval / time.Second)
 	rec.NextPoll = now.Add(interval).UnixMilli()
 }
@@ -671,9 +678,18 @@ func (h *Handler) cibaConfirm(w http.ResponseWriter, r *http.Request, requestID 
 		aud = cmp.Or(h.Assertion.Audience, iss)
 	}
 	exp := now.Add(confirmationLifetime)
-	claims := map[string]any{"iss": iss, "aud": aud, "sub": s.Subject, "iat": now.Unix(), "exp": exp.Unix(), "jti": session.NewID()}
+	// txn ties the confirmation to the transaction the application started (the hash of
+	// its request_id; an X-Auth-Assertion never has one); acr, amr and auth_time say how
+	// the user confirmed on the phone.
+	claims := map[string]any{"iss": iss, "aud": aud, "sub": s.Subject, "iat": now.Unix(), "exp": exp.Unix(), "jti": session.NewID(),
+		"txn": cibaKey(requestID)}
 	if rec.Binding != "" {
 		claims["binding_message"] = rec.Binding
+	}
+	for _, k := range []string{"acr", "amr", "auth_time"} {
+		if v, ok := login.IDTokenClaims[k]; ok {
+			claims[k] = v
+		}
 	}
 	tok, err := h.assert.current(now).Sign(claims)
 	if err != nil {

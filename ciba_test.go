@@ -1037,3 +1037,16 @@ func TestCIBAUserCodeDoesNotExtendMaxExpiry(t *testing.T) {
 		t.Errorf("sessions = %d, want only kari's browser session", g.store.Len())
 	}
 }
+
+// A start refused before anything is sent (here a binding_message over 64 characters)
+// spends neither the user's start slot nor the client's: the corrected retry goes through.
+func TestCIBA10_RefusedStartSpendsNoSlot(t *testing.T) {
+	g := newGateway(t, withCIBA(newTestClock()), func(h *Handler, _ *oidctest.Options) { h.CIBA.StartsPerIP = 1 })
+	st, out, _ := g.cibaCall(http.DefaultClient, g.srv.URL, "start", map[string]any{"login_hint": "ola", "binding_message": strings.Repeat("x", 65)})
+	if st != http.StatusBadRequest || out["error"] != "invalid_request" || g.op.Counts().CIBAAuthorize != 0 {
+		t.Fatalf("start with a long binding_message: %d %v, %d bc-authorize calls; want 400 invalid_request and none", st, out, g.op.Counts().CIBAAuthorize)
+	}
+	if st, out, _ := g.cibaCall(http.DefaultClient, g.srv.URL, "start", map[string]any{"login_hint": "ola", "binding_message": "Kiosk 7"}); st != http.StatusOK {
+		t.Errorf("corrected start: %d %v, want 200 (the refused one took no slot)", st, out)
+	}
+}

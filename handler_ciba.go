@@ -299,6 +299,11 @@ func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
 		req.Claims = b.Bytes()
 	}
 
+	// A request the provider would never get is refused before it spends the user's or the
+	// client's start slots, so the corrected retry goes through.
+	if err := h.client.CheckCIBARequest(req); err != nil {
+		return h.cibaProviderError(w, "ciba start", err)
+	}
 	// Abuse limits: one start per user per hint_interval, starts_per_ip per minute per client.
 	ctx := r.Context()
 	hintTTL := time.Duration(h.CIBA.HintInterval)

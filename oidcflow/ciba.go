@@ -251,6 +251,14 @@ func IsCIBAPending(err error) bool { return ReasonCode(err) == CodeCIBAPending }
 func IsCIBASlowDown(err error) bool { return ReasonCode(err) == CodeCIBASlowDown }
 
 // cibaForm checks r and builds the request body (without client authentication).
+// CheckCIBARequest reports what BackchannelAuthorize would refuse in r before sending
+// anything (CodeCIBAInvalid), without contacting the OP; the OP-dependent check (user_code
+// support) is left to BackchannelAuthorize.
+func (c *Client) CheckCIBARequest(r CIBARequest) error {
+	_, err := c.cibaForm(r)
+	return err
+}
+
 func (c *Client) cibaForm(r CIBARequest) (url.Values, error) {
 	invalid := func(format string, args ...any) error {
 		return newErr(CodeCIBAInvalid, false, format, args...)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"go.uber.org/zap"
 
 	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/provider"
@@ -59,6 +60,11 @@ type hintKeySource struct {
 func (h *Handler) provisionHintKey() error {
 	v := h.LoginHintEncryptionKey
 	if v == "" {
+		if h.IdentityBinding != nil && h.LoginHintFormat == provider.HintIDDataweb {
+			h.logger.Warn("identity binding sends the application's profile (name, birth date, address, phone) as a signed but readable login_hint in the URL to the provider; "+
+				"configure login_hint_encryption_key with the provider's key, as ID Dataweb recommends (a profile with ssn4/ssn9 is never sent without it)",
+				zap.String("reason", "bind_hint_unencrypted"))
+		}
 		return nil
 	}
 	if _, ok := hintKeySources.Load(v); ok {

@@ -696,6 +696,9 @@ func (h *Handler) cibaConfirm(w http.ResponseWriter, r *http.Request, requestID 
 			claims[k] = v
 		}
 	}
+	if acr, ok := claims["acr"].(string); ok {
+		claims["acr"] = strings.TrimSpace(acr) // as X-Auth-Acr (BindID sends " ts.bindid...")
+	}
 	tok, err := h.assert.current(now).Sign(claims)
 	if err != nil {
 		h.logger.Error("cannot sign the CIBA confirmation", zap.String("reason", "assertion_failed"), zap.Error(err))

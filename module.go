@@ -285,6 +285,8 @@ type Handler struct {
 	emitEvent func(name string, data map[string]any)
 	// metricsRegistry, when set (tests), is used instead of the config's metrics registry.
 	metricsRegistry *prometheus.Registry
+	// health caches the answer of <path_prefix>/healthz for a few seconds.
+	health *healthCheck
 }
 
 // SessionStoreConfig selects the session store; at most one member may be set.
@@ -440,6 +442,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.logoutLimit = &windowLimiter{max: maxLogoutRequestsPerSecond}
+	h.health = new(healthCheck)
 	h.aliasHeader = http.CanonicalHeaderKey(cmp.Or(h.AliasHeader, defaultAliasHeader))
 	if h.IdentityBinding != nil {
 		h.bindHeader = http.CanonicalHeaderKey(cmp.Or(h.IdentityBinding.Header, defaultBindHeader))

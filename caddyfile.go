@@ -90,6 +90,9 @@ func endpointMatcherSet(prefix string) caddy.ModuleMap {
 //		userinfo_issuer   <url>                     # iss of a signed userinfo (BankID)
 //		login_hint_format jwt|iddataweb
 //		login_hint_encryption_key <pem or https JWKS URL>
+//		auth_params       {                     # extra authorization request parameters
+//			<name> <value>
+//		}
 //		session_store     memory {
 //			max_sessions <n>
 //		}
@@ -226,6 +229,25 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			if d.NextArg() {
 				return d.ArgErr()
+			}
+		case "auth_params":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.AuthParams = map[string]string{}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				name := d.Val()
+				var v string
+				if !d.AllArgs(&v) {
+					return d.Errf("auth_params %s needs one value", name)
+				}
+				if _, dup := h.AuthParams[name]; dup {
+					return d.Errf("auth_params %s already specified", name)
+				}
+				h.AuthParams[name] = v
+			}
+			if len(h.AuthParams) == 0 {
+				return d.Err("auth_params needs a block of <name> <value> lines")
 			}
 		case "session_store":
 			if err := h.unmarshalStore(d); err != nil {

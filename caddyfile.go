@@ -1,7 +1,10 @@
 package trustgate
 
 import (
+	"encoding/json"
+	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -13,7 +16,7 @@ import (
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("trustgate", parseCaddyfile)
+	httpcaddyfile.RegisterDirective("trustgate", parseDirective)
 	// After basic_auth, so rate limiters ordered before basic_auth run first; before
 	// request_header, handle/route and reverse_proxy, so they can use {http.auth.user.*}.
 	httpcaddyfile.RegisterDirectiveOrder("trustgate", httpcaddyfile.After, "basic_auth")
@@ -23,6 +26,52 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 	m := new(Handler)
 	err := m.UnmarshalCaddyfile(h.Dispenser)
 	return m, err
+}
+
+// parseDirective is what httpcaddyfile.RegisterHandlerDirective does (the optional matcher
+// token becomes the route's matcher), plus one thing: a trustgate block with a matcher also
+// matches its own endpoints. The handler never sees its route's matcher, so a matcher such
+// as `@app path /app/*` would otherwise keep the callback, login and logout from ever
+// reaching it (the browser would come back from the provider to a 404 or to the upstream).
+// The route therefore gets a second matcher set (sets are ORed): the path the browser sent,
+// before any rewrite, under path_prefix, exactly as ServeHTTP recognises its endpoints.
+// Requests the user's matcher selects never evaluate it; `caddy adapt` shows it.
+func parseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
+	}
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
+	m, err := parseCaddyfile(h)
+	if err != nil {
+		return nil, err
+	}
+	vals := h.NewRoute(matcherSet, m)
+	if matcherSet == nil || m.(*Handler).isPolicyOnly() || len(vals) != 1 {
+		return vals, nil // no matcher, or a policy block (it has no endpoints)
+	}
+	route, ok := vals[0].Value.(caddyhttp.Route)
+	if !ok {
+		return vals, nil
+	}
+	route.MatcherSetsRaw = append(route.MatcherSetsRaw, endpointMatcherSet(m.(*Handler).PathPrefix))
+	vals[0].Value = route
+	return vals, nil
+}
+
+// endpointMatcherSet matches the original request path (before try_files, uri or
+// handle_path rewrote it) at path_prefix or under it, as Handler.endpoint does.
+func endpointMatcherSet(prefix string) caddy.ModuleMap {
+	if prefix == "" {
+		prefix = defaultPathPrefix
+	}
+	pattern := "^" + regexp.QuoteMeta(strings.TrimSuffix(prefix, "/")) + "(?:/|$)"
+	raw, _ := json.Marshal(map[string]map[string]string{
+		"{http.request.orig_uri.path}": {"name": "trustgate_endpoint", "pattern": pattern},
+	})
+	return caddy.ModuleMap{"vars_regexp": raw}
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -41,6 +90,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		userinfo_issuer   <url>                     # iss of a signed userinfo (BankID)
 //		login_hint_format jwt|iddataweb
 //		login_hint_encryption_key <pem or https JWKS URL>
+//		auth_params       {                     # extra authorization request parameters
+//			<name> <value>
+//		}
 //		session_store     memory {
 //			max_sessions <n>
 //		}
@@ -177,6 +229,25 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			if d.NextArg() {
 				return d.ArgErr()
+			}
+		case "auth_params":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.AuthParams = map[string]string{}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				name := d.Val()
+				var v string
+				if !d.AllArgs(&v) {
+					return d.Errf("auth_params %s needs one value", name)
+				}
+				if _, dup := h.AuthParams[name]; dup {
+					return d.Errf("auth_params %s already specified", name)
+				}
+				h.AuthParams[name] = v
+			}
+			if len(h.AuthParams) == 0 {
+				return d.Err("auth_params needs a block of <name> <value> lines")
 			}
 		case "session_store":
 			if err := h.unmarshalStore(d); err != nil {

@@ -3,6 +3,7 @@ package trustgate
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -228,4 +229,123 @@ http://127.0.0.1:9080 {
 			t.Errorf("redirect_uri = %q, want the path the browser sees", got)
 		}
 	})
+}
+
+// Open paths: a named matcher on the directive leaves paths open (trustgate does not run
+// there), and the gateway's own endpoints still reach it, also when the matcher selects only
+// some paths (the adapter adds a matcher set for path_prefix).
+func TestIntegrationMatcherOpenPathsAndEndpoints(t *testing.T) {
+	t.Setenv("TG_IT_CLIENT_SECRET", oidctest.DefaultClient().Secret)
+	t.Setenv("TG_IT_SECRET", testSecret)
+	op := oidctest.NewTest(t, oidctest.Options{})
+	op.SetAutoLogin("bindid-known")
+	up := echoUpstream(t)
+	upstream := strings.TrimPrefix(up.URL, "http://")
+	block := fmt.Sprintf(`{
+		provider bindid
+		issuer %s
+		client_id trustgate
+		client_secret {env.TG_IT_CLIENT_SECRET}
+		secret {env.TG_IT_SECRET}
+		insecure_cookie
+	}`, op.Issuer())
+	tester := caddytest.NewTester(t)
+	tester.InitServer(`{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+}
+http://localhost:9080 {
+	@open path /health /public/*
+	@protected not path /health /public/*
+	trustgate @protected `+block+`
+	request_header @open -X-Auth-*
+	request_header @open -X-Trust-*
+	reverse_proxy `+upstream+`
+}
+http://127.0.0.1:9080 {
+	@protected path /app/*
+	trustgate @protected `+block+`
+	reverse_proxy `+upstream+`
+}`, "caddyfile")
+
+	for _, host := range []string{"localhost", "127.0.0.1"} {
+		t.Run(host, func(t *testing.T) {
+			base := "http://" + host + ":9080"
+			open, protected := "/public/x", "/app"
+			if host == "127.0.0.1" {
+				open, protected = "/other/x", "/app/x"
+			}
+			before := op.Counts().Authorize
+			req, _ := http.NewRequest(http.MethodGet, base+open, nil)
+			req.Header.Set("Accept", "text/html")
+			req.Header.Set("X-Auth-Subject", "spoofed")
+			resp, err := tester.Client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var e echoed
+			_ = json.NewDecoder(resp.Body).Decode(&e)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || e.Path != open || op.Counts().Authorize != before {
+				t.Fatalf("open path %s: %d %q (authorizations %d -> %d), want 200 from the upstream without login", open, resp.StatusCode, e.Path, before, op.Counts().Authorize)
+			}
+			if host == "localhost" && e.Headers.Get("X-Auth-Subject") != "" {
+				t.Errorf("open path: X-Auth-Subject %q reached the upstream despite request_header -X-Auth-*", e.Headers.Get("X-Auth-Subject"))
+			}
+
+			// The protected path: unauthenticated API call 401, then a browser login
+			// through the callback (a gateway endpoint outside /app/*).
+			if status, _ := getEcho(t, tester.Client, base+protected+"?api=1", "application/json"); status != http.StatusUnauthorized {
+				t.Fatalf("protected %s without session = %d, want 401", protected, status)
+			}
+			status, e := getEcho(t, tester.Client, base+protected+"?y=1", "text/html")
+			if status != http.StatusOK || e.Path != protected+"?y=1" || e.Headers.Get("X-Auth-Subject") != oidctest.SubjectBindIDKnown {
+				t.Fatalf("after login: %d %q subject %q, want 200 %s?y=1 as the user", status, e.Path, e.Headers.Get("X-Auth-Subject"), protected)
+			}
+			if got := op.LastTokenRequest().Get("redirect_uri"); got != base+"/.trustgate/callback" {
+				t.Errorf("redirect_uri = %q", got)
+			}
+			// The other endpoints: me, healthz, login and logout.
+			for _, p := range []string{"/.trustgate/me", "/.trustgate/healthz"} {
+				req, _ := http.NewRequest(http.MethodGet, base+p, nil)
+				req.Header.Set("Accept", "application/json")
+				resp, err := tester.Client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK || strings.Contains(string(body), `"path"`) {
+					t.Errorf("GET %s = %d %q, want 200 from the gateway", p, resp.StatusCode, clip(string(body), 120))
+				}
+			}
+			noFollow := &http.Client{Jar: tester.Client.Jar, Transport: tester.Client.Transport,
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			resp, err = noFollow.Get(base + "/.trustgate/login?rd=/app/x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), op.Issuer()) {
+				t.Errorf("login endpoint = %d %q, want 302 to the provider", resp.StatusCode, resp.Header.Get("Location"))
+			}
+			req, _ = http.NewRequest(http.MethodPost, base+"/.trustgate/logout", nil)
+			req.Header.Set("Accept", "application/json")
+			resp, err = tester.Client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "signed_out") {
+				t.Fatalf("logout = %d %q, want 200 signed_out", resp.StatusCode, body)
+			}
+			if status, _ := getEcho(t, tester.Client, base+protected, "application/json"); status != http.StatusUnauthorized {
+				t.Errorf("after logout %s = %d, want 401", protected, status)
+			}
+		})
+	}
 }

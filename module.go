@@ -147,6 +147,14 @@ type Handler struct {
 	// JWKS URL. Without it, a profile that holds ssn4 or ssn9 is never sent.
 	LoginHintEncryptionKey string `json:"login_hint_encryption_key,omitempty"`
 
+	// AuthParams are extra parameters added to every authorization request, such as
+	// Google's hd, Entra ID's domain_hint, Auth0's audience or prompt. Values may use
+	// placeholders. The parameters the gateway sets itself (state, nonce, redirect_uri,
+	// client_id, response_type, response_mode, code_challenge, code_challenge_method, scope,
+	// request, request_uri, login_hint, id_token_hint, claims, acr_values, max_age) are
+	// refused; a prompt the gateway sends for a step-up login wins over this one.
+	AuthParams map[string]string `json:"auth_params,omitempty"`
+
 	// SessionStore selects where sessions live. Default: memory.
 	SessionStore *SessionStoreConfig `json:"session_store,omitempty"`
 
@@ -285,6 +293,8 @@ type Handler struct {
 	emitEvent func(name string, data map[string]any)
 	// metricsRegistry, when set (tests), is used instead of the config's metrics registry.
 	metricsRegistry *prometheus.Registry
+	// health caches the answer of <path_prefix>/healthz for a few seconds.
+	health *healthCheck
 }
 
 // SessionStoreConfig selects the session store; at most one member may be set.
@@ -440,6 +450,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.logoutLimit = &windowLimiter{max: maxLogoutRequestsPerSecond}
+	h.health = new(healthCheck)
 	h.aliasHeader = http.CanonicalHeaderKey(cmp.Or(h.AliasHeader, defaultAliasHeader))
 	if h.IdentityBinding != nil {
 		h.bindHeader = http.CanonicalHeaderKey(cmp.Or(h.IdentityBinding.Header, defaultBindHeader))
@@ -602,10 +613,18 @@ func (h *Handler) provisionClient() error {
 		ClockLeeway:           time.Duration(h.ClockLeeway),
 		Now:                   h.now,
 	}
+	if len(h.AuthParams) > 0 {
+		repl := caddy.NewReplacer()
+		cfg.AuthParams = make(map[string]string, len(h.AuthParams))
+		for k, v := range h.AuthParams {
+			cfg.AuthParams[k] = repl.ReplaceAll(v, "")
+		}
+	}
 	// The key identifies the configuration without holding the secret itself.
 	sum := sha256.Sum256([]byte(cfg.ClientSecret))
 	kb, err := json.Marshal([]any{cfg.Issuer, cfg.ClientID, hex.EncodeToString(sum[:]), cfg.Scopes, cfg.AuthMethod,
-		cfg.Userinfo, cfg.RequireSignedUserinfo, cfg.UserinfoIssuer, cfg.IDTokenFirstClaims, cfg.TrustedAudiences, cfg.ClockLeeway})
+		cfg.Userinfo, cfg.RequireSignedUserinfo, cfg.UserinfoIssuer, cfg.IDTokenFirstClaims, cfg.TrustedAudiences, cfg.ClockLeeway,
+		cfg.AuthParams})
 	if err != nil {
 		return fmt.Errorf("provider pool key: %w", err)
 	}
@@ -673,7 +692,7 @@ func (h *Handler) Validate() error {
 	if err := oidcflow.Check(oidcflow.Config{
 		Issuer: h.Issuer, ClientID: h.ClientID, ClientSecret: h.clientSecret, Scopes: h.Scopes,
 		AuthMethod: h.TokenAuthMethod, Userinfo: h.Userinfo, RequireSignedUserinfo: h.UserinfoRequireSigned,
-		UserinfoIssuer: h.UserinfoIssuer,
+		UserinfoIssuer: h.UserinfoIssuer, AuthParams: h.AuthParams,
 	}); err != nil {
 		return err
 	}

@@ -73,6 +73,10 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			},
 		},
 		{name: "userinfo off", input: "trustgate {\n userinfo off\n}", want: Handler{Userinfo: "off"}},
+		{name: "auth_params", input: "trustgate {\n auth_params {\n  hd example.com\n  audience {env.API_AUD}\n }\n}", want: Handler{AuthParams: map[string]string{"hd": "example.com", "audience": "{env.API_AUD}"}}},
+		{name: "auth_params without value", input: "trustgate {\n auth_params {\n  hd\n }\n}", wantErr: "auth_params hd needs one value"},
+		{name: "auth_params twice the same", input: "trustgate {\n auth_params {\n  hd a\n  hd b\n }\n}", wantErr: "auth_params hd already specified"},
+		{name: "auth_params empty", input: "trustgate {\n auth_params\n}", wantErr: "auth_params needs a block"},
 		{name: "memory store without block", input: "trustgate {\n session_store memory\n}", want: Handler{SessionStore: &SessionStoreConfig{Memory: &MemoryStoreConfig{}}}},
 		{name: "two issuer arguments", input: "trustgate a b", wantErr: "wrong argument count"},
 		{name: "issuer twice", input: "trustgate https://a {\n issuer https://b\n}", wantErr: "issuer already specified"},
@@ -256,6 +260,8 @@ func TestProvisionErrors(t *testing.T) {
 		{"encryption key without iddataweb hints", Handler{Issuer: "https://idp.example.com", ClientID: "c", LoginHintEncryptionKey: "https://idw.example/jwks", Secrets: []string{testSecret}}, "login_hint_encryption_key is only used with login_hint_format iddataweb"},
 		{"feedback without an alias claim", Handler{Issuer: "https://idp.example.com", ClientID: "c", ClientSecret: "s", FeedbackEndpoint: "https://idp.example.com/session-feedback", Secrets: []string{testSecret}}, "feedback_endpoint needs an alias claim"},
 		{"negative ciba max_expiry", Handler{Issuer: "https://idp.example.com", ClientID: "c", CIBA: &CIBAConfig{MaxExpiry: -1}, Secrets: []string{testSecret}}, "ciba: max_expiry"},
+		{"auth_params reserved state", Handler{Issuer: "https://idp.example.com", ClientID: "c", AuthParams: map[string]string{"hd": "example.com", "state": "x"}, Secrets: []string{testSecret}}, `auth_params: "state" is set by the gateway`},
+		{"auth_params reserved redirect_uri", Handler{Issuer: "https://idp.example.com", ClientID: "c", AuthParams: map[string]string{"redirect_uri": "https://evil.example/cb"}, Secrets: []string{testSecret}}, `auth_params: "redirect_uri" is set by the gateway`},
 		{"redis password placeholder empty", Handler{Issuer: "https://idp.example.com", ClientID: "c", Secrets: []string{testSecret}, SessionStore: &SessionStoreConfig{Redis: &RedisStoreConfig{Addrs: []string{"127.0.0.1:1"}, Password: "{env.TG_TEST_EMPTY}"}}}, "redis password is empty after expanding"},
 	}
 	for _, tt := range tests {

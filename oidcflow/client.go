@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -64,12 +65,25 @@ type Config struct {
 	ClockLeeway time.Duration
 	// MaxTokenAge is how old (by iat) an ID token may be. Default: 10m.
 	MaxTokenAge time.Duration
+	// AuthParams are extra parameters of every authorization request (Google hd, Entra
+	// domain_hint, Auth0 audience, prompt). Names the gateway sets itself are refused
+	// (ReservedAuthParams); a prompt the gateway sets for one request (step-up) wins.
+	AuthParams map[string]string
 	// HTTPClient makes every call to the OP. Default: NewHTTPClient(10s, 1 MiB).
 	HTTPClient *http.Client
 	// DiscoveryTimeout bounds one discovery attempt. Default: 10s.
 	DiscoveryTimeout time.Duration
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+}
+
+// ReservedAuthParams are the authorization request parameters the gateway owns: they carry
+// the login's security (state, nonce, PKCE, redirect_uri) or are set per request (login_hint,
+// acr_values, max_age for step-up and identity binding), so Config.AuthParams may not set them.
+var ReservedAuthParams = []string{
+	"state", "nonce", "redirect_uri", "client_id", "response_type", "response_mode",
+	"code_challenge", "code_challenge_method", "scope", "request", "request_uri",
+	"login_hint", "id_token_hint", "claims", "acr_values", "max_age",
 }
 
 // MaxTokenBytes caps the size of an ID token or signed userinfo accepted for parsing.
@@ -160,6 +174,14 @@ func withDefaults(cfg Config) (Config, error) {
 	}
 	if !slices.Contains(cfg.Scopes, oidc.ScopeOpenID) {
 		cfg.Scopes = append([]string{oidc.ScopeOpenID}, cfg.Scopes...)
+	}
+	for _, name := range slices.Sorted(maps.Keys(cfg.AuthParams)) {
+		if name == "" {
+			return cfg, errors.New("auth_params: a parameter name is empty")
+		}
+		if slices.Contains(ReservedAuthParams, name) {
+			return cfg, fmt.Errorf("auth_params: %q is set by the gateway and cannot be configured (reserved: %s)", name, strings.Join(ReservedAuthParams, ", "))
+		}
 	}
 	switch cfg.AuthMethod {
 	case "":

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -64,7 +65,16 @@ func (c *Client) AuthCodeURL(ctx context.Context, r AuthRequest) (string, error)
 		oauth2.S256ChallengeOption(r.Transaction.Verifier),
 		oidc.Nonce(r.Transaction.Nonce),
 	}
-	params := map[string]string{"login_hint": r.LoginHint, "acr_values": r.ACRValues, "prompt": r.Prompt}
+	// The configured extra parameters first; the request's own (step-up prompt) win.
+	params := maps.Clone(c.cfg.AuthParams)
+	if params == nil {
+		params = make(map[string]string, 4)
+	}
+	for k, v := range map[string]string{"login_hint": r.LoginHint, "acr_values": r.ACRValues, "prompt": r.Prompt} {
+		if v != "" {
+			params[k] = v
+		}
+	}
 	if r.MaxAge > 0 {
 		params["max_age"] = strconv.FormatInt(int64(r.MaxAge/time.Second), 10)
 	}

@@ -145,6 +145,9 @@ type lockEntry struct {
 	exp   int64 // unix ns
 }
 
+// Ping reports that the store answers: an in-process store always does.
+func (s *MemoryStore) Ping(context.Context) error { return nil }
+
 // NewMemoryStore returns an empty store and starts its janitor. Call Close
 // when done with it.
 func NewMemoryStore(opts MemoryOptions) *MemoryStore {
@@ -640,4 +643,7 @@ func addNanos(t int64, d time.Duration) int64 {
 }
 
 // Interface guards
-var _ Store = (*MemoryStore)(nil)
+var (
+	_ Store  = (*MemoryStore)(nil)
+	_ Pinger = (*MemoryStore)(nil)
+)

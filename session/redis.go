@@ -1100,4 +1100,7 @@ func randomTag() string {
 }
 
 // Interface guards
-var _ Store = (*RedisStore)(nil)
+var (
+	_ Store  = (*RedisStore)(nil)
+	_ Pinger = (*RedisStore)(nil)
+)

@@ -147,6 +147,12 @@ type StepUpMark struct {
 	At     int64  `json:"t"`
 }
 
+// Pinger is a store that can tell whether it answers, cheaply: the health endpoint asks it.
+// MemoryStore always answers; RedisStore sends PING.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // Store keeps sessions. Implementations are safe for concurrent use.
 type Store interface {
 	// Get returns the live session. It enforces ExpiresAt and IdleTimeout

@@ -10,11 +10,16 @@ import (
 )
 
 // reasonCodePatterns find the reason codes the gateway writes: log fields
-// zap.String("reason", "..."), refusals' reason: "...", and oidcflow's Code... constants.
+// zap.String("reason", "..."), refusals' reason: "...", oidcflow's Code... constants, and the
+// codes of the back-channel logout and CIBA refusal helpers.
 var reasonCodePatterns = []*regexp.Regexp{
 	regexp.MustCompile(`"reason",\s*"([a-z0-9_]+)"`),
 	regexp.MustCompile(`reason:\s*"([a-z0-9_]+)"`),
 	regexp.MustCompile(`\bCode\w+\s*=\s*"([a-z0-9_]+)"`),
+	// back-channel logout refusals: refuse(status, "code", msg), logged as the reason
+	regexp.MustCompile(`\brefuse\(http\.\w+,\s*"([a-z0-9_]+)"`),
+	// CIBA refusals: cibaRefuse(w, status, "json_error", "reason", msg)
+	regexp.MustCompile(`cibaRefuse\(w,\s*http\.\w+,\s*"[a-z0-9_]+",\s*"([a-z0-9_]+)"`),
 }
 
 // TestEveryReasonCodeIsDocumented keeps docs/troubleshooting.md complete: every reason

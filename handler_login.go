@@ -251,10 +251,11 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 }
 
 // logRefusal writes the one log line of a refused login: provider and store faults at
-// error, tokens that failed verification at warn (possible attacks), client faults (stale
-// or replayed callbacks) at debug.
+// error, tokens that failed verification at warn (possible attacks), everything else
+// (stale or replayed callbacks, a denial by the user or the provider's verdict) at info, so
+// an operator sees every refused login at Caddy's default log level.
 func (h *Handler) logRefusal(e *callbackError) {
-	level := zap.DebugLevel
+	level := zap.InfoLevel
 	switch {
 	case e.status >= 500:
 		level = zap.ErrorLevel

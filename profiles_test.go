@@ -149,3 +149,22 @@ func TestBindingACRMet(t *testing.T) {
 		t.Error("no acr_values asked: binding refused")
 	}
 }
+
+// A refused login is visible at Caddy's default log level (info), whatever its cause: here
+// a replayed callback, a client fault (400) that used to be logged at debug only.
+func TestRefusedLoginsLoggedAtInfo(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	g := newGateway(t)
+	g.h.logger = zap.New(core)
+	g.op.SetAutoLogin("bindid-known")
+	cb := g.authorize(g.startLogin(g.browser, "/app"))
+	g.get(g.noRedirects(), cb.String())
+	g.get(g.noRedirects(), cb.String()) // the same callback again: refused (400)
+	refused := logs.FilterMessage("login refused").All()
+	if len(refused) != 1 || refused[0].Level != zap.InfoLevel {
+		t.Fatalf("'login refused' lines = %v, want one at info", refused)
+	}
+	if r := refused[0].ContextMap()["reason"]; r != "callback_unknown_state" && r != "callback_replayed" {
+		t.Errorf("reason = %v, want the replayed callback's", r)
+	}
+}

@@ -121,7 +121,9 @@
 // CompileMappings canonicalises the names (x-employee-id becomes X-Employee-Id) and
 // rejects, naming the rule: an empty name; a name with anything but ASCII letters, digits
 // and '-' ('_' is merged with '-' by CGI, PHP and WSGI, and nginx and Apache drop names
-// with '_', '.' or other symbols); a built-in header name (the reference below); two rules
+// with '_', '.' or other symbols); a built-in header name (the reference below; except
+// X-Auth-User and X-Auth-Groups, which sites mapped themselves before they were built in:
+// such a rule still works and replaces the built-in header); two rules
 // for the same name in any spelling; an empty claim path; more than 64 rules; and names
 // that would break the request or cross a security boundary: Host, Content-Length,
 // Content-Type, Content-Encoding, Transfer-Encoding, Connection, Keep-Alive, Te, Trailer,

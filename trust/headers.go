@@ -221,11 +221,19 @@ func (p *Profile) Headers(opts Options) (hs []Header, dropped []Dropped) {
 		}
 	}
 
+	// X-Auth-User and X-Auth-Groups leave the way to an operator's own mapping of that name
+	// (written before they were built in): the site keeps sending what it sent.
+	addUser := func() {
+		if p.User != "" && !opts.Mappings.matches(HeaderUser) { // p.User: only with user_claim
+			add(HeaderUser, p.User)
+		}
+	}
+
 	level := opts.Standard.level()
 	switch level {
 	case levelBasic:
 		add(HeaderSubject, p.Subject)
-		add(HeaderUser, p.User) // only with user_claim configured (Profile.User)
+		addUser()
 		n := len(hs)
 		add(HeaderEmail, p.Email)
 		if len(hs) > n { // the flag only beside the email it qualifies (sent, not dropped)
@@ -237,7 +245,7 @@ func (p *Profile) Headers(opts Options) (hs []Header, dropped []Dropped) {
 		}
 	case levelIdentity, levelAll:
 		add(HeaderSubject, p.Subject)
-		add(HeaderUser, p.User) // only with user_claim configured (Profile.User)
+		addUser()
 		add(HeaderIssuer, p.Issuer)
 		add(HeaderEmail, p.Email)
 		addBool(HeaderEmailVerified, p.EmailVerified)
@@ -289,7 +297,7 @@ func (p *Profile) Headers(opts Options) (hs []Header, dropped []Dropped) {
 		add(HeaderRiskScore, v.RiskScore)
 		add(HeaderTrustScore, v.TrustScore)
 	}
-	if len(p.Groups) > 0 && level >= levelIdentity {
+	if len(p.Groups) > 0 && level >= levelIdentity && !opts.Mappings.matches(HeaderGroups) {
 		// Refused values (a comma, a control character) never reach Groups, so the list
 		// splits back on "," exactly.
 		add(HeaderGroups, strings.Join(p.Groups, ","))

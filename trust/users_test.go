@@ -403,3 +403,31 @@ func TestAllowUnverifiedEmail(t *testing.T) {
 		t.Errorf("reason = %+v, want one saying the address is not verified", unmet)
 	}
 }
+
+// A site that mapped X-Auth-Groups or X-Auth-User itself before they were built in keeps
+// its rule: the mapping is accepted and replaces the built-in header (never two values).
+func TestOwnMappingOfXAuthGroupsAndUserKeepsWorking(t *testing.T) {
+	m, err := CompileMappings([]Mapping{{Header: "x-auth-groups", Claim: "roles"}, {Header: "X-Auth-User", Claim: "upn"}})
+	if err != nil {
+		t.Fatalf("CompileMappings(X-Auth-Groups, X-Auth-User) = %v, want accepted", err)
+	}
+	claims := map[string]any{"sub": "s", "groups": []any{"g1"}, "roles": []any{"r1", "r,2"}, "upn": "u@x.example", "preferred_username": "pu"}
+	opts := Options{Standard: StandardAll, Mappings: m, UserClaim: "preferred_username"}
+	hs, _ := NewProfile(claims, opts).Headers(opts)
+	count := map[string]int{}
+	for _, h := range hs {
+		count[h.Name]++
+	}
+	if count[HeaderGroups] != 1 || count[HeaderUser] != 1 {
+		t.Fatalf("headers %+v: want one X-Auth-Groups and one X-Auth-User", hs)
+	}
+	got := headerMap(t, hs)
+	if got[HeaderGroups] != `["r1","r,2"]` || got[HeaderUser] != "u@x.example" {
+		t.Errorf("X-Auth-Groups = %q, X-Auth-User = %q; want the mapped claims as before (roles as JSON, upn)", got[HeaderGroups], got[HeaderUser])
+	}
+	for _, n := range []string{"X-Auth-Subject", "X-Auth-Acr", "X-Trust-New-Device"} {
+		if _, err := CompileMappings([]Mapping{{Header: n, Claim: "c"}}); err == nil || !strings.Contains(err.Error(), "built-in") {
+			t.Errorf("CompileMappings(%s) = %v, want the built-in refusal", n, err)
+		}
+	}
+}

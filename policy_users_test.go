@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
+	"github.com/trustgate/trustgate/trust"
 )
 
 // Who the user is (issue 18): user_claim, groups_claim, require group and
@@ -68,7 +69,7 @@ func (p *placeholderRecorder) get(key string) (string, bool) {
 	return v, ok
 }
 
-func TestUserAndGroupsHeadersAndPlaceholders(t *testing.T) {
+func TestHDR02_UserAndGroupsHeadersAndPlaceholders(t *testing.T) {
 	for _, tc := range []struct {
 		name, user                 string
 		userClaim, groupsClaim     string
@@ -125,9 +126,21 @@ func TestUserAndGroupsHeadersAndPlaceholders(t *testing.T) {
 	}
 }
 
-// HDR-01: a group value with a comma or a control character is left out of X-Auth-Groups
+// A site that mapped X-Auth-Groups itself (header X-Auth-Groups <claim>) before it was built
+// in starts as before and sends its own mapping, once.
+func TestOwnXAuthGroupsMappingKeepsWorking(t *testing.T) {
+	g := newGateway(t, withGroupUsers, withStandardHeaders("all"), func(h *Handler, _ *oidctest.Options) {
+		h.HeaderMappings = []trust.Mapping{{Header: "X-Auth-Groups", Claim: "preferred_username"}}
+	})
+	g.mustLogin("admin")
+	if got := g.upstream.Header().Values("X-Auth-Groups"); len(got) != 1 || got[0] != "ada" {
+		t.Errorf("X-Auth-Groups = %q, want exactly the mapped claim [ada]", got)
+	}
+}
+
+// HDR-04/HDR-05: a group value with a comma or a control character is left out of X-Auth-Groups
 // and the placeholder, whole; the warning names the header and the count, never the value.
-func TestHDR01_GroupValueRefusedThroughTheGateway(t *testing.T) {
+func TestHDR05_GroupValueRefusedThroughTheGateway(t *testing.T) {
 	g := newGateway(t, withGroupUsers, withStandardHeaders("all"))
 	logs := observeLogs(g.h)
 	var ph placeholderRecorder

@@ -152,7 +152,7 @@ func TestGroupsHeaderLevels(t *testing.T) {
 	}
 }
 
-// HDR-01/HDR-05: a group value with a comma or a control character is refused whole: it
+// HDR-04/HDR-05: a group value with a comma or a control character is refused whole: it
 // never reaches the header or the placeholder, cut, escaped or otherwise, so "admins,x"
 // can never read as the group "admins". Only the count is reported.
 func TestHDR05_GroupValueWithCommaOrControlRefused(t *testing.T) {

@@ -116,6 +116,9 @@ func endpointMatcherSet(prefix string) caddy.ModuleMap {
 //		}]
 //		cookie_name       <name>
 //		alias_claim       <claim>
+//		user_claim        <claim.path>              # X-Auth-User, {http.auth.user.id}; default sub
+//		groups_claim      <claim.path>              # X-Auth-Groups, require group; default groups
+//		allow_unverified_email                      # email_domain accepts a login without email_verified
 //		clock_leeway      <duration>
 //		trusted_audiences <audience>...
 //		insecure_cookie
@@ -331,6 +334,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&h.AliasClaim) {
 				return d.ArgErr()
 			}
+		case "user_claim":
+			if !d.AllArgs(&h.UserClaim) {
+				return d.Errf("user_claim needs one claim path: user_claim preferred_username")
+			}
+		case "groups_claim":
+			if !d.AllArgs(&h.GroupsClaim) {
+				return d.Errf("groups_claim needs one claim path: groups_claim realm_access.roles")
+			}
+		case "allow_unverified_email":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.AllowUnverifiedEmail = true
 		case "trusted_audiences":
 			h.TrustedAudiences = d.RemainingArgs()
 			if len(h.TrustedAudiences) == 0 {
@@ -405,12 +421,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	require acr_at_least <level>          # needs acr_levels
 //	require amr <value>...                # every value
 //	require claim <path> <value>...       # equals one (arrays: contains one)
+//	require group <name>...               # in one of the groups (groups_claim); repeatable
 //	require email_domain <domain>...      # verified e-mail; *.example.com for subdomains
 //	require max_auth_age <duration>
 //	require known_user
 func (c *PolicyConfig) unmarshalRule(d *caddyfile.Dispenser) error {
 	if !d.NextArg() {
-		return d.Errf("require needs a rule: acr, acr_at_least, amr, claim, email_domain, max_auth_age or known_user")
+		return d.Errf("require needs a rule: acr, acr_at_least, amr, claim, group, email_domain, max_auth_age or known_user")
 	}
 	rule := d.Val()
 	args := d.RemainingArgs()
@@ -442,6 +459,8 @@ func (c *PolicyConfig) unmarshalRule(d *caddyfile.Dispenser) error {
 		}
 		c.Claims = append(c.Claims, ClaimRequirement{Claim: args[0], Values: args[1:]})
 		return nil
+	case "group":
+		c.Groups = append(c.Groups, args...)
 	case "email_domain":
 		c.EmailDomains = append(c.EmailDomains, args...)
 	case "max_auth_age":
@@ -459,7 +478,7 @@ func (c *PolicyConfig) unmarshalRule(d *caddyfile.Dispenser) error {
 		c.KnownUser = true
 		return nil
 	default:
-		return d.Errf("unknown require rule '%s': want acr, acr_at_least, amr, claim, email_domain, max_auth_age or known_user", rule)
+		return d.Errf("unknown require rule '%s': want acr, acr_at_least, amr, claim, group, email_domain, max_auth_age or known_user", rule)
 	}
 	if len(args) == 0 {
 		return d.Errf("require %s needs at least one value", rule)

@@ -224,7 +224,20 @@ func (h *Handler) render(s *session.Session) *rendered {
 		placeholders: prof.Placeholders(),
 		expires:      strconv.FormatInt(s.ExpiresAt.Unix(), 10),
 	}
-	out.placeholders["id"] = s.Subject
+	if prof.User == "" {
+		out.placeholders["id"] = s.Subject // no user_claim, or the login lacks it
+	}
+	if prof.GroupsRefused > 0 {
+		// Once per rendering (session version), not per request; never the values.
+		claim := h.trustOpts.GroupsClaim
+		if claim == "" {
+			claim = trust.DefaultGroupsClaim
+		}
+		h.logger.Warn("group values left out of X-Auth-Groups and {http.auth.user.groups}: they contain a comma or a control character (values are never cut or escaped)",
+			zap.String("reason", "group_value_refused"), zap.String("header", trust.HeaderGroups),
+			zap.String("claim", claim), zap.Int("refused", prof.GroupsRefused),
+			zap.String("session_hash", sessionHash(s.ID)))
+	}
 	out.provider = out.placeholder
 	if s.Binding != "" {
 		hs = append(hs, trust.Header{Name: headerBinding, Value: trust.EncodeValue(s.Binding)})

@@ -27,8 +27,13 @@ type PolicyConfig struct {
 	// Claims: each claim (a path, as for header mappings) must equal one of its values (for
 	// an array claim: contain one of them).
 	Claims []ClaimRequirement `json:"claims,omitempty"`
+	// Groups: the user must be in at least one of these groups (groups_claim, compared
+	// exactly). Logging in again cannot change a user's groups, so an unmet group rule is
+	// answered with 403, never with a step-up login.
+	Groups []string `json:"groups,omitempty"`
 	// EmailDomains: the e-mail must be verified and in one of these domains; "example.com"
-	// is that domain only, "*.example.com" any subdomain of it.
+	// is that domain only, "*.example.com" any subdomain of it. allow_unverified_email on the
+	// trustgate block also accepts a login without email_verified.
 	EmailDomains []string `json:"email_domains,omitempty"`
 	// MaxAuthAge: the user must have authenticated at the provider at most this long ago
 	// (auth_time).
@@ -51,7 +56,9 @@ const stepUpGuard = 5 * time.Minute
 // maxRecentStepUps bounds the step-ups within stepUpGuard, whatever policies asked for them.
 const maxRecentStepUps = 3
 
-func (c *PolicyConfig) compile(levels []string) (*trust.Policy, error) {
+// compile checks the policy and turns it into a trust.Policy; allowUnverifiedEmail is the
+// block's allow_unverified_email (for a policy block: its own or the outer block's).
+func (c *PolicyConfig) compile(levels []string, allowUnverifiedEmail bool) (*trust.Policy, error) {
 	if c.ACRAtLeast == "" {
 		levels = nil // acr_levels only serve acr_at_least
 	}
@@ -63,6 +70,10 @@ func (c *PolicyConfig) compile(levels []string) (*trust.Policy, error) {
 		EmailDomains: c.EmailDomains,
 		MaxAuthAge:   time.Duration(c.MaxAuthAge),
 		KnownUser:    c.KnownUser,
+		Groups:       c.Groups,
+	}
+	if len(c.EmailDomains) > 0 {
+		p.AllowUnverifiedEmail = allowUnverifiedEmail // only where it changes a rule (fingerprint)
 	}
 	for _, cr := range c.Claims {
 		p.Claims = append(p.Claims, trust.ClaimRule{Claim: cr.Claim, Values: cr.Values})
@@ -89,16 +100,26 @@ func (h *Handler) isPolicyOnly() bool {
 func (h *Handler) provisionPolicyOnly() error {
 	h.policyOnly = true
 	h.policies = new(sync.Map)
-	if h.Require.ACRAtLeast != "" && len(h.ACRLevels) == 0 {
-		// Check everything else now; the levels come from the outer block.
+	if h.UserClaim != "" || h.GroupsClaim != "" {
+		return errors.New("user_claim and groups_claim belong in the trustgate block that signs users in; a policy block (only require lines) uses that block's")
+	}
+	h.warnUnverifiedEmail()
+	// acr_at_least without own levels uses the outer block's; email_domain without own
+	// allow_unverified_email follows the outer block's. Then check everything else now and
+	// compile per outer block on first use (policyFor).
+	laterLevels := h.Require.ACRAtLeast != "" && len(h.ACRLevels) == 0
+	laterEmail := len(h.Require.EmailDomains) > 0 && !h.AllowUnverifiedEmail
+	if laterLevels || laterEmail {
 		probe := *h.Require
-		probe.ACRAtLeast = ""
-		if _, err := probe.compile(nil); err != nil {
+		if laterLevels {
+			probe.ACRAtLeast = ""
+		}
+		if _, err := probe.compile(h.ACRLevels, h.AllowUnverifiedEmail); err != nil {
 			return err
 		}
 		return nil
 	}
-	p, err := h.Require.compile(h.ACRLevels)
+	p, err := h.Require.compile(h.ACRLevels, h.AllowUnverifiedEmail)
 	if err != nil {
 		return err
 	}
@@ -119,7 +140,11 @@ func (h *Handler) policyFor(outer *Handler) (*trust.Policy, error) {
 		}
 		return v.(*trust.Policy), nil
 	}
-	p, err := h.Require.compile(outer.ACRLevels)
+	levels := h.ACRLevels
+	if len(levels) == 0 {
+		levels = outer.ACRLevels
+	}
+	p, err := h.Require.compile(levels, h.AllowUnverifiedEmail || outer.AllowUnverifiedEmail)
 	if err != nil {
 		err = fmt.Errorf("%w (acr_levels of the trustgate block for %s)", err, outer.Issuer)
 		h.policies.Store(outer, err)
@@ -127,6 +152,14 @@ func (h *Handler) policyFor(outer *Handler) (*trust.Policy, error) {
 	}
 	h.policies.Store(outer, p)
 	return p, nil
+}
+
+// warnUnverifiedEmail logs, at start, that allow_unverified_email weakens email_domain.
+func (h *Handler) warnUnverifiedEmail() {
+	if h.AllowUnverifiedEmail {
+		h.logger.Warn("allow_unverified_email is set: require email_domain accepts e-mail addresses the provider does not mark verified; at some providers anyone who can edit their profile's e-mail passes the rule",
+			zap.String("reason", "unverified_email_allowed"))
+	}
 }
 
 // authState is what an authenticating block leaves for the policy blocks after it.

@@ -67,8 +67,11 @@ const (
 //
 // Placeholders set for authenticated requests:
 //
-//	{http.auth.user.id}       the subject (sub) of the logged-in user
-//	{http.auth.user.<claim>}  every top-level claim whose name is lowercase letters,
+//	{http.auth.user.id}       the user_claim of the logged-in user (default: sub); sub
+//	                          when the login lacks that claim
+//	{http.auth.user.groups}   the groups (groups_claim) comma-joined; values with a comma or
+//	                          a control character left out; absent without groups
+//	{http.auth.user.<claim>}  every other top-level claim whose name is lowercase letters,
 //	                          digits and '_' (arrays comma-joined, objects as JSON)
 //	{http.auth.oidc.session_expires}  Unix time at which the session ends at the latest
 type Handler struct {
@@ -173,6 +176,38 @@ type Handler struct {
 	// application can link one (feedback_endpoint). Default: the provider profile's
 	// (bindid: bindid_alias); generic has none, so no user is reported as new
 	AliasClaim string `json:"alias_claim,omitempty"`
+
+	// UserClaim names the claim that identifies the user to the application, a path as for
+	// `header` (preferred_username, email, employee.login). It fills X-Auth-User
+	// (standard_headers basic and above) and {http.auth.user.id}, which Caddy's access log
+	// writes as user_id. When a login lacks the claim, X-Auth-User is not sent and
+	// {http.auth.user.id} is sub, so the log always names the user. Default: sub for
+	// {http.auth.user.id}; X-Auth-User is sent only when user_claim is set (with sub it
+	// would repeat X-Auth-Subject)
+	UserClaim string `json:"user_claim,omitempty"`
+
+	// GroupsClaim names the claim that lists the user's groups, a path as for `header`: an
+	// array of strings or a single string. It fills X-Auth-Groups (standard_headers identity
+	// and all), {http.auth.user.groups} and `require group`. Entra ID sends groups (group
+	// object ids) or roles (app roles); Keycloak realm_access.roles. A value that contains a
+	// comma or a control character is left out whole (never cut or escaped, so the list
+	// splits back on commas exactly) and a warning with reason group_value_refused names the
+	// header, never the value. Default: groups
+	GroupsClaim string `json:"groups_claim,omitempty"`
+
+	// AllowUnverifiedEmail lets `require email_domain` accept an e-mail address from a login
+	// without any email_verified claim, for providers that never send it (Microsoft Entra
+	// ID). An explicit email_verified false is still refused. It applies to this block's
+	// rules and to the policy blocks that check its sessions.
+	//
+	// Risk: without email_verified nothing says the user controls the address. At some
+	// providers the e-mail claim is whatever the user or a tenant administrator typed into
+	// the profile, so anyone who can edit it passes `email_domain your-company.example`.
+	// Use it only with a provider that vouches for the address (an Entra ID single-tenant
+	// app whose tenant owns the domain); prefer `require claim tid <tenant-id>` or
+	// `require group` where the provider assigns those. A warning is logged at start when
+	// it is set. Default: false
+	AllowUnverifiedEmail bool `json:"allow_unverified_email,omitempty"`
 
 	// ClockLeeway is the clock skew tolerated when checking token times. Default: 1m
 	ClockLeeway caddy.Duration `json:"clock_leeway,omitempty"`
@@ -523,9 +558,12 @@ func (h *Handler) provisionTrust() error {
 		Mappings:            mappings,
 		MaxHeaderBytes:      h.MaxHeaderBytes,
 		MaxTotalHeaderBytes: h.MaxTotalHeaderBytes,
+		UserClaim:           h.UserClaim,
+		GroupsClaim:         h.GroupsClaim,
 	}
+	h.warnUnverifiedEmail()
 	if h.Require != nil {
-		if h.policy, err = h.Require.compile(h.ACRLevels); err != nil {
+		if h.policy, err = h.Require.compile(h.ACRLevels, h.AllowUnverifiedEmail); err != nil {
 			return err
 		}
 	}

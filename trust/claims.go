@@ -162,14 +162,16 @@ func isIntegerLiteral(s string) bool {
 	return true
 }
 
-// Placeholders returns the values for Caddy placeholders http.auth.user.<key>: "id" is the
-// subject, and every top-level claim whose name matches [a-z0-9_]+ and whose value
-// ClaimString can render is included under its own name (a claim named "id" never shadows
-// the subject). Values are raw UTF-8, not RFC 2047-encoded, but with
+// Placeholders returns the values for Caddy placeholders http.auth.user.<key>: "id" is
+// Profile.User (the user claim, default sub), or the subject when the user claim is
+// absent or empty; "groups" is Profile.Groups comma-joined (absent without groups, and
+// never the raw claim named "groups"); and every other top-level claim whose name matches
+// [a-z0-9_]+ and whose value ClaimString can render is included under its own name (a
+// claim named "id" never shadows the user). Values are raw UTF-8, not RFC 2047-encoded, but with
 // control characters removed and invalid UTF-8 replaced, because operators paste
 // placeholders into header_up, log fields and responses, where CR/LF would split lines.
 func (p *Profile) Placeholders() map[string]string {
-	m := make(map[string]string, len(p.Claims)+1)
+	m := make(map[string]string, len(p.Claims)+2)
 	for name, v := range p.Claims {
 		if !isPlaceholderName(name) {
 			continue
@@ -180,7 +182,16 @@ func (p *Profile) Placeholders() map[string]string {
 		}
 		m[name] = sanitize(s)
 	}
-	m["id"] = sanitize(p.Subject) // last, so a claim named "id" cannot shadow the subject
+	// Last, so that claims named "id" or "groups" cannot shadow these.
+	delete(m, "groups")
+	if len(p.Groups) > 0 {
+		m["groups"] = sanitize(strings.Join(p.Groups, ","))
+	}
+	id := sanitize(p.User)
+	if strings.TrimSpace(id) == "" {
+		id = sanitize(p.Subject) // no user claim: the subject, as before user_claim existed
+	}
+	m["id"] = id
 	return m
 }
 

@@ -82,9 +82,10 @@
 // Options.Standard (Caddyfile: standard_headers) picks which built-in headers are emitted;
 // mapped headers are always emitted:
 //
-//	basic     X-Auth-Subject, X-Auth-Email with X-Auth-Email-Verified (the flag only with
-//	          an email), X-Auth-Alias, X-Auth-New-User (default; also the empty value)
-//	identity  every X-Auth-* header; no X-Trust-* header
+//	basic     X-Auth-Subject, X-Auth-User (only with user_claim), X-Auth-Email with
+//	          X-Auth-Email-Verified (the flag only with an email), X-Auth-Alias,
+//	          X-Auth-New-User (default; also the empty value)
+//	identity  every X-Auth-* header (X-Auth-Groups included); no X-Trust-* header
 //	all       every header in the reference below
 //	none      no built-in header; only the mapped headers
 //
@@ -120,7 +121,9 @@
 // CompileMappings canonicalises the names (x-employee-id becomes X-Employee-Id) and
 // rejects, naming the rule: an empty name; a name with anything but ASCII letters, digits
 // and '-' ('_' is merged with '-' by CGI, PHP and WSGI, and nginx and Apache drop names
-// with '_', '.' or other symbols); a built-in header name (the reference below); two rules
+// with '_', '.' or other symbols); a built-in header name (the reference below; except
+// X-Auth-User and X-Auth-Groups, which sites mapped themselves before they were built in:
+// such a rule still works and replaces the built-in header); two rules
 // for the same name in any spelling; an empty claim path; more than 64 rules; and names
 // that would break the request or cross a security boundary: Host, Content-Length,
 // Content-Type, Content-Encoding, Transfer-Encoding, Connection, Keep-Alive, Te, Trailer,
@@ -140,6 +143,7 @@
 //
 //	Header                 Source claim                           Example
 //	X-Auth-Subject         sub                                    123e4567-e89b-12d3-a456-426652340000
+//	X-Auth-User            Options.UserClaim (user_claim), a path  ola.normann (preferred_username); only with user_claim set
 //	X-Auth-Issuer          iss                                    https://userinfo.current.bankid.no
 //	X-Auth-Email           email                                  normann@example.org
 //	X-Auth-Email-Verified  email_verified (true or "true")        true
@@ -156,6 +160,12 @@
 //	X-Auth-Acr             acr, surrounding spaces trimmed        ts.bindid.iac.phone_number
 //	X-Auth-Amr             amr, joined with ","                   ts.bind_id.ama,ts.bind_id.mfca
 //	X-Auth-Time            auth_time (unix seconds)               1605180698
+//
+// Groups (last of the built-in headers, so that a long list cannot push the ones above out
+// of max_total_header_bytes; identity and all, not basic):
+//
+//	Header                 Source claim                           Example
+//	X-Auth-Groups          Options.GroupsClaim (groups_claim, default groups; an array of strings or one string)  admins,eng (["admins","eng"]); realm_access.roles for Keycloak
 //
 // A string claim stands for itself; a number in a text claim (a phone number or personal
 // id sent as a JSON number) is written as an integer; any other type is absent. In
@@ -222,12 +232,27 @@
 //	X-Trust-Risk-Score       idwRiskScore               100
 //	X-Trust-Trust-Score      idwTrustScore              100
 //
+// X-Auth-User is the claim at Options.UserClaim as text (a string, or a number as an
+// integer); it is sent only when user_claim is configured (with the default, sub, it would
+// repeat X-Auth-Subject) and is absent when that claim is. X-Auth-Groups joins the groups
+// with "," and nothing else. A group value that contains a comma, a control character or
+// invalid UTF-8 is left out whole (Profile.GroupsRefused counts it; the gateway logs the
+// count with reason group_value_refused, never the value): it is never cut or escaped, so
+// splitting the header on "," gives back exactly the groups that were sent. Non-string
+// array elements and empty strings are skipped. A group list with non-ASCII is
+// RFC 2047-encoded as a whole, like every value: decode first, then split. X-Auth-Groups
+// is not in basic: group lists can be long (Entra ID sends up to 200 ids), each header
+// costs every request, and existing basic sites keep sending what they sent before.
+//
 // The signed assertion header (X-Auth-Assertion) is documented with the assertion.
 //
 // # Placeholders
 //
 // Profile.Placeholders gives the values for Caddy's {http.auth.user.*} placeholders:
-// "id" is sub, and every top-level claim named [a-z0-9_]+ maps to its ClaimString value,
+// "id" is the user claim (Options.UserClaim; sub when none is configured, and sub again
+// when the configured claim is absent, so the access log's user_id is never empty),
+// "groups" is the groups comma-joined exactly as in X-Auth-Groups (absent without groups),
+// and every other top-level claim named [a-z0-9_]+ maps to its ClaimString value,
 // e.g. {http.auth.user.email} or {http.auth.user.address} (compact JSON). These are raw
 // UTF-8, not RFC 2047-encoded, with control characters removed.
 package trust

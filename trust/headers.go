@@ -14,6 +14,7 @@ import (
 // so they can be used as http.Header keys directly. doc.go documents each one.
 const (
 	HeaderSubject       = "X-Auth-Subject"
+	HeaderUser          = "X-Auth-User"
 	HeaderIssuer        = "X-Auth-Issuer"
 	HeaderEmail         = "X-Auth-Email"
 	HeaderEmailVerified = "X-Auth-Email-Verified"
@@ -54,13 +55,18 @@ const (
 	HeaderPolicyDecision = "X-Trust-Policy-Decision"
 	HeaderRiskScore      = "X-Trust-Risk-Score"
 	HeaderTrustScore     = "X-Trust-Trust-Score"
+
+	// HeaderGroups comes last of the built-in headers: it is the one that can be long
+	// (Entra ID sends up to 200 group ids), so when max_total_header_bytes runs out the
+	// fixed identity headers before it are still sent.
+	HeaderGroups = "X-Auth-Groups"
 )
 
 // HeaderNames returns every built-in header name Headers can emit, in the order Headers
 // emits them. Mapped headers (Options.Mappings) come after these and are not listed.
 func HeaderNames() []string {
 	return []string{
-		HeaderSubject, HeaderIssuer, HeaderEmail, HeaderEmailVerified, HeaderName,
+		HeaderSubject, HeaderUser, HeaderIssuer, HeaderEmail, HeaderEmailVerified, HeaderName,
 		HeaderPhone, HeaderPhoneVerified, HeaderGivenName, HeaderFamilyName, HeaderBirthdate,
 		HeaderPersonalID, HeaderAddress, HeaderAlias, HeaderNewUser, HeaderACR, HeaderAMR,
 		HeaderAuthTime,
@@ -71,6 +77,7 @@ func HeaderNames() []string {
 		HeaderNewDevice, HeaderAccountAgeDays, HeaderDeviceKnownSince, HeaderDeviceAgeDays,
 		HeaderDaysSinceLastLogin,
 		HeaderPolicyDecision, HeaderRiskScore, HeaderTrustScore,
+		HeaderGroups,
 	}
 }
 
@@ -82,11 +89,13 @@ const (
 	// StandardNone emits no built-in header; only the mapped ones (Options.Mappings).
 	StandardNone StandardHeaders = "none"
 	// StandardBasic emits who the user is for the application and nothing more:
-	// X-Auth-Subject, X-Auth-Email with X-Auth-Email-Verified (the flag only together with an
-	// email), X-Auth-Alias and X-Auth-New-User. It is the default: the zero value "" means the
-	// same. Personal data beyond these, and the trust signals, go upstream only when the
-	// operator asks for them (data protection by default), and each forwarded header costs
-	// every request (bench/RESULTS.md).
+	// X-Auth-Subject, X-Auth-User (only with Options.UserClaim set), X-Auth-Email with X-Auth-Email-Verified (the flag only
+	// together with an email), X-Auth-Alias and X-Auth-New-User. It is the default: the zero
+	// value "" means the same. Personal data beyond these, and the trust signals, go
+	// upstream only when the operator asks for them (data protection by default), and each
+	// forwarded header costs every request (bench/RESULTS.md). X-Auth-Groups is not basic:
+	// a group list can be long (it would cost every request of every site that never reads
+	// it), and adding it would change what existing basic sites send upstream.
 	StandardBasic StandardHeaders = "basic"
 	// StandardIdentity emits every X-Auth-* built-in header (no X-Trust-* signal).
 	StandardIdentity StandardHeaders = "identity"
@@ -149,7 +158,7 @@ type Dropped struct {
 }
 
 // builtinHeaders is len(HeaderNames()).
-const builtinHeaders = 38
+const builtinHeaders = 40
 
 // headerOverhead is what a header line costs besides its name and value: ": " and CRLF.
 const headerOverhead = 4
@@ -212,10 +221,19 @@ func (p *Profile) Headers(opts Options) (hs []Header, dropped []Dropped) {
 		}
 	}
 
+	// X-Auth-User and X-Auth-Groups leave the way to an operator's own mapping of that name
+	// (written before they were built in): the site keeps sending what it sent.
+	addUser := func() {
+		if p.User != "" && !opts.Mappings.matches(HeaderUser) { // p.User: only with user_claim
+			add(HeaderUser, p.User)
+		}
+	}
+
 	level := opts.Standard.level()
 	switch level {
 	case levelBasic:
 		add(HeaderSubject, p.Subject)
+		addUser()
 		n := len(hs)
 		add(HeaderEmail, p.Email)
 		if len(hs) > n { // the flag only beside the email it qualifies (sent, not dropped)
@@ -227,6 +245,7 @@ func (p *Profile) Headers(opts Options) (hs []Header, dropped []Dropped) {
 		}
 	case levelIdentity, levelAll:
 		add(HeaderSubject, p.Subject)
+		addUser()
 		add(HeaderIssuer, p.Issuer)
 		add(HeaderEmail, p.Email)
 		addBool(HeaderEmailVerified, p.EmailVerified)
@@ -277,6 +296,11 @@ func (p *Profile) Headers(opts Options) (hs []Header, dropped []Dropped) {
 		add(HeaderPolicyDecision, v.Decision)
 		add(HeaderRiskScore, v.RiskScore)
 		add(HeaderTrustScore, v.TrustScore)
+	}
+	if len(p.Groups) > 0 && level >= levelIdentity && !opts.Mappings.matches(HeaderGroups) {
+		// Refused values (a comma, a control character) never reach Groups, so the list
+		// splits back on "," exactly.
+		add(HeaderGroups, strings.Join(p.Groups, ","))
 	}
 
 	if m := opts.Mappings; m != nil {

@@ -705,8 +705,8 @@ func TestHeadersACRTrimmed(t *testing.T) {
 // and is already canonical, so a client can never pre-set one and have it survive.
 func TestHeaderNames(t *testing.T) {
 	names := HeaderNames()
-	if len(names) != builtinHeaders || builtinHeaders != 38 {
-		t.Errorf("len(HeaderNames()) = %d, builtinHeaders = %d, want 38", len(names), builtinHeaders)
+	if len(names) != builtinHeaders || builtinHeaders != 40 {
+		t.Errorf("len(HeaderNames()) = %d, builtinHeaders = %d, want 40", len(names), builtinHeaders)
 	}
 	seen := map[string]bool{}
 	for _, n := range names {
@@ -724,8 +724,10 @@ func TestHeaderNames(t *testing.T) {
 	// Every emitted header is listed, in the listed order.
 	all := with(bindIDNewClaims(t), "email", "a@b.example", "name", "N", "given_name", "G", "family_name", "F",
 		"birthdate", "1986-02-11", "personal_id_number", "11028600000", "address", map[string]any{"locality": "Oslo"},
-		"policyDecision", "approve", "idwRiskScore", "10", "idwTrustScore", "90")
+		"policyDecision", "approve", "idwRiskScore", "10", "idwTrustScore", "90",
+		"preferred_username", "u", "groups", []any{"g"})
 	opts := bindIDOpts
+	opts.UserClaim = "preferred_username"
 	opts.Verification = VerificationClaims{Decision: "policyDecision", RiskScore: "idwRiskScore", TrustScore: "idwTrustScore"}
 	hs, _ := NewProfile(all, opts).Headers(Options{Standard: StandardAll})
 	var got []string

@@ -53,7 +53,9 @@ var reservedNames = []string{
 //   - an empty name, or a name with a character other than ASCII letters, digits and '-'
 //     (a subset of the RFC 9110 token: '_' is merged with '-' by CGI, PHP and WSGI, and
 //     nginx and Apache drop names with '_', '.' or other symbols);
-//   - a built-in header name (HeaderNames);
+//   - a built-in header name (HeaderNames), except X-Auth-User and X-Auth-Groups: they
+//     became built-in after sites had mapped them themselves, so such a rule still works
+//     and replaces the built-in header (Headers then leaves the built-in one out);
 //   - two rules for the same header, in any case and with '_' read as '-';
 //   - headers that would break the request or cross a security boundary: Host,
 //     Content-Length, Content-Type, Content-Encoding, Transfer-Encoding, Connection,
@@ -74,7 +76,9 @@ func CompileMappings(rules []Mapping) (*Mappings, error) {
 	}
 	builtin := make(map[string]bool, len(HeaderNames()))
 	for _, n := range HeaderNames() {
-		builtin[strings.ToLower(n)] = true
+		if !isAdoptable(n) {
+			builtin[strings.ToLower(n)] = true
+		}
 	}
 	seen := make(map[string]string, len(rules))
 	m := &Mappings{rules: make([]mappingRule, 0, len(rules))}
@@ -137,6 +141,10 @@ func (m *Mappings) Names() []string {
 	}
 	return out
 }
+
+// isAdoptable reports whether a mapping rule may take the built-in header name n:
+// X-Auth-User and X-Auth-Groups, which sites mapped themselves before they were built in.
+func isAdoptable(n string) bool { return n == HeaderUser || n == HeaderGroups }
 
 // len returns the number of rules. nil-safe.
 func (m *Mappings) len() int {

@@ -20,6 +20,7 @@ const (
 	RuleACRAtLeast  = "acr_at_least"
 	RuleAMR         = "amr"
 	RuleClaim       = "claim"
+	RuleGroup       = "group"
 	RuleEmailDomain = "email_domain"
 	RuleMaxAuthAge  = "max_auth_age"
 	RuleKnownUser   = "known_user"
@@ -55,6 +56,11 @@ type Policy struct {
 	AMR []string
 	// Claims must all hold.
 	Claims []ClaimRule
+	// Groups requires the user to be in at least one of these groups: one of them must be
+	// in Profile.Groups (Options.GroupsClaim, default groups), compared exactly (case
+	// matters). A new sign-in cannot change a user's groups, so this rule never asks for
+	// a step-up.
+	Groups []string `json:",omitempty"`
 	// EmailDomains accepts a verified e-mail address in one of these domains.
 	// "example.com" matches exactly example.com; "*.example.com" matches any subdomain of
 	// example.com (a.example.com, a.b.example.com) but not example.com itself. Domains are
@@ -66,12 +72,24 @@ type Policy struct {
 	MaxAuthAge time.Duration
 	// KnownUser requires the alias claim to be present (Profile.NewUser false).
 	KnownUser bool
+	// AllowUnverifiedEmail lets EmailDomains accept an address whose sign-in has no
+	// email_verified claim at all (absent or null), for providers that never send it
+	// (Microsoft Entra ID). An explicit false, or a value that is neither a boolean nor
+	// "true"/"false", is still refused.
+	//
+	// This weakens the rule. Without email_verified nothing says that the user controls the
+	// address: at some providers the e-mail claim is whatever the user or a tenant's
+	// administrator typed into the profile, so anyone who can edit it can claim
+	// name@your-company.example. Set it only for a provider that vouches for the address
+	// without saying so (an Entra ID single-tenant app whose tenant owns the domain), and
+	// prefer a claim rule on a provider-assigned value (tid, groups) where there is one.
+	AllowUnverifiedEmail bool `json:",omitempty"`
 }
 
 // Unmet is a rule a sign-in does not meet.
 type Unmet struct {
-	// Rule is the rule's name: "acr", "acr_at_least", "amr", "claim", "email_domain",
-	// "max_auth_age" or "known_user".
+	// Rule is the rule's name: "acr", "acr_at_least", "amr", "claim", "group",
+	// "email_domain", "max_auth_age" or "known_user".
 	Rule string
 	// Reason is one plain sentence saying what is required and what this sign-in has, fit
 	// for the user's error page, an API's JSON body and the log. Text taken from claims is
@@ -95,7 +113,7 @@ type StepUp struct {
 // IsZero reports whether p has no rules, so that it allows every signed-in user.
 func (p *Policy) IsZero() bool {
 	return p == nil || (len(p.ACR) == 0 && p.ACRAtLeast == "" && len(p.ACRLevels) == 0 &&
-		len(p.AMR) == 0 && len(p.Claims) == 0 && len(p.EmailDomains) == 0 &&
+		len(p.AMR) == 0 && len(p.Claims) == 0 && len(p.Groups) == 0 && len(p.EmailDomains) == 0 &&
 		p.MaxAuthAge == 0 && !p.KnownUser)
 }
 
@@ -178,6 +196,13 @@ func (p *Policy) Validate() error {
 			if v == "" {
 				bad("claim %s: empty value", name)
 			}
+		}
+	}
+
+	checkList(RuleGroup, p.Groups)
+	for _, g := range p.Groups {
+		if strings.Contains(g, ",") {
+			bad("group %s contains a comma; a group value with a comma is never among the user's groups (it cannot be told apart in X-Auth-Groups), so the rule could never hold", strconv.Quote(g))
 		}
 	}
 
@@ -291,9 +316,22 @@ func (p *Policy) Check(prof *Profile, now time.Time) (unmet []Unmet, stepUp *Ste
 				reasonList(r.Values, "or")+"; this sign-in "+has, false)
 		}
 	}
+	if len(p.Groups) > 0 && !slices.ContainsFunc(p.Groups, func(g string) bool { return slices.Contains(prof.Groups, g) }) {
+		// Names the required groups only: the user's own groups stay out of the page and
+		// the log.
+		need := "membership of one of the groups " + reasonList(p.Groups, "or") + "; this sign-in is in none of them"
+		if len(p.Groups) == 1 {
+			need = "membership of the group " + reasonQuote(p.Groups[0]) + "; this sign-in is not in it"
+		}
+		add(RuleGroup, "this page requires "+need, false)
+	}
 	if len(p.EmailDomains) > 0 {
 		if ok, has := p.emailDomainHolds(prof); !ok {
-			add(RuleEmailDomain, "this page requires a verified e-mail address in "+
+			what := "a verified e-mail address"
+			if p.AllowUnverifiedEmail {
+				what = "an e-mail address (not marked unverified)"
+			}
+			add(RuleEmailDomain, "this page requires "+what+" in "+
 				reasonList(p.EmailDomains, "or")+"; "+has, false)
 		}
 	}
@@ -402,8 +440,12 @@ func (p *Policy) emailDomainHolds(prof *Profile) (bool, string) {
 	if prof.Email == "" {
 		return false, "this sign-in has no e-mail address"
 	}
-	if prof.EmailVerified == nil || !*prof.EmailVerified {
-		return false, "this sign-in's e-mail address is not verified"
+	if v := prof.EmailVerified; v == nil || !*v {
+		_, sent := LookupClaim(prof.Claims, "email_verified")
+		if v != nil || sent || !p.AllowUnverifiedEmail {
+			return false, "this sign-in's e-mail address is not verified"
+		}
+		// allow_unverified_email: no email_verified claim at all is accepted.
 	}
 	local, domain, ok := strings.Cut(prof.Email, "@")
 	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") {

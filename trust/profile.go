@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Defaults for Options.
@@ -16,6 +18,11 @@ const (
 	DefaultMaxHeaderBytes = 4096
 	// DefaultMaxTotalHeaderBytes bounds the size of all headers Headers emits together.
 	DefaultMaxTotalHeaderBytes = 16384
+	// DefaultUserClaim is the claim that names the user when Options.UserClaim is empty.
+	DefaultUserClaim = "sub"
+	// DefaultGroupsClaim is the claim that lists the user's groups when
+	// Options.GroupsClaim is empty.
+	DefaultGroupsClaim = "groups"
 )
 
 // Options tune how claims become a Profile and headers. The zero value is ready to use.
@@ -43,6 +50,16 @@ type Options struct {
 	// Mappings are the operator's own header rules (CompileMappings), emitted after the
 	// built-in headers and stripped from client requests like them. nil: none.
 	Mappings *Mappings
+	// UserClaim is the path (LookupClaim) of the claim that names the user for the
+	// application, e.g. "preferred_username" or "email": Profile.User, X-Auth-User and the
+	// "id" placeholder. "" (the default) means sub for the placeholder and no X-Auth-User
+	// (it would repeat X-Auth-Subject). When the claim is absent, X-Auth-User is absent and
+	// the placeholder falls back to sub.
+	UserClaim string
+	// GroupsClaim is the path (LookupClaim) of the claim that lists the user's groups:
+	// Profile.Groups, X-Auth-Groups, the "groups" placeholder and Policy.Groups, e.g.
+	// "roles" (Entra ID app roles) or "realm_access.roles" (Keycloak). Default: groups.
+	GroupsClaim string
 }
 
 // VerificationClaims names the claims in which a provider reports its verdict on the
@@ -51,6 +68,13 @@ type VerificationClaims struct {
 	Decision   string // e.g. policyDecision: "approve" or "deny"
 	RiskScore  string // e.g. idwRiskScore
 	TrustScore string // e.g. idwTrustScore
+}
+
+func (o Options) groupsClaim() string {
+	if o.GroupsClaim == "" {
+		return DefaultGroupsClaim
+	}
+	return o.GroupsClaim
 }
 
 func (o Options) maxHeaderBytes() int {
@@ -71,6 +95,7 @@ func (o Options) maxTotalHeaderBytes() int {
 // Its JSON form is the /.trustgate/me document; it never holds a token.
 type Profile struct {
 	Subject       string         `json:"sub"`
+	User          string         `json:"user,omitempty"` // the claim at Options.UserClaim as text; "" when absent or no UserClaim is configured
 	Issuer        string         `json:"iss"`
 	Email         string         `json:"email,omitempty"`
 	EmailVerified *bool          `json:"email_verified,omitempty"` // bool, or the strings "true"/"false"; anything else is nil
@@ -90,6 +115,8 @@ type Profile struct {
 	BindID        *BindID        `json:"bindid,omitempty"`       // nil when neither bindid_info nor bindid_network_info is present
 	Derived       *Derived       `json:"derived,omitempty"`      // signals computed from BindID; nil without BindID or a reference time
 	Verification  *Verification  `json:"verification,omitempty"` // the provider's verification verdict; nil when none is configured or sent
+	Groups        []string       `json:"groups,omitempty"`       // the groups at Options.GroupsClaim (default groups), refused values left out (see GroupsRefused)
+	GroupsRefused int            `json:"-"`                      // group values left out of Groups (comma, control character, invalid UTF-8); log the count, never the values
 	Claims        map[string]any `json:"claims"`                 // every verified claim (a shallow copy of the input)
 }
 
@@ -168,7 +195,64 @@ func NewProfile(claims map[string]any, opts Options) *Profile {
 	p.BindID = newBindID(claims)
 	p.Derived = newDerived(claims, p)
 	p.Verification = newVerification(claims, opts.Verification)
+	if opts.UserClaim != "" {
+		// Only when configured: with the default (sub) X-Auth-User and "user" would only
+		// repeat the subject, and existing sites keep exactly the headers they had.
+		if v, ok := LookupClaim(claims, opts.UserClaim); ok {
+			p.User = textClaim(v)
+		}
+	}
+	p.Groups, p.GroupsRefused = groupsClaim(claims, opts.groupsClaim())
 	return p
+}
+
+// groupsClaim reads the groups at path: an array of strings or a single string (one
+// group). Empty strings and non-string array elements are skipped. A value with a comma, a
+// control character or invalid UTF-8 is refused: left out whole (never cut or escaped, so
+// a refused "admins,x" can never read as "admins" in the comma-joined header) and counted.
+func groupsClaim(claims map[string]any, path string) (groups []string, refused int) {
+	v, ok := LookupClaim(claims, path)
+	if !ok {
+		return nil, 0
+	}
+	take := func(s string) {
+		switch {
+		case s == "":
+		case !validGroup(s):
+			refused++
+		default:
+			groups = append(groups, s)
+		}
+	}
+	switch v := v.(type) {
+	case string:
+		take(v)
+	case []string:
+		for _, s := range v {
+			take(s)
+		}
+	case []any:
+		for _, e := range v {
+			if s, ok := e.(string); ok {
+				take(s)
+			}
+		}
+	}
+	return groups, refused
+}
+
+// validGroup reports whether s can be one element of the comma-joined groups: valid UTF-8
+// without a comma or a control character.
+func validGroup(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r == ',' || unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }
 
 func newVerification(claims map[string]any, names VerificationClaims) *Verification {

@@ -90,6 +90,7 @@ func endpointMatcherSet(prefix string) caddy.ModuleMap {
 //		userinfo_issuer   <url>                     # iss of a signed userinfo (BankID)
 //		login_hint_format jwt|iddataweb
 //		login_hint_encryption_key <pem or https JWKS URL>
+//		tls_trusted_ca_certs <pem file>             # CAs of the provider's certificates; default: the system's
 //		auth_params       {                     # extra authorization request parameters
 //			<name> <value>
 //		}
@@ -176,6 +177,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "login_hint_encryption_key":
 			if !d.AllArgs(&h.LoginHintEncryptionKey) {
+				return d.ArgErr()
+			}
+		case "tls_trusted_ca_certs":
+			if !d.AllArgs(&h.TLSTrustedCACerts) {
 				return d.ArgErr()
 			}
 		case "client_id":

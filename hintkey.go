@@ -39,7 +39,8 @@ const (
 
 // hintKeySources holds one source per configured login_hint_encryption_key value (the
 // PEM, or the URL), shared by every handler and config that names the same key, so a
-// `caddy reload` keeps a fetched JWKS.
+// `caddy reload` keeps a fetched JWKS. The key is hintSourceKey: the value, and for a URL
+// the tls_trusted_ca_certs it is fetched with.
 var hintKeySources sync.Map // string -> *hintKeySource
 
 // hintKeySource is a configured encryption key: static (PEM), or fetched from url.
@@ -67,15 +68,21 @@ func (h *Handler) provisionHintKey() error {
 		}
 		return nil
 	}
-	if _, ok := hintKeySources.Load(v); ok {
+	if _, ok := hintKeySources.Load(h.hintSourceKey()); ok {
 		return nil
 	}
-	src, err := parseHintKey(v)
+	src, err := parseHintKey(v, h.caPool)
 	if err != nil {
 		return fmt.Errorf("login_hint_encryption_key: %w", err)
 	}
-	hintKeySources.LoadOrStore(v, src)
+	hintKeySources.LoadOrStore(h.hintSourceKey(), src)
 	return nil
+}
+
+// hintSourceKey names the handler's key source in hintKeySources: the configured value and
+// the hash of tls_trusted_ca_certs, so a JWKS URL fetched with other CAs is another source.
+func (h *Handler) hintSourceKey() string {
+	return h.LoginHintEncryptionKey + "\x00" + h.caSum
 }
 
 // hintKey returns the key to encrypt the login_hint to, or nil when none is configured.
@@ -83,7 +90,7 @@ func (h *Handler) hintKey(ctx context.Context) (*jose.JSONWebKey, error) {
 	if h.LoginHintEncryptionKey == "" {
 		return nil, nil
 	}
-	v, ok := hintKeySources.Load(h.LoginHintEncryptionKey)
+	v, ok := hintKeySources.Load(h.hintSourceKey())
 	if !ok {
 		return nil, errors.New("login_hint_encryption_key was not provisioned")
 	}
@@ -92,14 +99,15 @@ func (h *Handler) hintKey(ctx context.Context) (*jose.JSONWebKey, error) {
 
 // parseHintKey reads a configured value: an http(s) URL of a JWKS (plain http only on a
 // loopback host), or a PEM public key (PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE) of RSA
-// (at least 2048 bits) or EC (P-256, P-384, P-521). Errors never quote the value.
-func parseHintKey(v string) (*hintKeySource, error) {
+// (at least 2048 bits) or EC (P-256, P-384, P-521). A JWKS URL is fetched with a client that
+// verifies against roots (nil: the system's CAs). Errors never quote the value.
+func parseHintKey(v string, roots *x509.CertPool) (*hintKeySource, error) {
 	if strings.HasPrefix(v, "https://") || strings.HasPrefix(v, "http://") {
 		u, err := url.Parse(v)
 		if err != nil || u.Host == "" || u.User != nil || u.Fragment != "" || (u.Scheme == "http" && !isLoopbackHost(u.Hostname())) {
 			return nil, errors.New("a JWKS URL must be an absolute https URL without user or fragment (plain http only on a loopback host)")
 		}
-		return &hintKeySource{url: v, client: oidcflow.NewHTTPClient(hintKeyTimeout, maxHintJWKSBytes)}, nil
+		return &hintKeySource{url: v, client: oidcflow.NewHTTPClientWithRoots(hintKeyTimeout, maxHintJWKSBytes, roots)}, nil
 	}
 	block, _ := pem.Decode([]byte(strings.TrimSpace(v)))
 	if block == nil {

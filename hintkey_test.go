@@ -74,7 +74,7 @@ func TestParseHintKey(t *testing.T) {
 		"localhost http": "http://localhost/jwks",
 	}
 	for name, v := range good {
-		if _, err := parseHintKey(v); err != nil {
+		if _, err := parseHintKey(v, nil); err != nil {
 			t.Errorf("%s: parseHintKey() error = %v", name, err)
 		}
 	}
@@ -91,7 +91,7 @@ func TestParseHintKey(t *testing.T) {
 		"URL no host":       "https:///jwks",
 	}
 	for name, v := range bad {
-		_, err := parseHintKey(v)
+		_, err := parseHintKey(v, nil)
 		if err == nil {
 			t.Errorf("%s: parseHintKey() accepted it", name)
 			continue
@@ -155,7 +155,7 @@ func TestHintKeyJWKS(t *testing.T) {
 		body.Store(b)
 	}
 	now := time.Unix(1765000000, 0)
-	src, err := parseHintKey(srv.URL + "/jwks")
+	src, err := parseHintKey(srv.URL+"/jwks", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestHintKeyJWKS(t *testing.T) {
 		},
 	} {
 		prep()
-		src, _ := parseHintKey(srv.URL + "/" + strings.ReplaceAll(name, " ", "-"))
+		src, _ := parseHintKey(srv.URL+"/"+strings.ReplaceAll(name, " ", "-"), nil)
 		if k, err := src.get(t.Context(), now); err == nil {
 			t.Errorf("%s: get() = %v, want an error", name, k)
 		}

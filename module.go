@@ -10,6 +10,7 @@ import (
 	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -149,6 +150,13 @@ type Handler struct {
 	// whenever the hint carries personal data: a PEM public key (use {file.*}) or an https
 	// JWKS URL. Without it, a profile that holds ssn4 or ssn9 is never sent.
 	LoginHintEncryptionKey string `json:"login_hint_encryption_key,omitempty"`
+
+	// TLSTrustedCACerts is a PEM file of the CA certificates that every call to the provider
+	// (discovery, JWKS, token, userinfo, refresh, CIBA, session feedback, logout, and the
+	// login_hint_encryption_key JWKS URL) is verified against, instead of the system's
+	// trusted CAs: for a provider whose certificate a private CA signed. Placeholders are
+	// expanded. Default: the system's trusted CAs
+	TLSTrustedCACerts string `json:"tls_trusted_ca_certs,omitempty"`
 
 	// AuthParams are extra parameters added to every authorization request, such as
 	// Google's hd, Entra ID's domain_hint, Auth0's audience or prompt. Values may use
@@ -330,6 +338,9 @@ type Handler struct {
 	metricsRegistry *prometheus.Registry
 	// health caches the answer of <path_prefix>/healthz for a few seconds.
 	health *healthCheck
+
+	caPool *x509.CertPool // tls_trusted_ca_certs, nil for the system's CAs
+	caSum  string         // hex SHA-256 of the tls_trusted_ca_certs file, "" without it
 }
 
 // SessionStoreConfig selects the session store; at most one member may be set.
@@ -472,6 +483,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.txPrefix = h.cookieName + "_tx_"
 	if err := h.provisionTrust(); err != nil {
+		return err
+	}
+	if err := h.provisionTrustedCAs(repl); err != nil {
 		return err
 	}
 	if err := h.provisionHintKey(); err != nil {
@@ -662,13 +676,13 @@ func (h *Handler) provisionClient() error {
 	sum := sha256.Sum256([]byte(cfg.ClientSecret))
 	kb, err := json.Marshal([]any{cfg.Issuer, cfg.ClientID, hex.EncodeToString(sum[:]), cfg.Scopes, cfg.AuthMethod,
 		cfg.Userinfo, cfg.RequireSignedUserinfo, cfg.UserinfoIssuer, cfg.IDTokenFirstClaims, cfg.TrustedAudiences, cfg.ClockLeeway,
-		cfg.AuthParams})
+		cfg.AuthParams, h.caSum})
 	if err != nil {
 		return fmt.Errorf("provider pool key: %w", err)
 	}
 	key := string(kb)
 	v, _, err := clients.LoadOrNew(key, func() (caddy.Destructor, error) {
-		cfg.HTTPClient = oidcflow.NewHTTPClient(10*time.Second, 1<<20)
+		cfg.HTTPClient = oidcflow.NewHTTPClientWithRoots(10*time.Second, 1<<20, h.caPool)
 		c, err := oidcflow.New(cfg)
 		if err != nil {
 			return nil, err

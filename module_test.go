@@ -258,6 +258,8 @@ func TestProvisionErrors(t *testing.T) {
 		{"huge leeway", Handler{Issuer: "https://idp.example.com", ClientID: "c", ClockLeeway: caddy.Duration(time.Hour), Secrets: []string{testSecret}}, "clock_leeway"},
 		{"bad cookie name", Handler{Issuer: "https://idp.example.com", ClientID: "c", CookieName: "a;b", Secrets: []string{testSecret}}, "cookie_name"},
 		{"post auth without secret", Handler{Issuer: "https://idp.example.com", ClientID: "c", TokenAuthMethod: "client_secret_post", Secrets: []string{testSecret}}, "needs a client secret"},
+		{"tls_trusted_ca_certs missing file", Handler{Issuer: "https://idp.example.com", ClientID: "c", Secrets: []string{testSecret}, TLSTrustedCACerts: "/nonexistent/trustgate-ca.pem"}, "tls_trusted_ca_certs: open /nonexistent/trustgate-ca.pem"},
+		{"tls_trusted_ca_certs placeholder empty", Handler{Issuer: "https://idp.example.com", ClientID: "c", Secrets: []string{testSecret}, TLSTrustedCACerts: "{env.TG_TEST_EMPTY}"}, "tls_trusted_ca_certs is empty after expanding placeholders"},
 		{"redis without addrs", Handler{Issuer: "https://idp.example.com", ClientID: "c", Secrets: []string{testSecret}, SessionStore: &SessionStoreConfig{Redis: &RedisStoreConfig{}}}, "session_store redis: addrs is required"},
 		{"redis bad address", Handler{Issuer: "https://idp.example.com", ClientID: "c", Secrets: []string{testSecret}, SessionStore: &SessionStoreConfig{Redis: &RedisStoreConfig{Addrs: []string{"localhost"}}}}, `address "localhost" is not host:port`},
 		{"redis cluster with db", Handler{Issuer: "https://idp.example.com", ClientID: "c", Secrets: []string{testSecret}, SessionStore: &SessionStoreConfig{Redis: &RedisStoreConfig{Addrs: []string{"a:1", "b:1"}, DB: 3}}}, "db must be 0 with Redis Cluster"},

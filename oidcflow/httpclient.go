@@ -1,6 +1,8 @@
 package oidcflow
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +18,16 @@ var ErrBodyTooLarge = errors.New("oidcflow: response body exceeds size limit")
 // timeout per call, connect and header timeouts, no redirects (a back-channel endpoint
 // that redirects is treated as an error, so a response can never come from another host),
 // TLS verification always on, and response bodies capped at maxBody bytes (reading more
-// fails with ErrBodyTooLarge instead of silently truncating).
+// fails with ErrBodyTooLarge instead of silently truncating). A proxy is used as
+// HTTPS_PROXY, HTTP_PROXY and NO_PROXY say (http.ProxyFromEnvironment; requests to
+// localhost and loopback addresses never go through a proxy).
 func NewHTTPClient(timeout time.Duration, maxBody int64) *http.Client {
+	return NewHTTPClientWithRoots(timeout, maxBody, nil)
+}
+
+// NewHTTPClientWithRoots is NewHTTPClient verifying the OP's certificates against roots
+// instead of the system's trusted CAs; nil roots means the system's.
+func NewHTTPClientWithRoots(timeout time.Duration, maxBody int64, roots *x509.CertPool) *http.Client {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
@@ -33,6 +43,9 @@ func NewHTTPClient(timeout time.Duration, maxBody int64) *http.Client {
 		MaxIdleConnsPerHost:   8,
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
+	}
+	if roots != nil {
+		base.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
 	}
 	return &http.Client{
 		Timeout:   timeout,

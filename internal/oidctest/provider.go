@@ -3,6 +3,7 @@ package oidctest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -75,6 +76,9 @@ type Options struct {
 	// Logf, when set, receives one line per request (method, path, status, duration and a short
 	// note such as the client or grant type). Tokens, codes and secrets are never passed to it.
 	Logf func(format string, args ...any)
+	// TLS serves https with a certificate for 127.0.0.1, ::1 and localhost, signed by a test
+	// CA (TLSCACertPEM, TLSClient); the issuer is then https://127.0.0.1:PORT.
+	TLS bool
 }
 
 // Counts is the number of requests each endpoint received, plus the misuses the Provider saw.
@@ -242,8 +246,17 @@ func New(opts Options) (*Provider, error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("oidctest: listen %s: bound to non-loopback address %s", addr, ln.Addr())
 	}
-	p.ln = ln
 	p.issuer = "http://" + ln.Addr().String()
+	if opts.TLS {
+		tc, err := serverTLSConfig()
+		if err != nil {
+			_ = ln.Close()
+			return nil, err
+		}
+		ln = tls.NewListener(ln, tc)
+		p.issuer = "https://" + ln.Addr().String()
+	}
+	p.ln = ln
 	p.srv = &http.Server{
 		Handler:           p.routes(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -269,7 +282,8 @@ func NewTest(tb testing.TB, opts Options) *Provider {
 	return p
 }
 
-// Issuer is the issuer URL, "http://127.0.0.1:PORT" (no trailing slash).
+// Issuer is the issuer URL, "http://127.0.0.1:PORT" (https with Options.TLS; no trailing
+// slash).
 func (p *Provider) Issuer() string { return p.issuer }
 
 // Close stops serving. Delayed responses are aborted; in-flight requests get a short grace

@@ -70,10 +70,14 @@ type RedisOptions struct {
 	// MasterName is the Sentinel master name; set it to use Sentinel.
 	MasterName string
 	// Username and Password authenticate to Redis (ACL user or
-	// requirepass). The Sentinels themselves are contacted without
-	// credentials.
+	// requirepass).
 	Username string
 	Password string
+	// SentinelUsername and SentinelPassword authenticate to the Sentinels
+	// (requirepass or an ACL user in sentinel.conf), with MasterName only.
+	// Default: the Sentinels are contacted without credentials.
+	SentinelUsername string
+	SentinelPassword string
 	// DB is the database number. It must be 0 with Cluster.
 	DB int
 	// TLS, when not nil, is used for every connection. Default: plain TCP.
@@ -265,6 +269,9 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 		Password:   opts.Password,
 		DB:         opts.DB,
 		TLSConfig:  tc,
+
+		SentinelUsername: opts.SentinelUsername,
+		SentinelPassword: opts.SentinelPassword,
 
 		DialTimeout:           opts.DialTimeout,
 		ReadTimeout:           opts.ReadTimeout,

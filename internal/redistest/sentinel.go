@@ -35,8 +35,8 @@ const (
 )
 
 // Sentinel is a master, one replica and three sentinels (quorum 2) monitoring the master
-// under a name, all on 127.0.0.1. The sentinels need no password; with WithPassword the data
-// nodes do and the sentinels have "sentinel auth-pass".
+// under a name, all on 127.0.0.1. The sentinels need no password unless WithSentinelPassword
+// is given; with WithPassword the data nodes do and the sentinels have "sentinel auth-pass".
 type Sentinel struct {
 	name      string
 	nodes     [2]*Server // the data nodes; nodes[0] was started as the master
@@ -50,7 +50,7 @@ type Sentinel struct {
 // --sentinel) that monitor the master as masterName with down-after-milliseconds 2000 and
 // failover-timeout 3000. It returns when the replica is in sync and every sentinel knows the
 // master, the replica and the two other sentinels, so that Failover works at once. Options
-// apply to the two data nodes. Everything is stopped when the test ends.
+// apply to the two data nodes, except WithSentinelPassword. Everything is stopped when the test ends.
 func StartSentinel(tb testing.TB, masterName string, opts ...Option) *Sentinel {
 	tb.Helper()
 	if masterName == "" || strings.ContainsAny(masterName, " \t\r\n\"'\\") {
@@ -69,7 +69,7 @@ func StartSentinel(tb testing.TB, masterName string, opts ...Option) *Sentinel {
 	ids := make([]string, sentinelCount)
 	for i := range sentinelCount {
 		ids[i] = runID()
-		sn := newServer(tb, fmt.Sprintf("sentinel %d", i+1), bin, "", []string{"--sentinel"})
+		sn := newServer(tb, fmt.Sprintf("sentinel %d", i+1), bin, cfg.sentinelPw, []string{"--sentinel"})
 		s.sentinels = append(s.sentinels, sn)
 	}
 	for i, sn := range s.sentinels {
@@ -109,6 +109,10 @@ func (s *Sentinel) sentinelConfig(sn *Server, ids []string, i int, password stri
 	fmt.Fprintf(&b, "sentinel parallel-syncs %s 1\n", s.name)
 	if password != "" {
 		fmt.Fprintf(&b, "sentinel auth-pass %s %s\n", s.name, quote(password))
+	}
+	if sn.password != "" {
+		// The sentinels authenticate to each other with their own requirepass.
+		fmt.Fprintf(&b, "requirepass %s\n", quote(sn.password))
 	}
 	fmt.Fprintf(&b, "sentinel known-replica %s 127.0.0.1 %d\n", s.name, replica.Port())
 	for j, other := range s.sentinels {

@@ -96,6 +96,22 @@ func TestSentinelWithPassword(t *testing.T) {
 	}
 }
 
+func TestSentinelWithSentinelPassword(t *testing.T) {
+	t.Parallel()
+	s := StartSentinel(t, "guarded", WithSentinelPassword("sentinel-pw"))
+	sn := s.Sentinels()[0]
+	if got := sn.Dial(t).Do(t, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "guarded"); !isErr(got, "NOAUTH") {
+		t.Errorf("sentinel command without AUTH = %#v, want NOAUTH", got)
+	}
+	if got := s.Master(); got != s.Nodes()[0] {
+		t.Errorf("Master() = %s, want %s", got, s.Nodes()[0])
+	}
+	// The data nodes need no password.
+	if got := s.Master().Dial(t).Do(t, "PING"); got != "PONG" {
+		t.Errorf("master PING = %#v, want PONG", got)
+	}
+}
+
 // waitFor polls cond until it holds or timeout passes.
 func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
 	tb.Helper()

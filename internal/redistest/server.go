@@ -36,6 +36,7 @@ type Option func(*config)
 
 type config struct {
 	password   string
+	sentinelPw string // StartSentinel: requirepass of the sentinels
 	args       []string
 	noRedisCLI bool // StartCluster: build the cluster by hand even when redis-cli exists
 }
@@ -53,6 +54,12 @@ func newConfig(opts []Option) config {
 // not. For StartSentinel the sentinels get "sentinel auth-pass" but need no password
 // themselves; for StartCluster redis-cli gets it too.
 func WithPassword(pw string) Option { return func(c *config) { c.password = pw } }
+
+// WithSentinelPassword makes the sentinels of StartSentinel require a password (requirepass
+// in sentinel.conf; the sentinels authenticate to each other with it). The sentinels'
+// Server.Do, Server.TryDo and the helper's own checks authenticate with it; Server.Dial does
+// not. It does not apply to the data nodes (see WithPassword).
+func WithSentinelPassword(pw string) Option { return func(c *config) { c.sentinelPw = pw } }
 
 // WithArgs appends redis-server command-line arguments, such as
 // WithArgs("--maxmemory", "10mb", "--maxmemory-policy", "allkeys-lru"). They apply to the data

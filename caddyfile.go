@@ -583,6 +583,8 @@ func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
 //		master_name      <name>
 //		username         <user>
 //		password         <password>
+//		sentinel_username <user>
+//		sentinel_password <password>
 //		db               <n>
 //		tls              [{
 //			ca_file              <file>
@@ -611,7 +613,7 @@ func unmarshalRedis(d *caddyfile.Dispenser) (*RedisStoreConfig, error) {
 			if len(rc.Addrs) == 0 {
 				return nil, d.ArgErr()
 			}
-		case "master_name", "username", "password", "key_prefix":
+		case "master_name", "username", "password", "sentinel_username", "sentinel_password", "key_prefix":
 			var v string
 			if !d.AllArgs(&v) {
 				return nil, d.ArgErr()
@@ -623,6 +625,10 @@ func unmarshalRedis(d *caddyfile.Dispenser) (*RedisStoreConfig, error) {
 				rc.Username = v
 			case "password":
 				rc.Password = v
+			case "sentinel_username":
+				rc.SentinelUsername = v
+			case "sentinel_password":
+				rc.SentinelPassword = v
 			default:
 				rc.KeyPrefix = v
 			}

@@ -370,6 +370,12 @@ type RedisStoreConfig struct {
 	Username string `json:"username,omitempty"`
 	Password string `json:"password,omitempty"`
 
+	// SentinelUsername and SentinelPassword authenticate at the sentinels (requirepass or an
+	// ACL user in sentinel.conf), with master_name only. Use a placeholder such as
+	// {env.REDIS_SENTINEL_PASSWORD}; never logged. Default: none
+	SentinelUsername string `json:"sentinel_username,omitempty"`
+	SentinelPassword string `json:"sentinel_password,omitempty"`
+
 	// DB is the database number (standalone and Sentinel only). Default: 0
 	DB int `json:"db,omitempty"`
 

@@ -127,6 +127,9 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		},
 		{name: "redis bare tls and cache off", input: "trustgate {\n session_store redis {\n addrs 127.0.0.1:6379\n tls\n local_cache_ttl off\n }\n}",
 			want: Handler{SessionStore: &SessionStoreConfig{Redis: &RedisStoreConfig{Addrs: []string{"127.0.0.1:6379"}, TLS: &RedisTLSConfig{}, LocalCacheTTL: -1}}}},
+		{name: "redis sentinel auth", input: "trustgate {\n session_store redis {\n addrs 10.0.0.1:26379\n master_name m\n sentinel_username sentinel-user\n sentinel_password {env.REDIS_SENTINEL_PASSWORD}\n }\n}",
+			want: Handler{SessionStore: &SessionStoreConfig{Redis: &RedisStoreConfig{Addrs: []string{"10.0.0.1:26379"}, MasterName: "m", SentinelUsername: "sentinel-user", SentinelPassword: "{env.REDIS_SENTINEL_PASSWORD}"}}}},
+		{name: "redis sentinel_password twice", input: "trustgate {\n session_store redis {\n sentinel_password a\n sentinel_password b\n }\n}", wantErr: "sentinel_password already specified"},
 		{name: "redis without addrs", input: "trustgate {\n session_store redis {\n addrs\n }\n}", wantErr: "wrong argument count"},
 		{name: "redis unknown option", input: "trustgate {\n session_store redis {\n cluster yes\n }\n}", wantErr: "unrecognized session_store redis option 'cluster'"},
 		{name: "redis bad timeout", input: "trustgate {\n session_store redis {\n read_timeout 0s\n }\n}", wantErr: "invalid read_timeout duration '0s'"},
@@ -276,6 +279,9 @@ func TestProvisionErrors(t *testing.T) {
 		{"negative ciba max_expiry", Handler{Issuer: "https://idp.example.com", ClientID: "c", CIBA: &CIBAConfig{MaxExpiry: -1}, Secrets: []string{testSecret}}, "ciba: max_expiry"},
 		{"auth_params reserved state", Handler{Issuer: "https://idp.example.com", ClientID: "c", AuthParams: map[string]string{"hd": "example.com", "state": "x"}, Secrets: []string{testSecret}}, `auth_params: "state" is set by the gateway`},
 		{"auth_params reserved redirect_uri", Handler{Issuer: "https://idp.example.com", ClientID: "c", AuthParams: map[string]string{"redirect_uri": "https://evil.example/cb"}, Secrets: []string{testSecret}}, `auth_params: "redirect_uri" is set by the gateway`},
+		{"redis sentinel_password placeholder empty", Handler{Issuer: "https://idp.example.com", ClientID: "c", Secrets: []string{testSecret}, SessionStore: &SessionStoreConfig{Redis: &RedisStoreConfig{Addrs: []string{"127.0.0.1:1"}, MasterName: "m", SentinelPassword: "{env.TG_TEST_EMPTY}"}}}, "redis sentinel_password is empty after expanding"},
+		{"redis sentinel_username placeholder empty", Handler{Issuer: "https://idp.example.com", ClientID: "c", Secrets: []string{testSecret}, SessionStore: &SessionStoreConfig{Redis: &RedisStoreConfig{Addrs: []string{"127.0.0.1:1"}, MasterName: "m", SentinelUsername: "{env.TG_TEST_EMPTY}", SentinelPassword: "{env.TG_TEST_CLIENT_SECRET}"}}}, "redis sentinel_username is empty after expanding"},
+		{"redis sentinel_password without master_name", Handler{Issuer: "https://idp.example.com", ClientID: "c", Secrets: []string{testSecret}, SessionStore: &SessionStoreConfig{Redis: &RedisStoreConfig{Addrs: []string{"127.0.0.1:1"}, SentinelPassword: "{env.TG_TEST_CLIENT_SECRET}"}}}, "sentinel_username and sentinel_password need master_name"},
 		{"redis password placeholder empty", Handler{Issuer: "https://idp.example.com", ClientID: "c", Secrets: []string{testSecret}, SessionStore: &SessionStoreConfig{Redis: &RedisStoreConfig{Addrs: []string{"127.0.0.1:1"}, Password: "{env.TG_TEST_EMPTY}"}}}, "redis password is empty after expanding"},
 	}
 	for _, tt := range tests {

@@ -58,6 +58,9 @@ func (c *RedisStoreConfig) validate() error {
 	if c.LocalCacheSize < 0 {
 		return errors.New("local_cache_size must not be negative")
 	}
+	if (c.SentinelUsername != "" || c.SentinelPassword != "") && c.MasterName == "" {
+		return errors.New("sentinel_username and sentinel_password need master_name (Sentinel mode)")
+	}
 	if t := c.TLS; t != nil && (t.ClientCertFile == "") != (t.ClientKeyFile == "") {
 		return errors.New("tls client_cert needs both a certificate and a key file")
 	}
@@ -70,6 +73,14 @@ func (h *Handler) provisionRedis(secrets [][]byte) error {
 	password := repl.ReplaceAll(c.Password, "")
 	if c.Password != "" && password == "" {
 		return errors.New("session_store redis password is empty after expanding placeholders: is the environment variable or file it names set?")
+	}
+	sentinelPassword := repl.ReplaceAll(c.SentinelPassword, "")
+	if c.SentinelPassword != "" && sentinelPassword == "" {
+		return errors.New("session_store redis sentinel_password is empty after expanding placeholders: is the environment variable or file it names set?")
+	}
+	sentinelUsername := repl.ReplaceAll(c.SentinelUsername, "")
+	if c.SentinelUsername != "" && sentinelUsername == "" {
+		return errors.New("session_store redis sentinel_username is empty after expanding placeholders: is the environment variable or file it names set?")
 	}
 	opts := session.RedisOptions{
 		Addrs:          c.Addrs,
@@ -84,6 +95,7 @@ func (h *Handler) provisionRedis(secrets [][]byte) error {
 		LocalCacheSize: c.LocalCacheSize,
 		Secrets:        secrets,
 	}
+	opts.SentinelUsername, opts.SentinelPassword = sentinelUsername, sentinelPassword
 	if c.TLS != nil {
 		tc, err := c.TLS.config()
 		if err != nil {
@@ -99,12 +111,16 @@ func (h *Handler) provisionRedis(secrets [][]byte) error {
 	// handlers share a store only when they would read each other's sessions anyway.
 	sum := sha256.New()
 	sum.Write([]byte(password))
+	sum.Write([]byte{0})
+	sum.Write([]byte(sentinelUsername))
+	sum.Write([]byte{0})
+	sum.Write([]byte(sentinelPassword))
 	for _, s := range secrets {
 		sum.Write([]byte{0})
 		sum.Write(s)
 	}
 	keyCfg := *c
-	keyCfg.Password = ""
+	keyCfg.Password, keyCfg.SentinelPassword = "", ""
 	kb, err := json.Marshal(struct {
 		Config  RedisStoreConfig
 		Secrets string

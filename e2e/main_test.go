@@ -45,6 +45,8 @@ type env struct {
 	entraURL               string // the Entra ID recipe of docs/providers.md (recipes_test.go)
 	entraStrictURL         string // the same without allow_unverified_email
 	googleURL              string // the Google recipe of docs/providers.md
+	keycloakURL            string // the Keycloak recipe of docs/providers.md
+	auth0URL               string // the Auth0 recipe of docs/providers.md
 	redisPorts             [2]int // two gateway instances sharing Redis, started by their test
 	bclPorts               [2]int // two gateway instances sharing Redis, registered for back-channel logout (on the first)
 	caddyBin               string
@@ -148,6 +150,8 @@ func setup() (cleanup func(), err error) {
 	e2e.entraURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.entraStrictURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.googleURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.keycloakURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.auth0URL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.redisPorts = [2]int{freePort(), freePort()}
 	e2e.bclPorts = [2]int{freePort(), freePort()}
 
@@ -262,6 +266,8 @@ func startOP(node string, port int) (func(), error) {
 			PostLogoutRedirectURIs: []string{e2e.entraURL + "/.trustgate/signed-out"},
 		},
 		{ClientID: googleClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.googleURL + "/.trustgate/callback"}},
+		{ClientID: keycloakClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.keycloakURL + "/.trustgate/callback"}},
+		{ClientID: auth0ClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.auth0URL + "/.trustgate/callback"}},
 	})
 	e2e.opLog = filepath.Join(e2e.artifacts, "op.log")
 	logf, err := os.Create(e2e.opLog)
@@ -385,7 +391,7 @@ func startCaddy(bin string) (func(), error) {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}
 	}
-	for _, u := range []string{e2e.cibaURL, e2e.entraURL, e2e.entraStrictURL, e2e.googleURL} {
+	for _, u := range []string{e2e.cibaURL, e2e.entraURL, e2e.entraStrictURL, e2e.googleURL, e2e.keycloakURL, e2e.auth0URL} {
 		if err := waitHTTP(u+"/.trustgate/me", 20*time.Second); err != nil {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}

@@ -21,12 +21,16 @@ import (
 //   - entraURL: the Microsoft Entra ID recipe (preferred_username, app roles in `roles`,
 //     tid, an e-mail without email_verified; domain_hint in auth_params);
 //   - entraStrictURL: the same without allow_unverified_email;
-//   - googleURL: the Google recipe (hd, email_verified; hd in auth_params).
+//   - googleURL: the Google recipe (hd, email_verified; hd in auth_params);
+//   - keycloakURL: the Keycloak recipe (preferred_username, realm_access.roles);
+//   - auth0URL: the Auth0 recipe (e-mail as user, a namespaced roles claim).
 
 const (
-	entraClientID  = "trustgate-e2e-entra"
-	googleClientID = "trustgate-e2e-google"
-	entraTenantID  = "11111111-2222-3333-4444-555555555555" // the tid of the Entra-like users
+	entraClientID    = "trustgate-e2e-entra"
+	googleClientID   = "trustgate-e2e-google"
+	keycloakClientID = "trustgate-e2e-keycloak"
+	auth0ClientID    = "trustgate-e2e-auth0"
+	entraTenantID    = "11111111-2222-3333-4444-555555555555" // the tid of the Entra-like users
 )
 
 // recipeSites returns the Caddyfile sites of the tested recipes.
@@ -43,6 +47,8 @@ func recipeSites() (string, error) {
 		{"entra", e2e.entraURL, entraClientID, "tg_entra", ""},
 		{"entra", e2e.entraStrictURL, entraClientID, "tg_entra_strict", "allow_unverified_email"},
 		{"google", e2e.googleURL, googleClientID, "tg_google", ""},
+		{"keycloak", e2e.keycloakURL, keycloakClientID, "tg_keycloak", ""},
+		{"auth0", e2e.auth0URL, auth0ClientID, "tg_auth0", ""},
 	} {
 		block, err := recipeBlock(string(doc), r.name)
 		if err != nil {
@@ -279,6 +285,39 @@ func TestE2ERecipeGoogleOtherDomain(t *testing.T) {
 	if got := upstreamSaw("/app/other"); len(got) != 0 {
 		t.Errorf("the upstream received %q for an account outside the domain", got)
 	}
+}
+
+// The Keycloak recipe: the user named by preferred_username, the realm roles (a path into
+// realm_access) as groups; a user without the admin role gets 403 on /admin/.
+func TestE2ERecipeKeycloakRealmRoles(t *testing.T) {
+	t.Run("admin", func(t *testing.T) {
+		b := newBrowser(t)
+		e := b.login(e2e.keycloakURL+"/admin/realm", "keycloak-admin")
+		wantHeaders(t, e.Headers, map[string]string{
+			"X-Auth-User":   "kc-admin",
+			"X-Auth-Groups": "admin,offline_access,uma_authorization",
+		})
+	})
+	t.Run("without role", func(t *testing.T) {
+		b := newBrowser(t)
+		e := b.login(e2e.keycloakURL+"/", "keycloak-user")
+		wantHeaders(t, e.Headers, map[string]string{"X-Auth-User": "kc-user"})
+		if status, _, body := b.apiGet("/admin/kc-user"); status != http.StatusForbidden || !strings.Contains(body, `"requirement":"group"`) {
+			t.Errorf("/admin/ without the admin realm role = %d %.300s, want 403 requirement group", status, body)
+		}
+	})
+}
+
+// The Auth0 recipe: roles from the namespaced claim https://example.com/roles (one claim
+// name with dots, not a path), the e-mail as the user, require email_domain with Auth0's
+// email_verified.
+func TestE2ERecipeAuth0NamespacedRoles(t *testing.T) {
+	b := newBrowser(t)
+	e := b.login(e2e.auth0URL+"/admin/tenant", "auth0-admin")
+	wantHeaders(t, e.Headers, map[string]string{
+		"X-Auth-User":   "eve@example.com",
+		"X-Auth-Groups": "admin",
+	})
 }
 
 // Every Caddyfile of docs/providers.md, the recipes not run against a provider too, is one

@@ -115,9 +115,11 @@ const users = {
   },
 };
 // Recipe users (docs/providers.md, e2e/recipes_test.go): the claim shapes of Microsoft Entra
-// ID (preferred_username, app roles in `roles`, tid, an e-mail without email_verified) and
-// Google (hd for a Workspace account, email_verified true). roles, tid and hd are openid-scope
-// claims here, so they are in the ID token as those providers send them.
+// ID (preferred_username, app roles in `roles`, tid, an e-mail without email_verified),
+// Google (hd for a Workspace account, email_verified true), Keycloak (realm_access.roles)
+// and Auth0 (a namespaced roles claim). roles, tid, hd, realm_access and the namespaced
+// claim are openid-scope claims here, so they are in the ID token as those providers send
+// them.
 const recipeUsers = {
   'entra-admin': {
     sub: 'entra-sub-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA1',
@@ -144,6 +146,30 @@ const recipeUsers = {
     sub: '109876543210987654322',
     acr: 'ts.bindid.iac.phone_number', amr: ['pwd'],
     claims: { email: 'someone@gmail.com', email_verified: true, name: 'Some One' },
+  },
+  // Keycloak: realm roles in realm_access.roles (the "realm roles" mapper with Add to ID
+  // token on), groups by the Group Membership mapper without full path.
+  'keycloak-admin': {
+    sub: 'f1e2d3c4-0000-4000-8000-00000000c001',
+    acr: 'ts.bindid.iac.phone_number', amr: ['pwd'],
+    claims: {
+      preferred_username: 'kc-admin', email: 'kc-admin@example.com', email_verified: true,
+      realm_access: { roles: ['admin', 'offline_access', 'uma_authorization'] }, groups: ['finance'],
+    },
+  },
+  'keycloak-user': {
+    sub: 'f1e2d3c4-0000-4000-8000-00000000c002',
+    acr: 'ts.bindid.iac.phone_number', amr: ['pwd'],
+    claims: {
+      preferred_username: 'kc-user', email: 'kc-user@example.com', email_verified: true,
+      realm_access: { roles: ['offline_access', 'uma_authorization'] }, groups: [],
+    },
+  },
+  // Auth0: roles in a namespaced custom claim (a name with dots), set by a post-login Action.
+  'auth0-admin': {
+    sub: 'auth0|6543210fedcba98765432101',
+    acr: 'ts.bindid.iac.phone_number', amr: ['pwd'],
+    claims: { email: 'eve@example.com', email_verified: true, nickname: 'eve', 'https://example.com/roles': ['admin'] },
   },
 };
 Object.assign(users, recipeUsers);
@@ -213,10 +239,10 @@ const configuration = {
   // acr, amr and auth_time under openid: like the BindID and BankID providers of the seeds,
   // every ID token says how the user authenticated, without the client asking for it.
   claims: {
-    openid: ['sub', 'acr', 'amr', 'auth_time', 'roles', 'tid', 'hd'],
+    openid: ['sub', 'acr', 'amr', 'auth_time', 'roles', 'tid', 'hd', 'realm_access', 'https://example.com/roles'],
     email: ['email', 'email_verified'],
     phone: ['phone_number', 'phone_number_verified'],
-    profile: ['name', 'given_name', 'family_name', 'birthdate', 'preferred_username'],
+    profile: ['name', 'given_name', 'family_name', 'birthdate', 'preferred_username', 'nickname'],
     address: ['address'],
     bindid: ['bindid_alias', 'bindid_info', 'bindid_network_info'],
   },

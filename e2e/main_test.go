@@ -42,6 +42,11 @@ type env struct {
 	stepupURL              string // a site whose /admin/* requires urn:bankid:bid
 	lifecycleURL           string // a site with short-lived access tokens, rotation, RP-initiated and back-channel logout
 	cibaURL                string // a site with CIBA (poll mode) on: browserless login confirmed at the provider
+	entraURL               string // the Entra ID recipe of docs/providers.md (recipes_test.go)
+	entraStrictURL         string // the same without allow_unverified_email
+	googleURL              string // the Google recipe of docs/providers.md
+	keycloakURL            string // the Keycloak recipe of docs/providers.md
+	auth0URL               string // the Auth0 recipe of docs/providers.md
 	redisPorts             [2]int // two gateway instances sharing Redis, started by their test
 	bclPorts               [2]int // two gateway instances sharing Redis, registered for back-channel logout (on the first)
 	caddyBin               string
@@ -142,6 +147,11 @@ func setup() (cleanup func(), err error) {
 	e2e.stepupURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.lifecycleURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.cibaURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.entraURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.entraStrictURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.googleURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.keycloakURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.auth0URL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.redisPorts = [2]int{freePort(), freePort()}
 	e2e.bclPorts = [2]int{freePort(), freePort()}
 
@@ -250,6 +260,14 @@ func startOP(node string, port int) (func(), error) {
 			RedirectURIs:      []string{e2e.bankidForgedURL + "/.trustgate/callback"},
 			UserinfoSignedAlg: "RS256", UserinfoIssuer: e2e.userinfoIssuer, UserinfoSigningKey: "unpublished",
 		},
+		{
+			ClientID: entraClientID, ClientSecret: clientSecret,
+			RedirectURIs:           []string{e2e.entraURL + "/.trustgate/callback", e2e.entraStrictURL + "/.trustgate/callback"},
+			PostLogoutRedirectURIs: []string{e2e.entraURL + "/.trustgate/signed-out"},
+		},
+		{ClientID: googleClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.googleURL + "/.trustgate/callback"}},
+		{ClientID: keycloakClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.keycloakURL + "/.trustgate/callback"}},
+		{ClientID: auth0ClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.auth0URL + "/.trustgate/callback"}},
 	})
 	e2e.opLog = filepath.Join(e2e.artifacts, "op.log")
 	logf, err := os.Create(e2e.opLog)
@@ -344,6 +362,11 @@ func startCaddy(bin string) (func(), error) {
 	}`) +
 		site(e2e.lifecycleURL, lifecycleClientID, "tg_life", "all", "post_logout_redirect_url "+e2e.lifecycleURL+"/.trustgate/signed-out", "")
 	caddyfile += site(e2e.cibaURL, cibaClientID, "tg_ciba", "all", "ciba", "")
+	recipes, err := recipeSites()
+	if err != nil {
+		return func() { os.RemoveAll(dir) }, err
+	}
+	caddyfile += recipes
 	cfgPath := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(cfgPath, []byte(caddyfile), 0o600); err != nil {
 		return func() {}, err
@@ -368,8 +391,10 @@ func startCaddy(bin string) (func(), error) {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}
 	}
-	if err := waitHTTP(e2e.cibaURL+"/.trustgate/me", 20*time.Second); err != nil {
-		return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
+	for _, u := range []string{e2e.cibaURL, e2e.entraURL, e2e.entraStrictURL, e2e.googleURL, e2e.keycloakURL, e2e.auth0URL} {
+		if err := waitHTTP(u+"/.trustgate/me", 20*time.Second); err != nil {
+			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
+		}
 	}
 	return done, nil
 }

@@ -12,7 +12,9 @@
 // type, grant id, whether a refresh token was rotated, the error if any; oldest first);
 // GET /test/backchannel-logouts?client_id=… lists the back-channel logout requests the
 // provider sent to that client and how they ended; GET /test/tokens?client_id=… lists the
-// tokens issued to that client (access, ID and refresh tokens, signed userinfo).
+// tokens issued to that client (access, ID and refresh tokens, signed userinfo);
+// GET /test/extra-params?client_id=… lists the provider-specific authorization parameters
+// (hd, domain_hint) the provider accepted from that client.
 //
 // BankID-style userinfo (shared/seeds/003): a client entry with userinfo_signed_response_alg
 // may also carry userinfo_issuer: its signed userinfo is then re-signed (same RS256 key and
@@ -112,6 +114,65 @@ const users = {
     },
   },
 };
+// Recipe users (docs/providers.md, e2e/recipes_test.go): the claim shapes of Microsoft Entra
+// ID (preferred_username, app roles in `roles`, tid, an e-mail without email_verified),
+// Google (hd for a Workspace account, email_verified true), Keycloak (realm_access.roles)
+// and Auth0 (a namespaced roles claim). roles, tid, hd, realm_access and the namespaced
+// claim are openid-scope claims here, so they are in the ID token as those providers send
+// them.
+const recipeUsers = {
+  'entra-admin': {
+    sub: 'entra-sub-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA1',
+    acr: 'ts.bindid.iac.phone_number', amr: ['pwd', 'mfa'],
+    claims: {
+      preferred_username: 'ada@example.com', name: 'Ada Admin', email: 'ada@example.com',
+      roles: ['Gateway.Admin', 'Gateway.Reader'], tid: '11111111-2222-3333-4444-555555555555',
+    },
+  },
+  'entra-reader': {
+    sub: 'entra-sub-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA2',
+    acr: 'ts.bindid.iac.phone_number', amr: ['pwd'],
+    claims: {
+      preferred_username: 'rob@example.com', name: 'Rob Reader', email: 'rob@example.com',
+      roles: ['Gateway.Reader'], tid: '11111111-2222-3333-4444-555555555555',
+    },
+  },
+  'google-workspace': {
+    sub: '109876543210987654321',
+    acr: 'ts.bindid.iac.phone_number', amr: ['pwd'],
+    claims: { email: 'grace@example.com', email_verified: true, hd: 'example.com', name: 'Grace Hopper' },
+  },
+  'google-consumer': {
+    sub: '109876543210987654322',
+    acr: 'ts.bindid.iac.phone_number', amr: ['pwd'],
+    claims: { email: 'someone@gmail.com', email_verified: true, name: 'Some One' },
+  },
+  // Keycloak: realm roles in realm_access.roles (the "realm roles" mapper with Add to ID
+  // token on), groups by the Group Membership mapper without full path.
+  'keycloak-admin': {
+    sub: 'f1e2d3c4-0000-4000-8000-00000000c001',
+    acr: 'ts.bindid.iac.phone_number', amr: ['pwd'],
+    claims: {
+      preferred_username: 'kc-admin', email: 'kc-admin@example.com', email_verified: true,
+      realm_access: { roles: ['admin', 'offline_access', 'uma_authorization'] }, groups: ['finance'],
+    },
+  },
+  'keycloak-user': {
+    sub: 'f1e2d3c4-0000-4000-8000-00000000c002',
+    acr: 'ts.bindid.iac.phone_number', amr: ['pwd'],
+    claims: {
+      preferred_username: 'kc-user', email: 'kc-user@example.com', email_verified: true,
+      realm_access: { roles: ['offline_access', 'uma_authorization'] }, groups: [],
+    },
+  },
+  // Auth0: roles in a namespaced custom claim (a name with dots), set by a post-login Action.
+  'auth0-admin': {
+    sub: 'auth0|6543210fedcba98765432101',
+    acr: 'ts.bindid.iac.phone_number', amr: ['pwd'],
+    claims: { email: 'eve@example.com', email_verified: true, nickname: 'eve', 'https://example.com/roles': ['admin'] },
+  },
+};
+Object.assign(users, recipeUsers);
 const bySub = Object.fromEntries(Object.values(users).map((u) => [u.sub, u]));
 const account = (id) => users[id] || bySub[id];
 
@@ -157,6 +218,9 @@ const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: `rs-${randomB
 // "unpublished".
 const { privateKey: unpublishedKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 
+// Extra authorization parameters the provider accepted (see extraParams).
+const acceptedExtraParams = [];
+
 // CIBA requests waiting for the test to approve or deny them (POST /test/ciba/{approve,deny}).
 const pendingCIBA = new Map();
 
@@ -175,15 +239,23 @@ const configuration = {
   // acr, amr and auth_time under openid: like the BindID and BankID providers of the seeds,
   // every ID token says how the user authenticated, without the client asking for it.
   claims: {
-    openid: ['sub', 'acr', 'amr', 'auth_time'],
+    openid: ['sub', 'acr', 'amr', 'auth_time', 'roles', 'tid', 'hd', 'realm_access', 'https://example.com/roles'],
     email: ['email', 'email_verified'],
     phone: ['phone_number', 'phone_number_verified'],
-    profile: ['name', 'given_name', 'family_name', 'birthdate'],
+    profile: ['name', 'given_name', 'family_name', 'birthdate', 'preferred_username', 'nickname'],
     address: ['address'],
     bindid: ['bindid_alias', 'bindid_info', 'bindid_network_info'],
   },
   scopes: ['openid', 'offline_access', 'email', 'phone', 'profile', 'address', 'bindid'],
   acrValues: ['ts.bindid.iac.phone_number', 'urn:bankid:bid'],
+  // Provider-specific authorization parameters (the gateway's auth_params): Google's hd and
+  // Entra's domain_hint. oidc-provider drops parameters it does not know; these it keeps,
+  // and each one it accepted is recorded (GET /test/extra-params?client_id=…).
+  extraParams: Object.fromEntries(['hd', 'domain_hint'].map((name) => [name, async (ctx, value, client) => {
+    if (value === undefined) return;
+    acceptedExtraParams.push({ client_id: client.clientId, name, value });
+    console.log(`extra param client_id=${client.clientId} ${name}=${value}`);
+  }])),
   pkce: { required: () => true },
   // Refresh tokens for every code-flow client, not only with offline_access + prompt=consent
   // (oidc-provider's default): the gateway asks for no offline_access. Such a refresh token
@@ -364,6 +436,10 @@ provider.on('end_session.success', (ctx) => console.log(`end session client_id=$
 provider.use(async (ctx, next) => {
   if (ctx.method === 'GET' && ctx.path === '/test/grants') {
     ctx.body = grants.filter((g) => g.client_id === ctx.query.client_id);
+    return;
+  }
+  if (ctx.method === 'GET' && ctx.path === '/test/extra-params') {
+    ctx.body = acceptedExtraParams.filter((p) => p.client_id === ctx.query.client_id);
     return;
   }
   if (ctx.method === 'GET' && ctx.path === '/test/backchannel-logouts') {

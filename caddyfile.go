@@ -405,6 +405,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := h.unmarshalAssertion(d); err != nil {
 				return err
 			}
+		case "bearer":
+			if err := h.unmarshalBearer(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized subdirective '%s'", key)
 		}
@@ -430,9 +434,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	require email_domain <domain>...      # verified e-mail; *.example.com for subdomains
 //	require max_auth_age <duration>
 //	require known_user
+//	require scope <scope>...              # bearer requests: every scope granted to the token
 func (c *PolicyConfig) unmarshalRule(d *caddyfile.Dispenser) error {
 	if !d.NextArg() {
-		return d.Errf("require needs a rule: acr, acr_at_least, amr, claim, group, email_domain, max_auth_age or known_user")
+		return d.Errf("require needs a rule: acr, acr_at_least, amr, claim, group, email_domain, max_auth_age, known_user or scope")
 	}
 	rule := d.Val()
 	args := d.RemainingArgs()
@@ -468,6 +473,8 @@ func (c *PolicyConfig) unmarshalRule(d *caddyfile.Dispenser) error {
 		c.Groups = append(c.Groups, args...)
 	case "email_domain":
 		c.EmailDomains = append(c.EmailDomains, args...)
+	case "scope":
+		c.Scopes = append(c.Scopes, args...)
 	case "max_auth_age":
 		if err := once(c.MaxAuthAge != 0); err != nil {
 			return err
@@ -483,7 +490,7 @@ func (c *PolicyConfig) unmarshalRule(d *caddyfile.Dispenser) error {
 		c.KnownUser = true
 		return nil
 	default:
-		return d.Errf("unknown require rule '%s': want acr, acr_at_least, amr, claim, group, email_domain, max_auth_age or known_user", rule)
+		return d.Errf("unknown require rule '%s': want acr, acr_at_least, amr, claim, group, email_domain, max_auth_age, known_user or scope", rule)
 	}
 	if len(args) == 0 {
 		return d.Errf("require %s needs at least one value", rule)

@@ -40,6 +40,10 @@ type PolicyConfig struct {
 	MaxAuthAge caddy.Duration `json:"max_auth_age,omitempty"`
 	// KnownUser: the user must have an alias (alias_claim), i.e. be linked to an account.
 	KnownUser bool `json:"known_user,omitempty"`
+	// Scopes: the bearer access token (bearer) must have been granted every one of these
+	// scopes; otherwise 403 insufficient_scope. A cookie session never meets this rule (its
+	// scopes are unknown to the gateway): it gets 403, never a step-up.
+	Scopes []string `json:"scopes,omitempty"`
 }
 
 // ClaimRequirement requires the claim at Claim to equal one of Values.
@@ -71,6 +75,7 @@ func (c *PolicyConfig) compile(levels []string, allowUnverifiedEmail bool) (*tru
 		MaxAuthAge:   time.Duration(c.MaxAuthAge),
 		KnownUser:    c.KnownUser,
 		Groups:       c.Groups,
+		Scopes:       c.Scopes,
 	}
 	if len(c.EmailDomains) > 0 {
 		p.AllowUnverifiedEmail = allowUnverifiedEmail // only where it changes a rule (fingerprint)
@@ -92,7 +97,7 @@ func (c *PolicyConfig) compile(levels []string, allowUnverifiedEmail bool) (*tru
 func (h *Handler) isPolicyOnly() bool {
 	return h.Require != nil && h.Provider == "" && h.Issuer == "" && h.ClientID == "" && h.ClientSecret == "" &&
 		len(h.Secrets) == 0 && len(h.Scopes) == 0 && h.SessionStore == nil && h.RedirectURL == "" &&
-		h.Assertion == nil && len(h.HeaderMappings) == 0 && h.StandardHeaders == "" && h.CookieName == ""
+		h.Assertion == nil && len(h.HeaderMappings) == 0 && h.StandardHeaders == "" && h.CookieName == "" && h.Bearer == nil
 }
 
 // provisionPolicyOnly sets up a policy block. Its acr_at_least rule may use the acr_levels
@@ -165,8 +170,11 @@ func (h *Handler) warnUnverifiedEmail() {
 // authState is what an authenticating block leaves for the policy blocks after it.
 type authState struct {
 	h  *Handler
-	s  *session.Session
+	s  *session.Session // nil for a bearer request
 	rd *rendered
+	// bearer: the request was authenticated by a bearer access token granted scopes.
+	bearer bool
+	scopes []string
 }
 
 // String keeps the state out of anything that prints Caddy variables ({vars.*}).
@@ -204,8 +212,33 @@ func (h *Handler) enforce(w http.ResponseWriter, r *http.Request, p *trust.Polic
 		return false
 	}
 	unmet, stepUp := p.Check(st.rd.profile, h.now())
+	if u := p.CheckScopes(st.scopes, st.bearer); u != nil {
+		if st.bearer && len(unmet) == 0 {
+			h.logger.Info("route policy not met", zap.String("reason", "insufficient_scope"), zap.Strings("rules", []string{u.Rule}), zap.Bool("bearer", true))
+			h.metrics.policyDenied([]string{u.Rule})
+			h.insufficientScope(w, p, u)
+			return true
+		}
+		unmet, stepUp = append(unmet, *u), nil // logging in again cannot grant scopes
+	}
 	if len(unmet) == 0 {
 		return false
+	}
+	if st.bearer {
+		// A bearer request cannot step up: 403, never a redirect.
+		rules := make([]string, len(unmet))
+		for i, u := range unmet {
+			rules[i] = u.Rule
+		}
+		h.logger.Info("route policy not met", zap.String("reason", "policy_unmet"), zap.Strings("rules", rules), zap.Bool("bearer", true))
+		h.metrics.policyDenied(rules)
+		writeJSON(w, http.StatusForbidden, policyError{
+			Error:       "insufficient_authentication",
+			Requirement: unmet[0].Rule,
+			Message:     unmet[0].Reason,
+			Unmet:       unmetRules(unmet),
+		})
+		return true
 	}
 	fp := p.Fingerprint()
 	now := h.now()

@@ -295,6 +295,10 @@ type Handler struct {
 	// block: it checks the session found by the trustgate block before it on the route.
 	Require *PolicyConfig `json:"require,omitempty"`
 
+	// Bearer, when present, authenticates requests that send `Authorization: Bearer <JWT>`
+	// by the provider's JWT access token instead of a session cookie (see BearerConfig).
+	Bearer *BearerConfig `json:"bearer,omitempty"`
+
 	// Assertion, when present, adds X-Auth-Assertion: a short-lived JWT signed by the
 	// gateway with the user's identity and trust profile, verifiable with the keys at
 	// <path_prefix>/jwks.json.
@@ -524,6 +528,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	if err := h.provisionClient(); err != nil {
+		return err
+	}
+	if err := h.provisionBearer(); err != nil {
 		return err
 	}
 	return h.provisionStore(secrets)

@@ -24,6 +24,7 @@ const (
 	RuleEmailDomain = "email_domain"
 	RuleMaxAuthAge  = "max_auth_age"
 	RuleKnownUser   = "known_user"
+	RuleScope       = "scope"
 )
 
 // AuthTimeSkew is how far in the future auth_time may be (clock differences between the OP
@@ -84,6 +85,11 @@ type Policy struct {
 	// without saying so (an Entra ID single-tenant app whose tenant owns the domain), and
 	// prefer a claim rule on a provider-assigned value (tid, groups) where there is one.
 	AllowUnverifiedEmail bool `json:",omitempty"`
+	// Scopes must all be granted to the bearer access token that authenticates the request
+	// (its scope claim). Check does not evaluate it, since a Profile carries no scopes: the
+	// caller checks it with CheckScopes. A cookie session's scopes are unknown, so it never
+	// meets this rule (CheckScopes with known false).
+	Scopes []string `json:",omitempty"`
 }
 
 // Unmet is a rule a sign-in does not meet.
@@ -114,7 +120,7 @@ type StepUp struct {
 func (p *Policy) IsZero() bool {
 	return p == nil || (len(p.ACR) == 0 && p.ACRAtLeast == "" && len(p.ACRLevels) == 0 &&
 		len(p.AMR) == 0 && len(p.Claims) == 0 && len(p.Groups) == 0 && len(p.EmailDomains) == 0 &&
-		p.MaxAuthAge == 0 && !p.KnownUser)
+		p.MaxAuthAge == 0 && !p.KnownUser && len(p.Scopes) == 0)
 }
 
 // Fingerprint returns a short, stable hex digest of the policy's rules (16 characters). Two
@@ -222,6 +228,13 @@ func (p *Policy) Validate() error {
 		}
 	}
 
+	checkList(RuleScope, p.Scopes)
+	for _, sc := range p.Scopes {
+		if strings.ContainsAny(sc, " \t\"\\") {
+			bad("scope %s contains a space, a quote or a backslash; no scope name can (RFC 6749 3.3)", strconv.Quote(sc))
+		}
+	}
+
 	switch {
 	case p.MaxAuthAge < 0:
 		bad("max_auth_age %s is negative; it must be at least 1s", p.MaxAuthAge)
@@ -229,6 +242,31 @@ func (p *Policy) Validate() error {
 		bad("max_auth_age %s is shorter than 1s; OpenID Connect max_age counts whole seconds", p.MaxAuthAge)
 	}
 	return errors.Join(errs...)
+}
+
+// CheckScopes checks the Scopes rule against the scopes granted to the request's access
+// token. known is false for a request without one (a cookie session), which never meets a
+// scope rule. It returns nil when the rule holds (or there is none); the Unmet's Reason
+// names the missing scopes only.
+func (p *Policy) CheckScopes(granted []string, known bool) *Unmet {
+	if p == nil || len(p.Scopes) == 0 {
+		return nil
+	}
+	if !known {
+		return &Unmet{Rule: RuleScope, Reason: "this resource requires an access token with the scope " +
+			reasonList(p.Scopes, "and") + "; a browser session carries no scopes, so send an access token"}
+	}
+	var missing []string
+	for _, s := range p.Scopes {
+		if !slices.Contains(granted, s) {
+			missing = append(missing, s)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return &Unmet{Rule: RuleScope, Reason: "this resource requires the access token scope " +
+		reasonList(missing, "and") + ", which this token was not granted"}
 }
 
 // checkDomainPattern accepts "example.com" or "*.example.com": ASCII labels of letters,

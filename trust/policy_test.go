@@ -656,3 +656,35 @@ func TestPolicyFingerprint(t *testing.T) {
 		t.Error("nil and zero policies differ")
 	}
 }
+
+func TestPolicyScopes(t *testing.T) {
+	p := &Policy{Scopes: []string{"read", "write"}}
+	if p.IsZero() {
+		t.Fatal("a scope rule is not zero")
+	}
+	if u, _ := p.Check(&Profile{Subject: "s"}, time.Now()); len(u) != 0 {
+		t.Errorf("Check reported %v; scopes are checked by CheckScopes only", u)
+	}
+	if u := p.CheckScopes([]string{"write", "read", "x"}, true); u != nil {
+		t.Errorf("all scopes granted: %v", u)
+	}
+	u := p.CheckScopes([]string{"read"}, true)
+	if u == nil || u.Rule != RuleScope || !strings.Contains(u.Reason, `"write"`) || strings.Contains(u.Reason, `"read"`) {
+		t.Errorf("missing write: %+v, want the missing scope named", u)
+	}
+	if u := p.CheckScopes(nil, false); u == nil || u.Rule != RuleScope {
+		t.Errorf("a session (scopes unknown) met the rule: %v", u)
+	}
+	if u := (&Policy{}).CheckScopes(nil, false); u != nil {
+		t.Errorf("no scope rule: %v", u)
+	}
+	for _, bad := range [][]string{{}, {""}, {"a b"}, {`a"b`}, {"a", "a"}} {
+		if err := (&Policy{Scopes: bad}).Validate(); err == nil {
+			t.Errorf("Validate(Scopes %q) = nil, want an error", bad)
+		}
+	}
+	// Policies without scopes keep their fingerprints.
+	if (&Policy{Groups: []string{"g"}}).Fingerprint() == (&Policy{Groups: []string{"g"}, Scopes: []string{"s"}}).Fingerprint() {
+		t.Error("the scope rule does not change the fingerprint")
+	}
+}

@@ -328,7 +328,6 @@ func (h *Handler) serveBearerAuthenticated(w http.ResponseWriter, r *http.Reques
 	if h.enforce(w, r, h.policy, e.st) {
 		return nil
 	}
-	n := len(rd.headers)
 	var assertion string
 	if h.Assertion != nil {
 		var err error
@@ -337,19 +336,8 @@ func (h *Handler) serveBearerAuthenticated(w http.ResponseWriter, r *http.Reques
 			writeJSON(w, http.StatusInternalServerError, apiError{Error: "assertion_failed", Message: "Your identity could not be passed on to the application. Please try again; the site's administrator has been told."})
 			return nil
 		}
-		n++
 	}
-	// Each request gets its own value slices (as for sessions): later handlers may edit
-	// them in place, and must not edit the cached rendering.
-	vals := make([]string, n)
-	for i, hd := range rd.headers {
-		vals[i] = hd.Value
-		r.Header[hd.Name] = vals[i : i+1 : i+1]
-	}
-	if assertion != "" {
-		vals[n-1] = assertion
-		r.Header[headerAssertion] = vals[n-1:]
-	}
+	setIdentityHeaders(r, rd.headers, assertion)
 	h.stripGatewayCookies(r)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Map(rd.provider)

@@ -195,6 +195,26 @@ func (h *Handler) sessionID(r *http.Request) (string, bool) {
 // session version and kept in the session's cache slot. It is valid for the rendering options
 // it was made with: a reload that changes them, or another handler with other options,
 // renders again.
+// setIdentityHeaders puts the rendered identity headers, and the assertion when there is
+// one, on r. Each request gets its own value slices (one allocation for all): later
+// handlers such as request_header may edit them in place, and must not edit the cached
+// rendering.
+func setIdentityHeaders(r *http.Request, headers []trust.Header, assertion string) {
+	n := len(headers)
+	if assertion != "" {
+		n++
+	}
+	vals := make([]string, n)
+	for i, hd := range headers {
+		vals[i] = hd.Value
+		r.Header[hd.Name] = vals[i : i+1 : i+1]
+	}
+	if assertion != "" {
+		vals[n-1] = assertion
+		r.Header[headerAssertion] = vals[n-1:]
+	}
+}
+
 type rendered struct {
 	provider     caddy.ReplacerFunc // rd.placeholder, made once
 	opts         trust.Options
@@ -272,7 +292,6 @@ func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, nex
 	if h.enforce(w, r, h.policy, st) {
 		return nil
 	}
-	n := len(rd.headers)
 	var assertion string
 	if h.Assertion != nil {
 		var err error
@@ -281,19 +300,8 @@ func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, nex
 			h.page(w, http.StatusInternalServerError, "Error", "Your identity could not be passed on to the application. Please try again; the site's administrator has been told.", "")
 			return nil
 		}
-		n++
 	}
-	// Each request gets its own value slices (one allocation for all): later handlers such
-	// as request_header may edit them in place, and must not edit the cached rendering.
-	vals := make([]string, n)
-	for i, hd := range rd.headers {
-		vals[i] = hd.Value
-		r.Header[hd.Name] = vals[i : i+1 : i+1]
-	}
-	if assertion != "" {
-		vals[n-1] = assertion
-		r.Header[headerAssertion] = vals[n-1:]
-	}
+	setIdentityHeaders(r, rd.headers, assertion)
 	if s.Confirmation != nil {
 		// A confirmed transaction (CIBA from_session) waits for this session: the first
 		// request that takes it from the store passes it on, once.

@@ -549,7 +549,9 @@ func (b *bench) caddyfile(adminPort int) string {
 		}
 		fmt.Fprintf(&w, "\n# (%s) %s\nhttp://:%d {\n\tbind 127.0.0.1\n", k, strings.ReplaceAll(title(k, nil), "`", ""), s.port)
 		if s.store != "" {
-			fmt.Fprintf(&w, "\ttrustgate {\n\t\tissuer %s\n\t\tclient_id %s\n\t\tclient_secret %s\n\t\tsecret %s\n\t\tcookie_name %s\n\t\tinsecure_cookie\n",
+			// provider bindid: the in-process OP's bindid-known is a BindID user, and the
+			// controls forward its alias too (the same headers as before the profiles).
+			fmt.Fprintf(&w, "\ttrustgate {\n\t\tprovider bindid\n\t\tissuer %s\n\t\tclient_id %s\n\t\tclient_secret %s\n\t\tsecret %s\n\t\tcookie_name %s\n\t\tinsecure_cookie\n",
 				b.op.Issuer(), oidctest.DefaultClientID, oidctest.DefaultClientSecret, b.secret, s.cookieName)
 			switch s.store {
 			case "memory":

@@ -47,6 +47,7 @@ type env struct {
 	googleURL              string // the Google recipe of docs/providers.md
 	keycloakURL            string // the Keycloak recipe of docs/providers.md
 	auth0URL               string // the Auth0 recipe of docs/providers.md
+	bearerURL              string // an API site: bearer { audience apiAudience require_at_jwt }, /items/write/* requires scope items:write (bearer_test.go)
 	redisPorts             [2]int // two gateway instances sharing Redis, started by their test
 	bclPorts               [2]int // two gateway instances sharing Redis, registered for back-channel logout (on the first)
 	caddyBin               string
@@ -152,6 +153,7 @@ func setup() (cleanup func(), err error) {
 	e2e.googleURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.keycloakURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.auth0URL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.bearerURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.redisPorts = [2]int{freePort(), freePort()}
 	e2e.bclPorts = [2]int{freePort(), freePort()}
 
@@ -225,6 +227,7 @@ func startOP(node string, port int) (func(), error) {
 		BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
 		AccessTokenTTL         int      `json:"access_token_ttl,omitempty"` // seconds
 		RotateRefreshToken     bool     `json:"rotate_refresh_token,omitempty"`
+		ClientCredentials      bool     `json:"client_credentials,omitempty"` // may also use grant_type=client_credentials
 	}
 	clients, _ := json.Marshal([]client{
 		{ClientID: plainClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.plainURL + "/.trustgate/callback", e2e.genericURL + "/.trustgate/callback"}, PostLogoutRedirectURIs: []string{e2e.plainURL + "/"}},
@@ -268,6 +271,7 @@ func startOP(node string, port int) (func(), error) {
 		{ClientID: googleClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.googleURL + "/.trustgate/callback"}},
 		{ClientID: keycloakClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.keycloakURL + "/.trustgate/callback"}},
 		{ClientID: auth0ClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.auth0URL + "/.trustgate/callback"}},
+		{ClientID: bearerClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.bearerURL + "/.trustgate/callback"}, ClientCredentials: true},
 	})
 	e2e.opLog = filepath.Join(e2e.artifacts, "op.log")
 	logf, err := os.Create(e2e.opLog)
@@ -362,6 +366,7 @@ func startCaddy(bin string) (func(), error) {
 	}`) +
 		site(e2e.lifecycleURL, lifecycleClientID, "tg_life", "all", "post_logout_redirect_url "+e2e.lifecycleURL+"/.trustgate/signed-out", "")
 	caddyfile += site(e2e.cibaURL, cibaClientID, "tg_ciba", "all", "ciba", "")
+	caddyfile += bearerSite(site)
 	recipes, err := recipeSites()
 	if err != nil {
 		return func() { os.RemoveAll(dir) }, err
@@ -391,7 +396,7 @@ func startCaddy(bin string) (func(), error) {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}
 	}
-	for _, u := range []string{e2e.cibaURL, e2e.entraURL, e2e.entraStrictURL, e2e.googleURL, e2e.keycloakURL, e2e.auth0URL} {
+	for _, u := range []string{e2e.bearerURL, e2e.cibaURL, e2e.entraURL, e2e.entraStrictURL, e2e.googleURL, e2e.keycloakURL, e2e.auth0URL} {
 		if err := waitHTTP(u+"/.trustgate/me", 20*time.Second); err != nil {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}

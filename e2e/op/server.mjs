@@ -23,6 +23,10 @@
 // "unpublished" signs it instead with a key that is not in the JWKS, under the published
 // kid: a forged userinfo.
 //
+// Bearer tokens for APIs: a client entry with client_credentials may also use that grant;
+// with resource=https://api.example.test (or https://other-api.example.test) it gets an RFC
+// 9068 JWT access token for that audience (see resourceServers).
+//
 // Session lifecycle: a client entry may also carry access_token_ttl (seconds; default 300)
 // and rotate_refresh_token (a refresh grant consumes the presented refresh token and
 // issues a new one; a spent one presented again is invalid_grant and revokes the grant).
@@ -203,7 +207,7 @@ function clients() {
     client_secret: c.client_secret,
     redirect_uris: c.redirect_uris,
     post_logout_redirect_uris: c.post_logout_redirect_uris || [],
-    grant_types: ['authorization_code', 'refresh_token', 'urn:openid:params:grant-type:ciba'],
+    grant_types: ['authorization_code', 'refresh_token', 'urn:openid:params:grant-type:ciba', ...(c.client_credentials ? ['client_credentials'] : [])],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
     backchannel_token_delivery_mode: 'poll',
@@ -223,6 +227,20 @@ const acceptedExtraParams = [];
 
 // CIBA requests waiting for the test to approve or deny them (POST /test/ciba/{approve,deny}).
 const pendingCIBA = new Map();
+
+// Resource servers (RFC 8707 resource indicators): a token requested with resource=<one of
+// these> is an RFC 9068 JWT access token (typ at+jwt, RS256 with the provider's key) for that
+// audience, carrying the requested scopes the resource server knows. apiAudience is the API
+// of the gateway's bearer site (e2e/bearer_test.go); otherAudience is another API, whose
+// tokens that site must refuse. Any other resource is invalid_target.
+const apiAudience = 'https://api.example.test';
+const otherAudience = 'https://other-api.example.test';
+const resourceServers = new Map([apiAudience, otherAudience].map((audience) => [audience, {
+  scope: 'items:read items:write',
+  audience,
+  accessTokenFormat: 'jwt',
+  jwt: { sign: { alg: 'RS256' } },
+}]));
 
 const configuration = {
   clients: clients(),
@@ -270,6 +288,17 @@ const configuration = {
     jwtUserinfo: { enabled: true },
     rpInitiatedLogout: { enabled: true },
     backchannelLogout: { enabled: true },
+    // Machine clients (client entries with client_credentials: true) get JWT access tokens
+    // for the resource servers above: grant_type=client_credentials&resource=…&scope=….
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      getResourceServerInfo: async (ctx, resourceIndicator) => {
+        const info = resourceServers.get(resourceIndicator);
+        if (!info) throw new errors.InvalidTarget();
+        return info;
+      },
+    },
     ciba: {
       enabled: true,
       deliveryModes: ['poll'],

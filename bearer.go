@@ -338,6 +338,9 @@ func (h *Handler) serveBearerAuthenticated(w http.ResponseWriter, r *http.Reques
 		}
 	}
 	setIdentityHeaders(r, rd.headers, assertion)
+	// The access token is the client's credential for the gateway; like every token it
+	// does not reach the upstream, which gets the verified identity instead.
+	r.Header.Del("Authorization")
 	h.stripGatewayCookies(r)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Map(rd.provider)

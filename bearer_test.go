@@ -97,6 +97,9 @@ func TestBearerValidTokenGetsIdentityHeaders(t *testing.T) {
 	if got := hd.Get("X-Auth-Subject"); got != oidctest.SubjectOla {
 		t.Errorf("X-Auth-Subject = %q, want %q", got, oidctest.SubjectOla)
 	}
+	if v := hd.Get("Authorization"); v != "" {
+		t.Errorf("the upstream got the client's Authorization header (%d bytes); no token reaches the upstream", len(v))
+	}
 	if got := hd.Values("X-Auth-Scopes"); len(got) != 1 || got[0] != "read write" {
 		t.Errorf("X-Auth-Scopes = %q, want [\"read write\"]", got)
 	}

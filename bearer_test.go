@@ -127,9 +127,9 @@ func TestBearerValidTokenGetsIdentityHeaders(t *testing.T) {
 	}
 }
 
-// TestSecurityIDT15BearerTokenRefused: every bad bearer token gets 401 invalid_token, never
+// TestIDT15_BearerTokenRefused: every bad bearer token gets 401 invalid_token, never
 // a cookie fallback, never a redirect (SECURITY.md IDT-15 (c), LIM-04).
-func TestSecurityIDT15BearerTokenRefused(t *testing.T) {
+func TestIDT15_BearerTokenRefused(t *testing.T) {
 	g := newGateway(t, withBearer())
 	// A real ID token of this client, from a login.
 	g.mustLogin(oidctest.SubjectOla)

@@ -2,10 +2,7 @@ package trustgate
 
 import (
 	"bytes"
-	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,44 +77,6 @@ const (
 	cibaHintLockPrefix   = "ciba-hint:"
 	cibaIPSlotLockPrefix = "ciba-ip:"
 )
-
-// cibaRecord is a pending CIBA login, kept in the store under the hash of its request_id
-// (which only the client knows); the provider's auth_req_id never leaves the gateway. It
-// keeps what a second backchannel request with a user code sends again; an id_token_hint and
-// a claims request, which may be large, are kept in records of their own (cibaHintKeyPrefix,
-// cibaClaimsKeyPrefix) with the same lifetime. The store encrypts records (Redis: AES-GCM).
-type cibaRecord struct {
-	AuthReqID string `json:"a,omitempty"` // "" while the provider waits for a user code
-	Expires   int64  `json:"e"`           // unix seconds
-	Interval  int64  `json:"i,omitempty"` // seconds, raised by slow_down
-	NextPoll  int64  `json:"n,omitempty"` // unix milliseconds: no provider poll before this
-
-	Hint    bool   `json:"h,omitempty"`  // started with id_token_hint (kept in its record)
-	Session string `json:"s,omitempty"`  // from_session: the session to confirm for
-	Binding string `json:"b,omitempty"`  // binding_message
-	ACR     string `json:"ac,omitempty"` // acr_values
-	Scope   string `json:"sc,omitempty"` // scope asked for (beyond openid)
-	Expiry  int64  `json:"x,omitempty"`  // requested_expiry sent, seconds
-	Claims  bool   `json:"c,omitempty"`  // a claims request is kept in its record
-	Tries   int    `json:"t,omitempty"`  // user codes sent
-	Expired bool   `json:"g,omitempty"`  // a tombstone: the request expired
-	// Deadline (unix seconds) is start + max_expiry: no acknowledgement, not even a new
-	// one after a user code, keeps the request alive past it.
-	Deadline int64 `json:"dl,omitempty"`
-}
-
-// cibaMaxExpiry is max_expiry: the longest a pending CIBA login lives.
-func (h *Handler) cibaMaxExpiry() time.Duration {
-	if d := time.Duration(h.CIBA.MaxExpiry); d > 0 {
-		return d
-	}
-	return defaultCIBAMaxExpiry
-}
-
-func cibaKey(requestID string) string {
-	sum := sha256.Sum256([]byte(requestID))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
 
 // cibaError answers a CIBA endpoint error as JSON, never cacheable.
 func cibaError(w http.ResponseWriter, status int, code, msg string) error {
@@ -376,20 +335,6 @@ func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// acknowledge puts the provider's acknowledgement into rec: its auth_req_id, an expiry of
-// at most max_expiry and an interval of at least minCIBAInterval.
-func (h *Handler) acknowledge(rec *cibaRecord, ack *oidcflow.CIBAAck, now time.Time) {
-	expiresIn := min(ack.ExpiresIn, h.cibaMaxExpiry())
-	interval := max(ack.Interval, minCIBAInterval)
-	rec.AuthReqID = ack.AuthReqID
-	if rec.Deadline == 0 {
-		rec.Deadline = now.Add(h.cibaMaxExpiry()).Unix()
-	}
-	rec.Expires = min(now.Add(expiresIn).Unix(), rec.Deadline)
-	rec.Interval = int64(interval / time.Second)
-	rec.NextPoll = now.Add(interval).UnixMilli()
-}
-
 // cibaRefuse answers a refusal of a CIBA endpoint and logs its reason code.
 func (h *Handler) cibaRefuse(w http.ResponseWriter, status int, code, reason, msg string) error {
 	h.logger.Info("CIBA request refused: "+msg, zap.String("reason", reason), zap.Int("status", status))
@@ -437,49 +382,6 @@ func (h *Handler) takeIPSlot(ctx context.Context, r *http.Request) (bool, error)
 		}
 	}
 	return false, nil
-}
-
-// putCIBA stores rec under requestID until a while after it expires (a tombstone then
-// answers 410), with the id_token_hint and the claims request, when given, beside it.
-func (h *Handler) putCIBA(ctx context.Context, requestID string, rec cibaRecord, now time.Time, idTokenHint string, claims []byte) error {
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	ttl := max(time.Unix(rec.Expires, 0).Sub(now), 0) + cibaTombstone
-	key := cibaKey(requestID)
-	if idTokenHint != "" {
-		if err := h.store.PutRecord(ctx, cibaHintKeyPrefix+key, []byte(idTokenHint), ttl); err != nil {
-			return err
-		}
-	}
-	if len(claims) > 0 {
-		if err := h.store.PutRecord(ctx, cibaClaimsKeyPrefix+key, claims, ttl); err != nil {
-			return err
-		}
-	}
-	return h.store.PutRecord(ctx, cibaRecordKeyPrefix+key, b, ttl)
-}
-
-// endCIBA removes a finished request; expired leaves a tombstone so that later polls answer
-// 410 expired_token.
-func (h *Handler) endCIBA(ctx context.Context, requestID string, rec *cibaRecord, expired bool) {
-	ctx = context.WithoutCancel(ctx)
-	key := cibaKey(requestID)
-	if rec.Hint {
-		_ = h.store.DeleteRecord(ctx, cibaHintKeyPrefix+key)
-	}
-	if rec.Claims {
-		_ = h.store.DeleteRecord(ctx, cibaClaimsKeyPrefix+key)
-	}
-	if expired {
-		now := h.now()
-		exp := min(rec.Expires, now.Unix())
-		if err := h.putCIBA(ctx, requestID, cibaRecord{Expires: exp, Expired: true}, now, "", nil); err == nil {
-			return
-		}
-	}
-	_ = h.store.DeleteRecord(ctx, cibaRecordKeyPrefix+key)
 }
 
 // cibaProviderError maps a provider failure of a CIBA call.
@@ -631,230 +533,7 @@ func (h *Handler) cibaLookupError(w http.ResponseWriter, r *http.Request, err er
 	return h.storeUnavailable(w, r, "record", err)
 }
 
-// cibaExpired reports whether rec has expired, turning it into a tombstone the first time.
-func (h *Handler) cibaExpired(ctx context.Context, requestID string, rec *cibaRecord) bool {
-	if rec.Expired {
-		return true
-	}
-	if h.now().Unix() < rec.Expires {
-		return false
-	}
-	h.endCIBA(ctx, requestID, rec, true)
-	return true
-}
-
 func (h *Handler) cibaExpiredAnswer(w http.ResponseWriter) error {
 	h.metrics.cibaOutcome("expired", "")
 	return cibaError(w, http.StatusGone, "expired_token", "the sign-in request expired before the user confirmed it; start a new one")
-}
-
-// cibaConfirm ends a from_session request the user confirmed: the polled login must be the
-// session's own user; then the session gets a signed confirmation that its next request
-// carries to the upstream (X-Auth-Confirmation). No session is created; a refusal changes
-// nothing.
-func (h *Handler) cibaConfirm(w http.ResponseWriter, r *http.Request, requestID string, rec *cibaRecord, login *oidcflow.Login) error {
-	ctx := r.Context()
-	s, err := h.store.Get(ctx, rec.Session)
-	if err == nil && (s.Issuer != h.Issuer || s.ClientID != h.ClientID) {
-		err = session.ErrNotFound
-	}
-	if errors.Is(err, session.ErrNotFound) {
-		h.metrics.cibaOutcome("failed", "ciba_session_ended")
-		return h.cibaRefuse(w, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); nothing was confirmed")
-	}
-	if err != nil {
-		return h.storeUnavailable(w, r, "get", err)
-	}
-	if login.Subject != s.Subject {
-		h.metrics.cibaOutcome("failed", "ciba_subject_mismatch")
-		h.logger.Warn("CIBA confirmation refused: another user confirmed it", zap.String("reason", "ciba_subject_mismatch"),
-			zap.String("session_hash", sessionHash(s.ID)), zap.String("sub_hash", sessionHash(login.Subject)))
-		return cibaError(w, http.StatusForbidden, "subject_mismatch", "the confirmation came from another user than the one signed in; nothing was confirmed")
-	}
-	if h.assert == nil {
-		h.logger.Error("CIBA confirmation cannot be signed: no assertion keys", zap.String("reason", "assertion_failed"))
-		return cibaError(w, http.StatusInternalServerError, "confirmation_failed", "the confirmation could not be signed; the site's administrator has been told")
-	}
-	now := h.now()
-	iss := h.origin(r)
-	aud := iss
-	if h.Assertion != nil {
-		iss = cmp.Or(h.Assertion.Issuer, iss)
-		aud = cmp.Or(h.Assertion.Audience, iss)
-	}
-	exp := now.Add(confirmationLifetime)
-	// txn ties the confirmation to the transaction the application started (the hash of
-	// its request_id; an X-Auth-Assertion never has one); acr, amr and auth_time say how
-	// the user confirmed on the phone.
-	claims := map[string]any{"iss": iss, "aud": aud, "sub": s.Subject, "iat": now.Unix(), "exp": exp.Unix(), "jti": session.NewID(),
-		"txn": cibaKey(requestID)}
-	if rec.Binding != "" {
-		claims["binding_message"] = rec.Binding
-	}
-	for _, k := range []string{"acr", "amr", "auth_time"} {
-		if v, ok := login.IDTokenClaims[k]; ok {
-			claims[k] = v
-		}
-	}
-	if acr, ok := claims["acr"].(string); ok {
-		claims["acr"] = strings.TrimSpace(acr) // as X-Auth-Acr (BindID sends " ts.bindid...")
-	}
-	tok, err := h.assert.current(now).Sign(claims)
-	if err != nil {
-		h.logger.Error("cannot sign the CIBA confirmation", zap.String("reason", "assertion_failed"), zap.Error(err))
-		return cibaError(w, http.StatusInternalServerError, "confirmation_failed", "the confirmation could not be signed; the site's administrator has been told")
-	}
-	c := &session.Confirmation{Token: tok, Expires: exp.Unix()}
-	if err := h.updateLocked(ctx, s.ID, func(ns *session.Session) { ns.Confirmation = c }); err != nil {
-		if errors.Is(err, session.ErrNotFound) {
-			return h.cibaRefuse(w, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); nothing was confirmed")
-		}
-		return h.storeUnavailable(w, r, "update", err)
-	}
-	h.metrics.cibaOutcome("confirmed", "")
-	h.logger.Info("CIBA transaction confirmed", zap.String("reason", "ciba_confirmed"), zap.String("request_hash", sessionHash(requestID)),
-		zap.String("session_hash", sessionHash(s.ID)))
-	writeJSON(w, http.StatusOK, map[string]any{"status": "confirmed"})
-	return nil
-}
-
-// takeConfirmation removes the session's waiting confirmation (under the session's lock,
-// so that exactly one request gets it) and returns its token, or "" when another request
-// took it, it has expired, or the store could not be updated (then it waits for the next
-// request).
-func (h *Handler) takeConfirmation(ctx context.Context, s *session.Session) string {
-	var took *session.Confirmation
-	err := h.updateLocked(ctx, s.ID, func(ns *session.Session) {
-		took, ns.Confirmation = ns.Confirmation, nil
-	})
-	if err != nil {
-		h.logger.Warn("CIBA confirmation not passed on: the session could not be updated; the next request tries again",
-			zap.String("reason", "confirmation_deferred"), zap.String("session_hash", sessionHash(s.ID)), zap.Error(err))
-		return ""
-	}
-	if took == nil || h.now().Unix() >= took.Expires {
-		return ""
-	}
-	return took.Token
-}
-
-// cibaUserCode is POST <prefix>/ciba/user-code with request_id and user_code, the code the
-// user typed: the backchannel request is sent again with it and the request's id_token_hint
-// (seed 004 step 3), and the request goes on with the provider's new auth_req_id. It answers
-// {"status":"pending", "expires_in", "interval"}; poll on as before.
-func (h *Handler) cibaUserCode(w http.ResponseWriter, r *http.Request) error {
-	in, ok := h.cibaInput(w, r)
-	if !ok {
-		return nil
-	}
-	requestID, code := in["request_id"], in["user_code"]
-	if !session.ValidID(requestID) {
-		return cibaError(w, http.StatusBadRequest, "invalid_request", "request_id is missing or malformed")
-	}
-	if code == "" || len(code) > oidcflow.MaxUserCodeLength || strings.ContainsFunc(code, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
-		return h.cibaRefuse(w, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "user_code must be 1 to 64 printable ASCII characters")
-	}
-	ctx := r.Context()
-	key := cibaKey(requestID)
-	rec, err := h.getCIBA(ctx, key)
-	if err != nil {
-		return h.cibaLookupError(w, r, err)
-	}
-	if h.cibaExpired(ctx, requestID, rec) {
-		return h.cibaExpiredAnswer(w)
-	}
-	if !rec.Hint && rec.Session == "" {
-		return h.cibaRefuse(w, http.StatusConflict, "id_token_hint_required", "ciba_hint_required", "a user code is sent with the id_token_hint the sign-in was started with, and this one was started without; start again with id_token_hint (or from_session)")
-	}
-	// Serialized with the polls of this request, across instances.
-	lockKey := cibaPollLockPrefix + key
-	token, ok, err := h.store.Lock(ctx, lockKey, cibaPollLease)
-	if err != nil {
-		return h.storeUnavailable(w, r, "lock", err)
-	}
-	if !ok {
-		w.Header().Set("Retry-After", "1")
-		return cibaError(w, http.StatusTooManyRequests, "slow_down", "this sign-in is being polled right now; retry in a second")
-	}
-	defer func() { _ = h.store.Unlock(context.WithoutCancel(ctx), lockKey, token) }()
-	if rec, err = h.getCIBA(ctx, key); err != nil {
-		return h.cibaLookupError(w, r, err)
-	}
-	if h.cibaExpired(ctx, requestID, rec) {
-		return h.cibaExpiredAnswer(w)
-	}
-	if rec.Tries >= maxCIBAUserCodeTries {
-		h.endCIBA(ctx, requestID, rec, false)
-		return h.cibaRefuse(w, http.StatusTooManyRequests, "too_many_attempts", "ciba_user_code_attempts", "too many user codes were tried for this sign-in; start a new one")
-	}
-	req := oidcflow.CIBARequest{UserCode: code, BindingMessage: rec.Binding, ACRValues: strings.Fields(rec.ACR), Scopes: strings.Fields(rec.Scope),
-		RequestedExpiry: time.Duration(rec.Expiry) * time.Second}
-	var idTokenHint string
-	if rec.Hint {
-		b, err := h.store.GetRecord(ctx, cibaHintKeyPrefix+key)
-		if errors.Is(err, session.ErrNotFound) {
-			h.endCIBA(ctx, requestID, rec, true)
-			return h.cibaExpiredAnswer(w)
-		}
-		if err != nil {
-			return h.storeUnavailable(w, r, "record", err)
-		}
-		idTokenHint = string(b)
-		req.IDTokenHint = idTokenHint
-	} else {
-		s, err := h.store.Get(ctx, rec.Session)
-		if err == nil && (s.Issuer != h.Issuer || s.ClientID != h.ClientID || s.IDToken == "") {
-			err = session.ErrNotFound
-		}
-		if errors.Is(err, session.ErrNotFound) {
-			h.endCIBA(ctx, requestID, rec, false)
-			return h.cibaRefuse(w, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); start again from a signed-in session")
-		}
-		if err != nil {
-			return h.storeUnavailable(w, r, "get", err)
-		}
-		req.IDTokenHint = s.IDToken
-	}
-	if rec.Claims {
-		b, err := h.store.GetRecord(ctx, cibaClaimsKeyPrefix+key)
-		if err != nil && !errors.Is(err, session.ErrNotFound) {
-			return h.storeUnavailable(w, r, "record", err)
-		}
-		req.Claims = b
-	}
-	// Every code sent counts, whatever the provider answers.
-	now := h.now()
-	rec.Tries++
-	if err := h.putCIBA(ctx, requestID, *rec, now, "", nil); err != nil {
-		return h.storeUnavailable(w, r, "record", err)
-	}
-	octx, cancel := opContext(r)
-	defer cancel()
-	ack, err := h.client.BackchannelAuthorize(octx, req)
-	if err != nil {
-		h.metrics.cibaOutcome("failed", "")
-		return h.cibaProviderError(w, "ciba user code", err)
-	}
-	now = h.now()
-	h.acknowledge(rec, ack, now)
-	if err := h.putCIBA(ctx, requestID, *rec, now, idTokenHint, req.Claims); err != nil {
-		return h.storeUnavailable(w, r, "record", err)
-	}
-	h.metrics.cibaOutcome("user_code_sent", "")
-	h.logger.Info("CIBA user code accepted by the provider", zap.String("reason", "ciba_user_code_sent"), zap.String("request_hash", sessionHash(requestID)),
-		zap.Int64("expires_in", rec.Expires-now.Unix()), zap.Int64("interval", rec.Interval))
-	writeJSON(w, http.StatusOK, map[string]any{"status": "pending", "expires_in": rec.Expires - now.Unix(), "interval": rec.Interval})
-	return nil
-}
-
-func (h *Handler) getCIBA(ctx context.Context, key string) (*cibaRecord, error) {
-	b, err := h.store.GetRecord(ctx, cibaRecordKeyPrefix+key)
-	if err != nil {
-		return nil, err
-	}
-	var rec cibaRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, session.ErrNotFound
-	}
-	return &rec, nil
 }

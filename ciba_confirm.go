@@ -1,0 +1,107 @@
+package trustgate
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/trustgate/trustgate/oidcflow"
+	"github.com/trustgate/trustgate/session"
+)
+
+// Transaction confirmation (CIBA from_session): a signed-in user confirms on their phone,
+// and the session's next request carries the single-use X-Auth-Confirmation.
+
+// cibaConfirm ends a from_session request the user confirmed: the polled login must be the
+// session's own user; then the session gets a signed confirmation that its next request
+// carries to the upstream (X-Auth-Confirmation). No session is created; a refusal changes
+// nothing.
+func (h *Handler) cibaConfirm(w http.ResponseWriter, r *http.Request, requestID string, rec *cibaRecord, login *oidcflow.Login) error {
+	ctx := r.Context()
+	s, err := h.store.Get(ctx, rec.Session)
+	if err == nil && (s.Issuer != h.Issuer || s.ClientID != h.ClientID) {
+		err = session.ErrNotFound
+	}
+	if errors.Is(err, session.ErrNotFound) {
+		h.metrics.cibaOutcome("failed", "ciba_session_ended")
+		return h.cibaRefuse(w, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); nothing was confirmed")
+	}
+	if err != nil {
+		return h.storeUnavailable(w, r, "get", err)
+	}
+	if login.Subject != s.Subject {
+		h.metrics.cibaOutcome("failed", "ciba_subject_mismatch")
+		h.logger.Warn("CIBA confirmation refused: another user confirmed it", zap.String("reason", "ciba_subject_mismatch"),
+			zap.String("session_hash", sessionHash(s.ID)), zap.String("sub_hash", sessionHash(login.Subject)))
+		return cibaError(w, http.StatusForbidden, "subject_mismatch", "the confirmation came from another user than the one signed in; nothing was confirmed")
+	}
+	if h.assert == nil {
+		h.logger.Error("CIBA confirmation cannot be signed: no assertion keys", zap.String("reason", "assertion_failed"))
+		return cibaError(w, http.StatusInternalServerError, "confirmation_failed", "the confirmation could not be signed; the site's administrator has been told")
+	}
+	now := h.now()
+	iss := h.origin(r)
+	aud := iss
+	if h.Assertion != nil {
+		iss = cmp.Or(h.Assertion.Issuer, iss)
+		aud = cmp.Or(h.Assertion.Audience, iss)
+	}
+	exp := now.Add(confirmationLifetime)
+	// txn ties the confirmation to the transaction the application started (the hash of
+	// its request_id; an X-Auth-Assertion never has one); acr, amr and auth_time say how
+	// the user confirmed on the phone.
+	claims := map[string]any{"iss": iss, "aud": aud, "sub": s.Subject, "iat": now.Unix(), "exp": exp.Unix(), "jti": session.NewID(),
+		"txn": cibaKey(requestID)}
+	if rec.Binding != "" {
+		claims["binding_message"] = rec.Binding
+	}
+	for _, k := range []string{"acr", "amr", "auth_time"} {
+		if v, ok := login.IDTokenClaims[k]; ok {
+			claims[k] = v
+		}
+	}
+	if acr, ok := claims["acr"].(string); ok {
+		claims["acr"] = strings.TrimSpace(acr) // as X-Auth-Acr (BindID sends " ts.bindid...")
+	}
+	tok, err := h.assert.current(now).Sign(claims)
+	if err != nil {
+		h.logger.Error("cannot sign the CIBA confirmation", zap.String("reason", "assertion_failed"), zap.Error(err))
+		return cibaError(w, http.StatusInternalServerError, "confirmation_failed", "the confirmation could not be signed; the site's administrator has been told")
+	}
+	c := &session.Confirmation{Token: tok, Expires: exp.Unix()}
+	if err := h.updateLocked(ctx, s.ID, func(ns *session.Session) { ns.Confirmation = c }); err != nil {
+		if errors.Is(err, session.ErrNotFound) {
+			return h.cibaRefuse(w, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); nothing was confirmed")
+		}
+		return h.storeUnavailable(w, r, "update", err)
+	}
+	h.metrics.cibaOutcome("confirmed", "")
+	h.logger.Info("CIBA transaction confirmed", zap.String("reason", "ciba_confirmed"), zap.String("request_hash", sessionHash(requestID)),
+		zap.String("session_hash", sessionHash(s.ID)))
+	writeJSON(w, http.StatusOK, map[string]any{"status": "confirmed"})
+	return nil
+}
+
+// takeConfirmation removes the session's waiting confirmation (under the session's lock,
+// so that exactly one request gets it) and returns its token, or "" when another request
+// took it, it has expired, or the store could not be updated (then it waits for the next
+// request).
+func (h *Handler) takeConfirmation(ctx context.Context, s *session.Session) string {
+	var took *session.Confirmation
+	err := h.updateLocked(ctx, s.ID, func(ns *session.Session) {
+		took, ns.Confirmation = ns.Confirmation, nil
+	})
+	if err != nil {
+		h.logger.Warn("CIBA confirmation not passed on: the session could not be updated; the next request tries again",
+			zap.String("reason", "confirmation_deferred"), zap.String("session_hash", sessionHash(s.ID)), zap.Error(err))
+		return ""
+	}
+	if took == nil || h.now().Unix() >= took.Expires {
+		return ""
+	}
+	return took.Token
+}

@@ -1,0 +1,71 @@
+package trustgate
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/trustgate/trustgate/oidcflow"
+)
+
+// The provider client (discovery, keys, token and userinfo calls), shared by every handler
+// with the same provider configuration and kept across `caddy reload` in a usage pool.
+
+// pooledClient shares one provider client (and so one discovery and JWKS cache) among all
+// handlers with the same provider configuration, across config reloads.
+type pooledClient struct{ *oidcflow.Client }
+
+func (p pooledClient) Destruct() error { p.Close(); return nil }
+
+var clients = caddy.NewUsagePool()
+
+func (h *Handler) provisionClient() error {
+	cfg := oidcflow.Config{
+		Issuer:                h.Issuer,
+		ClientID:              h.ClientID,
+		ClientSecret:          h.clientSecret,
+		Scopes:                h.Scopes,
+		AuthMethod:            h.TokenAuthMethod,
+		Userinfo:              h.Userinfo,
+		RequireSignedUserinfo: h.UserinfoRequireSigned,
+		UserinfoIssuer:        h.UserinfoIssuer,
+		IDTokenFirstClaims:    h.profile.IDTokenFirstClaims(),
+		TrustedAudiences:      h.TrustedAudiences,
+		ClockLeeway:           time.Duration(h.ClockLeeway),
+		Now:                   h.now,
+	}
+	if len(h.AuthParams) > 0 {
+		repl := caddy.NewReplacer()
+		cfg.AuthParams = make(map[string]string, len(h.AuthParams))
+		for k, v := range h.AuthParams {
+			cfg.AuthParams[k] = repl.ReplaceAll(v, "")
+		}
+	}
+	// The key identifies the configuration without holding the secret itself.
+	sum := sha256.Sum256([]byte(cfg.ClientSecret))
+	kb, err := json.Marshal([]any{cfg.Issuer, cfg.ClientID, hex.EncodeToString(sum[:]), cfg.Scopes, cfg.AuthMethod,
+		cfg.Userinfo, cfg.RequireSignedUserinfo, cfg.UserinfoIssuer, cfg.IDTokenFirstClaims, cfg.TrustedAudiences, cfg.ClockLeeway,
+		cfg.AuthParams, h.caSum})
+	if err != nil {
+		return fmt.Errorf("provider pool key: %w", err)
+	}
+	key := string(kb)
+	v, _, err := clients.LoadOrNew(key, func() (caddy.Destructor, error) {
+		cfg.HTTPClient = oidcflow.NewHTTPClientWithRoots(10*time.Second, 1<<20, h.caPool)
+		c, err := oidcflow.New(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return pooledClient{c}, nil
+	})
+	if err != nil {
+		return err
+	}
+	h.clientKey = key
+	h.client = v.(pooledClient).Client
+	return nil
+}

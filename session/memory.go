@@ -2,14 +2,9 @@ package session
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"math"
-	"math/bits"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -131,18 +126,6 @@ type entry struct {
 // given the last-seen time last.
 func (e *entry) expired(now, last int64) bool {
 	return now >= e.expires || (e.idle > 0 && now-last >= e.idle)
-}
-
-// onceEntry is a key remembered by Once.
-type onceEntry struct {
-	key [sha256.Size]byte
-	exp int64 // unix ns
-}
-
-// lockEntry is a hold of a lock taken by Lock.
-type lockEntry struct {
-	token string
-	exp   int64 // unix ns
 }
 
 // Ping reports that the store answers: an in-process store always does.
@@ -328,97 +311,6 @@ func (m *MemoryStore) DeleteMatching(_ context.Context, match Match) (int, error
 	return n, nil
 }
 
-// Once reports whether key is seen for the first time within ttl: the first
-// call returns true and remembers key for ttl; later calls return false
-// until ttl has passed. Keys are remembered as their SHA-256, so a long key
-// costs no more memory than a short one. When MaxOnceKeys keys are
-// remembered, an expired key is dropped if the sample finds one, else the
-// one that expires soonest.
-func (m *MemoryStore) Once(_ context.Context, key string, ttl time.Duration) (bool, error) {
-	if key == "" {
-		return false, errEmptyOnceKey
-	}
-	if ttl <= 0 {
-		return false, errNonPositiveTTL
-	}
-	h := sha256.Sum256([]byte(key))
-	now := unixNano(m.now())
-	exp := addNanos(now, ttl)
-
-	m.onceMu.Lock()
-	defer m.onceMu.Unlock()
-	if i, ok := m.once[h]; ok {
-		if now < m.onceList[i].exp {
-			return false, nil
-		}
-		m.onceList[i].exp = exp
-		return true, nil
-	}
-	for len(m.onceList) >= m.maxOnce {
-		m.evictOnceLocked(now)
-	}
-	m.once[h] = len(m.onceList)
-	m.onceList = append(m.onceList, onceEntry{key: h, exp: exp})
-	return true, nil
-}
-
-// Lock takes the lock named key for ttl when it is free or its hold has
-// expired, and returns the token of the new hold and true; it returns false
-// while another hold is live. Keys are remembered as their SHA-256. Locks
-// live in this process only: with one MemoryStore there is one gateway
-// process, so that is every instance there is. When MaxLocks locks are held,
-// the expired ones are dropped first; if all are live, Lock fails with
-// ErrUnavailable rather than break one.
-func (m *MemoryStore) Lock(_ context.Context, key string, ttl time.Duration) (string, bool, error) {
-	if key == "" {
-		return "", false, errEmptyLockKey
-	}
-	if ttl <= 0 {
-		return "", false, errNonPositiveLockTTL
-	}
-	h := sha256.Sum256([]byte(key))
-	now := unixNano(m.now())
-
-	m.lockMu.Lock()
-	defer m.lockMu.Unlock()
-	if l, ok := m.locks[h]; ok && now < l.exp {
-		return "", false, nil
-	} else if !ok && len(m.locks) >= m.maxLocks {
-		m.sweepLocksLocked(now)
-		if len(m.locks) >= m.maxLocks {
-			return "", false, fmt.Errorf("%w: memory store: %d locks held, the most allowed (MaxLocks)", ErrUnavailable, len(m.locks))
-		}
-	}
-	token := newLockToken()
-	m.locks[h] = lockEntry{token: token, exp: addNanos(now, ttl)}
-	return token, true, nil
-}
-
-// Unlock releases the lock named key if token is its current hold. A token
-// that no longer holds it (expired, and perhaps taken again since) releases
-// nothing.
-func (m *MemoryStore) Unlock(_ context.Context, key, token string) error {
-	if key == "" || token == "" {
-		return nil
-	}
-	h := sha256.Sum256([]byte(key))
-	m.lockMu.Lock()
-	if l, ok := m.locks[h]; ok && l.token == token {
-		delete(m.locks, h)
-	}
-	m.lockMu.Unlock()
-	return nil
-}
-
-// sweepLocksLocked drops every expired lock. m.lockMu must be held.
-func (m *MemoryStore) sweepLocksLocked(now int64) {
-	for h, l := range m.locks {
-		if now >= l.exp {
-			delete(m.locks, h)
-		}
-	}
-}
-
 // SetMaxSessions changes the session bound (config reload). n <= 0 means
 // DefaultMaxSessions. When the store holds more than n sessions, the excess
 // is evicted now.
@@ -450,175 +342,6 @@ func (m *MemoryStore) Close() error {
 	m.closeOnce.Do(func() { close(m.done) })
 	<-m.stopped
 	return nil
-}
-
-// janitor removes expired entries every interval until Close.
-func (m *MemoryStore) janitor(interval time.Duration) {
-	defer close(m.stopped)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.done:
-			return
-		case <-t.C:
-			m.sweep()
-		}
-	}
-}
-
-// sweep removes every expired session, Once key, lock and record. It holds each
-// lock for at most sweepBatch entries at a time.
-func (m *MemoryStore) sweep() {
-	now := unixNano(m.now())
-
-	m.mu.RLock()
-	i := len(m.list) - 1
-	m.mu.RUnlock()
-	for i >= 0 {
-		m.mu.Lock()
-		// Walk downwards: removeLocked moves the last entry (already
-		// visited) into the hole. Entries added between batches are
-		// skipped until the next sweep.
-		i = min(i, len(m.list)-1)
-		for stop := max(i-sweepBatch, -1); i > stop; i-- {
-			if e := m.list[i]; e.expired(now, e.lastSeen.Load()) {
-				m.removeLocked(i)
-			}
-		}
-		m.mu.Unlock()
-	}
-	m.mu.Lock()
-	m.list = shrink(m.list)
-	m.mu.Unlock()
-
-	m.onceMu.Lock()
-	i = len(m.onceList) - 1
-	m.onceMu.Unlock()
-	for i >= 0 {
-		m.onceMu.Lock()
-		i = min(i, len(m.onceList)-1)
-		for stop := max(i-sweepBatch, -1); i > stop; i-- {
-			if now >= m.onceList[i].exp {
-				m.removeOnceLocked(i)
-			}
-		}
-		m.onceMu.Unlock()
-	}
-	m.onceMu.Lock()
-	m.onceList = shrink(m.onceList)
-	m.onceMu.Unlock()
-
-	// Locks are short-lived and bounded by MaxLocks: one pass.
-	m.lockMu.Lock()
-	m.sweepLocksLocked(now)
-	m.lockMu.Unlock()
-
-	// Records are bounded by MaxRecords: one pass.
-	m.recordMu.Lock()
-	m.sweepRecordsLocked(now)
-	m.recordMu.Unlock()
-}
-
-// evictLocked removes one session: an expired one among a random sample if
-// there is one, else the sampled one with the oldest last-seen time.
-// m.mu must be held for writing and m.list must not be empty.
-func (m *MemoryStore) evictLocked(now int64) {
-	n := len(m.list)
-	victim, oldest := -1, int64(math.MaxInt64)
-	for k := range min(n, evictionSample) {
-		i := k // a small store is scanned completely: exact LRU
-		if n > evictionSample {
-			i = randIndex(&m.rng, n)
-		}
-		e := m.list[i]
-		last := e.lastSeen.Load()
-		if e.expired(now, last) {
-			victim = i
-			break
-		}
-		if last < oldest || victim < 0 {
-			victim, oldest = i, last
-		}
-	}
-	m.removeLocked(victim)
-}
-
-// removeLocked deletes the session at list index i. m.mu must be held for
-// writing.
-func (m *MemoryStore) removeLocked(i int) {
-	e := m.list[i]
-	last := len(m.list) - 1
-	if i != last {
-		m.list[i] = m.list[last]
-		m.list[i].idx = i
-	}
-	m.list[last] = nil
-	m.list = m.list[:last]
-	delete(m.sessions, e.id)
-}
-
-// evictOnceLocked removes one Once key: an expired one among a random
-// sample if there is one, else the sampled one that expires soonest.
-// m.onceMu must be held and m.onceList must not be empty.
-func (m *MemoryStore) evictOnceLocked(now int64) {
-	n := len(m.onceList)
-	victim, soonest := -1, int64(math.MaxInt64)
-	for k := range min(n, evictionSample) {
-		i := k
-		if n > evictionSample {
-			i = randIndex(&m.onceRng, n)
-		}
-		exp := m.onceList[i].exp
-		if now >= exp {
-			victim = i
-			break
-		}
-		if exp < soonest || victim < 0 {
-			victim, soonest = i, exp
-		}
-	}
-	m.removeOnceLocked(victim)
-}
-
-// removeOnceLocked deletes the Once key at index i. m.onceMu must be held.
-func (m *MemoryStore) removeOnceLocked(i int) {
-	key := m.onceList[i].key
-	last := len(m.onceList) - 1
-	if i != last {
-		m.onceList[i] = m.onceList[last]
-		m.once[m.onceList[i].key] = i
-	}
-	m.onceList = m.onceList[:last]
-	delete(m.once, key)
-}
-
-// shrink returns s with a smaller backing array when most of it is unused,
-// so that a burst of sessions does not pin memory forever.
-func shrink[T any](s []T) []T {
-	if c := cap(s); c > 2*sweepBatch && len(s) < c/4 {
-		return slices.Clone(s)
-	}
-	return s
-}
-
-// seed returns a random PRNG seed.
-func seed() uint64 {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return binary.LittleEndian.Uint64(b[:])
-}
-
-// randIndex returns a pseudo-random index in [0, n) from the splitmix64
-// state *s. It picks eviction samples only and is not for security.
-func randIndex(s *uint64, n int) int {
-	*s += 0x9e3779b97f4a7c15
-	z := *s
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-	z ^= z >> 31
-	hi, _ := bits.Mul64(z, uint64(n))
-	return int(hi)
 }
 
 // unixNano is t.UnixNano, saturated at the int64 range instead of

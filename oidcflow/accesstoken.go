@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	jose "github.com/go-jose/go-jose/v4"
 )
 
 // CodeAccessToken: a bearer access token was refused (signature, alg, typ, iss, aud, exp,
@@ -54,49 +52,21 @@ func (c *Client) VerifyAccessToken(ctx context.Context, raw string, o AccessToke
 	fail := func(format string, args ...any) error {
 		return newErr(CodeAccessToken, false, "access token "+format, args...)
 	}
-	switch {
-	case len(o.Audiences) == 0:
+	if len(o.Audiences) == 0 {
 		return nil, fail("cannot be checked: no audience is configured")
-	case raw == "":
-		return nil, fail("is empty")
-	case len(raw) > MaxAccessTokenBytes:
-		return nil, fail("is %d bytes, more than the %d allowed", len(raw), MaxAccessTokenBytes)
-	case strings.Count(raw, ".") != 2:
-		return nil, fail("is not a compact JWS (three dot-separated parts)")
 	}
-	p, err := c.discover(ctx)
+	payload, err := c.verifyCompactJWS(ctx, raw, MaxAccessTokenBytes, fail, func(typ string, _ bool) error {
+		switch {
+		case strings.EqualFold(typ, "at+jwt") || strings.EqualFold(typ, "application/at+jwt"):
+		case o.RequireATJWT:
+			return fail("typ %q is not at+jwt (RFC 9068; an ID token is not an access token)", truncate(typ, 40))
+		case typ != "" && !strings.EqualFold(typ, "JWT"):
+			return fail("typ %q is neither at+jwt nor JWT", truncate(typ, 40))
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	jws, err := jose.ParseSignedCompact(raw, joseAlgs(p.idAlgs))
-	if err != nil {
-		return nil, fail("header: %v (allowed algs: %v)", err, p.idAlgs)
-	}
-	if len(jws.Signatures) != 1 {
-		return nil, fail("must carry exactly one signature")
-	}
-	typ := ""
-	if t, ok := jws.Signatures[0].Header.ExtraHeaders[jose.HeaderType]; ok {
-		s, isString := t.(string)
-		if !isString {
-			return nil, fail("typ is not a string")
-		}
-		typ = s
-	}
-	atJWT := strings.EqualFold(typ, "at+jwt") || strings.EqualFold(typ, "application/at+jwt")
-	switch {
-	case atJWT:
-	case o.RequireATJWT:
-		return nil, fail("typ %q is not at+jwt (RFC 9068; an ID token is not an access token)", truncate(typ, 40))
-	case typ != "" && !strings.EqualFold(typ, "JWT"):
-		return nil, fail("typ %q is neither at+jwt nor JWT", truncate(typ, 40))
-	}
-	payload, err := p.keys.verify(ctx, jws)
-	if err != nil {
-		if fe, ok := errors.AsType[*keyFetchError](err); ok {
-			return nil, newErr(CodeKeys, true, "%w", fe)
-		}
-		return nil, fail("signature: %w", err)
 	}
 	claims, err := decodeObject(payload)
 	if err != nil {

@@ -44,39 +44,16 @@ func (c *Client) VerifyLogoutToken(ctx context.Context, raw string) (*LogoutToke
 	fail := func(format string, args ...any) error {
 		return newErr(CodeLogoutToken, false, "logout token "+format, args...)
 	}
-	switch {
-	case raw == "":
-		return nil, fail("is empty")
-	case len(raw) > MaxTokenBytes:
-		return nil, fail("is %d bytes, more than the %d allowed", len(raw), MaxTokenBytes)
-	case strings.Count(raw, ".") != 2:
-		// A JWE has five parts, the JSON serializations none: only a compact JWS is a
-		// logout token (§2.6 step 1 lets RPs refuse encrypted ones they did not ask for).
-		return nil, fail("is not a compact JWS (three dot-separated parts)")
-	}
-	p, err := c.discover(ctx)
+	// A JWE has five parts, the JSON serializations none: only a compact JWS is a logout
+	// token (§2.6 step 1 lets RPs refuse encrypted ones they did not ask for).
+	payload, err := c.verifyCompactJWS(ctx, raw, MaxTokenBytes, fail, func(typ string, present bool) error {
+		if present && !strings.EqualFold(typ, "logout+jwt") && !strings.EqualFold(typ, "application/logout+jwt") {
+			return fail("typ %q is not logout+jwt (an ID token or access token is not a logout token)", truncate(typ, 40))
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	jws, err := jose.ParseSignedCompact(raw, joseAlgs(p.idAlgs))
-	if err != nil {
-		return nil, fail("header: %v (allowed algs: %v)", err, p.idAlgs)
-	}
-	if len(jws.Signatures) != 1 {
-		return nil, fail("must carry exactly one signature")
-	}
-	if t, ok := jws.Signatures[0].Header.ExtraHeaders[jose.HeaderType]; ok {
-		typ, _ := t.(string)
-		if !strings.EqualFold(typ, "logout+jwt") && !strings.EqualFold(typ, "application/logout+jwt") {
-			return nil, fail("typ %q is not logout+jwt (an ID token or access token is not a logout token)", truncate(typ, 40))
-		}
-	}
-	payload, err := p.keys.verify(ctx, jws)
-	if err != nil {
-		if fe, ok := errors.AsType[*keyFetchError](err); ok {
-			return nil, newErr(CodeKeys, true, "%w", fe)
-		}
-		return nil, fail("signature: %w", err)
 	}
 	claims, err := decodeObject(payload)
 	if err != nil {
@@ -190,4 +167,51 @@ func (c *Client) EndSessionURL(ctx context.Context, idTokenHint, postLogoutRedir
 	}
 	u.RawQuery = q.Encode()
 	return u.String(), true, nil
+}
+
+// verifyCompactJWS checks what every JWT the OP sends the gateway directly (logout tokens,
+// access tokens) shares: not empty, at most maxBytes, a compact JWS with exactly one
+// signature in an allowed algorithm, a typ header the caller accepts (checkTyp gets "" and
+// false when there is none; a typ that is no string is refused), and a signature by one of
+// the OP's keys. It returns the verified payload. Failures go through fail; a key set that
+// cannot be fetched is CodeKeys (temporary).
+func (c *Client) verifyCompactJWS(ctx context.Context, raw string, maxBytes int, fail func(string, ...any) error, checkTyp func(typ string, present bool) error) ([]byte, error) {
+	switch {
+	case raw == "":
+		return nil, fail("is empty")
+	case len(raw) > maxBytes:
+		return nil, fail("is %d bytes, more than the %d allowed", len(raw), maxBytes)
+	case strings.Count(raw, ".") != 2:
+		return nil, fail("is not a compact JWS (three dot-separated parts)")
+	}
+	p, err := c.discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	jws, err := jose.ParseSignedCompact(raw, joseAlgs(p.idAlgs))
+	if err != nil {
+		return nil, fail("header: %v (allowed algs: %v)", err, p.idAlgs)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, fail("must carry exactly one signature")
+	}
+	typ, present := "", false
+	if t, ok := jws.Signatures[0].Header.ExtraHeaders[jose.HeaderType]; ok {
+		s, isString := t.(string)
+		if !isString {
+			return nil, fail("typ is not a string")
+		}
+		typ, present = s, true
+	}
+	if err := checkTyp(typ, present); err != nil {
+		return nil, err
+	}
+	payload, err := p.keys.verify(ctx, jws)
+	if err != nil {
+		if fe, ok := errors.AsType[*keyFetchError](err); ok {
+			return nil, newErr(CodeKeys, true, "%w", fe)
+		}
+		return nil, fail("signature: %w", err)
+	}
+	return payload, nil
 }

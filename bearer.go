@@ -2,8 +2,10 @@ package trustgate
 
 import (
 	"cmp"
+	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -28,9 +31,15 @@ const HeaderScopes = "X-Auth-Scopes"
 // Bearer defaults.
 const (
 	defaultBearerCacheSize = 10000
-	// bearerCacheMaxTTL bounds how long a verified token is served from the cache without
-	// a new verification (it never outlives the token's exp).
+	// bearerCacheMaxTTL is the default cache_ttl: how long a verified token is served from
+	// the cache without a new verification (it never outlives the token's exp).
 	bearerCacheMaxTTL = 5 * time.Minute
+	// bearerRefusedTTL is how long a token the provider's introspection refused is refused
+	// from memory, so that a client repeating a dead token does not call the provider on
+	// every request.
+	bearerRefusedTTL = 10 * time.Second
+	// maxRefusedTokens bounds the refused tokens remembered.
+	maxRefusedTokens = 1000
 )
 
 // BearerConfig lets APIs authenticate with JWT access tokens of the same provider
@@ -51,18 +60,40 @@ type BearerConfig struct {
 	// RequireATJWT requires the JOSE header typ at+jwt (RFC 9068 JWT access tokens).
 	// Without it, typ may also be absent or JWT. Caddyfile: require_at_jwt
 	RequireATJWT bool `json:"require_at_jwt,omitempty"`
-	// CacheSize bounds the verified tokens kept in memory (keyed by a SHA-256 of the token,
-	// each kept at most 5 minutes and never past its exp). Default: 10000.
+	// Introspection judges tokens at the provider's RFC 7662 introspection endpoint (from
+	// discovery), authenticated as the gateway's client: "opaque" for tokens that are not a
+	// JWT (a JWT is still verified locally), "all" for every token (a revoked JWT is then
+	// refused too). "" (default): no introspection, and an opaque token is refused.
+	// Caddyfile: introspection [opaque|all]
+	Introspection string `json:"introspection,omitempty"`
+	// CacheTTL is how long a verified token is served from memory without asking again
+	// (never past its exp): the longest a token revoked at the provider is still accepted
+	// when introspection is on. Default: 5m. Caddyfile: cache_ttl <duration>
+	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
+	// CacheSize bounds the verified tokens kept in memory (each kept at most CacheTTL and
+	// never past its exp). Default: 10000. Tokens introspection refused are kept apart, at
+	// most 1000, so that a flood of bad tokens cannot push good ones out.
 	CacheSize int `json:"cache_size,omitempty"`
 
-	cache *bearerCache
+	cache   *bearerCache
+	refused *bearerCache
+	// calls makes concurrent requests with the same token share one introspection call.
+	calls singleflight.Group
 }
+
+// Introspection modes.
+const (
+	introspectOpaque = "opaque"
+	introspectAll    = "all"
+)
 
 // unmarshalBearer parses
 //
 //	bearer {
 //		audience       <aud>...
 //		require_at_jwt
+//		introspection  [opaque|all]
+//		cache_ttl      <duration>
 //		cache_size     <n>
 //	}
 func (h *Handler) unmarshalBearer(d *caddyfile.Dispenser) error {
@@ -83,6 +114,29 @@ func (h *Handler) unmarshalBearer(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			b.RequireATJWT = true
+		case "introspection":
+			b.Introspection = introspectOpaque
+			if d.NextArg() {
+				b.Introspection = d.Val()
+				if b.Introspection != introspectOpaque && b.Introspection != introspectAll {
+					return d.Errf("bearer introspection must be opaque (the default) or all, not %q", d.Val())
+				}
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "cache_ttl":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return d.Errf("bearer cache_ttl must be a positive duration such as 1m")
+			}
+			b.CacheTTL = caddy.Duration(dur)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		case "cache_size":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -126,28 +180,54 @@ func (h *Handler) provisionBearer() error {
 	if b.CacheSize < 0 {
 		return errors.New("bearer: cache_size must not be negative")
 	}
+	if b.CacheTTL < 0 {
+		return errors.New("bearer: cache_ttl must not be negative")
+	}
+	if b.CacheTTL == 0 {
+		b.CacheTTL = caddy.Duration(bearerCacheMaxTTL)
+	}
+	switch b.Introspection {
+	case "", introspectOpaque, introspectAll:
+	default:
+		return fmt.Errorf("bearer: introspection must be opaque or all, not %q", b.Introspection)
+	}
 	if b.CacheSize == 0 {
 		b.CacheSize = defaultBearerCacheSize
 	}
-	b.cache = &bearerCache{m: make(map[[32]byte]*bearerEntry), max: b.CacheSize}
+	b.cache = &bearerCache{m: make(map[string]*bearerEntry), max: b.CacheSize}
+	b.refused = &bearerCache{m: make(map[string]*bearerEntry), max: min(b.CacheSize, maxRefusedTokens)}
 	return nil
 }
 
-// bearerEntry is a verified token with its rendering, valid until until.
+// bearerEntry is a verified token with its rendering, valid until until; or, with refused
+// set, a token that introspection refused (st is then nil).
 type bearerEntry struct {
-	until  time.Time
-	st     *authState
-	scopes string
+	until   time.Time
+	st      *authState
+	scopes  string
+	refused string
 }
 
-// bearerCache maps SHA-256(token) to its verification. Only verified tokens enter it.
+// bearerCache maps a verified token to its verification, as the session cookie's decode
+// cache maps a cookie value: the warm path is one map lookup, with no hashing of its own.
+// Only verified tokens enter under their own value (so the cache cannot be filled with
+// garbage, and an entry's size is bounded by what the provider issues). Tokens that
+// introspection refused are remembered in a second, smaller one, under refusedKey (33
+// bytes, whatever the token's size).
 type bearerCache struct {
 	mu  sync.RWMutex
-	m   map[[32]byte]*bearerEntry
+	m   map[string]*bearerEntry
 	max int
 }
 
-func (c *bearerCache) get(k [32]byte, now time.Time) *bearerEntry {
+// refusedKey is the cache key of a refused token: a NUL (which no header value carries, so
+// no token can be this key) and the token's SHA-256.
+func refusedKey(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return "\x00" + string(sum[:])
+}
+
+func (c *bearerCache) get(k string, now time.Time) *bearerEntry {
 	c.mu.RLock()
 	e := c.m[k]
 	c.mu.RUnlock()
@@ -157,7 +237,7 @@ func (c *bearerCache) get(k [32]byte, now time.Time) *bearerEntry {
 	return e
 }
 
-func (c *bearerCache) put(k [32]byte, e *bearerEntry, now time.Time) {
+func (c *bearerCache) put(k string, e *bearerEntry, now time.Time) {
 	c.mu.Lock()
 	if len(c.m) >= c.max {
 		// Expired entries first, then an arbitrary eighth (map order is random).
@@ -204,21 +284,22 @@ func bearerToken(auth []string) (token, problem string, ok bool) {
 		return "", "the access token is longer than " + strconv.Itoa(oidcflow.MaxAccessTokenBytes) + " bytes", true
 	}
 	token = strings.Trim(v[6:], " \t")
-	if token == "" || strings.ContainsAny(token, " \t,") {
-		return "", "the Authorization header is not of the form Bearer <token>", true
+	if token == "" {
+		return "", bearerFormProblem, true
 	}
 	return token, "", true
 }
 
-// tokenHash is the cache key of a token: its SHA-256. A typical token is hashed from a copy
-// on the stack, which keeps the warm path free of a heap allocation the size of the token.
-func tokenHash(token string) [32]byte {
-	var buf [4096]byte
-	if len(token) <= len(buf) {
-		n := copy(buf[:], token)
-		return sha256.Sum256(buf[:n])
+// bearerFormProblem is the refusal of an Authorization header that is not Bearer <token>.
+const bearerFormProblem = "the Authorization header is not of the form Bearer <token>"
+
+// tokenFormProblem is bearerFormProblem when token has a space, tab or comma (two tokens,
+// or auth parameters), "" otherwise. It runs on a cache miss only: a cached token passed it.
+func tokenFormProblem(token string) string {
+	if strings.ContainsAny(token, " \t,") {
+		return bearerFormProblem
 	}
-	return sha256.Sum256([]byte(token))
+	return ""
 }
 
 // serveBearer authenticates a request by its bearer access token.
@@ -231,37 +312,97 @@ func (h *Handler) serveBearer(w http.ResponseWriter, r *http.Request, next caddy
 		h.bearerInvalid(w, problem)
 		return true, nil
 	}
-	sum := tokenHash(token)
 	now := h.now()
-	e := h.Bearer.cache.get(sum, now)
+	b := h.Bearer
+	e := b.cache.get(token, now)
 	if e == nil {
-		ctx, cancel := opContext(r)
-		at, err := h.client.VerifyAccessToken(ctx, token, oidcflow.AccessTokenOptions{
-			Audiences:    h.Bearer.Audiences,
-			RequireATJWT: h.Bearer.RequireATJWT,
-		})
-		cancel()
-		if err != nil {
-			if oidcflow.IsTemporary(err) || r.Context().Err() != nil {
-				code := oidcflow.ReasonCode(err)
-				h.logger.Error("bearer token cannot be verified now", zap.String("reason", code), zap.Error(err))
+		if problem := tokenFormProblem(token); problem != "" {
+			h.metrics.bearerResult("refused")
+			h.bearerInvalid(w, problem)
+			return true, nil
+		}
+		e = b.refused.get(refusedKey(token), now)
+	}
+	if e == nil {
+		var err error
+		if e, err = h.verifyBearer(r, token, now); err != nil {
+			code := oidcflow.ReasonCode(err)
+			if code != oidcflow.CodeAccessToken {
+				// Not judged: the provider's keys or introspection endpoint failed, or the
+				// gateway cannot introspect at all (a configuration fault).
+				h.logger.Error("bearer token cannot be checked now", zap.String("reason", code), zap.Error(err))
+				h.metrics.bearerResult("unavailable")
 				h.serviceUnavailable(w, r, max(h.client.RetryAfter(), 5*time.Second), code,
 					"The access token cannot be checked right now (the identity provider is not reachable). Please retry in a few seconds.")
 				return true, nil
 			}
 			// The message names the failed check, never the token.
-			h.logger.Info("bearer token refused", zap.String("reason", oidcflow.CodeAccessToken), zap.Error(err))
+			h.logger.Info("bearer token refused", zap.String("reason", code), zap.Error(err))
 			msg := "the access token is not valid"
-			if oe, ok := errors.AsType[*oidcflow.Error](err); ok && oe.Code == oidcflow.CodeAccessToken {
+			if oe, ok := errors.AsType[*oidcflow.Error](err); ok {
 				msg = oe.Err.Error()
 			}
+			h.metrics.bearerResult("refused")
 			h.bearerInvalid(w, msg)
 			return true, nil
 		}
-		e = h.renderBearer(at, now)
-		h.Bearer.cache.put(sum, e, now)
 	}
+	if e.refused != "" {
+		h.metrics.bearerResult("refused")
+		h.bearerInvalid(w, e.refused)
+		return true, nil
+	}
+	h.metrics.bearerResult("accepted")
 	return true, h.serveBearerAuthenticated(w, r, next, e)
+}
+
+// verifyBearer judges a token that is not in the cache and caches the verdict: a JWT is
+// verified with the provider's keys, unless introspection is "all"; an opaque token is
+// introspected when introspection is on. Concurrent requests with the same token share one
+// introspection call, and a token introspection refused is refused from memory for
+// bearerRefusedTTL. The error is the failure of a JWT check or of the provider.
+func (h *Handler) verifyBearer(r *http.Request, token string, now time.Time) (*bearerEntry, error) {
+	b := h.Bearer
+	opts := oidcflow.AccessTokenOptions{Audiences: b.Audiences, RequireATJWT: b.RequireATJWT}
+	introspect := b.Introspection == introspectAll || b.Introspection == introspectOpaque && oidcflow.IsOpaqueToken(token)
+	if !introspect {
+		ctx, cancel := opContext(r)
+		defer cancel()
+		at, err := h.client.VerifyAccessToken(ctx, token, opts)
+		if err != nil {
+			return nil, err
+		}
+		e := h.renderBearer(at, now)
+		b.cache.put(token, e, now)
+		return e, nil
+	}
+	ch := b.calls.DoChan(token, func() (any, error) {
+		// Shared by every request waiting for this token: not cancelled with the first one.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), opTimeout)
+		defer cancel()
+		at, err := h.client.IntrospectAccessToken(ctx, token, opts)
+		if err != nil {
+			if oidcflow.ReasonCode(err) != oidcflow.CodeAccessToken {
+				return nil, err
+			}
+			e := &bearerEntry{until: now.Add(bearerRefusedTTL), refused: err.(*oidcflow.Error).Err.Error()}
+			b.refused.put(refusedKey(token), e, now)
+			h.logger.Info("bearer token refused", zap.String("reason", oidcflow.CodeAccessToken), zap.Error(err))
+			return e, nil
+		}
+		e := h.renderBearer(at, now)
+		b.cache.put(token, e, now)
+		return e, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*bearerEntry), nil
+	case <-r.Context().Done():
+		return nil, &oidcflow.Error{Code: oidcflow.CodeIntrospectionFailed, Temporary: true, Err: r.Context().Err()}
+	}
 }
 
 // renderBearer renders the headers of a verified access token, as for a session, plus
@@ -279,7 +420,7 @@ func (h *Handler) renderBearer(at *oidcflow.AccessToken, now time.Time) *bearerE
 		profile:      prof,
 		headers:      make([]trust.Header, 0, len(hs)+1),
 		placeholders: prof.Placeholders(),
-		expires:      strconv.FormatInt(at.Expiry.Unix(), 10),
+		expires:      bearerExpires(at.Expiry),
 	}
 	if prof.User == "" {
 		rd.placeholders["id"] = at.Subject
@@ -310,9 +451,10 @@ func (h *Handler) renderBearer(at *oidcflow.AccessToken, now time.Time) *bearerE
 			rd.headerBytes += n
 		}
 	}
-	// Never past exp: the leeway is for clock skew at verification, not for the cache.
-	until := now.Add(bearerCacheMaxTTL)
-	if at.Expiry.Before(until) {
+	// Never past exp: the leeway is for clock skew at verification, not for the cache. An
+	// introspected token without exp is kept for cache_ttl.
+	until := now.Add(time.Duration(h.Bearer.CacheTTL))
+	if !at.Expiry.IsZero() && at.Expiry.Before(until) {
 		until = at.Expiry
 	}
 	return &bearerEntry{
@@ -320,6 +462,15 @@ func (h *Handler) renderBearer(at *oidcflow.AccessToken, now time.Time) *bearerE
 		st:     &authState{h: h, rd: rd, scopes: at.Scopes, bearer: true},
 		scopes: scopes,
 	}
+}
+
+// bearerExpires is {http.auth.oidc.session_expires} of a bearer request: the token's exp in
+// Unix seconds, or "" for an introspected token without one.
+func bearerExpires(exp time.Time) string {
+	if exp.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(exp.Unix(), 10)
 }
 
 func (h *Handler) serveBearerAuthenticated(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *bearerEntry) error {

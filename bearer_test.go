@@ -163,6 +163,9 @@ func TestIDT15_BearerTokenRefused(t *testing.T) {
 		{"wrong issuer", []string{"Bearer " + sign(func(c map[string]any) { c["iss"] = "https://evil.example.test" }, oidctest.AccessTokenOptions{})}},
 		{"ID token of this client", []string{"Bearer " + idToken}},
 		{"ID token shape with at+jwt and the API audience", []string{"Bearer " + sign(func(c map[string]any) { c["nonce"] = "n-0S6_WzA2Mj" }, oidctest.AccessTokenOptions{})}},
+		{"DPoP-bound (cnf jkt) without a proof", []string{"Bearer " + sign(func(c map[string]any) {
+			c["cnf"] = map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}
+		}, oidctest.AccessTokenOptions{})}},
 		{"typ JWT where at+jwt is required", []string{"Bearer " + sign(same, oidctest.AccessTokenOptions{Typ: "JWT"})}},
 		{"typ absent where at+jwt is required", []string{"Bearer " + sign(same, oidctest.AccessTokenOptions{OmitTyp: true})}},
 		{"typ logout+jwt", []string{"Bearer " + sign(same, oidctest.AccessTokenOptions{Typ: "logout+jwt"})}},
@@ -318,6 +321,8 @@ func TestBearerCaddyfile(t *testing.T) {
 		bearer {
 			audience https://api.example.com api2
 			require_at_jwt
+			introspection all
+			cache_ttl 1m
 			cache_size 500
 		}
 		require scope read write
@@ -327,7 +332,8 @@ func TestBearerCaddyfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &BearerConfig{Audiences: []string{"https://api.example.com", "api2"}, RequireATJWT: true, CacheSize: 500}
-	if h.Bearer == nil || !slices.Equal(h.Bearer.Audiences, want.Audiences) || !h.Bearer.RequireATJWT || h.Bearer.CacheSize != 500 {
+	if h.Bearer == nil || !slices.Equal(h.Bearer.Audiences, want.Audiences) || !h.Bearer.RequireATJWT || h.Bearer.CacheSize != 500 ||
+		h.Bearer.Introspection != introspectAll || h.Bearer.CacheTTL != caddy.Duration(time.Minute) {
 		t.Errorf("Bearer = %+v, want %+v", h.Bearer, want)
 	}
 	if h.Require == nil || !slices.Equal(h.Require.Scopes, []string{"read", "write"}) {
@@ -337,6 +343,8 @@ func TestBearerCaddyfile(t *testing.T) {
 		{"trustgate {\n bearer\n}", "at least one audience"},
 		{"trustgate {\n bearer {\n audience\n }\n}", "at least one value"},
 		{"trustgate {\n bearer {\n cache_size 0\n }\n}", "positive integer"},
+		{"trustgate {\n bearer {\n audience a\n introspection jwt\n }\n}", "opaque (the default) or all"},
+		{"trustgate {\n bearer {\n audience a\n cache_ttl 0s\n }\n}", "positive duration"},
 		{"trustgate {\n bearer {\n audiences a\n }\n}", "unrecognized bearer subdirective"},
 		{"trustgate {\n require scope\n}", "needs at least one value"},
 	} {

@@ -41,6 +41,9 @@ type metrics struct {
 	policyDenials    *prometheus.CounterVec
 	stepUps          prometheus.Counter
 	storeErrors      *prometheus.CounterVec
+	// bearer counts bearer requests by result; the children are resolved once, since
+	// accepted is counted on the warm path.
+	bearer map[string]prometheus.Counter
 }
 
 // registerOnce registers c, or returns the collector of the same description that is
@@ -78,6 +81,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	vec(&m.feedback, counterVec("trustgate_feedback_total", "Session feedback (alias linking) calls to the provider, by result.", "result"))
 	vec(&m.policyDenials, counterVec("trustgate_policy_denials_total", "Requests refused (403) by a route policy, by unmet rule.", "rule"))
 	vec(&m.storeErrors, counterVec("trustgate_store_errors_total", "Session store failures answered by the gateway, by operation.", "op"))
+	var bearer *prometheus.CounterVec
+	vec(&bearer, counterVec("trustgate_bearer_requests_total", "Requests that sent a bearer token, by result (accepted, refused, unavailable).", "result"))
+	m.bearer = map[string]prometheus.Counter{}
+	for _, result := range []string{"accepted", "refused", "unavailable"} {
+		m.bearer[result] = bearer.WithLabelValues(result)
+	}
 	var err error
 	m.callbackDuration, err = registerOnce[prometheus.Histogram](reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "trustgate_callback_duration_seconds",
@@ -185,6 +194,14 @@ func (m *metrics) callbackDone(start time.Time, cbErr *callbackError) {
 		m.login("code", "")
 	} else {
 		m.login("code", cbErr.reason)
+	}
+}
+
+// bearerResult counts a request that sent a bearer token: accepted, refused (401) or
+// unavailable (503, the token could not be judged).
+func (m *metrics) bearerResult(result string) {
+	if m != nil {
+		m.bearer[result].Inc()
 	}
 }
 

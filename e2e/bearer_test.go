@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Bearer tokens for APIs against the real provider: a machine client gets an RFC 9068 JWT
@@ -21,15 +22,20 @@ const (
 	// bearerClientID is the machine client of the bearer tests; it may use
 	// client_credentials (and, like every client here, CIBA, which gives its ID token).
 	bearerClientID = "trustgate-e2e-bearer"
-	apiAudience    = "https://api.example.test"       // the bearer site's audience
-	otherAudience  = "https://other-api.example.test" // another API of the same provider
-	bearerIDUser   = "ase"                            // the user of the ID token (not a CIBA test's user)
+	apiAudience    = "https://api.example.test"        // the bearer site's audience
+	otherAudience  = "https://other-api.example.test"  // another API of the same provider
+	opaqueAudience = "https://opaque-api.example.test" // an API of the bearer site whose tokens are opaque
+	bearerIDUser   = "ase"                             // the user of the ID token (not a CIBA test's user)
 )
+
+// bearerCacheTTL is the bearer site's cache_ttl: how long a token revoked at the provider
+// may still be accepted from the gateway's cache.
+const bearerCacheTTL = 2 * time.Second
 
 // bearerSite is the API site of the suite's Caddy, made with startCaddy's site helper.
 func bearerSite(site func(url, clientID, cookie, headers, extra, routes string) string) string {
 	return site(e2e.bearerURL, bearerClientID, "tg_bearer", "all",
-		"bearer {\n\t\t\taudience "+apiAudience+"\n\t\t\trequire_at_jwt\n\t\t}",
+		"bearer {\n\t\t\taudience "+apiAudience+" "+opaqueAudience+"\n\t\t\trequire_at_jwt\n\t\t\tintrospection\n\t\t\tcache_ttl "+bearerCacheTTL.String()+"\n\t\t}",
 		`route /api/write/* {
 		trustgate {
 			require scope items:write
@@ -189,8 +195,10 @@ func TestE2EBearerAccessToken(t *testing.T) {
 	if a.status != http.StatusOK {
 		t.Fatalf("GET /api/items with the access token: %d, want 200 from the upstream; body %.300s\n%s", a.status, a.body, tail(e2e.caddyLog))
 	}
-	// Not wantHeaders: that one also requires that no Authorization reaches the upstream,
-	// while a bearer request's own Authorization header is passed on as the client sent it.
+	// Not wantHeaders (it wants a session's headers). The token itself stays at the gateway.
+	if a.echo.Headers.Get("Authorization") != "" {
+		t.Error("the access token reached the upstream")
+	}
 	for k, v := range map[string]string{"X-Auth-Subject": bearerClientID, "X-Auth-Scopes": "items:read"} {
 		if g := a.echo.Headers.Values(k); len(g) != 1 || g[0] != v {
 			t.Errorf("upstream %s = %q, want %q", k, g, v)
@@ -238,4 +246,47 @@ func TestE2EBearerOtherAudienceRefused(t *testing.T) {
 		t.Fatalf("the other API's token has aud %v, want %s", aud, otherAudience)
 	}
 	wantBearerInvalid(t, bearerGet(t, "/api/other-audience", at), "/api/other-audience")
+}
+
+// An opaque access token (the provider's resource server for opaqueAudience issues no JWT)
+// is judged at the provider's introspection endpoint: it opens the site with the client as
+// subject and its scopes. Once revoked at the provider (RFC 7009), it is refused as soon as
+// the gateway's cache_ttl has passed.
+func TestE2EBearerOpaqueTokenIntrospected(t *testing.T) {
+	at := machineToken(t, opaqueAudience, "items:read")
+	if strings.Count(at, ".") == 2 {
+		t.Fatalf("the opaque API's token looks like a JWT: %.40s…", at)
+	}
+	a := bearerGet(t, "/api/opaque?n=1", at)
+	if a.status != http.StatusOK {
+		t.Fatalf("GET with the opaque token: %d, want 200; body %.300s\n%s", a.status, a.body, tail(e2e.caddyLog))
+	}
+	for k, v := range map[string]string{"X-Auth-Subject": bearerClientID, "X-Auth-Scopes": "items:read"} {
+		if g := a.echo.Headers.Values(k); len(g) != 1 || g[0] != v {
+			t.Errorf("upstream %s = %q, want %q", k, g, v)
+		}
+	}
+	if a.echo.Headers.Get("Authorization") != "" {
+		t.Error("the access token reached the upstream")
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, e2e.opURL+"/token/revocation", strings.NewReader(url.Values{"token": {at}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(bearerClientID, clientSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("revocation: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("revocation: %s", resp.Status)
+	}
+	revoked := time.Now()
+	time.Sleep(bearerCacheTTL + 100*time.Millisecond)
+	r := bearerGet(t, "/api/opaque-revoked", at)
+	wantBearerInvalid(t, r, "/api/opaque-revoked")
+	if !strings.Contains(r.body, "not active") {
+		t.Errorf("body = %s, want the provider's verdict (not active) named", r.body)
+	}
+	t.Logf("revoked token refused %s after revocation (cache_ttl %s)", time.Since(revoked).Round(10*time.Millisecond), bearerCacheTTL)
 }

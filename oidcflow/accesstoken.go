@@ -75,6 +75,16 @@ func (c *Client) VerifyAccessToken(ctx context.Context, raw string, o AccessToke
 	if iss, _ := claims["iss"].(string); iss != c.cfg.Issuer {
 		return nil, fail("iss is not the configured issuer")
 	}
+	if err := checkSubject(claims["sub"]); err != nil {
+		return nil, fail("sub: %w", err)
+	}
+	return c.checkAccessClaims(claims, claims["sub"].(string), o, true, fail)
+}
+
+// checkAccessClaims runs the checks that a JWT access token and an introspection answer
+// share: aud, no nonce, no cnf, exp (required when requireExp), nbf, iat and the scopes.
+// iss and the subject are the caller's. It returns the token with its claims.
+func (c *Client) checkAccessClaims(claims map[string]any, sub string, o AccessTokenOptions, requireExp bool, fail func(string, ...any) error) (*AccessToken, error) {
 	auds, ok := audienceList(claims["aud"])
 	if !ok {
 		return nil, fail("has no aud (or it is not a string or an array of strings)")
@@ -85,12 +95,18 @@ func (c *Client) VerifyAccessToken(ctx context.Context, raw string, o AccessToke
 	if _, ok := claims["nonce"]; ok {
 		return nil, fail("carries a nonce (an ID token is not an access token)")
 	}
+	// A sender-constrained token (DPoP, RFC 9449, or mTLS, RFC 8705) is only worth anything
+	// with its proof of possession, which a plain Bearer request does not carry (RFC 9449
+	// §7.1): accepting it would let whoever copied it use it.
+	if _, ok := claims["cnf"]; ok {
+		return nil, fail("is bound to a key (cnf: DPoP or mTLS) and the request carries no proof of possession")
+	}
 	now, leeway := c.cfg.Now(), c.cfg.ClockLeeway
-	exp, err := timeClaim(claims, "exp", true)
+	exp, err := timeClaim(claims, "exp", requireExp)
 	if err != nil {
 		return nil, fail("exp: %w", err)
 	}
-	if !now.Before(exp.Add(leeway)) {
+	if !exp.IsZero() && !now.Before(exp.Add(leeway)) {
 		return nil, fail("expired at %s", exp.UTC().Format(time.RFC3339))
 	}
 	nbf, err := timeClaim(claims, "nbf", false)
@@ -107,10 +123,7 @@ func (c *Client) VerifyAccessToken(ctx context.Context, raw string, o AccessToke
 	if !iat.IsZero() && iat.After(now.Add(leeway)) {
 		return nil, fail("iat is in the future (clock skew beyond the leeway?)")
 	}
-	if err := checkSubject(claims["sub"]); err != nil {
-		return nil, fail("sub: %w", err)
-	}
-	at := &AccessToken{Subject: claims["sub"].(string), Expiry: exp}
+	at := &AccessToken{Subject: sub, Expiry: exp}
 	if at.Scopes, err = scopeList(claims); err != nil {
 		return nil, fail("%w", err)
 	}

@@ -144,6 +144,10 @@ type Metadata struct {
 	// BackchannelUserCodeParameter reports that the OP accepts user_code in a backchannel
 	// authentication request.
 	BackchannelUserCodeParameter bool `json:"backchannel_user_code_parameter_supported"`
+	// IntrospectionEndpoint is the RFC 7662 token introspection endpoint (RFC 8414
+	// introspection_endpoint); "" when the OP offers none. When present it must be an
+	// absolute https URL (http only on loopback), like the other endpoints.
+	IntrospectionEndpoint string `json:"introspection_endpoint"`
 }
 
 // New checks cfg and returns a Client. It does no network I/O.
@@ -369,6 +373,7 @@ func (c *Client) fetchProvider() (*provider, error) {
 		{"userinfo_endpoint", meta.UserinfoEndpoint},
 		{"end_session_endpoint", meta.EndSessionEndpoint},
 		{"backchannel_authentication_endpoint", meta.BackchannelAuthenticationEndpoint},
+		{"introspection_endpoint", meta.IntrospectionEndpoint},
 	} {
 		if ep.val == "" {
 			if ep.name == "authorization_endpoint" || ep.name == "token_endpoint" || ep.name == "jwks_uri" {

@@ -233,14 +233,18 @@ const pendingCIBA = new Map();
 // audience, carrying the requested scopes the resource server knows. apiAudience is the API
 // of the gateway's bearer site (e2e/bearer_test.go); otherAudience is another API, whose
 // tokens that site must refuse. Any other resource is invalid_target.
+// opaqueAudience is an API whose tokens are opaque (not JWTs): the gateway can only judge
+// them by asking the provider's introspection endpoint (RFC 7662).
 const apiAudience = 'https://api.example.test';
 const otherAudience = 'https://other-api.example.test';
+const opaqueAudience = 'https://opaque-api.example.test';
 const resourceServers = new Map([apiAudience, otherAudience].map((audience) => [audience, {
   scope: 'items:read items:write',
   audience,
   accessTokenFormat: 'jwt',
   jwt: { sign: { alg: 'RS256' } },
 }]));
+resourceServers.set(opaqueAudience, { scope: 'items:read items:write', audience: opaqueAudience, accessTokenFormat: 'opaque' });
 
 const configuration = {
   clients: clients(),
@@ -291,6 +295,10 @@ const configuration = {
     // Machine clients (client entries with client_credentials: true) get JWT access tokens
     // for the resource servers above: grant_type=client_credentials&resource=…&scope=….
     clientCredentials: { enabled: true },
+    // RFC 7662 introspection (any authenticated confidential client may ask, oidc-provider's
+    // default policy) and RFC 7009 revocation, for the opaque tokens of opaqueAudience.
+    introspection: { enabled: true },
+    revocation: { enabled: true },
     resourceIndicators: {
       enabled: true,
       getResourceServerInfo: async (ctx, resourceIndicator) => {

@@ -241,8 +241,8 @@ func (p *Provider) handleBackchannelAuthorize(w http.ResponseWriter, r *http.Req
 		fail(http.StatusBadRequest, "invalid_request", authErr.Error())
 		return
 	}
-	client, ok := p.clients[clientID]
-	if !ok || auth == "none" || subtle.ConstantTimeCompare([]byte(secret), []byte(client.Secret)) != 1 {
+	client, ok := p.authenticate(auth, clientID, secret)
+	if !ok {
 		if auth == "basic" {
 			w.Header().Set("WWW-Authenticate", `Basic realm="oidctest"`)
 		}

@@ -134,6 +134,14 @@
 // plain login carries policyDecision approve), "idw-deny" (policyDecision deny) and
 // "idw-none" (no policyDecision).
 //
+// # Introspection
+//
+// Discovery advertises introspection_endpoint (PathIntrospect). POST /introspect
+// authenticates the client as /token does (401 invalid_client otherwise) and answers the
+// answer a test set for the token with Provider.SetIntrospection, as given, or
+// {"active": false}; Provider.SetIntrospectionStatus forces an error status. It judges
+// nothing itself: the answers are the test's, valid or not.
+//
 // # CIBA
 //
 // Discovery advertises backchannel_authentication_endpoint (PathBackchannelAuthorize),

@@ -69,6 +69,7 @@ func (p *Provider) routes() http.Handler {
 	mux.HandleFunc(PathSessionFeedback, p.handleSessionFeedback)
 	mux.HandleFunc(PathBackchannelAuthorize, p.handleBackchannelAuthorize)
 	mux.HandleFunc(PathHintKeys, p.handleHintKeys)
+	mux.HandleFunc(PathIntrospect, p.handleIntrospect)
 	if p.device {
 		mux.HandleFunc(PathDevice, p.handleDevice)
 	}
@@ -150,6 +151,7 @@ func (p *Provider) discoveryDocument() map[string]any {
 		"backchannel_authentication_endpoint":            p.issuer + PathBackchannelAuthorize,
 		"backchannel_token_delivery_modes_supported":     []string{"poll"},
 		"backchannel_user_code_parameter_supported":      true,
+		"introspection_endpoint":                         p.issuer + PathIntrospect,
 	}
 }
 

@@ -99,6 +99,8 @@ type Counts struct {
 	CIBAAuthorize int
 	// CIBAPoll counts token requests with the CIBA grant type (also counted in Token).
 	CIBAPoll int
+	// Introspect counts requests to the introspection endpoint.
+	Introspect int
 }
 
 // Provider is an OpenID Provider serving on a loopback address. All methods are safe for
@@ -125,25 +127,30 @@ type Provider struct {
 	closeOnce  sync.Once
 	keyGenLock sync.Mutex // serialises RotateKeys so two rotations do not interleave
 
-	mu             sync.Mutex
-	keys           []*signingKey // [0] signs; [1] is the previous key, still published
-	autoLogin      string
-	faults         Faults
-	counts         Counts
-	lastToken      url.Values
-	lastAuthorize  url.Values
-	lastUserinfo   *recordedRequest
-	lastEndSession url.Values
-	lastFeedback   *Feedback
-	lastBinding    *Binding
-	aliases        map[string]string // subject -> alias reported by session feedback
-	codes          *expiringMap[*authCode]
-	usedCodes      *expiringMap[string] // code -> grant family
-	access         *expiringMap[*grant]
-	refresh        *expiringMap[*grant]
-	usedRefresh    *expiringMap[string] // refresh token -> grant family
-	lastCIBA       url.Values
-	ciba           *expiringMap[*cibaRequest] // auth_req_id -> backchannel authentication request
+	mu        sync.Mutex
+	keys      []*signingKey // [0] signs; [1] is the previous key, still published
+	autoLogin string
+	faults    Faults
+	counts    Counts
+	lastToken url.Values
+	// introspection answers by token (SetIntrospection), the forced status and the last
+	// request
+	introspect       map[string]map[string]any
+	introspectStatus int
+	lastIntrospect   url.Values
+	lastAuthorize    url.Values
+	lastUserinfo     *recordedRequest
+	lastEndSession   url.Values
+	lastFeedback     *Feedback
+	lastBinding      *Binding
+	aliases          map[string]string // subject -> alias reported by session feedback
+	codes            *expiringMap[*authCode]
+	usedCodes        *expiringMap[string] // code -> grant family
+	access           *expiringMap[*grant]
+	refresh          *expiringMap[*grant]
+	usedRefresh      *expiringMap[string] // refresh token -> grant family
+	lastCIBA         url.Values
+	ciba             *expiringMap[*cibaRequest] // auth_req_id -> backchannel authentication request
 }
 
 // recordedRequest is a userinfo request kept for LastUserinfoRequest.

@@ -74,8 +74,8 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		tokenError(w, http.StatusBadRequest, "invalid_request", authErr.Error())
 		return
 	}
-	client, ok := p.clients[clientID]
-	if !ok || auth == "none" || subtle.ConstantTimeCompare([]byte(secret), []byte(client.Secret)) != 1 {
+	client, ok := p.authenticate(auth, clientID, secret)
+	if !ok {
 		if auth == "basic" {
 			w.Header().Set("WWW-Authenticate", `Basic realm="oidctest"`)
 		}
@@ -94,6 +94,16 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 	default:
 		tokenError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be authorization_code, refresh_token or "+GrantTypeCIBA)
 	}
+}
+
+// authenticate returns the client that auth (from clientAuth) authenticates: a known
+// client_id with its secret; "none" authenticates nobody at the back-channel endpoints.
+func (p *Provider) authenticate(auth, clientID, secret string) (Client, bool) {
+	client, ok := p.clients[clientID]
+	if !ok || auth == "none" || subtle.ConstantTimeCompare([]byte(secret), []byte(client.Secret)) != 1 {
+		return Client{}, false
+	}
+	return client, true
 }
 
 // clientAuth finds the client authentication of a token request: client_secret_basic

@@ -19,6 +19,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/trust"
 )
 
@@ -164,12 +165,12 @@ func (h *Handler) origin(r *http.Request) string {
 func (h *Handler) jwks(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET"})
+		web.WriteJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET"})
 		return nil
 	}
 	if h.assert == nil {
-		noStore(w)
-		writeJSON(w, http.StatusNotFound, apiError{Error: "not_found", Message: "the identity assertion is not enabled (assertion)"})
+		web.NoStore(w)
+		web.WriteJSON(w, http.StatusNotFound, apiError{Error: "not_found", Message: "the identity assertion is not enabled (assertion)"})
 		return nil
 	}
 	body := h.assert.current(h.now()).JWKS()

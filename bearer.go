@@ -19,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/trust"
 )
@@ -309,8 +310,7 @@ func (h *Handler) serveBearer(w http.ResponseWriter, r *http.Request, next caddy
 		return false, nil
 	}
 	if problem != "" {
-		h.bearerInvalid(w, problem)
-		return true, nil
+		return true, h.bearerInvalid(w, r, problem)
 	}
 	now := h.now()
 	b := h.Bearer
@@ -318,8 +318,7 @@ func (h *Handler) serveBearer(w http.ResponseWriter, r *http.Request, next caddy
 	if e == nil {
 		if problem := tokenFormProblem(token); problem != "" {
 			h.metrics.bearerResult("refused")
-			h.bearerInvalid(w, problem)
-			return true, nil
+			return true, h.bearerInvalid(w, r, problem)
 		}
 		e = b.refused.get(refusedKey(token), now)
 	}
@@ -332,9 +331,8 @@ func (h *Handler) serveBearer(w http.ResponseWriter, r *http.Request, next caddy
 				// gateway cannot introspect at all (a configuration fault).
 				h.logger.Error("bearer token cannot be checked now", zap.String("reason", code), zap.Error(err))
 				h.metrics.bearerResult("unavailable")
-				h.serviceUnavailable(w, r, max(h.client.RetryAfter(), 5*time.Second), code,
+				return true, h.serviceUnavailable(w, r, max(h.client.RetryAfter(), 5*time.Second), code,
 					"The access token cannot be checked right now (the identity provider is not reachable). Please retry in a few seconds.")
-				return true, nil
 			}
 			// The message names the failed check, never the token.
 			h.logger.Info("bearer token refused", zap.String("reason", code), zap.Error(err))
@@ -343,14 +341,12 @@ func (h *Handler) serveBearer(w http.ResponseWriter, r *http.Request, next caddy
 				msg = oe.Err.Error()
 			}
 			h.metrics.bearerResult("refused")
-			h.bearerInvalid(w, msg)
-			return true, nil
+			return true, h.bearerInvalid(w, r, msg)
 		}
 	}
 	if e.refused != "" {
 		h.metrics.bearerResult("refused")
-		h.bearerInvalid(w, e.refused)
-		return true, nil
+		return true, h.bearerInvalid(w, r, e.refused)
 	}
 	h.metrics.bearerResult("accepted")
 	return true, h.serveBearerAuthenticated(w, r, next, e)
@@ -476,16 +472,16 @@ func bearerExpires(exp time.Time) string {
 func (h *Handler) serveBearerAuthenticated(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *bearerEntry) error {
 	rd := e.st.rd
 	caddyhttp.SetVar(r.Context(), authVar, e.st)
-	if h.enforce(w, r, h.policy, e.st) {
-		return nil
+	if done, err := h.enforce(w, r, h.policy, e.st); done {
+		return err
 	}
 	var assertion string
 	if h.Assertion != nil {
 		var err error
 		if assertion, err = h.assertionFor(r, rd); err != nil {
 			h.logger.Error("cannot sign the identity assertion", zap.String("reason", "assertion_failed"), zap.Error(err))
-			writeJSON(w, http.StatusInternalServerError, apiError{Error: "assertion_failed", Message: "Your identity could not be passed on to the application. Please try again; the site's administrator has been told."})
-			return nil
+			return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusInternalServerError, Reason: "assertion_failed", Form: web.JSON,
+				Message: "Your identity could not be passed on to the application. Please try again; the site's administrator has been told."})
 		}
 	}
 	setIdentityHeaders(r, rd.headers, assertion)
@@ -499,24 +495,18 @@ func (h *Handler) serveBearerAuthenticated(w http.ResponseWriter, r *http.Reques
 	return next.ServeHTTP(w, r)
 }
 
-// bearerError is the JSON body of a refused bearer request.
-type bearerError struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-	Scope   string `json:"scope,omitempty"`
-}
-
 // bearerInvalid answers 401 invalid_token (RFC 6750 §3.1): no cookie, no redirect.
-func (h *Handler) bearerInvalid(w http.ResponseWriter, msg string) {
-	w.Header().Set("WWW-Authenticate", `Bearer realm="trustgate", error="invalid_token", error_description="`+authParam(msg)+`"`)
-	writeJSON(w, http.StatusUnauthorized, bearerError{Error: "bearer_invalid", Message: msg})
+func (h *Handler) bearerInvalid(w http.ResponseWriter, r *http.Request, msg string) error {
+	return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusUnauthorized, Reason: oidcflow.CodeAccessToken, Message: msg, Form: web.JSON,
+		Header: http.Header{"Www-Authenticate": {`Bearer realm="trustgate", error="invalid_token", error_description="` + authParam(msg) + `"`}}})
 }
 
 // insufficientScope answers 403 insufficient_scope (RFC 6750 §3.1) for a bearer request.
-func (h *Handler) insufficientScope(w http.ResponseWriter, p *trust.Policy, u *trust.Unmet) {
+func (h *Handler) insufficientScope(w http.ResponseWriter, r *http.Request, p *trust.Policy, u *trust.Unmet) error {
 	scope := strings.Join(p.Scopes, " ")
-	w.Header().Set("WWW-Authenticate", `Bearer realm="trustgate", error="insufficient_scope", error_description="`+authParam(u.Reason)+`", scope="`+authParam(scope)+`"`)
-	writeJSON(w, http.StatusForbidden, bearerError{Error: "insufficient_scope", Message: u.Reason, Scope: scope})
+	return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusForbidden, Reason: "insufficient_scope", Message: u.Reason, Form: web.JSON,
+		Fields: map[string]any{"scope": scope},
+		Header: http.Header{"Www-Authenticate": {`Bearer realm="trustgate", error="insufficient_scope", error_description="` + authParam(u.Reason) + `", scope="` + authParam(scope) + `"`}}})
 }
 
 // authParam makes s safe inside a quoted WWW-Authenticate parameter: RFC 6750 §3 allows

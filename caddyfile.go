@@ -368,6 +368,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("header needs a header name and a claim path: header X-Employee-Id employee_id")
 			}
 			h.HeaderMappings = append(h.HeaderMappings, trust.Mapping{Header: name, Claim: claim})
+		case "error_pages":
+			if !d.AllArgs(&h.ErrorPages) {
+				return d.ArgErr()
+			}
 		case "standard_headers":
 			if !d.AllArgs(&h.StandardHeaders) {
 				return d.ArgErr()

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/session"
 )
@@ -82,7 +83,7 @@ func (h *Handler) cibaConfirm(w http.ResponseWriter, r *http.Request, requestID 
 	h.metrics.cibaOutcome("confirmed", "")
 	h.logger.Info("CIBA transaction confirmed", zap.String("reason", "ciba_confirmed"), zap.String("request_hash", sessionHash(requestID)),
 		zap.String("session_hash", sessionHash(s.ID)))
-	writeJSON(w, http.StatusOK, map[string]any{"status": "confirmed"})
+	web.WriteJSON(w, http.StatusOK, map[string]any{"status": "confirmed"})
 	return nil
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/trustgate/trustgate/internal/oidctest"
 	"github.com/trustgate/trustgate/internal/redistest"
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/session"
 )
 
@@ -1007,7 +1008,7 @@ func TestFL01_CIBALoginCSRF(t *testing.T) {
 	req.Header.Set("Origin", g.srv.URL)
 	jar, _ := cookiejar.New(nil)
 	if resp, raw := do(t, &http.Client{Jar: jar}, req); resp.StatusCode != http.StatusOK || !strings.Contains(raw, `"authenticated"`) {
-		t.Errorf("same-origin poll after the refusals: %d %s", resp.StatusCode, clip(raw, 200))
+		t.Errorf("same-origin poll after the refusals: %d %s", resp.StatusCode, web.Clip(raw, 200))
 	}
 }
 

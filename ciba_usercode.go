@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/session"
 )
@@ -121,6 +122,6 @@ func (h *Handler) cibaUserCode(w http.ResponseWriter, r *http.Request) error {
 	h.metrics.cibaOutcome("user_code_sent", "")
 	h.logger.Info("CIBA user code accepted by the provider", zap.String("reason", "ciba_user_code_sent"), zap.String("request_hash", sessionHash(requestID)),
 		zap.Int64("expires_in", rec.Expires-now.Unix()), zap.Int64("interval", rec.Interval))
-	writeJSON(w, http.StatusOK, map[string]any{"status": "pending", "expires_in": rec.Expires - now.Unix(), "interval": rec.Interval})
+	web.WriteJSON(w, http.StatusOK, map[string]any{"status": "pending", "expires_in": rec.Expires - now.Unix(), "interval": rec.Interval})
 	return nil
 }

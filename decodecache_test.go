@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strconv"
 	"testing"
+
+	"github.com/trustgate/trustgate/internal/web"
 )
 
 func TestDecodeCacheIsBounded(t *testing.T) {
@@ -32,7 +34,7 @@ func TestDecodeCacheHoldsOnlyAuthenticatedValues(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodGet, g.srv.URL+"/api", nil)
 		req.Header.Set("Cookie", g.h.cookieName+"="+v)
 		if resp, _ := do(t, &http.Client{}, req); resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("cookie %q = %d, want 401", clip(v, 20), resp.StatusCode)
+			t.Errorf("cookie %q = %d, want 401", web.Clip(v, 20), resp.StatusCode)
 		}
 	}
 	if after := len(g.h.decoded.m); after != before {

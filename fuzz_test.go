@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/trustgate/trustgate/internal/web"
 )
 
 // Fuzz targets of the root package (SECURITY.md LIM-08, FL-08, HDR-07, OPS-05). `go test`
@@ -32,8 +33,8 @@ func fuzzCheckSafePath(t *testing.T, what, p, origin string) {
 	if p == "/" {
 		return
 	}
-	if len(p) > maxReturnBytes {
-		t.Fatalf("%s = %d bytes, over maxReturnBytes", what, len(p))
+	if len(p) > web.MaxReturnBytes {
+		t.Fatalf("%s = %d bytes, over web.MaxReturnBytes", what, len(p))
 	}
 	check := func(form, s string) {
 		t.Helper()
@@ -86,8 +87,8 @@ func FuzzSafeReturnPath(f *testing.F) {
 			r.TLS = &tls.ConnectionState{}
 			origin = "https://app.example.com"
 		}
-		fuzzCheckSafePath(t, "safeReturnPath("+target+")", safeReturnPath(target, r), origin)
-		if isSafePath(target) {
+		fuzzCheckSafePath(t, "web.SafeReturnPath("+target+")", web.SafeReturnPath(target, r), origin)
+		if web.IsSafePath(target) {
 			fuzzCheckSafePath(t, "isSafePath", target, origin)
 		}
 	})
@@ -224,7 +225,7 @@ func FuzzCallbackParameters(f *testing.F) {
 		handler.ServeHTTP(w, fuzzRequest(host, method, g.h.PathPrefix+"/callback", q, cookies))
 
 		if w.Code != http.StatusServiceUnavailable && (w.Code < 400 || w.Code > 499) {
-			t.Fatalf("callback ?%s = %d, want 4xx or 503 (body %q)", q, w.Code, clip(w.Body.String(), 300))
+			t.Fatalf("callback ?%s = %d, want 4xx or 503 (body %q)", q, w.Code, web.Clip(w.Body.String(), 300))
 		}
 		if cc := w.Header().Get("Cache-Control"); cc != "no-store" {
 			t.Fatalf("callback ?%s Cache-Control = %q, want no-store", q, cc)
@@ -241,7 +242,7 @@ func FuzzCallbackParameters(f *testing.F) {
 			t.Fatalf("callback ?%s: upstream called %d times, want 0", q, n)
 		}
 		if strings.Contains(strings.ToLower(w.Body.String()), "<script") {
-			t.Fatalf("callback ?%s: body holds markup from the request: %q", q, clip(w.Body.String(), 300))
+			t.Fatalf("callback ?%s: body holds markup from the request: %q", q, web.Clip(w.Body.String(), 300))
 		}
 	})
 }

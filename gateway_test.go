@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/provider"
 	"github.com/trustgate/trustgate/session"
 )
@@ -231,7 +232,7 @@ func (g *gateway) sessionCookie(c *http.Client) string {
 func (g *gateway) assertRejectedLogin(resp *http.Response, body string, wantStatus int) {
 	g.t.Helper()
 	if resp.StatusCode != wantStatus {
-		g.t.Errorf("callback status = %d, want %d (body %q)", resp.StatusCode, wantStatus, clip(body, 300))
+		g.t.Errorf("callback status = %d, want %d (body %q)", resp.StatusCode, wantStatus, web.Clip(body, 300))
 	}
 	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
 		g.t.Errorf("callback Cache-Control = %q, want no-store", cc)

@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/session"
 	"github.com/trustgate/trustgate/trust"
 )
@@ -43,20 +44,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	for name := range r.Trailer {
 		if trust.IsManagedHeader(name, h.trustOpts.Mappings) {
-			writeJSON(w, http.StatusBadRequest, apiError{Error: "forbidden_trailer", Message: "identity headers may not be sent as trailers"})
+			web.WriteJSON(w, http.StatusBadRequest, apiError{Error: "forbidden_trailer", Message: "identity headers may not be sent as trailers"})
 			return nil
 		}
 	}
 
 	// Paths that some upstreams resolve differently from Caddy's matchers are refused.
 	if msg := unsafePath(r.URL.EscapedPath()); msg != "" {
-		h.badPath(w, r, msg)
-		return nil
+		return h.badPath(w, r, msg)
 	}
 
 	// The gateway's endpoints are where the browser sees them: the path before any rewrite
 	// (try_files, uri, handle_path), so that a rewrite cannot swallow the callback.
-	if name, ok := h.endpoint(originalPath(r)); ok {
+	if name, ok := h.endpoint(web.OriginalPath(r)); ok {
 		return h.serveEndpoint(w, r, name)
 	}
 
@@ -108,21 +108,9 @@ func unsafePath(p string) string {
 	return ""
 }
 
-func (h *Handler) badPath(w http.ResponseWriter, r *http.Request, msg string) {
-	noStore(w)
-	if wantsHTML(r) {
-		h.page(w, http.StatusBadRequest, "Bad request", "This address is not accepted by this site: "+msg+".", "")
-		return
-	}
-	writeJSON(w, http.StatusBadRequest, apiError{Error: "bad_path", Message: msg + ", which is refused"})
-}
-
-// originalPath is the request path as the client sent it, before Caddy rewrote it.
-func originalPath(r *http.Request) string {
-	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
-		return orig.URL.Path
-	}
-	return r.URL.Path
+func (h *Handler) badPath(w http.ResponseWriter, r *http.Request, msg string) error {
+	return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusBadRequest, Reason: "bad_path", Message: msg + ", which is refused",
+		Title: "Bad request", PageMessage: "This address is not accepted by this site: " + msg + "."})
 }
 
 // endpoint reports whether path is one of the gateway's own, and which.
@@ -289,16 +277,16 @@ func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, nex
 		rd.state.Store(st)
 	}
 	caddyhttp.SetVar(r.Context(), authVar, st)
-	if h.enforce(w, r, h.policy, st) {
-		return nil
+	if done, err := h.enforce(w, r, h.policy, st); done {
+		return err
 	}
 	var assertion string
 	if h.Assertion != nil {
 		var err error
 		if assertion, err = h.assertionFor(r, rd); err != nil {
 			h.logger.Error("cannot sign the identity assertion", zap.String("reason", "assertion_failed"), zap.Error(err))
-			h.page(w, http.StatusInternalServerError, "Error", "Your identity could not be passed on to the application. Please try again; the site's administrator has been told.", "")
-			return nil
+			return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusInternalServerError, Reason: "assertion_failed", Form: web.HTML, Title: "Error",
+				Message: "Your identity could not be passed on to the application. Please try again; the site's administrator has been told."})
 		}
 	}
 	setIdentityHeaders(r, rd.headers, assertion)
@@ -380,29 +368,13 @@ func (h *Handler) stripGatewayCookies(r *http.Request) {
 	r.Header["Cookie"] = lines[:1]
 }
 
-// isNavigation reports whether r is a top-level browser navigation, the only kind of
-// request that is redirected to the provider. Fetch/XHR, API clients and anything but
-// GET/HEAD get a 401 instead: a redirect to a login page is useless to them.
-func isNavigation(r *http.Request) bool {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return false
-	}
-	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" {
-		return mode == "navigate"
-	}
-	if r.Header.Get("X-Requested-With") != "" {
-		return false
-	}
-	return strings.Contains(r.Header.Get("Accept"), "text/html")
-}
-
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error {
-	if isNavigation(r) {
-		return h.startLogin(w, r, loginRequest{returnTo: h.returnTo(r)})
+	if web.IsNavigation(r) {
+		return h.startLogin(w, r, loginRequest{returnTo: web.ReturnTo(r)})
 	}
 	loginURL := h.PathPrefix + "/login"
 	w.Header().Set("WWW-Authenticate", `OIDC realm="trustgate", login_url="`+loginURL+`"`)
-	writeJSON(w, http.StatusUnauthorized, apiError{
+	web.WriteJSON(w, http.StatusUnauthorized, apiError{
 		Error:    "login_required",
 		Message:  "This resource needs a signed-in session. Sign in with a browser at " + loginURL + ", then send the session cookie.",
 		LoginURL: loginURL,
@@ -410,34 +382,14 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error 
 	return nil
 }
 
-// returnTo is where the user lands after logging in: the original request URI (before any
-// rewrite), when it is a safe same-origin path.
-func (h *Handler) returnTo(r *http.Request) string {
-	uri := r.RequestURI
-	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok {
-		uri = orig.RequestURI
-	}
-	return safeReturnPath(uri, r)
-}
-
 func (h *Handler) storeUnavailable(w http.ResponseWriter, r *http.Request, op string, err error) error {
 	h.metrics.storeError(op)
 	h.logger.Error("session store unavailable", zap.String("reason", "store_unavailable"), zap.Error(err))
-	h.serviceUnavailable(w, r, 5*time.Second, "store_unavailable", "The session store is not reachable right now. Your session is kept; please retry in a few seconds.")
-	return nil
+	return h.serviceUnavailable(w, r, 5*time.Second, "store_unavailable", "The session store is not reachable right now. Your session is kept; please retry in a few seconds.")
 }
 
-func (h *Handler) serviceUnavailable(w http.ResponseWriter, r *http.Request, retry time.Duration, code, msg string) {
-	secs := int(retry.Round(time.Second) / time.Second)
-	if secs < 1 {
-		secs = 1
-	}
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	if wantsHTML(r) {
-		h.page(w, http.StatusServiceUnavailable, "Temporarily unavailable", msg, "")
-		return
-	}
-	writeJSON(w, http.StatusServiceUnavailable, apiError{Error: code, Message: msg})
+func (h *Handler) serviceUnavailable(w http.ResponseWriter, r *http.Request, retry time.Duration, code, msg string) error {
+	return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusServiceUnavailable, Reason: code, Message: msg, RetryAfter: max(retry, time.Second), Title: "Temporarily unavailable"})
 }
 
 // opContext bounds the provider calls made for one request.

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/session"
 )
@@ -53,22 +54,22 @@ const maxLogoutRequestBytes = 64 << 10
 // matched), 400 for a bad request or token, 503 when the store failed (never 200 then, so
 // the provider retries). It needs no cookie and never redirects.
 func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) error {
-	noStore(w)
+	web.NoStore(w)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
-		writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "the back-channel logout endpoint takes a POST from the provider"})
+		web.WriteJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "the back-channel logout endpoint takes a POST from the provider"})
 		return nil
 	}
 	if !h.logoutLimit.take(time.Now()) {
 		h.metrics.backchannelResult("rate_limited")
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusTooManyRequests, apiError{Error: "slow_down", Message: "too many back-channel logout requests; retry in a second"})
+		web.WriteJSON(w, http.StatusTooManyRequests, apiError{Error: "slow_down", Message: "too many back-channel logout requests; retry in a second"})
 		return nil
 	}
 	refuse := func(status int, code, msg string) error {
 		h.metrics.backchannelRefused(code)
 		h.logger.Warn("back-channel logout refused", zap.String("reason", code), zap.String("detail", msg))
-		writeJSON(w, status, apiError{Error: code, Message: msg})
+		web.WriteJSON(w, status, apiError{Error: code, Message: msg})
 		return nil
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
@@ -94,7 +95,7 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) erro
 		if oidcflow.IsTemporary(err) {
 			h.logger.Error("back-channel logout: the provider's keys are unavailable", zap.String("reason", oidcflow.ReasonCode(err)), zap.Error(err))
 			w.Header().Set("Retry-After", "5")
-			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "temporarily_unavailable", Message: "the provider's keys could not be fetched; retry"})
+			web.WriteJSON(w, http.StatusServiceUnavailable, apiError{Error: "temporarily_unavailable", Message: "the provider's keys could not be fetched; retry"})
 			return nil
 		}
 		return refuse(http.StatusBadRequest, "invalid_logout_token", err.Error())
@@ -118,7 +119,7 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) erro
 		h.metrics.backchannelResult("store_error")
 		h.logger.Error("back-channel logout: the replay record could not be written", zap.String("reason", "store_unavailable"), zap.Error(err))
 		w.Header().Set("Retry-After", "5")
-		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "store_unavailable", Message: "the logout could not be recorded; retry"})
+		web.WriteJSON(w, http.StatusServiceUnavailable, apiError{Error: "store_unavailable", Message: "the logout could not be recorded; retry"})
 		return nil
 	}
 	if !first {
@@ -135,7 +136,7 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) erro
 		h.metrics.backchannelResult("store_error")
 		h.logger.Error("back-channel logout: sessions could not be deleted; the provider should retry", zap.String("reason", "store_unavailable"), zap.Error(err))
 		w.Header().Set("Retry-After", "5")
-		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "store_unavailable", Message: "the sessions could not be ended; retry"})
+		web.WriteJSON(w, http.StatusServiceUnavailable, apiError{Error: "store_unavailable", Message: "the sessions could not be ended; retry"})
 		return nil
 	}
 	fields := []zap.Field{zap.String("reason", "backchannel_logout"), zap.Int("sessions", n),

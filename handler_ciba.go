@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/session"
 )
@@ -80,7 +81,7 @@ const (
 
 // cibaError answers a CIBA endpoint error as JSON, never cacheable.
 func cibaError(w http.ResponseWriter, status int, code, msg string) error {
-	writeJSON(w, status, apiError{Error: code, Message: msg})
+	web.WriteJSON(w, status, apiError{Error: code, Message: msg})
 	return nil
 }
 
@@ -162,7 +163,7 @@ func readCIBAForm(w http.ResponseWriter, r *http.Request) (map[string]string, er
 // cibaInput is the common start of both CIBA endpoints: CIBA on, a POST, a readable body.
 // When it returns false it has answered the request.
 func (h *Handler) cibaInput(w http.ResponseWriter, r *http.Request) (map[string]string, bool) {
-	noStore(w)
+	web.NoStore(w)
 	if h.CIBA == nil {
 		_ = cibaError(w, http.StatusNotFound, "not_found", "CIBA is not enabled on this site (ciba)")
 		return nil, false
@@ -331,7 +332,7 @@ func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
 	h.metrics.cibaOutcome(outcome, "")
 	h.logger.Info("CIBA login started", zap.String("reason", reason), zap.String("request_hash", sessionHash(requestID)),
 		zap.Bool("from_session", fromSession != nil), zap.Int64("expires_in", rec.Expires-now.Unix()), zap.Int64("interval", rec.Interval))
-	writeJSON(w, http.StatusOK, answer)
+	web.WriteJSON(w, http.StatusOK, answer)
 	return nil
 }
 
@@ -435,13 +436,13 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 	}
 	pending := func(rec *cibaRecord, slowDown bool) error {
 		if rec.AuthReqID == "" {
-			writeJSON(w, http.StatusOK, map[string]any{"status": "user_code_required"})
+			web.WriteJSON(w, http.StatusOK, map[string]any{"status": "user_code_required"})
 			return nil
 		}
 		wait := max(time.UnixMilli(rec.NextPoll).Sub(h.now()), 0)
 		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 		h.metrics.cibaOutcome("pending", "")
-		writeJSON(w, http.StatusOK, map[string]any{"status": "pending", "interval": rec.Interval, "slow_down": slowDown})
+		web.WriteJSON(w, http.StatusOK, map[string]any{"status": "pending", "interval": rec.Interval, "slow_down": slowDown})
 		return nil
 	}
 	if rec.AuthReqID == "" {
@@ -521,7 +522,7 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 		zap.String("session_hash", sessionHash(s.ID)))
 	h.metrics.cibaOutcome("authenticated", "")
 	h.event(eventLogin, map[string]any{"reason": "login_ok", "method": "ciba", "sub_hash": sessionHash(login.Subject), "session_hash": sessionHash(s.ID)})
-	writeJSON(w, http.StatusOK, map[string]any{"status": "authenticated", "profile": h.render(s).profile})
+	web.WriteJSON(w, http.StatusOK, map[string]any{"status": "authenticated", "profile": h.render(s).profile})
 	return nil
 }
 

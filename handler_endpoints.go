@@ -2,13 +2,9 @@ package trustgate
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"html/template"
 	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -16,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/session"
 	"github.com/trustgate/trustgate/trust"
@@ -47,13 +44,8 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name str
 	case "healthz":
 		return h.healthz(w, r)
 	default:
-		noStore(w)
-		if wantsHTML(r) {
-			h.page(w, http.StatusNotFound, "Not found", "There is no such gateway endpoint.", "")
-		} else {
-			writeJSON(w, http.StatusNotFound, apiError{Error: "not_found", Message: "no such gateway endpoint"})
-		}
-		return nil
+		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusNotFound, Reason: "not_found", Message: "no such gateway endpoint",
+			Title: "Not found", PageMessage: "There is no such gateway endpoint."})
 	}
 }
 
@@ -62,13 +54,13 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name str
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET"})
+		web.WriteJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET"})
 		return nil
 	}
 	q := r.URL.Query()
 	rd := "/"
 	if v := q["rd"]; len(v) == 1 {
-		rd = safeReturnPath(v[0], r)
+		rd = web.SafeReturnPath(v[0], r)
 	}
 	// login_hint (who is signing in, e.g. an e-mail) is passed on to the provider when it is
 	// one plain value; the other authorization parameters are the gateway's alone
@@ -76,7 +68,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	var hint string
 	if v := q["login_hint"]; len(v) > 0 {
 		if len(v) != 1 || !validLoginHint(v[0]) {
-			writeJSON(w, http.StatusBadRequest, apiError{Error: "invalid_login_hint", Message: "login_hint must be one value of at most 256 printable characters"})
+			web.WriteJSON(w, http.StatusBadRequest, apiError{Error: "invalid_login_hint", Message: "login_hint must be one value of at most 256 printable characters"})
 			return nil
 		}
 		hint = v[0]
@@ -100,7 +92,7 @@ func validLoginHint(s string) bool {
 // logout ends the local session. Only a POST ends it; a GET shows a confirmation form, so a
 // link or an image on another site cannot log anyone out.
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
-	noStore(w)
+	web.NoStore(w)
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		h.logoutForm(w, r)
@@ -108,11 +100,11 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	case http.MethodPost:
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use POST to sign out"})
+		web.WriteJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use POST to sign out"})
 		return nil
 	}
 	if site := r.Header.Get("Sec-Fetch-Site"); site == "cross-site" {
-		writeJSON(w, http.StatusForbidden, apiError{Error: "cross_site", Message: "sign-out must be requested from this site"})
+		web.WriteJSON(w, http.StatusForbidden, apiError{Error: "cross_site", Message: "sign-out must be requested from this site"})
 		return nil
 	}
 	// The session is deleted here (every instance) before the browser goes anywhere; its ID
@@ -126,8 +118,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 			h.metrics.storeError("delete")
 			// The cookie is kept: the session still exists and must not outlive a silent failure.
 			h.logger.Error("logout: session store unavailable", zap.String("reason", "store_unavailable"), zap.Error(err))
-			h.serviceUnavailable(w, r, 5*time.Second, "store_unavailable", "Signing out failed because the session store is not reachable. Please retry in a few seconds.")
-			return nil
+			return h.serviceUnavailable(w, r, 5*time.Second, "store_unavailable", "Signing out failed because the session store is not reachable. Please retry in a few seconds.")
 		}
 		h.logger.Info("logout", zap.String("reason", "logout_ok"), zap.String("session_hash", sessionHash(s.ID)))
 		h.event(eventLogout, map[string]any{"reason": "logout_ok", "method": "rp", "sub_hash": sessionHash(s.Subject), "session_hash": sessionHash(s.ID)})
@@ -135,8 +126,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	default:
 		h.metrics.storeError("get")
 		h.logger.Error("logout: session store unavailable", zap.String("reason", "store_unavailable"), zap.Error(err))
-		h.serviceUnavailable(w, r, 5*time.Second, "store_unavailable", "Signing out failed because the session store is not reachable. Please retry in a few seconds.")
-		return nil
+		return h.serviceUnavailable(w, r, 5*time.Second, "store_unavailable", "Signing out failed because the session store is not reachable. Please retry in a few seconds.")
 	}
 	http.SetCookie(w, h.cookie(h.cookieName, "", -1))
 
@@ -155,12 +145,12 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 			endURL = u
 		}
 	}
-	if wantsHTML(r) {
+	if web.WantsHTML(r) {
 		if endURL != "" {
 			http.Redirect(w, r, endURL, http.StatusSeeOther)
 			return nil
 		}
-		h.page(w, http.StatusOK, "Signed out", "You are signed out of this site.", h.PathPrefix+"/login")
+		web.WritePage(w, http.StatusOK, web.Page{Title: "Signed out", Message: "You are signed out of this site.", Link: h.PathPrefix + "/login"})
 		return nil
 	}
 	// A script gets the provider's end-session URL without the ID token (a same-origin
@@ -170,7 +160,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 		defer cancel()
 		endURL, _, _ = h.client.EndSessionURL(ctx, "", h.PostLogoutRedirectURL, oidcflow.NewTransaction().State)
 	}
-	writeJSON(w, http.StatusOK, logoutResult{Status: "signed_out", EndSessionURL: endURL})
+	web.WriteJSON(w, http.StatusOK, logoutResult{Status: "signed_out", EndSessionURL: endURL})
 	return nil
 }
 
@@ -184,13 +174,13 @@ type logoutResult struct {
 // signedOut is a plain page to land on after the provider's logout. It reads no parameter
 // (the provider's state and anything else are ignored; SECURITY.md LO-13).
 func (h *Handler) signedOut(w http.ResponseWriter, r *http.Request) error {
-	noStore(w)
+	web.NoStore(w)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET"})
+		web.WriteJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET"})
 		return nil
 	}
-	h.page(w, http.StatusOK, "Signed out", "You are signed out.", h.PathPrefix+"/login")
+	web.WritePage(w, http.StatusOK, web.Page{Title: "Signed out", Message: "You are signed out.", Link: h.PathPrefix + "/login"})
 	return nil
 }
 
@@ -206,21 +196,21 @@ type meSession struct {
 }
 
 func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
-	noStore(w)
+	web.NoStore(w)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET"})
+		web.WriteJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET"})
 		return nil
 	}
 	s, err := h.currentSession(r)
 	if errors.Is(err, session.ErrNotFound) {
-		writeJSON(w, http.StatusUnauthorized, apiError{Error: "login_required", Message: "not signed in", LoginURL: h.PathPrefix + "/login"})
+		web.WriteJSON(w, http.StatusUnauthorized, apiError{Error: "login_required", Message: "not signed in", LoginURL: h.PathPrefix + "/login"})
 		return nil
 	}
 	if err != nil {
 		return h.storeUnavailable(w, r, "get", err)
 	}
-	writeJSON(w, http.StatusOK, meDocument{
+	web.WriteJSON(w, http.StatusOK, meDocument{
 		Profile: h.render(s).profile,
 		Session: meSession{CreatedAt: s.CreatedAt.UTC(), ExpiresAt: s.ExpiresAt.UTC()},
 	})
@@ -234,160 +224,18 @@ type apiError struct {
 	LoginURL string `json:"login_url,omitempty"`
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// wantsHTML reports whether the client prefers an HTML page to JSON.
-func wantsHTML(r *http.Request) bool {
-	return strings.Contains(r.Header.Get("Accept"), "text/html")
-}
-
-var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer"><title>{{.Title}}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}
-h1{font-size:1.4rem}p{line-height:1.5}a,button{font-size:1rem}</style></head>
-<body><h1>{{.Title}}</h1><p>{{.Message}}</p>
-{{if .Items}}<ul>{{range .Items}}<li>{{.}}</li>{{end}}</ul>{{end}}
-{{if .Form}}<form method="post" action="{{.Form}}"><button type="submit">Sign out</button></form>{{end}}
-{{if .Link}}<p><a href="{{.Link}}">{{if .LinkText}}{{.LinkText}}{{else}}Sign in{{end}}</a></p>{{end}}
-</body></html>
-`))
-
-type pageData struct {
-	Title, Message string
-	Items          []string // a list under the message (e.g. the unmet rules of a route)
-	Link, Form     string
-	LinkText       string // default "Sign in"
-	FormAction     string // more CSP form-action sources than 'self' (where the form's answer redirects)
-}
-
-// page answers a small HTML page; everything in it is escaped by html/template.
-func (h *Handler) page(w http.ResponseWriter, status int, title, msg, link string) {
-	h.writePage(w, status, pageData{Title: title, Message: msg, Link: link})
-}
-
 func (h *Handler) logoutForm(w http.ResponseWriter, r *http.Request) {
 	// The form's POST is answered with a redirect to the provider's end-session endpoint,
 	// and browsers hold redirects after a form submission to form-action too.
-	formAction := originOf(h.Issuer)
+	formAction := web.OriginOf(h.Issuer)
 	ctx, cancel := opContext(r)
 	defer cancel()
 	if md, err := h.client.Discover(ctx); err == nil && md.EndSessionEndpoint != "" {
-		if o := originOf(md.EndSessionEndpoint); o != formAction {
+		if o := web.OriginOf(md.EndSessionEndpoint); o != formAction {
 			formAction += " " + o
 		}
 	}
-	h.writePage(w, http.StatusOK, pageData{Title: "Sign out", Message: "Do you want to sign out of this site?", Form: h.PathPrefix + "/logout", FormAction: formAction})
-}
-
-// originOf is scheme://host[:port] of an absolute URL, or "" when it is not one.
-func originOf(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme == "" || u.Host == "" {
-		return ""
-	}
-	return u.Scheme + "://" + u.Host
-}
-
-func (h *Handler) writePage(w http.ResponseWriter, status int, d pageData) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Content-Security-Policy", strings.TrimSpace("default-src 'none'; style-src 'unsafe-inline'; form-action 'self' "+d.FormAction))
-	w.WriteHeader(status)
-	_ = pageTemplate.Execute(w, d)
-}
-
-// clip shortens s to at most n bytes of valid UTF-8, for showing provider-supplied text.
-func clip(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
-}
-
-// maxReturnBytes caps the return URL kept in the login cookie; a longer one falls back to
-// "/" (SECURITY.md LIM-07).
-const maxReturnBytes = 1500
-
-// safeReturnPath turns a requested post-login target into a same-origin path, or "/".
-// Accepted: a path with a single leading "/" (no "//", no "\", no control characters, also
-// after percent-decoding), or an absolute URL whose scheme and host are exactly this
-// request's, reduced to its path (SECURITY.md FL-08).
-func safeReturnPath(target string, r *http.Request) string {
-	if len(target) > maxReturnBytes {
-		return "/"
-	}
-	if isSafePath(target) {
-		return target
-	}
-	u, err := url.Parse(target)
-	if err != nil || u.User != nil || u.Opaque != "" {
-		return "/"
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	if u.Scheme != scheme || !strings.EqualFold(u.Host, r.Host) {
-		return "/"
-	}
-	p := u.EscapedPath()
-	if p == "" {
-		p = "/"
-	}
-	if u.RawQuery != "" {
-		p += "?" + u.RawQuery
-	}
-	if isSafePath(p) {
-		return p
-	}
-	return "/"
-}
-
-// isSafePath reports whether p is a path a browser resolves on this origin only.
-func isSafePath(p string) bool {
-	if len(p) == 0 || len(p) > maxReturnBytes || p[0] != '/' {
-		return false
-	}
-	if hasUnsafe(p, false) {
-		return false
-	}
-	// Decoded (twice, so "%252F" is caught too) it must still be safe, except that an
-	// encoded space is an ordinary character of a path.
-	dec, err := url.PathUnescape(p)
-	if err != nil || hasUnsafe(dec, true) {
-		return false
-	}
-	if dec2, err := url.PathUnescape(dec); err == nil && hasUnsafe(dec2, true) {
-		return false
-	}
-	return true
-}
-
-// hasUnsafe reports what makes a browser leave the origin or read the path differently:
-// a leading "//" or "/\\", any backslash or control character, whitespace (a space only
-// when !space), and a leading "/./" or "/../" segment followed by "/" (dot-segment removal
-// would yield "//").
-func hasUnsafe(p string, space bool) bool {
-	if len(p) == 0 || p[0] != '/' || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/.//") || strings.HasPrefix(p, "/..//") {
-		return true
-	}
-	for i := 0; i < len(p); i++ {
-		if c := p[i]; c < ' ' || c == ' ' && !space || c == 0x7f || c == '\\' {
-			return true
-		}
-	}
-	return false
+	web.WritePage(w, http.StatusOK, web.Page{Title: "Sign out", Message: "Do you want to sign out of this site?", Form: h.PathPrefix + "/logout", FormAction: formAction})
 }
 
 // Health check bounds: a check waits at most healthProviderTimeout for discovery and
@@ -423,16 +271,16 @@ type healthCheck struct {
 func (h *Handler) healthz(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET or HEAD"})
+		web.WriteJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET or HEAD"})
 		return nil
 	}
 	doc, retry := h.health.get(h)
 	if doc.Status != "ok" {
 		w.Header().Set("Retry-After", strconv.Itoa(max(int(retry.Round(time.Second)/time.Second), 1)))
-		writeJSON(w, http.StatusServiceUnavailable, doc)
+		web.WriteJSON(w, http.StatusServiceUnavailable, doc)
 		return nil
 	}
-	writeJSON(w, http.StatusOK, doc)
+	web.WriteJSON(w, http.StatusOK, doc)
 	return nil
 }
 

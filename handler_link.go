@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/provider"
 	"github.com/trustgate/trustgate/session"
@@ -147,7 +148,7 @@ func (lw *linkWriter) decide(code int) int {
 			zap.String("reason", "alias_invalid"), zap.Int("bytes", len(alias)), zap.String("session_hash", sessionHash(lw.s.ID)))
 		hasAlias, alias = false, ""
 	}
-	if hasBind && (!isNavigation(lw.r) || lw.r.Method != http.MethodGet) {
+	if hasBind && (!web.IsNavigation(lw.r) || lw.r.Method != http.MethodGet) {
 		// A binding goes through the provider's pages: only a browser navigation can follow
 		// it; an API or a form POST keeps the application's answer.
 		h.logger.Info("identity binding not started: not a browser navigation (GET)", zap.String("reason", "bind_not_navigation"), zap.String("session_hash", sessionHash(lw.s.ID)))
@@ -169,7 +170,7 @@ func (lw *linkWriter) decide(code int) int {
 				hdr.Del(k)
 			}
 			hdr.Set("Location", loc)
-			noStore(lw.ResponseWriter)
+			web.NoStore(lw.ResponseWriter)
 			lw.swallow = true
 			return http.StatusFound
 		}
@@ -324,7 +325,7 @@ func (lw *linkWriter) startBinding(raw, alias string) (string, bool) {
 	}
 	returnTo := "/" // after the application's own login form (a POST), its home
 	if lw.r.Method == http.MethodGet {
-		returnTo = h.returnTo(lw.r)
+		returnTo = web.ReturnTo(lw.r)
 	}
 	loc, lerr := h.beginLogin(lw.ResponseWriter, lw.r, loginRequest{
 		returnTo:  returnTo,

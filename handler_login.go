@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/session"
 	"github.com/trustgate/trustgate/trust"
@@ -133,13 +134,11 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 	authURL, lerr := h.beginLogin(w, r, lr)
 	if lerr != nil {
 		if lerr.status == http.StatusServiceUnavailable {
-			h.serviceUnavailable(w, r, lerr.retry, lerr.code, lerr.msg)
-		} else {
-			h.page(w, lerr.status, "Sign-in failed", lerr.msg, "")
+			return h.serviceUnavailable(w, r, lerr.retry, lerr.code, lerr.msg)
 		}
-		return nil
+		return h.refuser.Refuse(w, r, &web.Refusal{Status: lerr.status, Reason: lerr.code, Message: lerr.msg, Form: web.HTML, Title: "Sign-in failed"})
 	}
-	noStore(w)
+	web.NoStore(w)
 	http.Redirect(w, r, authURL, http.StatusFound)
 	return nil
 }
@@ -218,12 +217,11 @@ type callbackError struct {
 // callback finishes a login. Any failure answers a clear 4xx/5xx page; no session is created,
 // the transaction is spent, and (before the state checks pass) the provider is not called.
 func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
-	noStore(w)
+	web.NoStore(w)
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", "GET")
-		h.page(w, http.StatusMethodNotAllowed, "Method not allowed", "The sign-in callback only accepts GET.", "")
-		return nil
+		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Form: web.HTML,
+			Title: "Method not allowed", Message: "The sign-in callback only accepts GET.", Header: http.Header{"Allow": {"GET"}}})
 	}
 	start := time.Now()
 	rec, cbErr := h.checkCallback(w, r)
@@ -233,19 +231,18 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	h.metrics.callbackDone(start, cbErr)
 	if cbErr != nil {
 		h.logRefusal(cbErr)
+		f := &web.Refusal{Status: cbErr.status, Reason: cbErr.reason, Form: web.HTML, Title: "Sign-in failed", Message: cbErr.msg, Link: h.PathPrefix + "/login"}
 		if cbErr.status == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", "5")
+			f.RetryAfter = 5 * time.Second
 		}
 		if rec != nil && rec.BindSubject != "" {
 			// A denied or unconfirmed binding changes nothing: the session the user had
 			// is still there; it only remembers the denial for a while, so the
 			// application's page does not send the user to the provider again at once.
 			h.rememberBindDenial(r)
-			h.writePage(w, cbErr.status, pageData{Title: "Identity binding not completed",
-				Message: cbErr.msg + " Your account and your sign-in are unchanged.", Link: "/", LinkText: "Back to the application"})
-			return nil
+			f.Title, f.Message, f.Link, f.LinkText = "Identity binding not completed", cbErr.msg+" Your account and your sign-in are unchanged.", "/", "Back to the application"
 		}
-		h.page(w, cbErr.status, "Sign-in failed", cbErr.msg, h.PathPrefix+"/login")
+		return h.refuser.Refuse(w, r, f)
 	}
 	return nil
 }
@@ -313,11 +310,11 @@ func (h *Handler) checkCallback(w http.ResponseWriter, r *http.Request) (*txReco
 		if q.Get("error") == "access_denied" {
 			status = http.StatusForbidden
 		}
-		msg := "The sign-in service reported: " + clip(q.Get("error"), 64)
+		msg := "The sign-in service reported: " + web.Clip(q.Get("error"), 64)
 		if d := q.Get("error_description"); d != "" {
-			msg += " — " + clip(d, maxErrorBytes)
+			msg += " — " + web.Clip(d, maxErrorBytes)
 		}
-		return &rec, &callbackError{status: status, reason: "op_error", msg: msg, opErr: clip(q.Get("error"), 64)}
+		return &rec, &callbackError{status: status, reason: "op_error", msg: msg, opErr: web.Clip(q.Get("error"), 64)}
 	}
 	code := q.Get("code")
 	if code == "" || len(code) > maxCodeBytes {
@@ -359,7 +356,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRec
 		}
 		if acr, ok := h.bindingACRMet(login.Claims); !ok {
 			return &callbackError{status: http.StatusForbidden, reason: "binding_not_confirmed",
-				err: fmt.Errorf("the binding login has acr %q, below the acr_values asked for (%s)", clip(acr, 64), strings.Join(h.IdentityBinding.ACRValues, " ")),
+				err: fmt.Errorf("the binding login has acr %q, below the acr_values asked for (%s)", web.Clip(acr, 64), strings.Join(h.IdentityBinding.ACRValues, " ")),
 				msg: "The identity provider did not confirm your identity at the level this account requires."}
 		}
 	}
@@ -379,7 +376,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRec
 		zap.String("session_hash", sessionHash(s.ID)), zap.Bool("signed_userinfo", login.SignedUserinfo))
 	h.event(eventLogin, map[string]any{"reason": "login_ok", "method": "code", "sub_hash": sessionHash(login.Subject), "session_hash": sessionHash(s.ID)})
 	target := rec.ReturnTo
-	if !isSafePath(target) {
+	if !web.IsSafePath(target) {
 		target = "/"
 	}
 	http.Redirect(w, r, target, http.StatusFound)
@@ -508,9 +505,4 @@ func stateKey(state string) string {
 func sessionHash(id string) string {
 	sum := sha256.Sum256([]byte(id))
 	return base64.RawURLEncoding.EncodeToString(sum[:9])
-}
-
-func noStore(w http.ResponseWriter) {
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/session"
 	"github.com/trustgate/trustgate/trust"
 )
@@ -190,39 +191,43 @@ func (h *Handler) servePolicyOnly(w http.ResponseWriter, r *http.Request, next c
 		// Fail closed: this route has no authenticating block before the policy.
 		h.logger.Error("a trustgate policy block (only require lines) ran before any trustgate block that signs users in; put policy blocks inside `route` (or handle/handle_path): Caddy sorts site-level trustgate blocks with path matchers ahead of the one without",
 			zap.String("reason", "policy_without_login"), zap.String("path", r.URL.Path))
-		h.page(w, http.StatusInternalServerError, "Configuration error", "This page is protected by a rule that cannot be checked. The site's administrator has been told.", "")
-		return nil
+		return h.refuser.Refuse(w, r, configError("policy_without_login"))
 	}
 	p, err := h.policyFor(st.h)
 	if err != nil {
 		h.logger.Error("route policy cannot be checked", zap.String("reason", "policy_invalid"), zap.Error(err))
-		h.page(w, http.StatusInternalServerError, "Configuration error", "This page is protected by a rule that cannot be checked. The site's administrator has been told.", "")
-		return nil
+		return h.refuser.Refuse(w, r, configError("policy_invalid"))
 	}
-	if done := st.h.enforce(w, r, p, st); done {
-		return nil
+	if done, err := st.h.enforce(w, r, p, st); done {
+		return err
 	}
 	return next.ServeHTTP(w, r)
 }
 
+// configError is the 500 of a route whose policy cannot be checked (the log says why).
+func configError(reason string) *web.Refusal {
+	return &web.Refusal{Status: http.StatusInternalServerError, Reason: reason, Form: web.HTML, Title: "Configuration error",
+		Message: "This page is protected by a rule that cannot be checked. The site's administrator has been told."}
+}
+
 // enforce checks p for the session in st. It returns true when it has answered the
-// request: a step-up login (browser) or a 403 (page or JSON).
-func (h *Handler) enforce(w http.ResponseWriter, r *http.Request, p *trust.Policy, st *authState) bool {
+// request (with the refusal's error under error_pages caddy): a step-up login (browser)
+// or a 403 (page or JSON).
+func (h *Handler) enforce(w http.ResponseWriter, r *http.Request, p *trust.Policy, st *authState) (bool, error) {
 	if p == nil {
-		return false
+		return false, nil
 	}
 	unmet, stepUp := p.Check(st.rd.profile, h.now())
 	if u := p.CheckScopes(st.scopes, st.bearer); u != nil {
 		if st.bearer && len(unmet) == 0 {
 			h.logger.Info("route policy not met", zap.String("reason", "insufficient_scope"), zap.Strings("rules", []string{u.Rule}), zap.Bool("bearer", true))
 			h.metrics.policyDenied([]string{u.Rule})
-			h.insufficientScope(w, p, u)
-			return true
+			return true, h.insufficientScope(w, r, p, u)
 		}
 		unmet, stepUp = append(unmet, *u), nil // logging in again cannot grant scopes
 	}
 	if len(unmet) == 0 {
-		return false
+		return false, nil
 	}
 	if st.bearer {
 		// A bearer request cannot step up: 403, never a redirect.
@@ -232,13 +237,7 @@ func (h *Handler) enforce(w http.ResponseWriter, r *http.Request, p *trust.Polic
 		}
 		h.logger.Info("route policy not met", zap.String("reason", "policy_unmet"), zap.Strings("rules", rules), zap.Bool("bearer", true))
 		h.metrics.policyDenied(rules)
-		writeJSON(w, http.StatusForbidden, policyError{
-			Error:       "insufficient_authentication",
-			Requirement: unmet[0].Rule,
-			Message:     unmet[0].Reason,
-			Unmet:       unmetRules(unmet),
-		})
-		return true
+		return true, h.refuser.Refuse(w, r, policyRefusal(unmet, web.JSON, ""))
 	}
 	fp := p.Fingerprint()
 	now := h.now()
@@ -268,46 +267,37 @@ func (h *Handler) enforce(w http.ResponseWriter, r *http.Request, p *trust.Polic
 	for i, u := range unmet {
 		rules[i] = u.Rule
 	}
-	if stepUp != nil && !justSteppedUp && isNavigation(r) {
+	if stepUp != nil && !justSteppedUp && web.IsNavigation(r) {
 		h.logger.Info("step-up login", zap.String("reason", "step_up"), zap.Strings("rules", rules),
 			zap.String("session_hash", sessionHash(st.s.ID)))
 		h.metrics.stepUp()
 		h.event(eventStepUp, map[string]any{"reason": "step_up", "rules": rules, "session_hash": sessionHash(st.s.ID)})
 		marks := append(recent, session.StepUpMark{Policy: fp, At: now.Unix()})
-		_ = h.startLogin(w, r, loginRequest{returnTo: h.returnTo(r), stepUp: stepUp, marks: marks})
-		return true
+		return true, h.startLogin(w, r, loginRequest{returnTo: web.ReturnTo(r), stepUp: stepUp, marks: marks})
 	}
 	h.logger.Info("route policy not met", zap.String("reason", "policy_unmet"), zap.Strings("rules", rules),
 		zap.Bool("after_step_up", justSteppedUp), zap.String("session_hash", sessionHash(st.s.ID)))
 	h.metrics.policyDenied(rules)
-	if !isNavigation(r) {
-		writeJSON(w, http.StatusForbidden, policyError{
-			Error:       "insufficient_authentication",
-			Requirement: unmet[0].Rule,
-			Message:     unmet[0].Reason,
-			Unmet:       unmetRules(unmet),
-		})
-		return true
+	if !web.IsNavigation(r) {
+		return true, h.refuser.Refuse(w, r, policyRefusal(unmet, web.JSON, ""))
 	}
 	msg := "This page needs more than your current sign-in provides:"
 	if justSteppedUp {
 		msg = "You signed in again, but this page's requirements are still not met:"
 	}
+	return true, h.refuser.Refuse(w, r, policyRefusal(unmet, web.HTML, msg))
+}
+
+// policyRefusal is the 403 of an unmet route policy: JSON names the first unmet rule
+// (requirement) and lists them all (unmet); the page lists their reasons under msg.
+func policyRefusal(unmet []trust.Unmet, form web.Form, msg string) *web.Refusal {
 	items := make([]string, len(unmet))
 	for i, u := range unmet {
 		items[i] = u.Reason
 	}
-	noStore(w)
-	h.writePage(w, http.StatusForbidden, pageData{Title: "Access denied", Message: msg, Items: items})
-	return true
-}
-
-// policyError is the JSON body of a 403 for an unmet route policy.
-type policyError struct {
-	Error       string      `json:"error"`
-	Requirement string      `json:"requirement"`
-	Message     string      `json:"message"`
-	Unmet       []unmetRule `json:"unmet"`
+	return &web.Refusal{Status: http.StatusForbidden, Reason: "insufficient_authentication", Message: unmet[0].Reason, Form: form,
+		Title: "Access denied", PageMessage: msg, Items: items,
+		Fields: map[string]any{"requirement": unmet[0].Rule, "unmet": unmetRules(unmet)}}
 }
 
 type unmetRule struct {

@@ -15,6 +15,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/provider"
 )
 
@@ -131,7 +132,7 @@ func assertNoPII(t *testing.T, logs *observedLogs, extra ...string) {
 		line := e.Message + e.Fields
 		for _, v := range append([]string{"Roshell", "5555550100", "andrew.roshell", "6789"}, extra...) {
 			if v != "" && strings.Contains(line, v) {
-				t.Errorf("log line %q holds %q", clip(line, 200), clip(v, 20))
+				t.Errorf("log line %q holds %q", web.Clip(line, 200), web.Clip(v, 20))
 			}
 		}
 	}
@@ -188,7 +189,7 @@ func TestIDDatawebLoginNotApprovedCreatesNoSession(t *testing.T) {
 			g.assertRejectedLogin(resp, body, http.StatusForbidden)
 			g.assertNoPendingLogin()
 			if !strings.Contains(body, "was not approved by ID Dataweb") || !strings.Contains(body, `href="/.trustgate/login"`) {
-				t.Errorf("page %q: want it to say the verification was not approved, with a sign-in link", clip(body, 600))
+				t.Errorf("page %q: want it to say the verification was not approved, with a sign-in link", web.Clip(body, 600))
 			}
 			if !logs.has(func(e observedEntry) bool { return strings.Contains(e.Fields, "reason=policy_denied") }) {
 				t.Errorf("no log line with reason policy_denied: %v", logs.entries())
@@ -227,7 +228,7 @@ func TestIDDatawebBindingApproved(t *testing.T) {
 	}
 	resp, body = g.finishBind(resp)
 	if resp.StatusCode != http.StatusOK || body != "upstream: /account/verify" {
-		t.Fatalf("after the binding: %d %q", resp.StatusCode, clip(body, 200))
+		t.Fatalf("after the binding: %d %q", resp.StatusCode, web.Clip(body, 200))
 	}
 	if b := g.op.LastBinding(); b == nil || b.Format != oidctest.HintFormatIDDataweb || b.Decision != oidctest.DecisionApprove || b.Encrypted {
 		t.Errorf("the OP's binding = %+v, want an approved plain ID Dataweb hint", b)
@@ -252,7 +253,7 @@ func TestIDDatawebBindingDeniedChangesNothing(t *testing.T) {
 		return r
 	}())
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "Identity binding not completed") || !strings.Contains(body, "unchanged") {
-		t.Errorf("denied binding: %d %q, want a 403 page saying nothing changed", resp.StatusCode, clip(body, 300))
+		t.Errorf("denied binding: %d %q, want a 403 page saying nothing changed", resp.StatusCode, web.Clip(body, 300))
 	}
 	if b := g.op.LastBinding(); b == nil || b.Decision != oidctest.DecisionDeny {
 		t.Errorf("the OP's binding = %+v, want deny", b)
@@ -279,7 +280,7 @@ func TestIDT08_IDDatawebBindingForAnotherSubject(t *testing.T) {
 	g.op.SetAutoLogin("andrew") // Andrew completes the binding at the provider, and matches
 	resp, body := g.finishBind(func() *http.Response { r, _ := g.startBind(bindProfile(andrewOIDC)); return r }())
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "Identity binding not completed") {
-		t.Errorf("binding for another subject: %d %q, want 403", resp.StatusCode, clip(body, 200))
+		t.Errorf("binding for another subject: %d %q, want 403", resp.StatusCode, web.Clip(body, 200))
 	}
 	if b := g.op.LastBinding(); b == nil || b.Decision != oidctest.DecisionApprove || b.Subject != oidctest.SubjectAndrew {
 		t.Errorf("the OP's binding = %+v, want approved for andrew", b)
@@ -315,7 +316,7 @@ func TestIDDatawebBindProfileInvalid(t *testing.T) {
 			before := g.op.Counts().Authorize
 			resp, body := g.startBind(tc.value)
 			if resp.StatusCode != http.StatusOK || body != "upstream: /account/verify" || resp.Header.Get("X-Auth-Bind") != "" {
-				t.Errorf("the application's answer changed: %d %q (X-Auth-Bind %q)", resp.StatusCode, clip(body, 80), resp.Header.Get("X-Auth-Bind"))
+				t.Errorf("the application's answer changed: %d %q (X-Auth-Bind %q)", resp.StatusCode, web.Clip(body, 80), resp.Header.Get("X-Auth-Bind"))
 			}
 			if n := g.op.Counts().Authorize - before; n != 0 {
 				t.Errorf("the OP saw %d authorization requests, want none", n)
@@ -360,7 +361,7 @@ func TestIDDatawebBindingEncrypted(t *testing.T) {
 			}
 			resp, body := g.finishBind(resp)
 			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("after the binding: %d %q", resp.StatusCode, clip(body, 200))
+				t.Fatalf("after the binding: %d %q", resp.StatusCode, web.Clip(body, 200))
 			}
 			b := g.op.LastBinding()
 			if b == nil || !b.Encrypted || b.Decision != oidctest.DecisionApprove || b.Claims["ssn4"] != "6789" || b.Claims["telephone"] != "5555550100" {
@@ -389,7 +390,7 @@ func TestOPS06_IDDatawebHintKeyUnavailable(t *testing.T) {
 	before := g.op.Counts().Authorize
 	resp, body := g.startBind(bindProfile(andrewOIDC))
 	if resp.StatusCode != http.StatusOK || body != "upstream: /account/verify" {
-		t.Errorf("the application's answer changed: %d %q", resp.StatusCode, clip(body, 80))
+		t.Errorf("the application's answer changed: %d %q", resp.StatusCode, web.Clip(body, 80))
 	}
 	if g.op.Counts().Authorize != before || g.sessionCookie(g.browser) != cookie || g.store.Len() != 1 {
 		t.Error("something was sent to the OP, or the session changed")

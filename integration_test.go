@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
+	"github.com/trustgate/trustgate/internal/web"
 )
 
 // These tests run a real Caddy in this process (caddytest): one global server per test
@@ -319,7 +320,7 @@ http://127.0.0.1:9080 {
 				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != http.StatusOK || strings.Contains(string(body), `"path"`) {
-					t.Errorf("GET %s = %d %q, want 200 from the gateway", p, resp.StatusCode, clip(string(body), 120))
+					t.Errorf("GET %s = %d %q, want 200 from the gateway", p, resp.StatusCode, web.Clip(string(body), 120))
 				}
 			}
 			noFollow := &http.Client{Jar: tester.Client.Jar, Transport: tester.Client.Transport,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/trustgate/trustgate/internal/oidctest"
 	"github.com/trustgate/trustgate/internal/redistest"
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/session"
 )
 
@@ -110,7 +111,7 @@ func TestOPS11_RefreshRejectedEndsTheSession(t *testing.T) {
 	calls := g.upstream.Calls()
 	resp, body := g.api("/app")
 	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "login_required") {
-		t.Errorf("API after invalid_grant: %d %q, want 401 login_required", resp.StatusCode, clip(body, 200))
+		t.Errorf("API after invalid_grant: %d %q, want 401 login_required", resp.StatusCode, web.Clip(body, 200))
 	}
 	if g.store.Len() != 0 {
 		t.Error("the session survived invalid_grant")

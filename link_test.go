@@ -13,6 +13,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
+	"github.com/trustgate/trustgate/internal/web"
 )
 
 // New-user linking (issue 8): session feedback and identity binding.
@@ -236,7 +237,7 @@ func TestBindingApprovedLinksTheAccount(t *testing.T) {
 	g.upstream.mu.Unlock()
 	resp, body := do(t, g.noRedirects(), navRequest(t, g.srv.URL+"/account/verify"))
 	if resp.StatusCode != http.StatusFound || strings.Contains(body, "upstream:") || resp.Header.Get("X-Auth-Bind") != "" {
-		t.Fatalf("binding start: %d %q (X-Auth-Bind %q), want 302 to the provider without the application's body", resp.StatusCode, clip(body, 100), resp.Header.Get("X-Auth-Bind"))
+		t.Fatalf("binding start: %d %q (X-Auth-Bind %q), want 302 to the provider without the application's body", resp.StatusCode, web.Clip(body, 100), resp.Header.Get("X-Auth-Bind"))
 	}
 	auth, _ := url.Parse(resp.Header.Get("Location"))
 	q := auth.Query()
@@ -258,7 +259,7 @@ func TestBindingApprovedLinksTheAccount(t *testing.T) {
 	cb := g.authorize(auth)
 	resp, body = g.navigate(g.browser, cb.RequestURI())
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("after the binding: %d %q", resp.StatusCode, clip(body, 200))
+		t.Fatalf("after the binding: %d %q", resp.StatusCode, web.Clip(body, 200))
 	}
 	if g.sessionCookie(g.browser) == cookie {
 		t.Error("the binding login kept the old session cookie")
@@ -290,7 +291,7 @@ func TestBindingDeniedChangesNothing(t *testing.T) {
 			g.answerWith("/account/verify", "X-Auth-Bind", bindProfile(tc.profile))
 			resp, body := g.navigate(g.browser, "/account/verify")
 			if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "Identity binding not completed") || !strings.Contains(body, "unchanged") {
-				t.Errorf("denied binding: %d %q, want a 403 page that says nothing changed", resp.StatusCode, clip(body, 300))
+				t.Errorf("denied binding: %d %q, want a 403 page that says nothing changed", resp.StatusCode, web.Clip(body, 300))
 			}
 			if g.sessionCookie(g.browser) != cookie || g.store.Len() != 1 {
 				t.Error("a denied binding changed the session")
@@ -313,7 +314,7 @@ func TestBindingBadProfileIsIgnored(t *testing.T) {
 		g.answerWith("/account/verify", "X-Auth-Bind", bad)
 		resp, body := g.navigate(g.browser, "/account/verify")
 		if resp.StatusCode != http.StatusOK || body != "upstream: /account/verify" || resp.Header.Get("X-Auth-Bind") != "" {
-			t.Errorf("bad profile %.20q: %d %q", bad, resp.StatusCode, clip(body, 100))
+			t.Errorf("bad profile %.20q: %d %q", bad, resp.StatusCode, web.Clip(body, 100))
 		}
 	}
 	if g.op.Counts().Authorize != before {
@@ -355,7 +356,7 @@ func TestBindingConfirmedForAnotherUserIsRefused(t *testing.T) {
 	g.op.SetAutoLogin("ase") // someone else completes the binding at the provider
 	resp, body := g.navigate(g.browser, "/account/verify")
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "Identity binding not completed") {
-		t.Errorf("binding confirmed for another user: %d %q, want 403", resp.StatusCode, clip(body, 200))
+		t.Errorf("binding confirmed for another user: %d %q, want 403", resp.StatusCode, web.Clip(body, 200))
 	}
 	if g.sessionCookie(g.browser) != cookie || g.store.Len() != 1 || g.stored().Subject != oidctest.SubjectAndrew {
 		t.Error("the session changed")
@@ -390,14 +391,14 @@ func TestBindingOnlyForNavigationsAndNotAgainRightAfterADenial(t *testing.T) {
 	g.answerWith("/account/verify", "X-Auth-Bind", bindProfile(map[string]any{"name": "Someone Else"}))
 	resp, body := g.api("/account/verify")
 	if resp.StatusCode != http.StatusOK || body != "upstream: /account/verify" || resp.Header.Get("X-Auth-Bind") != "" {
-		t.Errorf("API answer with a binding header: %d %q", resp.StatusCode, clip(body, 80))
+		t.Errorf("API answer with a binding header: %d %q", resp.StatusCode, web.Clip(body, 80))
 	}
 	before := g.op.Counts().Authorize
 	if resp, _ := g.navigate(g.browser, "/account/verify"); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("denied binding: %d", resp.StatusCode)
 	}
 	if resp, body := g.navigate(g.browser, "/account/verify"); resp.StatusCode != http.StatusOK || body != "upstream: /account/verify" {
-		t.Errorf("the page right after a denial: %d %q, want the application's answer", resp.StatusCode, clip(body, 80))
+		t.Errorf("the page right after a denial: %d %q, want the application's answer", resp.StatusCode, web.Clip(body, 80))
 	}
 	if n := g.op.Counts().Authorize - before; n != 1 {
 		t.Errorf("binding attempts = %d, want 1", n)
@@ -414,7 +415,7 @@ func TestIDT16_BindingBelowACRValuesIsRefused(t *testing.T) {
 	g.answerWith("/account/verify", "X-Auth-Bind", bindProfile(map[string]any{"name": "Andrew Roshell", "phone_number": "+15555550100"}))
 	resp, body := g.navigate(g.browser, "/account/verify")
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "at the level this account requires") {
-		t.Errorf("binding below acr_values: %d %q, want 403", resp.StatusCode, clip(body, 300))
+		t.Errorf("binding below acr_values: %d %q, want 403", resp.StatusCode, web.Clip(body, 300))
 	}
 	if g.sessionCookie(g.browser) != cookie || g.store.Len() != 1 || g.stored().Binding != "" {
 		t.Error("the session changed")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
+	"github.com/trustgate/trustgate/internal/web"
 )
 
 // TestSES07_NoSecretInAnyLogLine drives every flow that logs — login, step-up, refresh,
@@ -81,11 +82,11 @@ func TestSES07_NoSecretInAnyLogLine(t *testing.T) {
 		line := e.Message + " " + e.Fields
 		for _, s := range secrets {
 			if len(s) >= 12 && strings.Contains(line, s) {
-				t.Errorf("log line %q contains a secret (%.12s…)", clip(line, 200), s)
+				t.Errorf("log line %q contains a secret (%.12s…)", web.Clip(line, 200), s)
 			}
 			// Also no long fragment of a token (a clipped token is still a leak).
 			if len(s) >= 60 && strings.Contains(line, s[len(s)/2:len(s)/2+24]) {
-				t.Errorf("log line %q contains a fragment of a secret", clip(line, 200))
+				t.Errorf("log line %q contains a fragment of a secret", web.Clip(line, 200))
 			}
 		}
 	}

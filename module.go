@@ -24,6 +24,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/provider"
 	"github.com/trustgate/trustgate/session"
@@ -103,6 +104,14 @@ type Handler struct {
 	// PathPrefix is where the gateway's own endpoints are served (callback, login, logout,
 	// me). Default: /.trustgate
 	PathPrefix string `json:"path_prefix,omitempty"`
+
+	// ErrorPages chooses who renders a refusal (401, 403, 503, a failed sign-in, ...):
+	// "gateway" (default), the gateway's own plain page for a browser and JSON for an API
+	// client; or "caddy": the refusal is returned to Caddy as an error, so the site's
+	// handle_errors routes render it, with {http.error.status_code}, {http.error.message}
+	// and {http.auth.trustgate.reason} (headers such as Retry-After and WWW-Authenticate
+	// are set either way). Redirects to the provider are not refusals and are unchanged.
+	ErrorPages string `json:"error_pages,omitempty"`
 
 	// RedirectURL is the absolute callback URL registered at the provider, e.g.
 	// https://app.example.com/.trustgate/callback. Default: built from the request's own
@@ -334,10 +343,18 @@ type Handler struct {
 	metricsRegistry *prometheus.Registry
 	// health caches the answer of <path_prefix>/healthz for a few seconds.
 	health *healthCheck
+	// refuser writes every refusal (error_pages).
+	refuser web.Refuser
 
 	caPool *x509.CertPool // tls_trusted_ca_certs, nil for the system's CAs
 	caSum  string         // hex SHA-256 of the tls_trusted_ca_certs file, "" without it
 }
+
+// Values of error_pages.
+const (
+	errorPagesGateway = "gateway"
+	errorPagesCaddy   = "caddy"
+)
 
 // CaddyModule returns the Caddy module information.
 func (Handler) CaddyModule() caddy.ModuleInfo {
@@ -374,6 +391,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.PathPrefix == "" {
 		h.PathPrefix = defaultPathPrefix
 	}
+	h.refuser = web.Refuser{CaddyErrors: h.ErrorPages == errorPagesCaddy}
 	if h.IdleTimeout == 0 {
 		h.IdleTimeout = caddy.Duration(defaultIdleTimeout)
 	}

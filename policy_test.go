@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
+	"github.com/trustgate/trustgate/internal/web"
 )
 
 // Route policies and step-up login (issue 6): a policy block after the authenticating
@@ -116,13 +117,13 @@ func TestStepUpStillUnmetIs403WithoutLoop(t *testing.T) {
 
 	resp, body := g.navigate(g.browser, "/admin/page")
 	if resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("step-up that came back insufficient: %d, want 403 (body %q)", resp.StatusCode, clip(body, 300))
+		t.Fatalf("step-up that came back insufficient: %d, want 403 (body %q)", resp.StatusCode, web.Clip(body, 300))
 	}
 	if n := g.op.Counts().Authorize - before; n != 1 {
 		t.Errorf("authorization requests = %d, want exactly 1 (one step-up, no loop)", n)
 	}
 	if !strings.Contains(body, acrHigh) || !strings.Contains(body, "signed in again") {
-		t.Errorf("403 page does not say why: %q", clip(body, 600))
+		t.Errorf("403 page does not say why: %q", web.Clip(body, 600))
 	}
 	if g.upstream.Calls() != calls {
 		t.Error("the upstream saw the admin request")
@@ -293,7 +294,7 @@ func TestHDR05_EmailDomainRuleThroughTheGateway(t *testing.T) {
 			calls := g.upstream.Calls()
 			resp, body := g.api("/admin/mail")
 			if resp.StatusCode != tc.want {
-				t.Errorf("%s against %v: %d, want %d (%s)", tc.user, tc.domains, resp.StatusCode, tc.want, clip(body, 200))
+				t.Errorf("%s against %v: %d, want %d (%s)", tc.user, tc.domains, resp.StatusCode, tc.want, web.Clip(body, 200))
 			}
 			if tc.want == http.StatusForbidden && g.upstream.Calls() != calls {
 				t.Error("a refused request reached the upstream")
@@ -445,7 +446,7 @@ func TestStepUpAgainWhenMaxAuthAgeRunsOutInsideTheGuard(t *testing.T) {
 	advance(3 * time.Minute) // the login is too old: step-up
 	resp, body := g.navigate(g.browser, "/admin/a")
 	if resp.StatusCode != http.StatusOK || g.op.Counts().Authorize != before+1 {
-		t.Fatalf("first step-up: %d %q, %d authorizations", resp.StatusCode, clip(body, 200), g.op.Counts().Authorize-before)
+		t.Fatalf("first step-up: %d %q, %d authorizations", resp.StatusCode, web.Clip(body, 200), g.op.Counts().Authorize-before)
 	}
 	if q := g.op.LastAuthorize(); q.Get("max_age") != "120" || q.Get("prompt") != "login" {
 		t.Errorf("step-up parameters: max_age=%q prompt=%q", q.Get("max_age"), q.Get("prompt"))
@@ -455,6 +456,18 @@ func TestStepUpAgainWhenMaxAuthAgeRunsOutInsideTheGuard(t *testing.T) {
 	advance(150 * time.Second)
 	resp, body = g.navigate(g.browser, "/admin/b")
 	if resp.StatusCode != http.StatusOK || g.op.Counts().Authorize != before+2 {
-		t.Errorf("second step-up: %d %q, %d authorizations; want 200 after a second step-up", resp.StatusCode, clip(body, 200), g.op.Counts().Authorize-before)
+		t.Errorf("second step-up: %d %q, %d authorizations; want 200 after a second step-up", resp.StatusCode, web.Clip(body, 200), g.op.Counts().Authorize-before)
 	}
+}
+
+// policyError is the documented JSON body of a 403 for an unmet route policy (README,
+// "Route policies"), as a client reads it.
+type policyError struct {
+	Error       string `json:"error"`
+	Requirement string `json:"requirement"`
+	Message     string `json:"message"`
+	Unmet       []struct {
+		Rule   string `json:"rule"`
+		Reason string `json:"message"`
+	} `json:"unmet"`
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/trust"
 )
 
@@ -202,7 +203,7 @@ func TestRequireGroupThroughTheGateway(t *testing.T) {
 		g.mustLogin("admin")
 		g.addPolicyBlock(&PolicyConfig{Groups: []string{"ops", "admins"}})
 		if resp, body := g.navigate(g.browser, "/admin/x"); resp.StatusCode != http.StatusOK || body != "upstream: /admin/x" {
-			t.Errorf("member: %d %q, want the upstream", resp.StatusCode, clip(body, 200))
+			t.Errorf("member: %d %q, want the upstream", resp.StatusCode, web.Clip(body, 200))
 		}
 	})
 	t.Run("groups_claim of the login block", func(t *testing.T) {
@@ -223,10 +224,10 @@ func TestRequireGroupThroughTheGateway(t *testing.T) {
 
 		resp, body := g.navigate(g.browser, "/admin/page")
 		if resp.StatusCode != http.StatusForbidden {
-			t.Fatalf("non-member navigation: %d, want 403 (body %q)", resp.StatusCode, clip(body, 300))
+			t.Fatalf("non-member navigation: %d, want 403 (body %q)", resp.StatusCode, web.Clip(body, 300))
 		}
 		if !strings.Contains(body, "admins") || strings.Contains(body, "signed in again") {
-			t.Errorf("403 page does not name the required group, or claims a step-up: %q", clip(body, 600))
+			t.Errorf("403 page does not name the required group, or claims a step-up: %q", web.Clip(body, 600))
 		}
 		if strings.Contains(body, "secret-project-x") {
 			t.Error("the 403 page lists the user's own groups")
@@ -343,7 +344,7 @@ func TestAllowUnverifiedEmailThroughTheGateway(t *testing.T) {
 			calls, before := g.upstream.Calls(), g.op.Counts().Authorize
 			resp, body := g.api(path)
 			if resp.StatusCode != tc.wantStatus {
-				t.Fatalf("%s: %d, want %d (%s)", tc.user, resp.StatusCode, tc.wantStatus, clip(body, 300))
+				t.Fatalf("%s: %d, want %d (%s)", tc.user, resp.StatusCode, tc.wantStatus, web.Clip(body, 300))
 			}
 			if tc.wantStatus == http.StatusForbidden {
 				var got policyError

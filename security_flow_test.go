@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/oidcflow"
 )
 
@@ -82,7 +83,7 @@ func TestFL02_ReplayAndInvalidGrant(t *testing.T) {
 		replay.Jar.SetCookies(cb, saved)
 		resp, body := g.get(replay, cb.String())
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "Please sign in again") {
-			t.Errorf("replay = %d %q, want 400 with a restart hint", resp.StatusCode, clip(body, 200))
+			t.Errorf("replay = %d %q, want 400 with a restart hint", resp.StatusCode, web.Clip(body, 200))
 		}
 		if !strings.Contains(body, `href="/.trustgate/login"`) {
 			t.Error("replay page has no link to start a new login")
@@ -164,7 +165,7 @@ func TestFL06_OPErrorIsEscaped(t *testing.T) {
 		t.Error("OP error description reflected unescaped")
 	}
 	if !strings.Contains(body, "&lt;script&gt;") || !strings.Contains(body, "access_denied") {
-		t.Errorf("error page does not show the escaped OP error: %q", clip(body, 300))
+		t.Errorf("error page does not show the escaped OP error: %q", web.Clip(body, 300))
 	}
 	if len(body) > 4000 {
 		t.Errorf("error page is %d bytes; a 20 KB description must be clipped", len(body))
@@ -212,8 +213,8 @@ func TestFL08_OpenRedirect(t *testing.T) {
 	req := httptest.NewRequest(http.MethodGet, "https://app.example.com/", nil)
 	req.TLS = &tls.ConnectionState{}
 	for _, target := range fl08Corpus {
-		if got := safeReturnPath(target, req); got != "/" {
-			t.Errorf("safeReturnPath(%q) = %q, want /", target, got)
+		if got := web.SafeReturnPath(target, req); got != "/" {
+			t.Errorf("web.SafeReturnPath(%q) = %q, want /", target, got)
 		}
 	}
 	for _, tc := range []struct{ in, want string }{
@@ -222,8 +223,8 @@ func TestFL08_OpenRedirect(t *testing.T) {
 		{"HTTPS://APP.EXAMPLE.COM/x", "/x"},
 		{"/" + strings.Repeat("a", 2000), "/"},
 	} {
-		if got := safeReturnPath(tc.in, req); got != tc.want {
-			t.Errorf("safeReturnPath(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := web.SafeReturnPath(tc.in, req); got != tc.want {
+			t.Errorf("web.SafeReturnPath(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
+	"github.com/trustgate/trustgate/internal/web"
 )
 
 // Tests for SECURITY.md C.4 (session & cookies) and C.5 (headers).
@@ -217,7 +218,7 @@ func TestSES03_TamperedCookieIsNoSession(t *testing.T) {
 		req.Header.Set("Cookie", g.h.cookieName+"="+v)
 		resp, _ := do(t, &http.Client{}, req)
 		if resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("cookie %q: status %d, want 401", clip(v, 20), resp.StatusCode)
+			t.Errorf("cookie %q: status %d, want 401", web.Clip(v, 20), resp.StatusCode)
 		}
 	}
 	if g.store.Len() != 1 {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
+	"github.com/trustgate/trustgate/internal/web"
 )
 
 // Tests for SECURITY.md C.1 (ID token validation). Each feeds one bad ID token through the
@@ -210,7 +211,7 @@ func TestIDT12_CallbackReplay(t *testing.T) {
 		tokenCalls := g.op.Counts().Token
 		resp, body := do(t, jarCopy, &http.Request{Method: http.MethodGet, URL: cb, Header: http.Header{}})
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "already used") {
-			t.Errorf("replayed callback = %d %q, want 400 'already used'", resp.StatusCode, clip(body, 200))
+			t.Errorf("replayed callback = %d %q, want 400 'already used'", resp.StatusCode, web.Clip(body, 200))
 		}
 		if g.op.Counts().Token != tokenCalls {
 			t.Error("the replayed callback reached the token endpoint")

@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/session"
 )
 
@@ -255,7 +256,7 @@ func TestLIM07_LongInputs(t *testing.T) {
 		path := "/app?" + strings.Repeat("a=1&<>", 240) // 1445 bytes
 		resp, body := g.login("bindid-known", path)
 		if resp.StatusCode != http.StatusOK || body != "upstream: "+path {
-			t.Errorf("login from a %d-byte URL: %d %q, want to land back on it", len(path), resp.StatusCode, clip(body, 80))
+			t.Errorf("login from a %d-byte URL: %d %q, want to land back on it", len(path), resp.StatusCode, web.Clip(body, 80))
 		}
 	})
 	t.Run("return URL over the limit falls back to /", func(t *testing.T) {
@@ -263,7 +264,7 @@ func TestLIM07_LongInputs(t *testing.T) {
 		path := "/app?" + strings.Repeat("a=1&<>", 300) // 1805 bytes
 		resp, body := g.login("bindid-known", path)
 		if resp.StatusCode != http.StatusOK || body != "upstream: /" {
-			t.Errorf("login from a %d-byte URL: %d %q, want to land on /", len(path), resp.StatusCode, clip(body, 80))
+			t.Errorf("login from a %d-byte URL: %d %q, want to land on /", len(path), resp.StatusCode, web.Clip(body, 80))
 		}
 	})
 	t.Run("100 KB code", func(t *testing.T) {

@@ -34,6 +34,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/session"
 	"github.com/trustgate/trustgate/trust"
@@ -126,7 +127,7 @@ func sweepOPKeys(t *testing.T, op *oidctest.Provider) []map[string]any {
 		Keys []map[string]any `json:"keys"`
 	}
 	if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &set) != nil || len(set.Keys) == 0 {
-		t.Fatalf("provider JWKS: %d %q", resp.StatusCode, clip(body, 200))
+		t.Fatalf("provider JWKS: %d %q", resp.StatusCode, web.Clip(body, 200))
 	}
 	return set.Keys
 }
@@ -259,7 +260,7 @@ func (g *gateway) sweepUpstreamHeadersLack(bad ...string) {
 		for _, v := range vs {
 			for _, b := range bad {
 				if strings.Contains(v, b) {
-					g.t.Errorf("upstream header %s = %q carries %q", name, clip(v, 120), b)
+					g.t.Errorf("upstream header %s = %q carries %q", name, web.Clip(v, 120), b)
 				}
 			}
 		}
@@ -290,7 +291,7 @@ func TestIDT13_KeyIDHandling(t *testing.T) {
 			g.browser = g.newBrowser()
 			resp, body := g.login("bindid-known", "/app")
 			if resp.StatusCode != http.StatusOK || body != "upstream: /app" {
-				t.Fatalf("login %d without kid among several keys: %d %q, want the upstream (try-all)", i+1, resp.StatusCode, clip(body, 200))
+				t.Fatalf("login %d without kid among several keys: %d %q, want the upstream (try-all)", i+1, resp.StatusCode, web.Clip(body, 200))
 			}
 		}
 		if n := g.store.Len(); n != 3 {
@@ -434,7 +435,7 @@ func TestIDT16_OptionalClaimChecks(t *testing.T) {
 			calls, before := g.upstream.Calls(), g.op.Counts().Authorize
 			resp, body := g.navigate(g.browser, "/admin/account")
 			if resp.StatusCode != http.StatusForbidden {
-				t.Fatalf("%s: %d %q, want 403", tc.name, resp.StatusCode, clip(body, 300))
+				t.Fatalf("%s: %d %q, want 403", tc.name, resp.StatusCode, web.Clip(body, 300))
 			}
 			if n := g.op.Counts().Authorize - before; n != 1 {
 				t.Errorf("authorization requests = %d, want 1 (one step-up, no loop)", n)
@@ -959,7 +960,7 @@ func TestHDR08_ClientControlledAttributesNeverAuthenticate(t *testing.T) {
 				v.edit(req)
 				resp, body := do(t, g.noRedirects(), req)
 				if resp.StatusCode != http.StatusUnauthorized || strings.Contains(body, "upstream:") {
-					t.Errorf("%s %s: %d %q, want 401 without upstream content", method, v.name, resp.StatusCode, clip(body, 120))
+					t.Errorf("%s %s: %d %q, want 401 without upstream content", method, v.name, resp.StatusCode, web.Clip(body, 120))
 				}
 			}
 			req, _ := http.NewRequest(http.MethodGet, g.srv.URL+"/app/private", nil)
@@ -990,7 +991,7 @@ func TestHDR08_ClientControlledAttributesNeverAuthenticate(t *testing.T) {
 				want = http.StatusOK
 			}
 			if resp.StatusCode != want || strings.Contains(body, "upstream:") || strings.Contains(body, `"sub"`) {
-				t.Errorf("GET %s (%s): %d %q, want %d without upstream content or identity", p, ua, resp.StatusCode, clip(body, 120), want)
+				t.Errorf("GET %s (%s): %d %q, want %d without upstream content or identity", p, ua, resp.StatusCode, web.Clip(body, 120), want)
 			}
 		}
 	}
@@ -1439,7 +1440,7 @@ func TestLIM03_PendingLoginFlood(t *testing.T) {
 		t.Errorf("login after the flood: %d, sessions %d; want 302 and 1", resp.StatusCode, g.store.Len())
 	}
 	if resp, body := g.navigate(g.browser, "/app"); resp.StatusCode != http.StatusOK || body != "upstream: /app" {
-		t.Errorf("after the flood and a login: %d %q", resp.StatusCode, clip(body, 100))
+		t.Errorf("after the flood and a login: %d %q", resp.StatusCode, web.Clip(body, 100))
 	}
 }
 
@@ -1575,7 +1576,7 @@ func TestLIM04_OversizedAndPathologicalJOSEAndJSON(t *testing.T) {
 			}
 			if tc.accept {
 				if resp.StatusCode != http.StatusOK || body != "upstream: /app" {
-					t.Errorf("login: %d %q, want the upstream", resp.StatusCode, clip(body, 200))
+					t.Errorf("login: %d %q, want the upstream", resp.StatusCode, web.Clip(body, 200))
 				}
 				return
 			}
@@ -1853,7 +1854,7 @@ func TestOPS05_ProviderDownAtLoadAndReloadThroughCaddy(t *testing.T) {
 			break
 		}
 		if strings.Contains(body, `"headers"`) || time.Now().After(deadline) {
-			t.Fatalf("after the provider came back: %d %q", status, clip(body, 200))
+			t.Fatalf("after the provider came back: %d %q", status, web.Clip(body, 200))
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -1928,7 +1929,7 @@ func TestHDR08_ClientControlledAttributesThroughCaddy(t *testing.T) {
 			t.Errorf("%s: the upstream answered (%d)", v.name, status)
 		}
 		if status == http.StatusOK && body != "" {
-			t.Errorf("%s: 200 %q", v.name, clip(body, 120))
+			t.Errorf("%s: 200 %q", v.name, web.Clip(body, 120))
 		}
 	}
 	if op.Counts().Token != 0 {
@@ -2048,7 +2049,7 @@ func TestCIBAPingModeIsNotOffered(t *testing.T) {
 			t.Fatal(err)
 		}
 		if w.Code != http.StatusNotImplemented {
-			t.Errorf("provider with modes %v: ciba/start = %d %q, want 501", modes, w.Code, clip(w.Body.String(), 120))
+			t.Errorf("provider with modes %v: ciba/start = %d %q, want 501", modes, w.Code, web.Clip(w.Body.String(), 120))
 		}
 	}
 	if n := hits.Load(); n != 0 {

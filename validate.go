@@ -22,6 +22,11 @@ func (h *Handler) Validate() error {
 	if h.Issuer == "" {
 		return errors.New("issuer is required")
 	}
+	switch h.ErrorPages {
+	case "", errorPagesGateway, errorPagesCaddy:
+	default:
+		return fmt.Errorf("error_pages must be gateway (the default: the gateway's own pages and JSON) or caddy (handle_errors renders refusals), not %q", h.ErrorPages)
+	}
 	if h.ClientID == "" {
 		return errors.New("client_id is required")
 	}

@@ -165,13 +165,11 @@ func (h *Handler) origin(r *http.Request) string {
 func (h *Handler) jwks(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		web.WriteJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET"})
-		return nil
+		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Message: "use GET", Form: web.JSON})
 	}
 	if h.assert == nil {
 		web.NoStore(w)
-		web.WriteJSON(w, http.StatusNotFound, apiError{Error: "not_found", Message: "the identity assertion is not enabled (assertion)"})
-		return nil
+		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusNotFound, Reason: "not_found", Message: "the identity assertion is not enabled (assertion)", Form: web.JSON})
 	}
 	body := h.assert.current(h.now()).JWKS()
 	w.Header().Set("Content-Type", "application/jwk-set+json")

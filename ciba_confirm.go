@@ -29,7 +29,7 @@ func (h *Handler) cibaConfirm(w http.ResponseWriter, r *http.Request, requestID 
 	}
 	if errors.Is(err, session.ErrNotFound) {
 		h.metrics.cibaOutcome("failed", "ciba_session_ended")
-		return h.cibaRefuse(w, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); nothing was confirmed")
+		return h.cibaRefuse(w, r, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); nothing was confirmed")
 	}
 	if err != nil {
 		return h.storeUnavailable(w, r, "get", err)
@@ -38,11 +38,11 @@ func (h *Handler) cibaConfirm(w http.ResponseWriter, r *http.Request, requestID 
 		h.metrics.cibaOutcome("failed", "ciba_subject_mismatch")
 		h.logger.Warn("CIBA confirmation refused: another user confirmed it", zap.String("reason", "ciba_subject_mismatch"),
 			zap.String("session_hash", sessionHash(s.ID)), zap.String("sub_hash", sessionHash(login.Subject)))
-		return cibaError(w, http.StatusForbidden, "subject_mismatch", "the confirmation came from another user than the one signed in; nothing was confirmed")
+		return h.cibaError(w, r, http.StatusForbidden, "subject_mismatch", "the confirmation came from another user than the one signed in; nothing was confirmed")
 	}
 	if h.assert == nil {
 		h.logger.Error("CIBA confirmation cannot be signed: no assertion keys", zap.String("reason", "assertion_failed"))
-		return cibaError(w, http.StatusInternalServerError, "confirmation_failed", "the confirmation could not be signed; the site's administrator has been told")
+		return h.cibaError(w, r, http.StatusInternalServerError, "confirmation_failed", "the confirmation could not be signed; the site's administrator has been told")
 	}
 	now := h.now()
 	iss := h.origin(r)
@@ -71,12 +71,12 @@ func (h *Handler) cibaConfirm(w http.ResponseWriter, r *http.Request, requestID 
 	tok, err := h.assert.current(now).Sign(claims)
 	if err != nil {
 		h.logger.Error("cannot sign the CIBA confirmation", zap.String("reason", "assertion_failed"), zap.Error(err))
-		return cibaError(w, http.StatusInternalServerError, "confirmation_failed", "the confirmation could not be signed; the site's administrator has been told")
+		return h.cibaError(w, r, http.StatusInternalServerError, "confirmation_failed", "the confirmation could not be signed; the site's administrator has been told")
 	}
 	c := &session.Confirmation{Token: tok, Expires: exp.Unix()}
 	if err := h.updateLocked(ctx, s.ID, func(ns *session.Session) { ns.Confirmation = c }); err != nil {
 		if errors.Is(err, session.ErrNotFound) {
-			return h.cibaRefuse(w, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); nothing was confirmed")
+			return h.cibaRefuse(w, r, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); nothing was confirmed")
 		}
 		return h.storeUnavailable(w, r, "update", err)
 	}

@@ -22,16 +22,16 @@ import (
 // (seed 004 step 3), and the request goes on with the provider's new auth_req_id. It answers
 // {"status":"pending", "expires_in", "interval"}; poll on as before.
 func (h *Handler) cibaUserCode(w http.ResponseWriter, r *http.Request) error {
-	in, ok := h.cibaInput(w, r)
+	in, ok, err := h.cibaInput(w, r)
 	if !ok {
-		return nil
+		return err
 	}
 	requestID, code := in["request_id"], in["user_code"]
 	if !session.ValidID(requestID) {
-		return cibaError(w, http.StatusBadRequest, "invalid_request", "request_id is missing or malformed")
+		return h.cibaError(w, r, http.StatusBadRequest, "invalid_request", "request_id is missing or malformed")
 	}
 	if code == "" || len(code) > oidcflow.MaxUserCodeLength || strings.ContainsFunc(code, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
-		return h.cibaRefuse(w, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "user_code must be 1 to 64 printable ASCII characters")
+		return h.cibaRefuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "user_code must be 1 to 64 printable ASCII characters")
 	}
 	ctx := r.Context()
 	key := cibaKey(requestID)
@@ -40,10 +40,10 @@ func (h *Handler) cibaUserCode(w http.ResponseWriter, r *http.Request) error {
 		return h.cibaLookupError(w, r, err)
 	}
 	if h.cibaExpired(ctx, requestID, rec) {
-		return h.cibaExpiredAnswer(w)
+		return h.cibaExpiredAnswer(w, r)
 	}
 	if !rec.Hint && rec.Session == "" {
-		return h.cibaRefuse(w, http.StatusConflict, "id_token_hint_required", "ciba_hint_required", "a user code is sent with the id_token_hint the sign-in was started with, and this one was started without; start again with id_token_hint (or from_session)")
+		return h.cibaRefuse(w, r, http.StatusConflict, "id_token_hint_required", "ciba_hint_required", "a user code is sent with the id_token_hint the sign-in was started with, and this one was started without; start again with id_token_hint (or from_session)")
 	}
 	// Serialized with the polls of this request, across instances.
 	lockKey := cibaPollLockPrefix + key
@@ -53,18 +53,18 @@ func (h *Handler) cibaUserCode(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !ok {
 		w.Header().Set("Retry-After", "1")
-		return cibaError(w, http.StatusTooManyRequests, "slow_down", "this sign-in is being polled right now; retry in a second")
+		return h.cibaError(w, r, http.StatusTooManyRequests, "slow_down", "this sign-in is being polled right now; retry in a second")
 	}
 	defer func() { _ = h.store.Unlock(context.WithoutCancel(ctx), lockKey, token) }()
 	if rec, err = h.getCIBA(ctx, key); err != nil {
 		return h.cibaLookupError(w, r, err)
 	}
 	if h.cibaExpired(ctx, requestID, rec) {
-		return h.cibaExpiredAnswer(w)
+		return h.cibaExpiredAnswer(w, r)
 	}
 	if rec.Tries >= maxCIBAUserCodeTries {
 		h.endCIBA(ctx, requestID, rec, false)
-		return h.cibaRefuse(w, http.StatusTooManyRequests, "too_many_attempts", "ciba_user_code_attempts", "too many user codes were tried for this sign-in; start a new one")
+		return h.cibaRefuse(w, r, http.StatusTooManyRequests, "too_many_attempts", "ciba_user_code_attempts", "too many user codes were tried for this sign-in; start a new one")
 	}
 	req := oidcflow.CIBARequest{UserCode: code, BindingMessage: rec.Binding, ACRValues: strings.Fields(rec.ACR), Scopes: strings.Fields(rec.Scope),
 		RequestedExpiry: time.Duration(rec.Expiry) * time.Second}
@@ -73,7 +73,7 @@ func (h *Handler) cibaUserCode(w http.ResponseWriter, r *http.Request) error {
 		b, err := h.store.GetRecord(ctx, cibaHintKeyPrefix+key)
 		if errors.Is(err, session.ErrNotFound) {
 			h.endCIBA(ctx, requestID, rec, true)
-			return h.cibaExpiredAnswer(w)
+			return h.cibaExpiredAnswer(w, r)
 		}
 		if err != nil {
 			return h.storeUnavailable(w, r, "record", err)
@@ -87,7 +87,7 @@ func (h *Handler) cibaUserCode(w http.ResponseWriter, r *http.Request) error {
 		}
 		if errors.Is(err, session.ErrNotFound) {
 			h.endCIBA(ctx, requestID, rec, false)
-			return h.cibaRefuse(w, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); start again from a signed-in session")
+			return h.cibaRefuse(w, r, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); start again from a signed-in session")
 		}
 		if err != nil {
 			return h.storeUnavailable(w, r, "get", err)
@@ -112,7 +112,7 @@ func (h *Handler) cibaUserCode(w http.ResponseWriter, r *http.Request) error {
 	ack, err := h.client.BackchannelAuthorize(octx, req)
 	if err != nil {
 		h.metrics.cibaOutcome("failed", "")
-		return h.cibaProviderError(w, "ciba user code", err)
+		return h.cibaProviderError(w, r, "ciba user code", err)
 	}
 	now = h.now()
 	h.acknowledge(rec, ack, now)

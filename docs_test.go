@@ -15,11 +15,13 @@ import (
 var reasonCodePatterns = []*regexp.Regexp{
 	regexp.MustCompile(`"reason",\s*"([a-z0-9_]+)"`),
 	regexp.MustCompile(`reason:\s*"([a-z0-9_]+)"`),
+	// refusals: web.Refusal{..., Reason: "code", ...}
+	regexp.MustCompile(`Reason:\s*"([a-z0-9_]+)"`),
 	regexp.MustCompile(`\bCode\w+\s*=\s*"([a-z0-9_]+)"`),
 	// back-channel logout refusals: refuse(status, "code", msg), logged as the reason
 	regexp.MustCompile(`\brefuse\(http\.\w+,\s*"([a-z0-9_]+)"`),
-	// CIBA refusals: cibaRefuse(w, status, "json_error", "reason", msg)
-	regexp.MustCompile(`cibaRefuse\(w,\s*http\.\w+,\s*"[a-z0-9_]+",\s*"([a-z0-9_]+)"`),
+	// CIBA refusals: cibaRefuse(w, r, status, "json_error", "reason", msg)
+	regexp.MustCompile(`cibaRefuse\(w,\s*r,\s*http\.\w+,\s*"[a-z0-9_]+",\s*"([a-z0-9_]+)"`),
 }
 
 // TestEveryReasonCodeIsDocumented keeps docs/troubleshooting.md complete: every reason

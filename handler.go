@@ -44,8 +44,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	for name := range r.Trailer {
 		if trust.IsManagedHeader(name, h.trustOpts.Mappings) {
-			web.WriteJSON(w, http.StatusBadRequest, apiError{Error: "forbidden_trailer", Message: "identity headers may not be sent as trailers"})
-			return nil
+			return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusBadRequest, Reason: "forbidden_trailer", Message: "identity headers may not be sent as trailers", Form: web.JSON})
 		}
 	}
 
@@ -373,13 +372,10 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error 
 		return h.startLogin(w, r, loginRequest{returnTo: web.ReturnTo(r)})
 	}
 	loginURL := h.PathPrefix + "/login"
-	w.Header().Set("WWW-Authenticate", `OIDC realm="trustgate", login_url="`+loginURL+`"`)
-	web.WriteJSON(w, http.StatusUnauthorized, apiError{
-		Error:    "login_required",
-		Message:  "This resource needs a signed-in session. Sign in with a browser at " + loginURL + ", then send the session cookie.",
-		LoginURL: loginURL,
-	})
-	return nil
+	return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusUnauthorized, Reason: "login_required", Form: web.JSON,
+		Message: "This resource needs a signed-in session. Sign in with a browser at " + loginURL + ", then send the session cookie.",
+		Fields:  map[string]any{"login_url": loginURL},
+		Header:  http.Header{"Www-Authenticate": {`OIDC realm="trustgate", login_url="` + loginURL + `"`}}})
 }
 
 func (h *Handler) storeUnavailable(w http.ResponseWriter, r *http.Request, op string, err error) error {

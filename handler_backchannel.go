@@ -57,20 +57,17 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) erro
 	web.NoStore(w)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
-		web.WriteJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "the back-channel logout endpoint takes a POST from the provider"})
-		return nil
+		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Message: "the back-channel logout endpoint takes a POST from the provider", Form: web.JSON})
 	}
 	if !h.logoutLimit.take(time.Now()) {
 		h.metrics.backchannelResult("rate_limited")
 		w.Header().Set("Retry-After", "1")
-		web.WriteJSON(w, http.StatusTooManyRequests, apiError{Error: "slow_down", Message: "too many back-channel logout requests; retry in a second"})
-		return nil
+		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusTooManyRequests, Reason: "slow_down", Message: "too many back-channel logout requests; retry in a second", Form: web.JSON})
 	}
 	refuse := func(status int, code, msg string) error {
 		h.metrics.backchannelRefused(code)
 		h.logger.Warn("back-channel logout refused", zap.String("reason", code), zap.String("detail", msg))
-		web.WriteJSON(w, status, apiError{Error: code, Message: msg})
-		return nil
+		return h.refuser.Refuse(w, r, &web.Refusal{Status: status, Reason: code, Message: msg, Form: web.JSON})
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
 		return refuse(http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded with logout_token")
@@ -95,8 +92,7 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) erro
 		if oidcflow.IsTemporary(err) {
 			h.logger.Error("back-channel logout: the provider's keys are unavailable", zap.String("reason", oidcflow.ReasonCode(err)), zap.Error(err))
 			w.Header().Set("Retry-After", "5")
-			web.WriteJSON(w, http.StatusServiceUnavailable, apiError{Error: "temporarily_unavailable", Message: "the provider's keys could not be fetched; retry"})
-			return nil
+			return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusServiceUnavailable, Reason: "temporarily_unavailable", Message: "the provider's keys could not be fetched; retry", Form: web.JSON})
 		}
 		return refuse(http.StatusBadRequest, "invalid_logout_token", err.Error())
 	}
@@ -119,8 +115,7 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) erro
 		h.metrics.backchannelResult("store_error")
 		h.logger.Error("back-channel logout: the replay record could not be written", zap.String("reason", "store_unavailable"), zap.Error(err))
 		w.Header().Set("Retry-After", "5")
-		web.WriteJSON(w, http.StatusServiceUnavailable, apiError{Error: "store_unavailable", Message: "the logout could not be recorded; retry"})
-		return nil
+		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusServiceUnavailable, Reason: "store_unavailable", Message: "the logout could not be recorded; retry", Form: web.JSON})
 	}
 	if !first {
 		return refuse(http.StatusBadRequest, "logout_token_replayed", "this logout token (jti) was already used")
@@ -136,8 +131,7 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) erro
 		h.metrics.backchannelResult("store_error")
 		h.logger.Error("back-channel logout: sessions could not be deleted; the provider should retry", zap.String("reason", "store_unavailable"), zap.Error(err))
 		w.Header().Set("Retry-After", "5")
-		web.WriteJSON(w, http.StatusServiceUnavailable, apiError{Error: "store_unavailable", Message: "the sessions could not be ended; retry"})
-		return nil
+		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusServiceUnavailable, Reason: "store_unavailable", Message: "the sessions could not be ended; retry", Form: web.JSON})
 	}
 	fields := []zap.Field{zap.String("reason", "backchannel_logout"), zap.Int("sessions", n),
 		zap.Bool("by_sid", lt.SID != ""), zap.String("sub_hash", sessionHash(lt.Subject))}

@@ -80,9 +80,8 @@ const (
 )
 
 // cibaError answers a CIBA endpoint error as JSON, never cacheable.
-func cibaError(w http.ResponseWriter, status int, code, msg string) error {
-	web.WriteJSON(w, status, apiError{Error: code, Message: msg})
-	return nil
+func (h *Handler) cibaError(w http.ResponseWriter, r *http.Request, status int, code, msg string) error {
+	return h.refuser.Refuse(w, r, &web.Refusal{Status: status, Reason: code, Message: msg, Form: web.JSON})
 }
 
 // readCIBAForm reads a JSON object or a form body into a map of single strings.
@@ -162,16 +161,14 @@ func readCIBAForm(w http.ResponseWriter, r *http.Request) (map[string]string, er
 
 // cibaInput is the common start of both CIBA endpoints: CIBA on, a POST, a readable body.
 // When it returns false it has answered the request.
-func (h *Handler) cibaInput(w http.ResponseWriter, r *http.Request) (map[string]string, bool) {
+func (h *Handler) cibaInput(w http.ResponseWriter, r *http.Request) (map[string]string, bool, error) {
 	web.NoStore(w)
 	if h.CIBA == nil {
-		_ = cibaError(w, http.StatusNotFound, "not_found", "CIBA is not enabled on this site (ciba)")
-		return nil, false
+		return nil, false, h.cibaError(w, r, http.StatusNotFound, "not_found", "CIBA is not enabled on this site (ciba)")
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
-		_ = cibaError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
-		return nil, false
+		return nil, false, h.cibaError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 	}
 	if crossSite(r) {
 		// Another site's page must not drive these endpoints in the user's browser: a
@@ -179,15 +176,13 @@ func (h *Handler) cibaInput(w http.ResponseWriter, r *http.Request) (map[string]
 		// (login CSRF), one posted to ciba/start would confirm from the user's session.
 		// Browsers say where a request comes from; clients without a browser send neither
 		// header and are not affected.
-		_ = h.cibaRefuse(w, http.StatusForbidden, "cross_site", "ciba_cross_site", "CIBA requests from another site's page are refused")
-		return nil, false
+		return nil, false, h.cibaRefuse(w, r, http.StatusForbidden, "cross_site", "ciba_cross_site", "CIBA requests from another site's page are refused")
 	}
 	in, err := readCIBAForm(w, r)
 	if err != nil {
-		_ = cibaError(w, http.StatusBadRequest, "invalid_request", err.Error())
-		return nil, false
+		return nil, false, h.cibaError(w, r, http.StatusBadRequest, "invalid_request", err.Error())
 	}
-	return in, true
+	return in, true, nil
 }
 
 // cibaStart starts a CIBA login: POST <prefix>/ciba/start with one of login_hint,
@@ -197,9 +192,9 @@ func (h *Handler) cibaInput(w http.ResponseWriter, r *http.Request) (map[string]
 // "request_id", "expires_in", "interval"}, or {"status":"user_code_required", "request_id",
 // "expires_in"} when the provider wants the user's code first (then POST ciba/user-code).
 func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
-	in, ok := h.cibaInput(w, r)
+	in, ok, err := h.cibaInput(w, r)
 	if !ok {
-		return nil
+		return err
 	}
 	req := oidcflow.CIBARequest{
 		LoginHint: in["login_hint"], IDTokenHint: in["id_token_hint"], LoginHintToken: in["login_hint_token"],
@@ -212,37 +207,37 @@ func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
 	case "", "false":
 	case "true":
 		if countNonEmpty(req.LoginHint, req.IDTokenHint, req.LoginHintToken) != 0 {
-			return h.cibaRefuse(w, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "from_session names the user by the session's ID token: send no login_hint, id_token_hint or login_hint_token with it")
+			return h.cibaRefuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "from_session names the user by the session's ID token: send no login_hint, id_token_hint or login_hint_token with it")
 		}
 		s, err := h.currentSession(r)
 		if errors.Is(err, session.ErrNotFound) {
-			return h.cibaRefuse(w, http.StatusUnauthorized, "session_required", "ciba_no_session", "from_session needs a signed-in session: send the session cookie, or sign in at "+h.PathPrefix+"/login first")
+			return h.cibaRefuse(w, r, http.StatusUnauthorized, "session_required", "ciba_no_session", "from_session needs a signed-in session: send the session cookie, or sign in at "+h.PathPrefix+"/login first")
 		}
 		if err != nil {
 			return h.storeUnavailable(w, r, "get", err)
 		}
 		if s.IDToken == "" {
-			return h.cibaRefuse(w, http.StatusConflict, "id_token_hint_required", "ciba_hint_required", "this session keeps no ID token to name the user to the sign-in service; sign in again, then retry")
+			return h.cibaRefuse(w, r, http.StatusConflict, "id_token_hint_required", "ciba_hint_required", "this session keeps no ID token to name the user to the sign-in service; sign in again, then retry")
 		}
 		fromSession, req.IDTokenHint = s, s.IDToken
 		hint = "\x00sub\x00" + s.Subject
 	default:
-		return h.cibaRefuse(w, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "from_session must be true or false")
+		return h.cibaRefuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "from_session must be true or false")
 	}
 	switch n := countNonEmpty(req.LoginHint, req.IDTokenHint, req.LoginHintToken); {
 	case n != 1:
-		return cibaError(w, http.StatusBadRequest, "invalid_request", "exactly one of login_hint, id_token_hint and login_hint_token is required")
+		return h.cibaError(w, r, http.StatusBadRequest, "invalid_request", "exactly one of login_hint, id_token_hint and login_hint_token is required")
 	case req.LoginHint != "" && (len(req.LoginHint) > maxCIBAHintBytes || !validLoginHint(req.LoginHint)):
-		return cibaError(w, http.StatusBadRequest, "invalid_request", "login_hint must be at most 256 printable characters")
+		return h.cibaError(w, r, http.StatusBadRequest, "invalid_request", "login_hint must be at most 256 printable characters")
 	case fromSession == nil && len(req.IDTokenHint) > session.MaxRecordSize:
 		// It is kept (encrypted) for a user code, within a record's 4 KiB.
-		return h.cibaRefuse(w, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "id_token_hint is larger than 4 KiB")
+		return h.cibaRefuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "id_token_hint is larger than 4 KiB")
 	}
 	maxExpiry := h.cibaMaxExpiry()
 	if v, ok := in["requested_expiry"]; ok {
 		secs, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || secs <= 0 || strings.Trim(v, "0123456789") != "" {
-			return h.cibaRefuse(w, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "requested_expiry must be a positive whole number of seconds")
+			return h.cibaRefuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "requested_expiry must be a positive whole number of seconds")
 		}
 		// Longer than max_expiry: max_expiry is asked for (and expires_in says so).
 		req.RequestedExpiry = time.Duration(min(secs, int64(maxExpiry/time.Second))) * time.Second
@@ -251,10 +246,10 @@ func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
 		var m map[string]any
 		var b bytes.Buffer
 		if json.Unmarshal([]byte(c), &m) != nil || m == nil || json.Compact(&b, []byte(c)) != nil {
-			return h.cibaRefuse(w, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "claims must be a JSON object (OpenID Connect Core 5.5)")
+			return h.cibaRefuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "claims must be a JSON object (OpenID Connect Core 5.5)")
 		}
 		if b.Len() > maxCIBAClaimsBytes {
-			return h.cibaRefuse(w, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "claims is larger than 4 KiB")
+			return h.cibaRefuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "claims is larger than 4 KiB")
 		}
 		req.Claims = b.Bytes()
 	}
@@ -262,7 +257,7 @@ func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
 	// A request the provider would never get is refused before it spends the user's or the
 	// client's start slots, so the corrected retry goes through.
 	if err := h.client.CheckCIBARequest(req); err != nil {
-		return h.cibaProviderError(w, "ciba start", err)
+		return h.cibaProviderError(w, r, "ciba start", err)
 	}
 	// Abuse limits: one start per user per hint_interval, starts_per_ip per minute per client.
 	ctx := r.Context()
@@ -275,14 +270,14 @@ func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
 	} else if !ok {
 		h.metrics.cibaOutcome("rate_limited", "")
 		w.Header().Set("Retry-After", strconv.Itoa(int(hintTTL/time.Second)))
-		return cibaError(w, http.StatusTooManyRequests, "slow_down", "a sign-in for this user was started moments ago; wait before starting another")
+		return h.cibaError(w, r, http.StatusTooManyRequests, "slow_down", "a sign-in for this user was started moments ago; wait before starting another")
 	}
 	if ok, err := h.takeIPSlot(ctx, r); err != nil {
 		return h.storeUnavailable(w, r, "lock", err)
 	} else if !ok {
 		h.metrics.cibaOutcome("rate_limited", "")
 		w.Header().Set("Retry-After", "60")
-		return cibaError(w, http.StatusTooManyRequests, "slow_down", "too many sign-ins started from this address; retry in a minute")
+		return h.cibaError(w, r, http.StatusTooManyRequests, "slow_down", "too many sign-ins started from this address; retry in a minute")
 	}
 
 	octx, cancel := opContext(r)
@@ -292,7 +287,7 @@ func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
 	needCode := errors.As(err, &oe) && oe.Code == oidcflow.CodeCIBARejected && oe.OPError == "missing_user_code"
 	if err != nil && !needCode {
 		h.metrics.cibaOutcome("failed", "")
-		return h.cibaProviderError(w, "ciba start", err)
+		return h.cibaProviderError(w, r, "ciba start", err)
 	}
 	requestID := session.NewID()
 	now := h.now()
@@ -337,9 +332,9 @@ func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
 }
 
 // cibaRefuse answers a refusal of a CIBA endpoint and logs its reason code.
-func (h *Handler) cibaRefuse(w http.ResponseWriter, status int, code, reason, msg string) error {
+func (h *Handler) cibaRefuse(w http.ResponseWriter, r *http.Request, status int, code, reason, msg string) error {
 	h.logger.Info("CIBA request refused: "+msg, zap.String("reason", reason), zap.Int("status", status))
-	return cibaError(w, status, code, msg)
+	return h.cibaError(w, r, status, code, msg)
 }
 
 // crossSite reports a browser request sent by another site's page: Sec-Fetch-Site
@@ -386,7 +381,7 @@ func (h *Handler) takeIPSlot(ctx context.Context, r *http.Request) (bool, error)
 }
 
 // cibaProviderError maps a provider failure of a CIBA call.
-func (h *Handler) cibaProviderError(w http.ResponseWriter, what string, err error) error {
+func (h *Handler) cibaProviderError(w http.ResponseWriter, r *http.Request, what string, err error) error {
 	code := oidcflow.ReasonCode(err)
 	var oe *oidcflow.Error
 	opErr := ""
@@ -397,17 +392,17 @@ func (h *Handler) cibaProviderError(w http.ResponseWriter, what string, err erro
 	switch {
 	case oidcflow.IsTemporary(err):
 		w.Header().Set("Retry-After", "5")
-		return cibaError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the sign-in service did not answer properly; retry")
+		return h.cibaError(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "the sign-in service did not answer properly; retry")
 	case code == oidcflow.CodeCIBAUnsupported:
-		return cibaError(w, http.StatusNotImplemented, "not_supported", "the sign-in service does not offer CIBA (poll mode)")
+		return h.cibaError(w, r, http.StatusNotImplemented, "not_supported", "the sign-in service does not offer CIBA (poll mode)")
 	case code == oidcflow.CodeCIBAInvalid:
-		return cibaError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return h.cibaError(w, r, http.StatusBadRequest, "invalid_request", err.Error())
 	case code == oidcflow.CodeCIBARejected && opErr == "access_denied":
-		return cibaError(w, http.StatusForbidden, "access_denied", "the sign-in service refused this request")
+		return h.cibaError(w, r, http.StatusForbidden, "access_denied", "the sign-in service refused this request")
 	case code == oidcflow.CodeCIBARejected:
-		return cibaError(w, http.StatusBadRequest, opErr, "the sign-in service refused this request ("+opErr+")")
+		return h.cibaError(w, r, http.StatusBadRequest, opErr, "the sign-in service refused this request ("+opErr+")")
 	default:
-		return cibaError(w, http.StatusBadGateway, "bad_provider_response", "the sign-in service answered in a way that cannot be used")
+		return h.cibaError(w, r, http.StatusBadGateway, "bad_provider_response", "the sign-in service answered in a way that cannot be used")
 	}
 }
 
@@ -417,13 +412,13 @@ func (h *Handler) cibaProviderError(w http.ResponseWriter, what string, err erro
 // 410 (expired). {"status":"user_code_required"} while the provider waits for the user's
 // code. The provider is polled at most once per interval across all instances.
 func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
-	in, ok := h.cibaInput(w, r)
+	in, ok, err := h.cibaInput(w, r)
 	if !ok {
-		return nil
+		return err
 	}
 	requestID := in["request_id"]
 	if !session.ValidID(requestID) {
-		return cibaError(w, http.StatusBadRequest, "invalid_request", "request_id is missing or malformed")
+		return h.cibaError(w, r, http.StatusBadRequest, "invalid_request", "request_id is missing or malformed")
 	}
 	ctx := r.Context()
 	key := cibaKey(requestID)
@@ -432,7 +427,7 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 		return h.cibaLookupError(w, r, err)
 	}
 	if h.cibaExpired(ctx, requestID, rec) {
-		return h.cibaExpiredAnswer(w)
+		return h.cibaExpiredAnswer(w, r)
 	}
 	pending := func(rec *cibaRecord, slowDown bool) error {
 		if rec.AuthReqID == "" {
@@ -462,7 +457,7 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 		return h.cibaLookupError(w, r, err)
 	}
 	if h.cibaExpired(ctx, requestID, rec) {
-		return h.cibaExpiredAnswer(w)
+		return h.cibaExpiredAnswer(w, r)
 	}
 	now := h.now()
 	if rec.AuthReqID == "" || now.UnixMilli() < rec.NextPoll {
@@ -486,17 +481,17 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 		}
 		if oidcflow.IsTemporary(err) {
 			h.metrics.cibaOutcome("failed", "")
-			return h.cibaProviderError(w, "ciba poll", err)
+			return h.cibaProviderError(w, r, "ciba poll", err)
 		}
 		return pending(rec, slow)
 	case code == oidcflow.CodeCIBADenied:
 		done()
 		h.metrics.cibaOutcome("denied", "")
 		h.logger.Info("CIBA login denied by the user", zap.String("reason", "ciba_denied"), zap.String("request_hash", sessionHash(requestID)))
-		return cibaError(w, http.StatusForbidden, "access_denied", "the user declined the sign-in")
+		return h.cibaError(w, r, http.StatusForbidden, "access_denied", "the user declined the sign-in")
 	case code == oidcflow.CodeCIBAExpired:
 		h.endCIBA(ctx, requestID, rec, true)
-		return h.cibaExpiredAnswer(w)
+		return h.cibaExpiredAnswer(w, r)
 	default:
 		// A terminal answer (invalid_request, invalid_grant, a token that does not verify):
 		// never poll this auth_req_id again (SECURITY.md CIBA-06, CIBA-07).
@@ -504,9 +499,9 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 		h.metrics.cibaOutcome("failed", code)
 		h.logger.Warn("CIBA login failed", zap.String("reason", code), zap.Error(err))
 		if code == oidcflow.CodeCIBAFailed {
-			return cibaError(w, http.StatusBadRequest, "ciba_failed", "the sign-in service ended this sign-in request")
+			return h.cibaError(w, r, http.StatusBadRequest, "ciba_failed", "the sign-in service ended this sign-in request")
 		}
-		return cibaError(w, http.StatusUnauthorized, "login_failed", "the sign-in could not be verified, so it was refused")
+		return h.cibaError(w, r, http.StatusUnauthorized, "login_failed", "the sign-in could not be verified, so it was refused")
 	}
 	done()
 	if rec.Session != "" {
@@ -516,7 +511,7 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 	if cbErr != nil {
 		h.metrics.cibaOutcome("failed", cbErr.reason)
 		h.logRefusal(cbErr)
-		return cibaError(w, cbErr.status, cbErr.reason, cbErr.msg)
+		return h.cibaError(w, r, cbErr.status, cbErr.reason, cbErr.msg)
 	}
 	h.logger.Info("login", zap.String("reason", "login_ok"), zap.String("method", "ciba"), zap.String("sub_hash", sessionHash(login.Subject)),
 		zap.String("session_hash", sessionHash(s.ID)))
@@ -529,12 +524,12 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 // cibaLookupError answers a failed read of a request's record.
 func (h *Handler) cibaLookupError(w http.ResponseWriter, r *http.Request, err error) error {
 	if errors.Is(err, session.ErrNotFound) {
-		return cibaError(w, http.StatusNotFound, "unknown_request", "no pending sign-in has this request_id (unknown or finished)")
+		return h.cibaError(w, r, http.StatusNotFound, "unknown_request", "no pending sign-in has this request_id (unknown or finished)")
 	}
 	return h.storeUnavailable(w, r, "record", err)
 }
 
-func (h *Handler) cibaExpiredAnswer(w http.ResponseWriter) error {
+func (h *Handler) cibaExpiredAnswer(w http.ResponseWriter, r *http.Request) error {
 	h.metrics.cibaOutcome("expired", "")
-	return cibaError(w, http.StatusGone, "expired_token", "the sign-in request expired before the user confirmed it; start a new one")
+	return h.cibaError(w, r, http.StatusGone, "expired_token", "the sign-in request expired before the user confirmed it; start a new one")
 }

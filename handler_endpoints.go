@@ -54,8 +54,7 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name str
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		web.WriteJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET"})
-		return nil
+		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Message: "use GET", Form: web.JSON})
 	}
 	q := r.URL.Query()
 	rd := "/"
@@ -68,8 +67,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	var hint string
 	if v := q["login_hint"]; len(v) > 0 {
 		if len(v) != 1 || !validLoginHint(v[0]) {
-			web.WriteJSON(w, http.StatusBadRequest, apiError{Error: "invalid_login_hint", Message: "login_hint must be one value of at most 256 printable characters"})
-			return nil
+			return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusBadRequest, Reason: "invalid_login_hint", Message: "login_hint must be one value of at most 256 printable characters", Form: web.JSON})
 		}
 		hint = v[0]
 	}
@@ -100,12 +98,10 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	case http.MethodPost:
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		web.WriteJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use POST to sign out"})
-		return nil
+		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Message: "use POST to sign out", Form: web.JSON})
 	}
 	if site := r.Header.Get("Sec-Fetch-Site"); site == "cross-site" {
-		web.WriteJSON(w, http.StatusForbidden, apiError{Error: "cross_site", Message: "sign-out must be requested from this site"})
-		return nil
+		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusForbidden, Reason: "cross_site", Message: "sign-out must be requested from this site", Form: web.JSON})
 	}
 	// The session is deleted here (every instance) before the browser goes anywhere; its ID
 	// token is kept only for the provider's id_token_hint.
@@ -177,8 +173,7 @@ func (h *Handler) signedOut(w http.ResponseWriter, r *http.Request) error {
 	web.NoStore(w)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		web.WriteJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET"})
-		return nil
+		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Message: "use GET", Form: web.JSON})
 	}
 	web.WritePage(w, http.StatusOK, web.Page{Title: "Signed out", Message: "You are signed out.", Link: h.PathPrefix + "/login"})
 	return nil
@@ -199,13 +194,12 @@ func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
 	web.NoStore(w)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		web.WriteJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET"})
-		return nil
+		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Message: "use GET", Form: web.JSON})
 	}
 	s, err := h.currentSession(r)
 	if errors.Is(err, session.ErrNotFound) {
-		web.WriteJSON(w, http.StatusUnauthorized, apiError{Error: "login_required", Message: "not signed in", LoginURL: h.PathPrefix + "/login"})
-		return nil
+		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusUnauthorized, Reason: "login_required", Message: "not signed in", Form: web.JSON,
+			Fields: map[string]any{"login_url": h.PathPrefix + "/login"}})
 	}
 	if err != nil {
 		return h.storeUnavailable(w, r, "get", err)
@@ -217,12 +211,6 @@ func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// apiError is the JSON body of every error answered to a non-browser client.
-type apiError struct {
-	Error    string `json:"error"`
-	Message  string `json:"message"`
-	LoginURL string `json:"login_url,omitempty"`
-}
 
 func (h *Handler) logoutForm(w http.ResponseWriter, r *http.Request) {
 	// The form's POST is answered with a redirect to the provider's end-session endpoint,
@@ -271,8 +259,7 @@ type healthCheck struct {
 func (h *Handler) healthz(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		web.WriteJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Message: "use GET or HEAD"})
-		return nil
+		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Message: "use GET or HEAD", Form: web.JSON})
 	}
 	doc, retry := h.health.get(h)
 	if doc.Status != "ok" {

@@ -47,6 +47,7 @@ type env struct {
 	googleURL              string // the Google recipe of docs/providers.md
 	keycloakURL            string // the Keycloak recipe of docs/providers.md
 	auth0URL               string // the Auth0 recipe of docs/providers.md
+	errorPagesURL          string // a site with error_pages caddy and its own handle_errors (errorpages_test.go)
 	bearerURL              string // an API site: bearer { audience apiAudience require_at_jwt }, /items/write/* requires scope items:write (bearer_test.go)
 	redisPorts             [2]int // two gateway instances sharing Redis, started by their test
 	bclPorts               [2]int // two gateway instances sharing Redis, registered for back-channel logout (on the first)
@@ -154,6 +155,7 @@ func setup() (cleanup func(), err error) {
 	e2e.keycloakURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.auth0URL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.bearerURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.errorPagesURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.redisPorts = [2]int{freePort(), freePort()}
 	e2e.bclPorts = [2]int{freePort(), freePort()}
 
@@ -367,6 +369,7 @@ func startCaddy(bin string) (func(), error) {
 		site(e2e.lifecycleURL, lifecycleClientID, "tg_life", "all", "post_logout_redirect_url "+e2e.lifecycleURL+"/.trustgate/signed-out", "")
 	caddyfile += site(e2e.cibaURL, cibaClientID, "tg_ciba", "all", "ciba", "")
 	caddyfile += bearerSite(site)
+	caddyfile += errorPagesSite(site)
 	recipes, err := recipeSites()
 	if err != nil {
 		return func() { os.RemoveAll(dir) }, err
@@ -396,7 +399,7 @@ func startCaddy(bin string) (func(), error) {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}
 	}
-	for _, u := range []string{e2e.bearerURL, e2e.cibaURL, e2e.entraURL, e2e.entraStrictURL, e2e.googleURL, e2e.keycloakURL, e2e.auth0URL} {
+	for _, u := range []string{e2e.bearerURL, e2e.errorPagesURL, e2e.cibaURL, e2e.entraURL, e2e.entraStrictURL, e2e.googleURL, e2e.keycloakURL, e2e.auth0URL} {
 		if err := waitHTTP(u+"/.trustgate/me", 20*time.Second); err != nil {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}

@@ -211,7 +211,6 @@ func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-
 func (h *Handler) logoutForm(w http.ResponseWriter, r *http.Request) {
 	// The form's POST is answered with a redirect to the provider's end-session endpoint,
 	// and browsers hold redirects after a form submission to form-action too.

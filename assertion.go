@@ -129,7 +129,7 @@ func (h *Handler) assertionFor(r *http.Request, rd *rendered) (string, error) {
 	}
 	// The assertion is an identity header like the others: within max_header_bytes and the
 	// total budget, or not sent at all (never cut).
-	maxOne, maxTotal := h.trustOpts.MaxHeaderBytes, h.trustOpts.MaxTotalHeaderBytes
+	maxOne, maxTotal := h.sessions.trustOpts.MaxHeaderBytes, h.sessions.trustOpts.MaxTotalHeaderBytes
 	if maxOne <= 0 {
 		maxOne = trust.DefaultMaxHeaderBytes
 	}

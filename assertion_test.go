@@ -286,7 +286,7 @@ func TestAssertionCachePerAudienceAndLifetime(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := mustRequest(t, http.MethodGet, g.srv.URL+"/api")
-	tok, err := api.assertionFor(req, api.render(s))
+	tok, err := api.assertionFor(req, api.sessions.render(s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestAssertionCachePerAudienceAndLifetime(t *testing.T) {
 func mustSessionID(t *testing.T, g *gateway) string {
 	t.Helper()
 	var id string
-	if err := g.h.sessCodec.Decode(g.h.cookieName, g.sessionCookie(g.browser), &id); err != nil {
+	if err := g.h.sessions.codec.Decode(g.h.sessions.cookieName, g.sessionCookie(g.browser), &id); err != nil {
 		t.Fatal(err)
 	}
 	return id

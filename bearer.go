@@ -404,15 +404,15 @@ func (h *Handler) verifyBearer(r *http.Request, token string, now time.Time) (*b
 // renderBearer renders the headers of a verified access token, as for a session, plus
 // X-Auth-Scopes.
 func (h *Handler) renderBearer(at *oidcflow.AccessToken, now time.Time) *bearerEntry {
-	prof := trust.NewProfile(at.Claims, h.trustOpts)
-	hs, dropped := prof.Headers(h.trustOpts)
+	prof := trust.NewProfile(at.Claims, h.sessions.trustOpts)
+	hs, dropped := prof.Headers(h.sessions.trustOpts)
 	for _, d := range dropped {
 		h.logger.Warn("identity header not sent: over the size limit (values are never cut)",
 			zap.String("reason", d.Reason), zap.String("header", d.Name), zap.Int("bytes", d.Bytes),
-			zap.Int("max_header_bytes", h.trustOpts.MaxHeaderBytes), zap.Int("max_total_header_bytes", h.trustOpts.MaxTotalHeaderBytes))
+			zap.Int("max_header_bytes", h.sessions.trustOpts.MaxHeaderBytes), zap.Int("max_total_header_bytes", h.sessions.trustOpts.MaxTotalHeaderBytes))
 	}
 	rd := &rendered{
-		opts:         h.trustOpts,
+		opts:         h.sessions.trustOpts,
 		profile:      prof,
 		headers:      make([]trust.Header, 0, len(hs)+1),
 		placeholders: prof.Placeholders(),
@@ -430,7 +430,7 @@ func (h *Handler) renderBearer(at *oidcflow.AccessToken, now time.Time) *bearerE
 	if scopes != "" {
 		// Within max_header_bytes and the total budget like the other identity headers, or
 		// not sent at all (never cut); a control character (a forged scope) is never sent.
-		maxOne, maxTotal := cmp.Or(h.trustOpts.MaxHeaderBytes, trust.DefaultMaxHeaderBytes), cmp.Or(h.trustOpts.MaxTotalHeaderBytes, trust.DefaultMaxTotalHeaderBytes)
+		maxOne, maxTotal := cmp.Or(h.sessions.trustOpts.MaxHeaderBytes, trust.DefaultMaxHeaderBytes), cmp.Or(h.sessions.trustOpts.MaxTotalHeaderBytes, trust.DefaultMaxTotalHeaderBytes)
 		n := len(HeaderScopes) + len(scopes) + 4
 		switch {
 		case strings.ContainsFunc(scopes, func(c rune) bool { return c < 0x20 || c == 0x7f }):
@@ -488,7 +488,7 @@ func (h *Handler) serveBearerAuthenticated(w http.ResponseWriter, r *http.Reques
 	// The access token is the client's credential for the gateway; like every token it
 	// does not reach the upstream, which gets the verified identity instead.
 	r.Header.Del("Authorization")
-	h.stripGatewayCookies(r)
+	h.sessions.strip(r)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Map(rd.provider)
 	}

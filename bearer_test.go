@@ -419,7 +419,7 @@ func BenchmarkServeHTTPWarm(b *testing.B) {
 	}
 	b.Run("session", func(b *testing.B) {
 		cookie := g.sessionCookie(g.browser)
-		bench(b, func(r *http.Request) { r.Header.Set("Cookie", g.h.cookieName+"="+cookie) })
+		bench(b, func(r *http.Request) { r.Header.Set("Cookie", g.h.sessions.cookieName+"="+cookie) })
 	})
 	b.Run("bearer", func(b *testing.B) {
 		tok := g.validAccessToken("read", "write")

@@ -46,13 +46,13 @@ func BenchmarkServeHTTPAuthenticated(b *testing.B) {
 		if err := h.store.Put(context.Background(), s); err != nil {
 			b.Fatal(err)
 		}
-		cookie, err := h.sessCodec.Encode(h.cookieName, s.ID)
+		cookie, err := h.sessions.codec.Encode(h.sessions.cookieName, s.ID)
 		if err != nil {
 			b.Fatal(err)
 		}
 		next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
 		req := httptest.NewRequest(http.MethodGet, "http://app.example.com/app", nil)
-		req.Header.Set("Cookie", h.cookieName+"="+cookie+"; app_pref=dark")
+		req.Header.Set("Cookie", h.sessions.cookieName+"="+cookie+"; app_pref=dark")
 		req.Header.Set("Accept", "text/html")
 		repl := caddy.NewReplacer()
 		req = req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl))

@@ -333,7 +333,7 @@ func (g *gateway) cibaForm(c *http.Client, endpoint string, form url.Values) (in
 func (g *gateway) browserSession(c *http.Client) *session.Session {
 	g.t.Helper()
 	var id string
-	if err := g.h.sessCodec.Decode(g.h.cookieName, g.sessionCookie(c), &id); err != nil {
+	if err := g.h.sessions.codec.Decode(g.h.sessions.cookieName, g.sessionCookie(c), &id); err != nil {
 		g.t.Fatalf("the browser has no session cookie: %v", err)
 	}
 	s, err := g.store.Reload(context.Background(), id)
@@ -510,7 +510,7 @@ func TestCIBA02_UserCodeRequiredThenUserCode(t *testing.T) {
 	if st != http.StatusOK || out["status"] != "authenticated" || profile["sub"] != oidctest.SubjectKari || g.store.Len() != sessions+1 {
 		t.Fatalf("poll after the user code: %d %v, sessions %d -> %d", st, out, sessions, g.store.Len())
 	}
-	if !strings.Contains(hdr.Get("Set-Cookie"), g.h.cookieName+"=") {
+	if !strings.Contains(hdr.Get("Set-Cookie"), g.h.sessions.cookieName+"=") {
 		t.Error("no session cookie after the CIBA login")
 	}
 	// Finished: the user-code endpoint knows it no more.
@@ -804,7 +804,7 @@ func TestSES07_CIBARecordsAndConfirmationEncryptedInRedis(t *testing.T) {
 	logs := observeLogs(g.h)
 	g.mustLogin("kari")
 	var sid string
-	_ = g.h.sessCodec.Decode(g.h.cookieName, g.sessionCookie(g.browser), &sid)
+	_ = g.h.sessions.codec.Decode(g.h.sessions.cookieName, g.sessionCookie(g.browser), &sid)
 	stored := func() *session.Session {
 		s, err := rs.Reload(t.Context(), sid)
 		if err != nil {

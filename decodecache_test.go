@@ -29,15 +29,15 @@ func TestDecodeCacheIsBounded(t *testing.T) {
 func TestDecodeCacheHoldsOnlyAuthenticatedValues(t *testing.T) {
 	g := newGateway(t)
 	g.mustLogin("bindid-known")
-	before := len(g.h.decoded.m)
+	before := len(g.h.sessions.decoded.m)
 	for _, v := range []string{"garbage", g.sessionCookie(g.browser) + "x"} {
 		req, _ := http.NewRequest(http.MethodGet, g.srv.URL+"/api", nil)
-		req.Header.Set("Cookie", g.h.cookieName+"="+v)
+		req.Header.Set("Cookie", g.h.sessions.cookieName+"="+v)
 		if resp, _ := do(t, &http.Client{}, req); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("cookie %q = %d, want 401", web.Clip(v, 20), resp.StatusCode)
 		}
 	}
-	if after := len(g.h.decoded.m); after != before {
+	if after := len(g.h.sessions.decoded.m); after != before {
 		t.Errorf("decode cache grew from %d to %d on invalid cookies", before, after)
 	}
 }

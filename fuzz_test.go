@@ -190,7 +190,7 @@ func FuzzCallbackParameters(f *testing.F) {
 		state := loc.Query().Get("state")
 		var tx *http.Cookie
 		for _, c := range start.Result().Cookies() {
-			if strings.HasPrefix(c.Name, g.h.txPrefix) {
+			if strings.HasPrefix(c.Name, g.h.sessions.txPrefix) {
 				tx = c
 			}
 		}
@@ -208,10 +208,10 @@ func FuzzCallbackParameters(f *testing.F) {
 			v[len(v)/2] ^= 0x01
 			cookies = append(cookies, tx.Name+"="+string(v))
 		case 3:
-			cookies = append(cookies, g.h.txPrefix+strings.Repeat("A", len(state))+"="+tx.Value)
+			cookies = append(cookies, g.h.sessions.txPrefix+strings.Repeat("A", len(state))+"="+tx.Value)
 		}
 		if mode&4 != 0 {
-			cookies = append(cookies, g.h.cookieName+"=bogus-session")
+			cookies = append(cookies, g.h.sessions.cookieName+"=bogus-session")
 		}
 		if extraCookie != "" {
 			cookies = append(cookies, extraCookie)
@@ -231,7 +231,7 @@ func FuzzCallbackParameters(f *testing.F) {
 			t.Fatalf("callback ?%s Cache-Control = %q, want no-store", q, cc)
 		}
 		for _, c := range w.Result().Cookies() {
-			if c.Name == g.h.cookieName && c.Value != "" && c.MaxAge >= 0 {
+			if c.Name == g.h.sessions.cookieName && c.Value != "" && c.MaxAge >= 0 {
 				t.Fatalf("callback ?%s set a session cookie %v", q, c)
 			}
 		}

@@ -220,7 +220,7 @@ func (g *gateway) authorize(authURL *url.URL) *url.URL {
 func (g *gateway) sessionCookie(c *http.Client) string {
 	u, _ := url.Parse(g.srv.URL)
 	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == g.h.cookieName {
+		if ck.Name == g.h.sessions.cookieName {
 			return ck.Value
 		}
 	}
@@ -238,7 +238,7 @@ func (g *gateway) assertRejectedLogin(resp *http.Response, body string, wantStat
 		g.t.Errorf("callback Cache-Control = %q, want no-store", cc)
 	}
 	for _, sc := range resp.Header.Values("Set-Cookie") {
-		if strings.HasPrefix(sc, g.h.cookieName+"=") && !strings.Contains(sc, "Max-Age=0") {
+		if strings.HasPrefix(sc, g.h.sessions.cookieName+"=") && !strings.Contains(sc, "Max-Age=0") {
 			g.t.Errorf("rejected login set a session cookie: %q", sc)
 		}
 	}
@@ -258,7 +258,7 @@ func (g *gateway) assertNoPendingLogin() {
 	g.t.Helper()
 	u, _ := url.Parse(g.srv.URL)
 	for _, c := range g.browser.Jar.Cookies(u) {
-		if strings.HasPrefix(c.Name, g.h.txPrefix) {
+		if strings.HasPrefix(c.Name, g.h.sessions.txPrefix) {
 			g.t.Errorf("login transaction cookie %s is still set after the callback", c.Name)
 		}
 	}

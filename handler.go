@@ -1,12 +1,9 @@
 package trustgate
 
 import (
-	"context"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -32,7 +29,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// First, on every request: no client-sent identity or trust header survives, whatever
 	// happens next (SECURITY.md HDR-01..03). Trailers would arrive after the body, past any
 	// stripping, so a request that announces one of those names is refused.
-	trust.StripManaged(r.Header, h.trustOpts.Mappings)
+	trust.StripManaged(r.Header, h.sessions.trustOpts.Mappings)
 	if h.FeedbackEndpoint != "" || h.IdentityBinding != nil {
 		// The linking headers are answers of the application; a client's copy must not reach
 		// an application that echoes request headers (when their names are not X-Auth-*).
@@ -43,7 +40,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	for name := range r.Trailer {
-		if trust.IsManagedHeader(name, h.trustOpts.Mappings) {
+		if trust.IsManagedHeader(name, h.sessions.trustOpts.Mappings) {
 			return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusBadRequest, Reason: "forbidden_trailer", Message: "identity headers may not be sent as trailers", Form: web.JSON})
 		}
 	}
@@ -68,13 +65,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
-	s, err := h.currentSession(r)
+	s, err := h.sessions.current(r)
 	switch {
 	case err == nil:
 		if s, err = h.maybeRefresh(r.Context(), s); err != nil {
 			// The provider refused the refresh token: the session is gone (browser ->
 			// login, API -> 401), never an error page (SECURITY.md OPS-11).
-			http.SetCookie(w, h.cookie(h.cookieName, "", -1))
+			http.SetCookie(w, h.sessions.cookie(h.sessions.cookieName, "", -1))
 			return h.unauthenticated(w, r)
 		}
 		return h.serveAuthenticated(w, r, next, s)
@@ -127,57 +124,6 @@ func (h *Handler) endpoint(path string) (string, bool) {
 	return rest[1:], true
 }
 
-// currentSession finds the session named by the request's session cookie. A missing,
-// tampered, expired or foreign cookie is session.ErrNotFound, never an error page; only a
-// store failure is an error.
-func (h *Handler) currentSession(r *http.Request) (*session.Session, error) {
-	id, ok := h.sessionID(r)
-	if !ok {
-		return nil, session.ErrNotFound
-	}
-	s, err := h.store.Get(r.Context(), id)
-	if err != nil {
-		return nil, err
-	}
-	// A session made by another trustgate configuration sharing this store and cookie
-	// (another issuer or client) is not a session here (SECURITY.md SES-08).
-	if s.Issuer != h.Issuer || s.ClientID != h.ClientID {
-		return nil, session.ErrNotFound
-	}
-	return s, nil
-}
-
-// sessionID decodes the session cookie. Several cookies of that name (cookie tossing from a
-// sibling domain, when the __Host- prefix is off) are tried in order, at most a few. A value
-// decoded (and so authenticated) before is taken from the decode cache.
-func (h *Handler) sessionID(r *http.Request) (string, bool) {
-	tried := 0
-	for _, line := range r.Header["Cookie"] {
-		for line != "" && tried < 3 {
-			var part string
-			part, line, _ = strings.Cut(line, ";")
-			name, value, ok := strings.Cut(part, "=")
-			if !ok || strings.TrimSpace(name) != h.cookieName {
-				continue
-			}
-			tried++
-			value = strings.TrimSpace(value)
-			if len(value) > 1 && value[0] == '"' && value[len(value)-1] == '"' {
-				value = value[1 : len(value)-1]
-			}
-			if id, ok := h.decoded.get(value); ok {
-				return id, true
-			}
-			var id string
-			if h.sessCodec.Decode(h.cookieName, value, &id) == nil && session.ValidID(id) {
-				h.decoded.put(value, id)
-				return id, true
-			}
-		}
-	}
-	return "", false
-}
-
 // rendered is what an authenticated request needs from a session, computed once per stored
 // session version and kept in the session's cache slot. It is valid for the rendering options
 // it was made with: a reload that changes them, or another handler with other options,
@@ -202,73 +148,8 @@ func setIdentityHeaders(r *http.Request, headers []trust.Header, assertion strin
 	}
 }
 
-type rendered struct {
-	provider     caddy.ReplacerFunc // rd.placeholder, made once
-	opts         trust.Options
-	profile      *trust.Profile
-	headers      []trust.Header // canonical names
-	placeholders map[string]string
-	expires      string
-	headerBytes  int // the headers' share of max_total_header_bytes (name + value + 4 each)
-	// refreshRetryAt (unix ns): a refresh of this session version failed for a passing
-	// reason; the next attempt waits until then.
-	refreshRetryAt atomic.Int64
-	linking        atomic.Bool                     // an alias of this session is being reported
-	state          atomic.Pointer[authState]       // for the policy blocks after this handler
-	assertion      atomic.Pointer[signedAssertion] // X-Auth-Assertion, re-signed before it expires
-}
-
-func (h *Handler) render(s *session.Session) *rendered {
-	p := s.Cache.Load()
-	if p != nil {
-		if r, ok := (*p).(*rendered); ok && r.opts == h.trustOpts {
-			return r
-		}
-	}
-	prof := trust.NewProfile(s.Claims, h.trustOpts)
-	hs, dropped := prof.Headers(h.trustOpts)
-	for _, d := range dropped {
-		h.logger.Warn("identity header not sent: over the size limit (values are never cut)",
-			zap.String("reason", d.Reason), zap.String("header", d.Name), zap.Int("bytes", d.Bytes),
-			zap.Int("max_header_bytes", h.trustOpts.MaxHeaderBytes), zap.Int("max_total_header_bytes", h.trustOpts.MaxTotalHeaderBytes),
-			zap.String("session_hash", sessionHash(s.ID)))
-	}
-	out := &rendered{
-		opts:         h.trustOpts,
-		profile:      prof,
-		headers:      make([]trust.Header, 0, len(hs)),
-		placeholders: prof.Placeholders(),
-		expires:      strconv.FormatInt(s.ExpiresAt.Unix(), 10),
-	}
-	if prof.User == "" {
-		out.placeholders["id"] = s.Subject // no user_claim, or the login lacks it
-	}
-	if prof.GroupsRefused > 0 {
-		// Once per rendering (session version), not per request; never the values.
-		claim := h.trustOpts.GroupsClaim
-		if claim == "" {
-			claim = trust.DefaultGroupsClaim
-		}
-		h.logger.Warn("group values left out of X-Auth-Groups and {http.auth.user.groups}: they contain a comma or a control character (values are never cut or escaped)",
-			zap.String("reason", "group_value_refused"), zap.String("header", trust.HeaderGroups),
-			zap.String("claim", claim), zap.Int("refused", prof.GroupsRefused),
-			zap.String("session_hash", sessionHash(s.ID)))
-	}
-	out.provider = out.placeholder
-	if s.Binding != "" {
-		hs = append(hs, trust.Header{Name: headerBinding, Value: trust.EncodeValue(s.Binding)})
-	}
-	for _, hd := range hs {
-		out.headers = append(out.headers, trust.Header{Name: http.CanonicalHeaderKey(hd.Name), Value: hd.Value})
-		out.headerBytes += len(hd.Name) + len(hd.Value) + 4
-	}
-	var v any = out
-	s.Cache.CompareAndSwap(p, &v)
-	return out
-}
-
 func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, s *session.Session) error {
-	rd := h.render(s)
+	rd := h.sessions.render(s)
 	// Policy blocks later on this route check this session (servePolicyOnly).
 	st := rd.state.Load()
 	if st == nil || st.h != h || st.s != s {
@@ -296,7 +177,7 @@ func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, nex
 			r.Header[headerConfirmation] = []string{c}
 		}
 	}
-	h.stripGatewayCookies(r)
+	h.sessions.strip(r)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		// One provider answers every identity placeholder from the cached rendering,
 		// instead of setting each one on every request.
@@ -309,64 +190,6 @@ func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, nex
 	return next.ServeHTTP(w, r)
 }
 
-// placeholder answers {http.auth.user.*} and {http.auth.oidc.*} for a request of this
-// session.
-func (rd *rendered) placeholder(key string) (any, bool) {
-	const user, oidc = "http.auth.user.", "http.auth.oidc."
-	switch {
-	case len(key) > len(user) && key[:len(user)] == user:
-		v, ok := rd.placeholders[key[len(user):]]
-		return v, ok
-	case key == oidc+"session_expires":
-		return rd.expires, true
-	}
-	return nil, false
-}
-
-// stripGatewayCookies removes the session and login cookies from the request the upstream
-// sees, keeping every other cookie byte for byte (SECURITY.md HDR-09).
-func (h *Handler) stripGatewayCookies(r *http.Request) {
-	lines := r.Header["Cookie"]
-	found := false
-	for _, l := range lines {
-		if strings.Contains(l, h.cookieName) {
-			found = true
-			break
-		}
-	}
-	if !found {
-		return
-	}
-	var b strings.Builder
-	for _, l := range lines {
-		for l != "" {
-			var part string
-			part, l, _ = strings.Cut(l, ";")
-			p := strings.TrimSpace(part)
-			if p == "" {
-				continue
-			}
-			name, _, _ := strings.Cut(p, "=")
-			name = strings.TrimSpace(name) // as net/http reads it
-			if name == h.cookieName || strings.HasPrefix(name, h.txPrefix) {
-				continue
-			}
-			if b.Len() == 0 {
-				b.Grow(len(lines[0]))
-			} else {
-				b.WriteString("; ")
-			}
-			b.WriteString(p)
-		}
-	}
-	if b.Len() == 0 {
-		r.Header.Del("Cookie")
-		return
-	}
-	lines[0] = b.String() // the request's own slice: a later handler sees one Cookie line
-	r.Header["Cookie"] = lines[:1]
-}
-
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error {
 	if web.IsNavigation(r) {
 		return h.startLogin(w, r, loginRequest{returnTo: web.ReturnTo(r)})
@@ -376,19 +199,4 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error 
 		Message: "This resource needs a signed-in session. Sign in with a browser at " + loginURL + ", then send the session cookie.",
 		Fields:  map[string]any{"login_url": loginURL},
 		Header:  http.Header{"Www-Authenticate": {`OIDC realm="trustgate", login_url="` + loginURL + `"`}}})
-}
-
-func (h *Handler) storeUnavailable(w http.ResponseWriter, r *http.Request, op string, err error) error {
-	h.metrics.storeError(op)
-	h.logger.Error("session store unavailable", zap.String("reason", "store_unavailable"), zap.Error(err))
-	return h.serviceUnavailable(w, r, 5*time.Second, "store_unavailable", "The session store is not reachable right now. Your session is kept; please retry in a few seconds.")
-}
-
-func (h *Handler) serviceUnavailable(w http.ResponseWriter, r *http.Request, retry time.Duration, code, msg string) error {
-	return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusServiceUnavailable, Reason: code, Message: msg, RetryAfter: max(retry, time.Second), Title: "Temporarily unavailable"})
-}
-
-// opContext bounds the provider calls made for one request.
-func opContext(r *http.Request) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(r.Context(), opTimeout)
 }

@@ -209,7 +209,7 @@ func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
 		if countNonEmpty(req.LoginHint, req.IDTokenHint, req.LoginHintToken) != 0 {
 			return h.cibaRefuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "from_session names the user by the session's ID token: send no login_hint, id_token_hint or login_hint_token with it")
 		}
-		s, err := h.currentSession(r)
+		s, err := h.sessions.current(r)
 		if errors.Is(err, session.ErrNotFound) {
 			return h.cibaRefuse(w, r, http.StatusUnauthorized, "session_required", "ciba_no_session", "from_session needs a signed-in session: send the session cookie, or sign in at "+h.PathPrefix+"/login first")
 		}
@@ -517,7 +517,7 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 		zap.String("session_hash", sessionHash(s.ID)))
 	h.metrics.cibaOutcome("authenticated", "")
 	h.event(eventLogin, map[string]any{"reason": "login_ok", "method": "ciba", "sub_hash": sessionHash(login.Subject), "session_hash": sessionHash(s.ID)})
-	web.WriteJSON(w, http.StatusOK, map[string]any{"status": "authenticated", "profile": h.render(s).profile})
+	web.WriteJSON(w, http.StatusOK, map[string]any{"status": "authenticated", "profile": h.sessions.render(s).profile})
 	return nil
 }
 

@@ -106,7 +106,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	// The session is deleted here (every instance) before the browser goes anywhere; its ID
 	// token is kept only for the provider's id_token_hint.
 	var idTokenHint string
-	s, err := h.currentSession(r)
+	s, err := h.sessions.current(r)
 	switch {
 	case err == nil:
 		idTokenHint = s.IDToken
@@ -124,7 +124,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 		h.logger.Error("logout: session store unavailable", zap.String("reason", "store_unavailable"), zap.Error(err))
 		return h.serviceUnavailable(w, r, 5*time.Second, "store_unavailable", "Signing out failed because the session store is not reachable. Please retry in a few seconds.")
 	}
-	http.SetCookie(w, h.cookie(h.cookieName, "", -1))
+	http.SetCookie(w, h.sessions.cookie(h.sessions.cookieName, "", -1))
 
 	// Then sign out at the provider too (RP-initiated logout), when it offers it and the
 	// user had a session with an ID token to name.
@@ -196,7 +196,7 @@ func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Allow", "GET, HEAD")
 		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Message: "use GET", Form: web.JSON})
 	}
-	s, err := h.currentSession(r)
+	s, err := h.sessions.current(r)
 	if errors.Is(err, session.ErrNotFound) {
 		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusUnauthorized, Reason: "login_required", Message: "not signed in", Form: web.JSON,
 			Fields: map[string]any{"login_url": h.PathPrefix + "/login"}})
@@ -205,7 +205,7 @@ func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
 		return h.storeUnavailable(w, r, "get", err)
 	}
 	web.WriteJSON(w, http.StatusOK, meDocument{
-		Profile: h.render(s).profile,
+		Profile: h.sessions.render(s).profile,
 		Session: meSession{CreatedAt: s.CreatedAt.UTC(), ExpiresAt: s.ExpiresAt.UTC()},
 	})
 	return nil

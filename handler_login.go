@@ -93,19 +93,19 @@ func (h *Handler) beginLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 		return "", &loginError{status: http.StatusServiceUnavailable, code: "provider_unavailable", retry: max(h.client.RetryAfter(), time.Second),
 			msg: "The sign-in service is not reachable right now. Please retry in a few seconds."}
 	}
-	value, err := h.txCodec.Encode(h.txPrefix+tx.State, rec)
+	value, err := h.sessions.txCodec.Encode(h.sessions.txPrefix+tx.State, rec)
 	if err != nil && rec.ReturnTo != "/" {
 		// Too long for a cookie (a long query string): land on "/" rather than fail
 		// (SECURITY.md LIM-07).
 		rec.ReturnTo = "/"
-		value, err = h.txCodec.Encode(h.txPrefix+tx.State, rec)
+		value, err = h.sessions.txCodec.Encode(h.sessions.txPrefix+tx.State, rec)
 	}
 	if err != nil {
 		h.logger.Error("cannot store the login transaction in a cookie", zap.String("reason", "cookie_encode_failed"), zap.Int("return_bytes", len(rec.ReturnTo)))
 		return "", &loginError{status: http.StatusInternalServerError, code: "cookie_encode_failed", msg: "The sign-in could not be started. Please try again."}
 	}
 	h.evictPendingLogins(w, r)
-	http.SetCookie(w, h.cookie(h.txPrefix+tx.State, value, int(loginTimeout/time.Second)))
+	http.SetCookie(w, h.sessions.cookie(h.sessions.txPrefix+tx.State, value, int(loginTimeout/time.Second)))
 	h.metrics.loginStarted(lr.kind())
 	return authURL, nil
 }
@@ -152,12 +152,12 @@ func (h *Handler) evictPendingLogins(w http.ResponseWriter, r *http.Request) {
 	}
 	var all []pending
 	for _, c := range r.Cookies() {
-		if len(c.Name) <= len(h.txPrefix) || c.Name[:len(h.txPrefix)] != h.txPrefix {
+		if len(c.Name) <= len(h.sessions.txPrefix) || c.Name[:len(h.sessions.txPrefix)] != h.sessions.txPrefix {
 			continue
 		}
 		var rec txRecord
 		created := int64(-1)
-		if h.txCodec.Decode(c.Name, c.Value, &rec) == nil {
+		if h.sessions.txCodec.Decode(c.Name, c.Value, &rec) == nil {
 			created = rec.Created
 		}
 		all = append(all, pending{c.Name, created})
@@ -167,7 +167,7 @@ func (h *Handler) evictPendingLogins(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.SortFunc(all, func(a, b pending) int { return int(a.created - b.created) })
 	for _, p := range all[:len(all)-(maxPendingLogins-1)] {
-		http.SetCookie(w, h.cookie(p.name, "", -1))
+		http.SetCookie(w, h.sessions.cookie(p.name, "", -1))
 	}
 }
 
@@ -182,20 +182,6 @@ func (h *Handler) callbackURL(r *http.Request) string {
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host + h.PathPrefix + "/callback"
-}
-
-// cookie returns a gateway cookie: HttpOnly, SameSite=Lax (it must come along on the
-// provider's top-level redirect back), Path=/, no Domain, Secure unless insecure_cookie.
-func (h *Handler) cookie(name, value string, maxAge int) *http.Cookie {
-	return &http.Cookie{
-		Name:     name,
-		Value:    value,
-		Path:     "/",
-		MaxAge:   maxAge,
-		HttpOnly: true,
-		Secure:   !h.InsecureCookie,
-		SameSite: http.SameSiteLaxMode,
-	}
 }
 
 // Limits on callback parameters; anything longer cannot be ours (SECURITY.md LIM-07).
@@ -291,15 +277,15 @@ func (h *Handler) checkCallback(w http.ResponseWriter, r *http.Request) (*txReco
 	if !session.ValidID(state) {
 		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_unknown_state", msg: "This sign-in response does not belong to a sign-in started in this browser. Please sign in again."}
 	}
-	name := h.txPrefix + state
+	name := h.sessions.txPrefix + state
 	c, err := r.Cookie(name)
 	if err != nil {
 		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_unknown_state", msg: "This sign-in response does not belong to a sign-in started in this browser, or it took longer than 10 minutes. Please sign in again."}
 	}
 	// From here on the transaction is spent, whatever happens.
-	http.SetCookie(w, h.cookie(name, "", -1))
+	http.SetCookie(w, h.sessions.cookie(name, "", -1))
 	var rec txRecord
-	if err := h.txCodec.Decode(name, c.Value, &rec); err != nil || subtle.ConstantTimeCompare([]byte(rec.Tx.State), []byte(state)) != 1 {
+	if err := h.sessions.txCodec.Decode(name, c.Value, &rec); err != nil || subtle.ConstantTimeCompare([]byte(rec.Tx.State), []byte(state)) != 1 {
 		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_invalid_transaction", msg: "The sign-in attempt expired or its cookie was altered. Please sign in again."}
 	}
 	if q.Has("error") {
@@ -410,7 +396,7 @@ func (h *Handler) bindingACRMet(claims map[string]any) (string, bool) {
 
 // rememberBindDenial marks the browser's session (if any) with a recent binding denial.
 func (h *Handler) rememberBindDenial(r *http.Request) {
-	id, ok := h.sessionID(r)
+	id, ok := h.sessions.id(r)
 	if !ok {
 		return
 	}
@@ -434,7 +420,7 @@ func (h *Handler) createSession(w http.ResponseWriter, r *http.Request, login *o
 				msg: "Your identity verification was not approved by " + h.profile.Title + ", so you are not signed in."}
 		}
 	}
-	if old, ok := h.sessionID(r); ok {
+	if old, ok := h.sessions.id(r); ok {
 		if err := h.store.Delete(r.Context(), old); err != nil {
 			h.logger.Error("could not delete the previous session at login", zap.Error(err))
 		}
@@ -456,7 +442,7 @@ func (h *Handler) createSession(w http.ResponseWriter, r *http.Request, login *o
 		StepUps:      marks,
 		Binding:      binding,
 	}
-	value, err := h.sessCodec.Encode(h.cookieName, s.ID)
+	value, err := h.sessions.codec.Encode(h.sessions.cookieName, s.ID)
 	if err != nil {
 		return nil, &callbackError{status: http.StatusInternalServerError, reason: "cookie_encode_failed", err: err,
 			msg: "The session could not be created. Please sign in again."}
@@ -466,7 +452,7 @@ func (h *Handler) createSession(w http.ResponseWriter, r *http.Request, login *o
 		return nil, &callbackError{status: http.StatusServiceUnavailable, reason: "store_unavailable", err: err,
 			msg: "The session store is not reachable right now. Please sign in again in a few seconds."}
 	}
-	http.SetCookie(w, h.cookie(h.cookieName, value, int(time.Duration(h.Lifetime)/time.Second)))
+	http.SetCookie(w, h.sessions.cookie(h.sessions.cookieName, value, int(time.Duration(h.Lifetime)/time.Second)))
 	return s, nil
 }
 
@@ -500,9 +486,4 @@ func exchangeError(err error) *callbackError {
 func stateKey(state string) string {
 	sum := sha256.Sum256([]byte(state))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
-func sessionHash(id string) string {
-	sum := sha256.Sum256([]byte(id))
-	return base64.RawURLEncoding.EncodeToString(sum[:9])
 }

@@ -69,7 +69,7 @@ func (h *Handler) maybeRefresh(ctx context.Context, s *session.Session) (*sessio
 	if !h.needsRefresh(s, now) {
 		return s, nil
 	}
-	rd := h.render(s)
+	rd := h.sessions.render(s)
 	if now.UnixNano() < rd.refreshRetryAt.Load() {
 		return s, nil // a recent attempt failed; serve and retry later
 	}

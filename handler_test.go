@@ -213,7 +213,7 @@ func TestLogout(t *testing.T) {
 		t.Error("session cookie not cleared")
 	}
 	replay, _ := http.NewRequest(http.MethodGet, g.srv.URL+"/api", nil)
-	replay.Header.Set("Cookie", g.h.cookieName+"="+cookie)
+	replay.Header.Set("Cookie", g.h.sessions.cookieName+"="+cookie)
 	if resp, _ := do(t, &http.Client{}, replay); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("old cookie after logout = %d, want 401 (SES-06)", resp.StatusCode)
 	}
@@ -270,7 +270,7 @@ func TestPendingLoginsAreBounded(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, u, nil)
 	n := 0
 	for _, c := range g.browser.Jar.Cookies(req.URL) {
-		if strings.HasPrefix(c.Name, g.h.txPrefix) {
+		if strings.HasPrefix(c.Name, g.h.sessions.txPrefix) {
 			n++
 		}
 	}

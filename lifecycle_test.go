@@ -52,7 +52,7 @@ func withClock(c *testClock, accessTTL time.Duration) gatewayOption {
 func (g *gateway) stored() *session.Session {
 	g.t.Helper()
 	var id string
-	if err := g.h.sessCodec.Decode(g.h.cookieName, g.sessionCookie(g.browser), &id); err != nil {
+	if err := g.h.sessions.codec.Decode(g.h.sessions.cookieName, g.sessionCookie(g.browser), &id); err != nil {
 		g.t.Fatalf("session cookie: %v", err)
 	}
 	s, err := g.store.Get(context.Background(), id)
@@ -251,7 +251,7 @@ func TestOPS10_ConcurrentRefreshOnTwoInstancesSharingRedis(t *testing.T) {
 	g := newGateway(t, withClock(clk, 5*time.Minute))
 	b := twoInstances(t, g)
 	g.mustLogin("bindid-known")
-	cookie := g.h.cookieName + "=" + g.sessionCookie(g.browser)
+	cookie := g.h.sessions.cookieName + "=" + g.sessionCookie(g.browser)
 	// A slow provider widens the window in which the requests overlap.
 	g.op.SetFaults(oidctest.Faults{RefreshDelay: 300 * time.Millisecond})
 	clk.Advance(5 * time.Minute)
@@ -301,7 +301,7 @@ func TestLO01_BackchannelLogoutReachesTheOtherInstance(t *testing.T) {
 	g := newGateway(t)
 	b := twoInstances(t, g)
 	g.mustLogin("bindid-known")
-	cookie := g.h.cookieName + "=" + g.sessionCookie(g.browser)
+	cookie := g.h.sessions.cookieName + "=" + g.sessionCookie(g.browser)
 	get := func(base string) int {
 		req, _ := http.NewRequest(http.MethodGet, base+"/app", nil)
 		req.Header.Set("Accept", "application/json")
@@ -344,7 +344,7 @@ func TestSES06_LogoutDuringRefreshStaysALogout(t *testing.T) {
 	go func() {
 		req, _ := http.NewRequest(http.MethodGet, g.srv.URL+"/app", nil)
 		req.Header.Set("Accept", "application/json")
-		req.Header.Set("Cookie", g.h.cookieName+"="+cookie)
+		req.Header.Set("Cookie", g.h.sessions.cookieName+"="+cookie)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			done <- 0

@@ -52,7 +52,7 @@ func (g *gateway) assertUnauthenticated(cookie string) {
 	g.t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, g.srv.URL+"/app", nil)
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Cookie", g.h.cookieName+"="+cookie)
+	req.Header.Set("Cookie", g.h.sessions.cookieName+"="+cookie)
 	if resp, _ := do(g.t, http.DefaultClient, req); resp.StatusCode != http.StatusUnauthorized {
 		g.t.Errorf("old cookie after logout: %d, want 401", resp.StatusCode)
 	}
@@ -204,7 +204,7 @@ func TestLO11_EndpointTransport(t *testing.T) {
 			req.Header.Set("Content-Type", ctype)
 		}
 		if withCookie {
-			req.Header.Set("Cookie", g.h.cookieName+"="+g.sessionCookie(g.browser))
+			req.Header.Set("Cookie", g.h.sessions.cookieName+"="+g.sessionCookie(g.browser))
 		}
 		resp, _ := do(t, &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, req)
 		return resp

@@ -148,13 +148,6 @@ func (h *Handler) registerSessionsGauge() {
 	}
 }
 
-// event emits a Caddy event, when the events app is there.
-func (h *Handler) event(name string, data map[string]any) {
-	if h.emitEvent != nil {
-		h.emitEvent(name, data)
-	}
-}
-
 // loginKind names what a login is started for, for trustgate_logins_started_total.
 func (lr loginRequest) kind() string {
 	switch {

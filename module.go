@@ -19,7 +19,6 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -310,20 +309,13 @@ type Handler struct {
 	// text. A warning is logged when it is set. Default: false
 	InsecureCookie bool `json:"insecure_cookie,omitempty"`
 
-	logger       *zap.Logger
+	base // the services every feature shares (base.go)
+	// sessions reads and writes the session cookies and renders sessions (sessions.go).
+	sessions     *jar
 	profile      *provider.Profile // the provider profile (never nil after Provision)
-	decoded      *decodeCache      // verified session cookie values -> session ids
-	client       *oidcflow.Client
 	clientKey    string
-	store        session.Store
 	storeKey     string
-	sessCodec    *session.Codec
-	txCodec      *session.Codec
-	cookieName   string // session cookie
-	txPrefix     string // login transaction cookies: txPrefix + state
 	redirectURL  *url.URL
-	trustOpts    trust.Options
-	now          func() time.Time
 	clientSecret string        // expanded
 	policyOnly   bool          // a block with only require/acr_levels: checks the outer block's session
 	policy       *trust.Policy // nil: no rules (for a policy block: compiled per outer block, see policyFor)
@@ -335,16 +327,10 @@ type Handler struct {
 	aliasHeader  string            // canonical AliasHeader
 	bindHeader   string            // canonical IdentityBinding.Header
 
-	// metrics are the Prometheus collectors (metrics.go); nil counts nothing.
-	metrics *metrics
-	// emitEvent emits a Caddy event (the events app), or is nil.
-	emitEvent func(name string, data map[string]any)
 	// metricsRegistry, when set (tests), is used instead of the config's metrics registry.
 	metricsRegistry *prometheus.Registry
 	// health caches the answer of <path_prefix>/healthz for a few seconds.
 	health *healthCheck
-	// refuser writes every refusal (error_pages).
-	refuser web.Refuser
 
 	caPool *x509.CertPool // tls_trusted_ca_certs, nil for the system's CAs
 	caSum  string         // hex SHA-256 of the tls_trusted_ca_certs file, "" without it
@@ -416,13 +402,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.redirectURL, _ = url.Parse(h.RedirectURL)
 	}
 
-	h.cookieName = h.CookieName
+	h.sessions = &jar{base: &h.base, issuer: h.Issuer, clientID: h.ClientID, insecure: h.InsecureCookie, cookieName: h.CookieName}
 	if !h.InsecureCookie {
-		h.cookieName = "__Host-" + h.CookieName
+		h.sessions.cookieName = "__Host-" + h.CookieName
 	} else {
 		h.logger.Warn("insecure_cookie is set: session cookies are sent over plain http; use this for local development only")
 	}
-	h.txPrefix = h.cookieName + "_tx_"
+	h.sessions.txPrefix = h.sessions.cookieName + "_tx_"
 	if err := h.provisionTrust(); err != nil {
 		return err
 	}
@@ -450,11 +436,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.decoded = newDecodeCache(decodeCacheSize)
-	if h.sessCodec, err = session.NewCodec(secrets, time.Duration(h.Lifetime)); err != nil {
+	h.sessions.decoded = newDecodeCache(decodeCacheSize)
+	if h.sessions.codec, err = session.NewCodec(secrets, time.Duration(h.Lifetime)); err != nil {
 		return fmt.Errorf("session cookie keys: %w", err)
 	}
-	if h.txCodec, err = session.NewCodec(secrets, loginTimeout); err != nil {
+	if h.sessions.txCodec, err = session.NewCodec(secrets, loginTimeout); err != nil {
 		return fmt.Errorf("login cookie keys: %w", err)
 	}
 
@@ -509,7 +495,7 @@ func (h *Handler) provisionTrust() error {
 	if h.MaxHeaderBytes < 0 || h.MaxTotalHeaderBytes < 0 {
 		return errors.New("max_header_bytes and max_total_header_bytes must not be negative")
 	}
-	h.trustOpts = trust.Options{
+	h.sessions.trustOpts = trust.Options{
 		AliasClaim:          h.AliasClaim,
 		Verification:        h.profile.Verification,
 		Standard:            std,

@@ -330,8 +330,8 @@ func TestProvisionDefaultsAndExpansion(t *testing.T) {
 	if h.PathPrefix != "/.trustgate" || time.Duration(h.IdleTimeout) != time.Hour || time.Duration(h.Lifetime) != 12*time.Hour {
 		t.Errorf("defaults = %q %v %v, want /.trustgate 1h 12h", h.PathPrefix, time.Duration(h.IdleTimeout), time.Duration(h.Lifetime))
 	}
-	if h.cookieName != "__Host-trustgate" {
-		t.Errorf("cookie name = %q, want __Host-trustgate (secure by default)", h.cookieName)
+	if h.sessions.cookieName != "__Host-trustgate" {
+		t.Errorf("cookie name = %q, want __Host-trustgate (secure by default)", h.sessions.cookieName)
 	}
 	if got := h.client.Config().AuthMethod; got != "client_secret_basic" {
 		t.Errorf("token auth = %q, want client_secret_basic", got)
@@ -355,7 +355,7 @@ func TestProvisionGeneratesAndKeepsSecret(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Errorf("secret file mode = %v, want 0600", st.Mode().Perm())
 	}
-	cookie, err := h1.sessCodec.Encode(h1.cookieName, "value")
+	cookie, err := h1.sessions.codec.Encode(h1.sessions.cookieName, "value")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestProvisionGeneratesAndKeepsSecret(t *testing.T) {
 		t.Fatalf("Provision() error = %v", err)
 	}
 	var got string
-	if err := h2.sessCodec.Decode(h2.cookieName, cookie, &got); err != nil || got != "value" {
+	if err := h2.sessions.codec.Decode(h2.sessions.cookieName, cookie, &got); err != nil || got != "value" {
 		t.Fatalf("Decode with the kept key = %q, %v; want value, nil", got, err)
 	}
 }

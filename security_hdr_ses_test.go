@@ -124,7 +124,7 @@ func TestHDR09_SecretsStayInTheGateway(t *testing.T) {
 	g := newGateway(t)
 	g.mustLogin("bindid-known")
 	req, _ := http.NewRequest(http.MethodGet, g.srv.URL+"/app", nil)
-	req.Header.Set("Cookie", "app_pref=dark; "+g.h.cookieName+"="+g.sessionCookie(g.browser)+"; "+g.h.txPrefix+"abc=1; other=2")
+	req.Header.Set("Cookie", "app_pref=dark; "+g.h.sessions.cookieName+"="+g.sessionCookie(g.browser)+"; "+g.h.sessions.txPrefix+"abc=1; other=2")
 	resp, _ := do(t, &http.Client{}, req)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("request with the session cookie = %d", resp.StatusCode)
@@ -170,7 +170,7 @@ func TestSES02_SessionFixation(t *testing.T) {
 		g := newGateway(t)
 		u, _ := url.Parse(g.srv.URL)
 		planted := "attacker-chosen-value"
-		g.browser.Jar.SetCookies(u, []*http.Cookie{{Name: g.h.cookieName, Value: planted, Path: "/"}})
+		g.browser.Jar.SetCookies(u, []*http.Cookie{{Name: g.h.sessions.cookieName, Value: planted, Path: "/"}})
 		g.mustLogin("bindid-known")
 		if got := g.sessionCookie(g.browser); got == planted || got == "" {
 			t.Errorf("session cookie after login = %q, want a new value", got)
@@ -196,7 +196,7 @@ func TestSES02_SessionFixation(t *testing.T) {
 		}
 		// A's cookie is dead: replayed from another client it is no session.
 		req, _ := http.NewRequest(http.MethodGet, g.srv.URL+"/api", nil)
-		req.Header.Set("Cookie", g.h.cookieName+"="+cookieA)
+		req.Header.Set("Cookie", g.h.sessions.cookieName+"="+cookieA)
 		if resp, _ := do(t, &http.Client{}, req); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("old session cookie after a new login = %d, want 401", resp.StatusCode)
 		}
@@ -215,7 +215,7 @@ func TestSES03_TamperedCookieIsNoSession(t *testing.T) {
 		"*", "a:b", "%0d%0aX-Auth: 1", valid[:len(valid)-3] + "xyz",
 	} {
 		req, _ := http.NewRequest(http.MethodGet, g.srv.URL+"/api", nil)
-		req.Header.Set("Cookie", g.h.cookieName+"="+v)
+		req.Header.Set("Cookie", g.h.sessions.cookieName+"="+v)
 		resp, _ := do(t, &http.Client{}, req)
 		if resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("cookie %q: status %d, want 401", web.Clip(v, 20), resp.StatusCode)
@@ -231,12 +231,12 @@ func TestSES04_CookieAttributes(t *testing.T) {
 	if err := provision(t, h); err != nil {
 		t.Fatal(err)
 	}
-	c := h.cookie(h.cookieName, "v", 60)
+	c := h.sessions.cookie(h.sessions.cookieName, "v", 60)
 	if c.Name != "__Host-trustgate" || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Domain != "" {
 		t.Errorf("session cookie = %+v, want __Host- prefix, Secure, HttpOnly, SameSite=Lax, Path=/, no Domain", c)
 	}
-	if !strings.HasPrefix(h.txPrefix, "__Host-") {
-		t.Errorf("login cookie prefix %q lacks __Host-", h.txPrefix)
+	if !strings.HasPrefix(h.sessions.txPrefix, "__Host-") {
+		t.Errorf("login cookie prefix %q lacks __Host-", h.sessions.txPrefix)
 	}
 }
 
@@ -249,8 +249,8 @@ func TestSES08_SessionOfAnotherClientIsNoSession(t *testing.T) {
 	}
 	other.store = g.store // same store, same cookie key and name: only the client differs
 	req, _ := http.NewRequest(http.MethodGet, "http://app.test/api", nil)
-	req.Header.Set("Cookie", g.h.cookieName+"="+g.sessionCookie(g.browser))
-	if _, err := other.currentSession(req); err == nil {
+	req.Header.Set("Cookie", g.h.sessions.cookieName+"="+g.sessionCookie(g.browser))
+	if _, err := other.sessions.current(req); err == nil {
 		t.Error("a session of another client_id was accepted")
 	}
 }
@@ -259,8 +259,8 @@ func TestSES08_SessionOfAnotherClientIsNoSession(t *testing.T) {
 func (g *gateway) storeOnly(t *testing.T) *sessionView {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, g.srv.URL, nil)
-	req.Header.Set("Cookie", g.h.cookieName+"="+g.sessionCookie(g.browser))
-	s, err := g.h.currentSession(req)
+	req.Header.Set("Cookie", g.h.sessions.cookieName+"="+g.sessionCookie(g.browser))
+	s, err := g.h.sessions.current(req)
 	if err != nil {
 		t.Fatalf("no session: %v", err)
 	}

@@ -177,7 +177,7 @@ func TestHDR09_SpacedCookieNameIsStripped(t *testing.T) {
 	g := newGateway(t)
 	g.mustLogin("bindid-known")
 	req, _ := http.NewRequest(http.MethodGet, g.srv.URL+"/app", nil)
-	req.Header.Set("Cookie", "a=1; "+g.h.cookieName+" ="+g.sessionCookie(g.browser))
+	req.Header.Set("Cookie", "a=1; "+g.h.sessions.cookieName+" ="+g.sessionCookie(g.browser))
 	if resp, _ := do(t, &http.Client{}, req); resp.StatusCode != http.StatusOK {
 		t.Fatalf("request = %d", resp.StatusCode)
 	}
@@ -194,7 +194,7 @@ func TestRenderedHeadersFollowTheConfiguration(t *testing.T) {
 	}
 	// What a reload with `alias_claim email` does to the handler's options; this user's email
 	// is empty (seed 000), so with that alias claim it is a new user.
-	g.h.trustOpts.AliasClaim = "email"
+	g.h.sessions.trustOpts.AliasClaim = "email"
 	g.navigate(g.browser, "/app")
 	got := g.upstream.Header()
 	if got.Get("X-Auth-Alias") != "" || got.Get("X-Auth-New-User") != "true" {
@@ -208,7 +208,7 @@ func TestRenderedHeadersFollowTheConfiguration(t *testing.T) {
 func TestHeaderValuesAreFreshPerRequest(t *testing.T) {
 	g := newGateway(t)
 	g.mustLogin("bindid-known")
-	cookie := g.h.cookieName + "=" + g.sessionCookie(g.browser)
+	cookie := g.h.sessions.cookieName + "=" + g.sessionCookie(g.browser)
 	var seen []string
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		seen = append(seen, r.Header.Get("X-Auth-Alias"))
@@ -286,14 +286,14 @@ func TestLIM02_HostileCookieHeader(t *testing.T) {
 	g := newGateway(t)
 	g.mustLogin("bindid-known")
 	valid := g.sessionCookie(g.browser)
-	name := g.h.cookieName
+	name := g.h.sessions.cookieName
 	bogus := strings.Repeat(name+"=bogus; ", 3)
 	req, _ := http.NewRequest(http.MethodGet, g.srv.URL+"/api", nil)
 	req.Header.Set("Cookie", bogus+name+"="+valid)
 	if resp, _ := do(t, &http.Client{}, req); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("valid cookie behind 3 bogus copies = %d, want 401 (at most 3 copies are tried)", resp.StatusCode)
 	}
-	req.Header.Set("Cookie", strings.Repeat("x=1; ", 1000)+strings.Repeat(name+"=b; ", 100)+g.h.txPrefix+"2147483647=x")
+	req.Header.Set("Cookie", strings.Repeat("x=1; ", 1000)+strings.Repeat(name+"=b; ", 100)+g.h.sessions.txPrefix+"2147483647=x")
 	if resp, _ := do(t, &http.Client{}, req); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("1000 cookies and 100 copies of ours = %d, want 401", resp.StatusCode)
 	}

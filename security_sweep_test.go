@@ -515,7 +515,7 @@ func TestUI05_AggregatedAndDistributedClaimsNotTrusted(t *testing.T) {
 					t.Errorf("/.trustgate/me returns %s to the browser", what)
 				}
 			}
-			rd := g.h.render(g.stored())
+			rd := g.h.sessions.render(g.stored())
 			for name, v := range rd.placeholders {
 				if strings.Contains(v, distributedToken) || strings.Contains(v, forged) {
 					t.Errorf("placeholder {http.auth.user.%s} carries the aggregated/distributed claim sources", name)
@@ -1368,7 +1368,7 @@ func TestOPS12_CallbackDoubleSubmit(t *testing.T) {
 					resp.Body.Close()
 					got := false
 					for _, c := range resp.Cookies() {
-						if c.Name == g.h.cookieName && c.MaxAge > 0 {
+						if c.Name == g.h.sessions.cookieName && c.MaxAge > 0 {
 							got = true
 						}
 					}
@@ -1410,7 +1410,7 @@ func TestLIM03_PendingLoginFlood(t *testing.T) {
 		u, _ := url.Parse(g.srv.URL)
 		n := 0
 		for _, c := range g.browser.Jar.Cookies(u) {
-			if strings.HasPrefix(c.Name, g.h.txPrefix) {
+			if strings.HasPrefix(c.Name, g.h.sessions.txPrefix) {
 				n++
 			}
 		}

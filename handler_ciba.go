@@ -507,7 +507,7 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 	if rec.Session != "" {
 		return h.cibaConfirm(w, r, requestID, rec, login)
 	}
-	s, cbErr := h.createSession(w, r, login, nil, "")
+	s, cbErr := h.sessions.create(w, r, login, nil, "")
 	if cbErr != nil {
 		h.metrics.cibaOutcome("failed", cbErr.reason)
 		h.logRefusal(cbErr)

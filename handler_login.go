@@ -351,7 +351,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRec
 	if rec.BindSubject != "" {
 		binding = "verified"
 	}
-	s, cbErr := h.createSession(w, r, login, rec.StepUps, binding)
+	s, cbErr := h.sessions.create(w, r, login, rec.StepUps, binding)
 	if cbErr != nil {
 		return cbErr
 	}
@@ -410,51 +410,6 @@ func (h *Handler) rememberBindDenial(r *http.Request) {
 	}
 }
 
-// createSession stores a new session for a verified login and sets its cookie. The id is
-// always new (no fixation); a session the browser already had is ended (SECURITY.md SES-02).
-func (h *Handler) createSession(w http.ResponseWriter, r *http.Request, login *oidcflow.Login, marks []session.StepUpMark, binding string) (*session.Session, *callbackError) {
-	if d := h.profile.Decision; d != nil {
-		// The provider's verdict (ID Dataweb: policyDecision); only approve signs in.
-		if err := d.Check(login.IDTokenClaims, login.UserinfoClaims); err != nil {
-			return nil, &callbackError{status: http.StatusForbidden, reason: "policy_denied", err: err,
-				msg: "Your identity verification was not approved by " + h.profile.Title + ", so you are not signed in."}
-		}
-	}
-	if old, ok := h.sessions.id(r); ok {
-		if err := h.store.Delete(r.Context(), old); err != nil {
-			h.logger.Error("could not delete the previous session at login", zap.Error(err))
-		}
-	}
-	now := h.now()
-	s := &session.Session{
-		ID:           session.NewID(),
-		Issuer:       h.Issuer,
-		ClientID:     h.ClientID,
-		Subject:      login.Subject,
-		Claims:       login.Claims,
-		IDToken:      login.IDToken,
-		AccessToken:  login.AccessToken,
-		RefreshToken: login.RefreshToken,
-		TokenExpiry:  login.Expiry,
-		CreatedAt:    now,
-		ExpiresAt:    now.Add(time.Duration(h.Lifetime)),
-		IdleTimeout:  time.Duration(h.IdleTimeout),
-		StepUps:      marks,
-		Binding:      binding,
-	}
-	value, err := h.sessions.codec.Encode(h.sessions.cookieName, s.ID)
-	if err != nil {
-		return nil, &callbackError{status: http.StatusInternalServerError, reason: "cookie_encode_failed", err: err,
-			msg: "The session could not be created. Please sign in again."}
-	}
-	if err := h.store.Put(r.Context(), s); err != nil {
-		h.metrics.storeError("put")
-		return nil, &callbackError{status: http.StatusServiceUnavailable, reason: "store_unavailable", err: err,
-			msg: "The session store is not reachable right now. Please sign in again in a few seconds."}
-	}
-	http.SetCookie(w, h.sessions.cookie(h.sessions.cookieName, value, int(time.Duration(h.Lifetime)/time.Second)))
-	return s, nil
-}
 
 // exchangeError maps a provider failure to what the user sees; the details go to the log.
 func exchangeError(err error) *callbackError {

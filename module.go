@@ -402,7 +402,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.redirectURL, _ = url.Parse(h.RedirectURL)
 	}
 
-	h.sessions = &jar{base: &h.base, issuer: h.Issuer, clientID: h.ClientID, insecure: h.InsecureCookie, cookieName: h.CookieName}
+	h.sessions = &jar{base: &h.base, issuer: h.Issuer, clientID: h.ClientID, insecure: h.InsecureCookie, cookieName: h.CookieName,
+		lifetime: time.Duration(h.Lifetime), idleTimeout: time.Duration(h.IdleTimeout), profile: h.profile}
 	if !h.InsecureCookie {
 		h.sessions.cookieName = "__Host-" + h.CookieName
 	} else {

@@ -7,11 +7,16 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/trustgate/trustgate/oidcflow"
+	"github.com/trustgate/trustgate/provider"
 	"github.com/trustgate/trustgate/session"
 	"github.com/trustgate/trustgate/trust"
-	"go.uber.org/zap"
 )
 
 // jar reads and writes the gateway's session cookies and renders a session for the
@@ -27,6 +32,10 @@ type jar struct {
 	txCodec          *session.Codec
 	decoded          *decodeCache // verified session cookie values -> session ids
 	trustOpts        trust.Options
+	// create: a new session lives lifetime (absolute) and idleTimeout (idle), and only
+	// after the provider profile's decision (ID Dataweb: approve) when it has one.
+	lifetime, idleTimeout time.Duration
+	profile               *provider.Profile
 }
 
 // currentSession finds the session named by the request's session cookie. A missing,
@@ -220,4 +229,50 @@ func (j *jar) cookie(name, value string, maxAge int) *http.Cookie {
 func sessionHash(id string) string {
 	sum := sha256.Sum256([]byte(id))
 	return base64.RawURLEncoding.EncodeToString(sum[:9])
+}
+
+// create stores a new session for a verified login and sets its cookie. The id is
+// always new (no fixation); a session the browser already had is ended (SECURITY.md SES-02).
+func (j *jar) create(w http.ResponseWriter, r *http.Request, login *oidcflow.Login, marks []session.StepUpMark, binding string) (*session.Session, *callbackError) {
+	if d := j.profile.Decision; d != nil {
+		// The provider's verdict (ID Dataweb: policyDecision); only approve signs in.
+		if err := d.Check(login.IDTokenClaims, login.UserinfoClaims); err != nil {
+			return nil, &callbackError{status: http.StatusForbidden, reason: "policy_denied", err: err,
+				msg: "Your identity verification was not approved by " + j.profile.Title + ", so you are not signed in."}
+		}
+	}
+	if old, ok := j.id(r); ok {
+		if err := j.store.Delete(r.Context(), old); err != nil {
+			j.logger.Error("could not delete the previous session at login", zap.Error(err))
+		}
+	}
+	now := j.now()
+	s := &session.Session{
+		ID:           session.NewID(),
+		Issuer:       j.issuer,
+		ClientID:     j.clientID,
+		Subject:      login.Subject,
+		Claims:       login.Claims,
+		IDToken:      login.IDToken,
+		AccessToken:  login.AccessToken,
+		RefreshToken: login.RefreshToken,
+		TokenExpiry:  login.Expiry,
+		CreatedAt:    now,
+		ExpiresAt:    now.Add(j.lifetime),
+		IdleTimeout:  j.idleTimeout,
+		StepUps:      marks,
+		Binding:      binding,
+	}
+	value, err := j.codec.Encode(j.cookieName, s.ID)
+	if err != nil {
+		return nil, &callbackError{status: http.StatusInternalServerError, reason: "cookie_encode_failed", err: err,
+			msg: "The session could not be created. Please sign in again."}
+	}
+	if err := j.store.Put(r.Context(), s); err != nil {
+		j.metrics.storeError("put")
+		return nil, &callbackError{status: http.StatusServiceUnavailable, reason: "store_unavailable", err: err,
+			msg: "The session store is not reachable right now. Please sign in again in a few seconds."}
+	}
+	http.SetCookie(w, j.cookie(j.cookieName, value, int(j.lifetime/time.Second)))
+	return s, nil
 }

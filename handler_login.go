@@ -410,7 +410,6 @@ func (h *Handler) rememberBindDenial(r *http.Request) {
 	}
 }
 
-
 // exchangeError maps a provider failure to what the user sees; the details go to the log.
 func exchangeError(err error) *callbackError {
 	reason := oidcflow.ReasonCode(err)

@@ -74,7 +74,7 @@ func (h *Handler) cibaConfirm(w http.ResponseWriter, r *http.Request, requestID 
 		return h.cibaError(w, r, http.StatusInternalServerError, "confirmation_failed", "the confirmation could not be signed; the site's administrator has been told")
 	}
 	c := &session.Confirmation{Token: tok, Expires: exp.Unix()}
-	if err := h.updateLocked(ctx, s.ID, func(ns *session.Session) { ns.Confirmation = c }); err != nil {
+	if err := h.sessions.updateLocked(ctx, s.ID, func(ns *session.Session) { ns.Confirmation = c }); err != nil {
 		if errors.Is(err, session.ErrNotFound) {
 			return h.cibaRefuse(w, r, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); nothing was confirmed")
 		}
@@ -93,7 +93,7 @@ func (h *Handler) cibaConfirm(w http.ResponseWriter, r *http.Request, requestID 
 // request).
 func (h *Handler) takeConfirmation(ctx context.Context, s *session.Session) string {
 	var took *session.Confirmation
-	err := h.updateLocked(ctx, s.ID, func(ns *session.Session) {
+	err := h.sessions.updateLocked(ctx, s.ID, func(ns *session.Session) {
 		took, ns.Confirmation = ns.Confirmation, nil
 	})
 	if err != nil {

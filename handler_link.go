@@ -230,7 +230,7 @@ func (h *Handler) linkAlias(s *session.Session, alias string) {
 		}
 		// The session is written under the refresh lock, so a refresh and the alias never
 		// overwrite each other, and only while it exists (a logout stays a logout).
-		if err := h.updateLocked(ctx, s.ID, func(ns *session.Session) {
+		if err := h.sessions.updateLocked(ctx, s.ID, func(ns *session.Session) {
 			ns.Claims = maps.Clone(ns.Claims)
 			ns.Claims[h.AliasClaim] = alias
 		}); err != nil {
@@ -241,38 +241,6 @@ func (h *Handler) linkAlias(s *session.Session, alias string) {
 		h.logger.Info("alias linked", zap.String("reason", "alias_linked"), zap.String("session_hash", sessionHash(s.ID)))
 		h.event(eventAliasLinked, map[string]any{"reason": "alias_linked", "session_hash": sessionHash(s.ID)})
 	}()
-}
-
-// updateLocked changes the stored session id under its refresh lock (waiting up to
-// refreshWait for it) with edit, on a fresh copy, and stores it only while it exists.
-func (h *Handler) updateLocked(ctx context.Context, id string, edit func(*session.Session)) error {
-	lockKey := "refresh:" + id
-	deadline := time.Now().Add(refreshWait)
-	for {
-		token, ok, err := h.store.Lock(ctx, lockKey, refreshLockTTL)
-		if err != nil {
-			return err
-		}
-		if ok {
-			defer func() { _ = h.store.Unlock(context.WithoutCancel(ctx), lockKey, token) }()
-			break
-		}
-		if time.Now().After(deadline) {
-			return errors.New("the session is being refreshed for longer than " + refreshWait.String())
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(refreshPoll):
-		}
-	}
-	cur, err := h.store.Reload(ctx, id)
-	if err != nil {
-		return err
-	}
-	ns := cur.Clone()
-	edit(ns)
-	return h.store.Update(ctx, ns)
 }
 
 // startBinding turns the application's profile into the binding's login_hint (the

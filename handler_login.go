@@ -403,7 +403,7 @@ func (h *Handler) rememberBindDenial(r *http.Request) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), storeWriteTimeout)
 	defer cancel()
 	now := h.now()
-	if err := h.updateLocked(ctx, id, func(ns *session.Session) {
+	if err := h.sessions.updateLocked(ctx, id, func(ns *session.Session) {
 		ns.StepUps = append(slices.Clone(ns.StepUps), session.StepUpMark{Policy: bindDenied, At: now.Unix()})
 	}); err != nil {
 		h.logger.Warn("could not record the binding denial on the session", zap.Error(err))

@@ -100,40 +100,26 @@ func (h *Handler) maybeRefresh(ctx context.Context, s *session.Session) (*sessio
 // instances), rechecking the stored session after taking the lock: another instance may
 // have refreshed it already (SECURITY.md OPS-10).
 func (h *Handler) refresh(ctx context.Context, s *session.Session) (*session.Session, error) {
-	lockKey := "refresh:" + s.ID
-	deadline := time.Now().Add(refreshWait)
-	var token string
-	for {
-		t, ok, err := h.store.Lock(ctx, lockKey, refreshLockTTL)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			token = t
-			break
-		}
-		// Another instance is refreshing: wait for it, then use its result.
-		if time.Now().After(deadline) {
-			return nil, errors.New("another instance holds the refresh lock for longer than " + refreshWait.String())
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(refreshPoll):
-		}
+	// While another instance refreshes, wait for it, then use its result.
+	var done *session.Session
+	unlock, stop, err := h.sessions.lock(ctx, s.ID, func() (bool, error) {
 		cur, err := h.store.Reload(ctx, s.ID)
 		if errors.Is(err, session.ErrNotFound) {
-			return nil, errSessionEnded
+			return false, errSessionEnded
 		}
 		if err == nil && cur.Version != s.Version && !h.needsRefresh(cur, h.now()) {
-			return cur, nil
+			done = cur
+			return true, nil
 		}
+		return false, nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case stop:
+		return done, nil
 	}
-	defer func() {
-		if err := h.store.Unlock(context.WithoutCancel(ctx), lockKey, token); err != nil {
-			h.logger.Warn("could not release the refresh lock; it expires by itself", zap.Error(err))
-		}
-	}()
+	defer unlock()
 
 	cur, err := h.store.Reload(ctx, s.ID)
 	if errors.Is(err, session.ErrNotFound) {

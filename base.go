@@ -3,6 +3,7 @@ package trustgate
 import (
 	"context"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -25,6 +26,7 @@ type base struct {
 	emitEvent func(name string, data map[string]any)
 	now       func() time.Time
 	refuser   web.Refuser // error_pages
+	bg        *background // goroutines beyond a request; stopped by Cleanup
 }
 
 func (b *base) storeUnavailable(w http.ResponseWriter, r *http.Request, op string, err error) error {
@@ -46,5 +48,50 @@ func opContext(r *http.Request) (context.Context, context.CancelFunc) {
 func (b *base) event(name string, data map[string]any) {
 	if b.emitEvent != nil {
 		b.emitEvent(name, data)
+	}
+}
+
+// background owns the goroutines a trustgate block starts beyond a request (alias
+// feedback to the provider): they run on its context, and Cleanup (caddy reload or stop)
+// cancels it and waits for them, a bounded time, so a reload leaks nothing.
+type background struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newBackground() *background {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &background{ctx: ctx, cancel: cancel}
+}
+
+// run starts f on the group's context, bounded by timeout.
+func (g *background) run(timeout time.Duration, f func(ctx context.Context)) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		ctx, cancel := context.WithTimeout(g.ctx, timeout)
+		defer cancel()
+		f(ctx)
+	}()
+}
+
+// stop lets the group's work finish for at most grace, then cancels it and waits at most
+// wait more; it reports whether every goroutine ended.
+func (g *background) stop(grace, wait time.Duration) bool {
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		g.cancel()
+		return true
+	case <-time.After(grace):
+	}
+	g.cancel()
+	select {
+	case <-done:
+		return true
+	case <-time.After(wait):
+		return false
 	}
 }

@@ -1,7 +1,6 @@
 package trustgate
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/trustgate/trustgate/internal/web"
-	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/provider"
 	"github.com/trustgate/trustgate/session"
 )
@@ -180,7 +178,7 @@ func (lw *linkWriter) decide(code int) int {
 		if lw.rd.profile.Alias != "" {
 			h.logger.Info("alias not linked: the session already has one", zap.String("reason", "alias_present"), zap.String("session_hash", sessionHash(lw.s.ID)))
 		} else if lw.rd.linking.CompareAndSwap(false, true) {
-			h.linkAlias(lw.s, alias)
+			h.feedback.link(lw.s, alias)
 		}
 	}
 	return code
@@ -197,50 +195,6 @@ func takeHeader(hdr http.Header, name string) (string, bool) {
 		return "", true
 	}
 	return vs[0], true
-}
-
-// linkAlias reports alias to the provider in the background (retrying passing failures) and
-// then stores it in the session, so every instance sends X-Auth-Alias from the next request
-// on. A failure is logged; the session and the response are left as they are.
-func (h *Handler) linkAlias(s *session.Session, alias string) {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		var err error
-		for _, wait := range feedbackRetries {
-			if wait > 0 {
-				select {
-				case <-ctx.Done():
-					err = ctx.Err()
-				case <-time.After(wait):
-				}
-				if ctx.Err() != nil {
-					break
-				}
-			}
-			if err = h.client.SessionFeedback(ctx, h.FeedbackEndpoint, s.AccessToken, alias, h.now()); err == nil || !oidcflow.IsTemporary(err) {
-				break
-			}
-		}
-		h.metrics.feedbackResult(err)
-		if err != nil {
-			h.logger.Warn("alias not linked: the provider's session feedback failed", zap.String("reason", oidcflow.ReasonCode(err)),
-				zap.String("session_hash", sessionHash(s.ID)), zap.Error(err))
-			return
-		}
-		// The session is written under the refresh lock, so a refresh and the alias never
-		// overwrite each other, and only while it exists (a logout stays a logout).
-		if err := h.sessions.updateLocked(ctx, s.ID, func(ns *session.Session) {
-			ns.Claims = maps.Clone(ns.Claims)
-			ns.Claims[h.AliasClaim] = alias
-		}); err != nil {
-			h.logger.Warn("alias reported to the provider, but the session could not be updated; it shows from the next login", zap.String("reason", "session_update_failed"),
-				zap.String("session_hash", sessionHash(s.ID)), zap.Error(err))
-			return
-		}
-		h.logger.Info("alias linked", zap.String("reason", "alias_linked"), zap.String("session_hash", sessionHash(s.ID)))
-		h.event(eventAliasLinked, map[string]any{"reason": "alias_linked", "session_hash": sessionHash(s.ID)})
-	}()
 }
 
 // startBinding turns the application's profile into the binding's login_hint (the

@@ -356,7 +356,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRec
 		return cbErr
 	}
 	if rec.BindAlias != "" {
-		h.linkAlias(s, rec.BindAlias)
+		h.feedback.link(s, rec.BindAlias)
 	}
 	h.logger.Info("login", zap.String("reason", "login_ok"), zap.String("sub_hash", sessionHash(login.Subject)),
 		zap.String("session_hash", sessionHash(s.ID)), zap.Bool("signed_userinfo", login.SignedUserinfo))

@@ -29,6 +29,7 @@ func newLinkGateway(t *testing.T, opts ...gatewayOption) *gateway {
 	t.Helper()
 	g := newGateway(t, append([]gatewayOption{withFeedback}, opts...)...)
 	g.h.FeedbackEndpoint = g.op.Issuer() + oidctest.PathSessionFeedback
+	g.h.feedback.endpoint = g.h.FeedbackEndpoint // the feature took the placeholder at Provision
 	fast := feedbackRetries
 	feedbackRetries = []time.Duration{0, 10 * time.Millisecond, 20 * time.Millisecond}
 	t.Cleanup(func() { feedbackRetries = fast })

@@ -311,7 +311,9 @@ type Handler struct {
 
 	base // the services every feature shares (base.go)
 	// sessions reads and writes the session cookies and renders sessions (sessions.go).
-	sessions     *jar
+	sessions *jar
+	// feedback reports linked aliases to the provider (feedback.go).
+	feedback     *aliasFeedback
 	profile      *provider.Profile // the provider profile (never nil after Provision)
 	clientKey    string
 	storeKey     string
@@ -354,6 +356,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // session store from their pools. It does no network I/O.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.bg = newBackground()
 	if h.now == nil {
 		h.now = time.Now // tests may set another clock before provisioning
 	}
@@ -432,6 +435,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.IdentityBinding != nil {
 		h.bindHeader = http.CanonicalHeaderKey(cmp.Or(h.IdentityBinding.Header, defaultBindHeader))
 	}
+
+	h.feedback = &aliasFeedback{base: &h.base, sessions: h.sessions, endpoint: h.FeedbackEndpoint, aliasClaim: h.AliasClaim}
 
 	secrets, err := h.cookieSecrets(repl)
 	if err != nil {
@@ -518,6 +523,9 @@ func (h *Handler) provisionTrust() error {
 // Cleanup releases the pooled client and store. It works after a partial Provision.
 func (h *Handler) Cleanup() error {
 	var errs []error
+	if h.bg != nil && !h.bg.stop(2*time.Second, time.Second) {
+		h.logger.Warn("background work (alias feedback) did not end within 3s of the reload or stop; it was cancelled")
+	}
 	if h.clientKey != "" {
 		if _, err := clients.Delete(h.clientKey); err != nil {
 			errs = append(errs, err)

@@ -130,7 +130,8 @@ func (h *Handler) provisionMetrics(ctx caddy.Context) {
 var eventsWarned atomic.Bool
 
 // registerSessionsGauge adds trustgate_sessions_active, the sessions in the memory store
-// (not for Redis, whose sessions this instance cannot count cheaply).
+// (not for Redis, whose sessions this instance cannot count cheaply). It asks the handler's
+// store at each scrape, if that store is a session.SessionCounter.
 func (h *Handler) registerSessionsGauge() {
 	if h.metrics == nil {
 		return
@@ -138,8 +139,8 @@ func (h *Handler) registerSessionsGauge() {
 	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "trustgate_sessions_active", Help: "Sessions in the in-memory session store.",
 	}, func() float64 {
-		if ms, ok := unwrapStore(h.store).(*session.MemoryStore); ok {
-			return float64(ms.Len())
+		if c, ok := unwrapStore(h.store).(session.SessionCounter); ok {
+			return float64(c.Len())
 		}
 		return 0
 	})
@@ -288,8 +289,8 @@ func (m *metrics) storeError(op string) {
 }
 
 // registerCacheCounters adds trustgate_local_cache_hits_total and _misses_total for the
-// Redis store's local cache (hit ratio = hits / (hits + misses)).
-func (h *Handler) registerCacheCounters(rs *session.RedisStore) {
+// Redis store's local cache (hit ratio = hits / (hits + misses)), read from cs.
+func (h *Handler) registerCacheCounters(cs session.CacheStatsReporter) {
 	if h.metrics == nil {
 		return
 	}
@@ -301,7 +302,7 @@ func (h *Handler) registerCacheCounters(rs *session.RedisStore) {
 		{"trustgate_local_cache_misses_total", "Session lookups that read Redis.", func(_, m uint64) uint64 { return m }},
 	} {
 		f := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, func() float64 {
-			return float64(c.pick(rs.CacheStats()))
+			return float64(c.pick(cs.CacheStats()))
 		})
 		if _, err := registerOnce[prometheus.CounterFunc](h.metrics.reg, f); err != nil {
 			h.logger.Warn("a trustgate cache metric could not be registered", zap.String("metric", c.name), zap.Error(err))
@@ -317,10 +318,14 @@ func (h *Handler) registerCacheCounters(rs *session.RedisStore) {
 type timedStore struct {
 	session.Store
 	get, reload, put, update, del, lock, record prometheus.Observer
-	observeGet                                  func(time.Duration) // t.get, made once
+	observed                                    session.ObservedGetter // Store's own lookups, or nil
+	observeGet                                  func(time.Duration)    // t.get, made once
 }
 
-func (h *Handler) timeStore(kind string) {
+// timeStore wraps h.store in a timedStore labelled store=kind. observed, when not nil, is
+// h.store seen as a session.ObservedGetter (the caller knows the concrete store): Get then
+// times only the lookups that wait for the backend. With nil every Get is timed.
+func (h *Handler) timeStore(kind string, observed session.ObservedGetter) {
 	if h.metrics == nil {
 		return
 	}
@@ -335,7 +340,7 @@ func (h *Handler) timeStore(kind string) {
 	}
 	o := func(op string) prometheus.Observer { return hist.WithLabelValues(kind, op) }
 	t := &timedStore{Store: h.store, get: o("get"), reload: o("reload"), put: o("put"), update: o("update"),
-		del: o("delete"), lock: o("lock"), record: o("record")}
+		del: o("delete"), lock: o("lock"), record: o("record"), observed: observed}
 	t.observeGet = func(d time.Duration) { t.get.Observe(d.Seconds()) }
 	h.store = t
 }
@@ -354,8 +359,8 @@ func since(o prometheus.Observer, start time.Time) { o.Observe(time.Since(start)
 // by trustgate_local_cache_hits_total instead, and skips the clock and the histogram's
 // shared counters on the request path.
 func (t *timedStore) Get(ctx context.Context, id string) (*session.Session, error) {
-	if r, ok := t.Store.(*session.RedisStore); ok {
-		return r.GetObserved(ctx, id, t.observeGet)
+	if t.observed != nil {
+		return t.observed.GetObserved(ctx, id, t.observeGet)
 	}
 	defer since(t.get, time.Now())
 	return t.Store.Get(ctx, id)

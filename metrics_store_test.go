@@ -2,6 +2,11 @@ package trustgate
 
 import (
 	"errors"
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,4 +93,29 @@ func newTestSessionFor(h *Handler) *session.Session {
 	now := time.Now()
 	return &session.Session{ID: session.NewID(), Issuer: h.Issuer, ClientID: h.ClientID, Subject: "metrics-user",
 		Claims: map[string]any{"sub": "metrics-user"}, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+}
+
+// The gateway reaches Redis only through package session: no file of this package imports
+// the Redis client (its logger is set with session.SetRedisLogger, the store's metrics come
+// through session's optional interfaces).
+func TestRootDoesNotImportRedisClient(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range f.Imports {
+			if path, _ := strconv.Unquote(imp.Path.Value); strings.HasPrefix(path, "github.com/redis/") {
+				t.Errorf("%s imports %s; use package session instead", name, path)
+			}
+		}
+	}
 }

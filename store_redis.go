@@ -1,7 +1,6 @@
 package trustgate
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,18 +13,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/trustgate/trustgate/session"
 )
 
-// redisLog routes go-redis's own messages (dial failures, pool trouble) into Caddy's log
-// instead of stderr. go-redis has one logger per process, so it is set once.
-type redisLog struct{}
-
-func (redisLog) Printf(_ context.Context, format string, v ...any) {
+// redisLog routes the Redis client's own messages (dial failures, pool trouble) into
+// Caddy's log instead of stderr. The client has one logger per process, so it is set once
+// (setRedisLogger).
+func redisLog(format string, v ...any) {
 	caddy.Log().Named("trustgate.redis").Warn(fmt.Sprintf(format, v...))
 }
 
@@ -129,7 +125,7 @@ func (h *Handler) provisionRedis(secrets [][]byte) error {
 		return fmt.Errorf("redis store pool key: %w", err)
 	}
 	key := "redis:" + string(kb)
-	setRedisLogger.Do(func() { redis.SetLogger(redisLog{}) })
+	setRedisLogger.Do(func() { session.SetRedisLogger(redisLog) })
 	v, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
 		rs, err := session.NewRedisStore(opts)
 		if err != nil {
@@ -141,9 +137,10 @@ func (h *Handler) provisionRedis(secrets [][]byte) error {
 		return err
 	}
 	h.storeKey = key
-	h.store = v.(pooledRedisStore).RedisStore
-	h.registerCacheCounters(v.(pooledRedisStore).RedisStore)
-	h.timeStore("redis")
+	rs := v.(pooledRedisStore).RedisStore
+	h.store = rs
+	h.registerCacheCounters(rs)
+	h.timeStore("redis", rs)
 	return nil
 }
 

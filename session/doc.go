@@ -11,9 +11,15 @@
 // Session.Cache slot lets a caller keep renderings derived from a stored
 // session (for example upstream headers) on the session itself.
 //
+// [Store] is the union of small interfaces, one per kind of use:
+// [SessionReader], [SessionWriter], [MatchDeleter], [ReplayGuard], [Locker]
+// and [RecordStore]. A caller that needs one of them can depend on it alone.
+// [Pinger], [SessionCounter], [ObservedGetter] and [CacheStatsReporter] are
+// optional extras for health checks and metrics.
+//
 // # Expiry
 //
-// Expiry is enforced on the server, by the store: [Store.Get] returns
+// Expiry is enforced on the server, by the store: [SessionReader.Get] returns
 // [ErrNotFound], and removes the session, once it is past its absolute end
 // (Session.ExpiresAt) or has not been used for Session.IdleTimeout. A
 // cookie's Max-Age is only a hint to the browser. Separately, a cookie value
@@ -35,30 +41,32 @@
 // [MemoryStore] is the embedded store. It is bounded (MaxSessions,
 // MaxOnceKeys) with sampled, approximately-least-recently-used eviction in
 // O(1); Get takes only a read lock and does not allocate; a janitor goroutine
-// removes expired entries until [MemoryStore.Close]. [Store.Once] gives
+// removes expired entries until [MemoryStore.Close]. [ReplayGuard.Once] gives
 // replay protection for single-use values such as the login state or a
 // logout token's jti.
 //
 // # Refresh across instances
 //
-// [Store.Lock] and [Store.Unlock] give a short exclusive lock that expires by
+// [Locker.Lock] and [Locker.Unlock] give a short exclusive lock that expires by
 // itself (a random token per hold; Unlock compares and deletes, so a holder
-// whose hold expired never releases a newer one), and [Store.Reload] reads a
-// session past any local cache. Together they make a token refresh happen
+// whose hold expired never releases a newer one), and [SessionReader.Reload]
+// reads a session past any local cache. Together they make a token refresh happen
 // once per session across every gateway instance (SECURITY.md OPS-10): take
 // the lock, Reload, refresh only if the reloaded session still needs it, Put
 // the Clone (same ExpiresAt, new tokens, RefreshedAt), Unlock.
 //
 // # Records
 //
-// [Store.PutRecord], [Store.GetRecord] and [Store.DeleteRecord] keep small
-// opaque values (at most [MaxRecordSize]) for a ttl, beside the sessions and
-// shared by every instance that uses the store: the gateway keeps its pending
-// CIBA logins there. The memory store bounds them (MaxRecords) and refuses a
+// [RecordStore.PutRecord], [RecordStore.GetRecord] and
+// [RecordStore.DeleteRecord] keep small opaque values (at most
+// [MaxRecordSize]) for a ttl, beside the sessions and shared by every
+// instance that uses the store: the gateway keeps its pending CIBA logins
+// there. The memory store bounds them (MaxRecords) and refuses a
 // new one with [ErrUnavailable] rather than drop a live one; Redis seals each
 // value like a session, bound to its key, and reads it fresh every time.
 //
-// Nothing in this package logs; errors carry the "session:" prefix and
+// Nothing in this package logs ([SetRedisLogger] only routes the Redis
+// client library's own messages); errors carry the "session:" prefix and
 // never contain secrets, cookie values or tokens.
 //
 // # Usage

@@ -264,7 +264,7 @@ func (m *MemoryStore) put(s *Session, want *entry) error {
 }
 
 // Update stores s (a Clone of a stored session) only while that session is
-// stored at the version s was cloned from; see [Store.Update].
+// stored at the version s was cloned from; see [SessionWriter.Update].
 func (m *MemoryStore) Update(ctx context.Context, s *Session) error {
 	if s == nil || s.ID == "" {
 		return errEmptyID
@@ -367,6 +367,7 @@ func addNanos(t int64, d time.Duration) int64 {
 
 // Interface guards
 var (
-	_ Store  = (*MemoryStore)(nil)
-	_ Pinger = (*MemoryStore)(nil)
+	_ Store          = (*MemoryStore)(nil)
+	_ Pinger         = (*MemoryStore)(nil)
+	_ SessionCounter = (*MemoryStore)(nil)
 )

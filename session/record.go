@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// MaxRecordSize is the largest value [Store.PutRecord] accepts: 4 KiB.
+// MaxRecordSize is the largest value [RecordStore.PutRecord] accepts: 4 KiB.
 const MaxRecordSize = 4 << 10
 
 var (

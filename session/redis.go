@@ -548,6 +548,8 @@ return 0`)
 
 // Interface guards
 var (
-	_ Store  = (*RedisStore)(nil)
-	_ Pinger = (*RedisStore)(nil)
+	_ Store              = (*RedisStore)(nil)
+	_ Pinger             = (*RedisStore)(nil)
+	_ ObservedGetter     = (*RedisStore)(nil)
+	_ CacheStatsReporter = (*RedisStore)(nil)
 )

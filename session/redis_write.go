@@ -27,7 +27,7 @@ func (s *RedisStore) Put(ctx context.Context, sess *Session) error {
 
 // Update stores sess (a Clone of a stored session) only while a session of that
 // id is stored: the blob is written with SET XX first, and nothing else is
-// written when it is gone (a logout during a refresh). See [Store.Update].
+// written when it is gone (a logout during a refresh). See [SessionWriter.Update].
 func (s *RedisStore) Update(ctx context.Context, sess *Session) error {
 	return s.put(ctx, sess, true)
 }

@@ -1,7 +1,6 @@
 package session
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -12,11 +11,11 @@ import (
 	"time"
 )
 
-// ErrNotFound is returned by [Store.Get] when the session is absent or has
+// ErrNotFound is returned by [SessionReader.Get] when the session is absent or has
 // expired (idle or absolute). Callers treat it as "not logged in".
 var ErrNotFound = errors.New("session: not found")
 
-// ErrConflict is returned by [Store.Update] when the session changed since
+// ErrConflict is returned by [SessionWriter.Update] when the session changed since
 // it was read.
 var ErrConflict = errors.New("session: changed meanwhile")
 
@@ -33,7 +32,7 @@ const idBytes = 32
 
 // Session is an authenticated login.
 //
-// A Session is immutable once it has been passed to [Store.Put]: other
+// A Session is immutable once it has been passed to [SessionWriter.Put]: other
 // goroutines may be reading it. To change a session, [Session.Clone] it,
 // change the clone and Put the clone. Put sets Version.
 //
@@ -85,7 +84,7 @@ type Session struct {
 	// when none is waiting (and then absent from the stored form).
 	Confirmation *Confirmation `json:"confirmation,omitempty"`
 
-	// Version is set by [Store.Put] to the stored version + 1 (1 for a new
+	// Version is set by [SessionWriter.Put] to the stored version + 1 (1 for a new
 	// session), so callers can key renderings by (ID, Version).
 	Version uint64 `json:"version"`
 
@@ -145,93 +144,6 @@ type Confirmation struct {
 type StepUpMark struct {
 	Policy string `json:"p"`
 	At     int64  `json:"t"`
-}
-
-// Pinger is a store that can tell whether it answers, cheaply: the health endpoint asks it.
-// MemoryStore always answers; RedisStore sends PING.
-type Pinger interface {
-	Ping(ctx context.Context) error
-}
-
-// Store keeps sessions. Implementations are safe for concurrent use.
-type Store interface {
-	// Get returns the live session. It enforces ExpiresAt and IdleTimeout
-	// (ErrNotFound when past either, and the session is then removed) and
-	// records the access for the idle clock. A store with a local cache
-	// (RedisStore) may answer from it: see Reload.
-	Get(ctx context.Context, id string) (*Session, error)
-	// Reload is Get without any local cache: it returns the session as it is
-	// stored right now, and refreshes the local cache entry with what it
-	// read, so that a Get after it sees the same version. Errors are those of
-	// Get: ErrNotFound when the session is absent or expired, ErrUnavailable
-	// when the store cannot be reached. Stores without a local cache
-	// (MemoryStore) answer as Get.
-	//
-	// It is the re-check after taking a Lock: another instance may have
-	// changed the session (refreshed its tokens) while this one waited, and
-	// the invalidation of the cached copy may not have arrived yet.
-	Reload(ctx context.Context, id string) (*Session, error)
-	// Put stores s under s.ID, replacing any previous one, and raises
-	// s.Version above the version of the session it replaces (when s is a
-	// Clone of it). Every instance drops its cached copy of the previous
-	// version. Put keeps s.ExpiresAt as given: the session's lifetime (and
-	// every TTL of it in the store) is what is left until then, so a Put of a
-	// refreshed Clone never extends it.
-	Put(ctx context.Context, s *Session) error
-	// Update is Put for a changed Clone of a stored session, only while that
-	// session still exists: a session deleted meanwhile (a logout during a
-	// refresh) is never brought back; Update then returns ErrNotFound. The
-	// MemoryStore also refuses (ErrConflict) when the stored version is no
-	// longer the one s was cloned from; across instances, writers of one
-	// session serialize with Lock.
-	Update(ctx context.Context, s *Session) error
-	// Delete removes the session; deleting an absent id is not an error.
-	Delete(ctx context.Context, id string) error
-	// Once reports whether key is seen for the first time within ttl
-	// (replay protection for login state and logout-token jti). A second
-	// call with the same key within ttl returns false.
-	Once(ctx context.Context, key string, ttl time.Duration) (bool, error)
-	// DeleteMatching removes every session that m matches and returns how many
-	// it removed (back-channel logout by sid or sub, "log out everywhere").
-	DeleteMatching(ctx context.Context, m Match) (int, error)
-	// Lock takes the short exclusive lock named key, shared by every
-	// instance that uses the same store. When the lock is free (never taken,
-	// released, or its last hold has expired), Lock takes it for ttl and
-	// returns a token that names this hold and ok = true; when someone else
-	// holds it, ok = false at once (Lock does not wait). A hold ends by
-	// itself after ttl, so a holder that dies or hangs blocks the others for
-	// at most ttl; a holder must be done within ttl, since after it another
-	// may take the lock. An error (ErrUnavailable for a backend failure)
-	// always comes with ok = false: the caller does not hold the lock.
-	//
-	// The gateway uses it for refresh single-flight across instances
-	// (SECURITY.md OPS-10): the one request that gets the lock of a session
-	// Reloads the session, re-checks that it still needs a refresh, refreshes,
-	// Puts the result and Unlocks; the others (on any instance) poll Lock and
-	// Reload until they see the refreshed version or get the lock themselves,
-	// so the provider sees one refresh grant per refresh token.
-	Lock(ctx context.Context, key string, ttl time.Duration) (token string, ok bool, err error)
-	// Unlock releases the lock named key if token still holds it (compare
-	// and delete, atomically). A token whose hold has expired releases
-	// nothing, so a stale holder can never release a newer holder's lock;
-	// Unlock of a lock that token does not hold returns nil. Errors are
-	// failures to reach the store (ErrUnavailable); the lock then expires by
-	// itself.
-	Unlock(ctx context.Context, key, token string) error
-
-	// PutRecord stores a small opaque record (at most 4 KiB) under key for ttl, replacing any
-	// record of that key. GetRecord returns it, or ErrNotFound when absent or expired.
-	// DeleteRecord removes it (no error when absent). Records live beside sessions: the gateway
-	// keeps pending CIBA logins here, so every instance sees them. In Redis they are encrypted
-	// like sessions (the key is hashed, the value sealed with AES-256-GCM bound to the key).
-	//
-	// An empty key, a ttl <= 0 or a value longer than MaxRecordSize is an error of the caller
-	// (neither ErrNotFound nor ErrUnavailable). Failures to reach the store, and a memory store
-	// holding MaxRecords live records, are ErrUnavailable. The value passed to PutRecord and the
-	// one GetRecord returns belong to the caller: the store keeps its own copy.
-	PutRecord(ctx context.Context, key string, value []byte, ttl time.Duration) error
-	GetRecord(ctx context.Context, key string) ([]byte, error)
-	DeleteRecord(ctx context.Context, key string) error
 }
 
 // Match selects sessions of one issuer: those whose subject is Subject (when set)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
@@ -202,5 +204,26 @@ func TestHealthzProviderDown(t *testing.T) {
 	}
 	if rec := serve(http.MethodHead, "/.trustgate/healthz"); rec.Code != http.StatusServiceUnavailable {
 		t.Errorf("HEAD = %d, want 503", rec.Code)
+	}
+}
+
+// TestHealthzSeesThroughTheTimedStore: with metrics on, the store is wrapped to time its
+// calls (always so in Caddy, whose metrics registry is always set); the health check must
+// still ping the store inside and answer 503 when it is down.
+func TestHealthzSeesThroughTheTimedStore(t *testing.T) {
+	g := newGateway(t, withRegistry(prometheus.NewRegistry()))
+	fs := &failingPingStore{MemoryStore: g.store}
+	fs.down.Store(true)
+	g.h.store = fs
+	g.h.timeStore("redis", nil)
+	if _, ok := g.h.store.(*timedStore); !ok {
+		t.Fatalf("store is %T, want the timed wrapper", g.h.store)
+	}
+	resp, body := getHealth(t, g, http.MethodGet, "")
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, `"store":"down: not reachable"`) {
+		t.Errorf("healthz with the wrapped store down = %d %s, want 503 naming the store", resp.StatusCode, body)
+	}
+	if fs.pings.Load() != 1 {
+		t.Errorf("store pings = %d, want 1", fs.pings.Load())
 	}
 }

@@ -358,6 +358,15 @@ func since(o prometheus.Observer, start time.Time) { o.Observe(time.Since(start)
 // Get times only lookups that wait for Redis: a local-cache hit, most requests, is counted
 // by trustgate_local_cache_hits_total instead, and skips the clock and the histogram's
 // shared counters on the request path.
+// Ping forwards the health check's ping to the timed store, when it has one: wrapping a
+// Redis store for its metrics must not hide it from <path_prefix>/healthz.
+func (t *timedStore) Ping(ctx context.Context) error {
+	if p, ok := t.Store.(session.Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
 func (t *timedStore) Get(ctx context.Context, id string) (*session.Session, error) {
 	if t.observed != nil {
 		return t.observed.GetObserved(ctx, id, t.observeGet)

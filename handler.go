@@ -192,7 +192,7 @@ func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, nex
 
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error {
 	if web.IsNavigation(r) {
-		return h.startLogin(w, r, loginRequest{returnTo: web.ReturnTo(r)})
+		return h.login.start(w, r, loginRequest{returnTo: web.ReturnTo(r)})
 	}
 	loginURL := h.PathPrefix + "/login"
 	return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusUnauthorized, Reason: "login_required", Form: web.JSON,

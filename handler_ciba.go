@@ -510,7 +510,7 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 	s, cbErr := h.sessions.create(w, r, login, nil, "")
 	if cbErr != nil {
 		h.metrics.cibaOutcome("failed", cbErr.reason)
-		h.logRefusal(cbErr)
+		h.login.logRefusal(cbErr)
 		return h.cibaError(w, r, cbErr.status, cbErr.reason, cbErr.msg)
 	}
 	h.logger.Info("login", zap.String("reason", "login_ok"), zap.String("method", "ciba"), zap.String("sub_hash", sessionHash(login.Subject)),

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
@@ -22,9 +21,9 @@ import (
 func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name string) error {
 	switch name {
 	case "callback":
-		return h.callback(w, r)
+		return h.login.callback(w, r)
 	case "login":
-		return h.login(w, r)
+		return h.login.serveLogin(w, r)
 	case "logout":
 		return h.logout(w, r)
 	case "me":
@@ -47,44 +46,6 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name str
 		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusNotFound, Reason: "not_found", Message: "no such gateway endpoint",
 			Title: "Not found", PageMessage: "There is no such gateway endpoint."})
 	}
-}
-
-// login starts a login explicitly: /.trustgate/login?rd=/path. rd must be a same-origin
-// path (or an absolute URL of this very origin); anything else falls back to "/".
-func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Message: "use GET", Form: web.JSON})
-	}
-	q := r.URL.Query()
-	rd := "/"
-	if v := q["rd"]; len(v) == 1 {
-		rd = web.SafeReturnPath(v[0], r)
-	}
-	// login_hint (who is signing in, e.g. an e-mail) is passed on to the provider when it is
-	// one plain value; the other authorization parameters are the gateway's alone
-	// (SECURITY.md FL-11).
-	var hint string
-	if v := q["login_hint"]; len(v) > 0 {
-		if len(v) != 1 || !validLoginHint(v[0]) {
-			return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusBadRequest, Reason: "invalid_login_hint", Message: "login_hint must be one value of at most 256 printable characters", Form: web.JSON})
-		}
-		hint = v[0]
-	}
-	return h.startLogin(w, r, loginRequest{returnTo: rd, loginHint: hint})
-}
-
-// validLoginHint accepts 1 to 256 bytes of valid UTF-8 without control characters.
-func validLoginHint(s string) bool {
-	if s == "" || len(s) > 256 || !utf8.ValidString(s) {
-		return false
-	}
-	for _, c := range s {
-		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
-			return false
-		}
-	}
-	return true
 }
 
 // logout ends the local session. Only a POST ends it; a GET shows a confirmation form, so a

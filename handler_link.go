@@ -249,7 +249,7 @@ func (lw *linkWriter) startBinding(raw, alias string) (string, bool) {
 	if lw.r.Method == http.MethodGet {
 		returnTo = web.ReturnTo(lw.r)
 	}
-	loc, lerr := h.beginLogin(lw.ResponseWriter, lw.r, loginRequest{
+	loc, lerr := h.login.begin(lw.ResponseWriter, lw.r, loginRequest{
 		returnTo:  returnTo,
 		loginHint: hint,
 		bind:      &bindRequest{subject: lw.s.Subject, alias: alias, acr: h.IdentityBinding.ACRValues},

@@ -273,7 +273,7 @@ func (h *Handler) enforce(w http.ResponseWriter, r *http.Request, p *trust.Polic
 		h.metrics.stepUp()
 		h.event(eventStepUp, map[string]any{"reason": "step_up", "rules": rules, "session_hash": sessionHash(st.s.ID)})
 		marks := append(recent, session.StepUpMark{Policy: fp, At: now.Unix()})
-		return true, h.startLogin(w, r, loginRequest{returnTo: web.ReturnTo(r), stepUp: stepUp, marks: marks})
+		return true, h.login.start(w, r, loginRequest{returnTo: web.ReturnTo(r), stepUp: stepUp, marks: marks})
 	}
 	h.logger.Info("route policy not met", zap.String("reason", "policy_unmet"), zap.Strings("rules", rules),
 		zap.Bool("after_step_up", justSteppedUp), zap.String("session_hash", sessionHash(st.s.ID)))

@@ -313,7 +313,9 @@ type Handler struct {
 	// sessions reads and writes the session cookies and renders sessions (sessions.go).
 	sessions *jar
 	// feedback reports linked aliases to the provider (feedback.go).
-	feedback     *aliasFeedback
+	feedback *aliasFeedback
+	// login runs the authorization-code flow (login.go).
+	login        *loginFlow
 	profile      *provider.Profile // the provider profile (never nil after Provision)
 	clientKey    string
 	storeKey     string
@@ -437,6 +439,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	h.feedback = &aliasFeedback{base: &h.base, sessions: h.sessions, endpoint: h.FeedbackEndpoint, aliasClaim: h.AliasClaim}
+	h.login = &loginFlow{base: &h.base, sessions: h.sessions, feedback: h.feedback, issuer: h.Issuer, prefix: h.PathPrefix,
+		redirectURL: h.RedirectURL, acrLevels: h.ACRLevels, binding: h.IdentityBinding}
 
 	secrets, err := h.cookieSecrets(repl)
 	if err != nil {

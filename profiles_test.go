@@ -128,24 +128,24 @@ func TestProviderProfileDefaultsAndOverrides(t *testing.T) {
 
 // bindingACRMet is `require acr_at_least` with the weakest acr_values of the binding.
 func TestBindingACRMet(t *testing.T) {
-	h := &Handler{IdentityBinding: &IdentityBindingConfig{ACRValues: []string{"urn:loa:high", "urn:loa:substantial"}},
-		ACRLevels: []string{"urn:loa:low", "urn:loa:substantial", "urn:loa:high"}}
+	l := &loginFlow{binding: &IdentityBindingConfig{ACRValues: []string{"urn:loa:high", "urn:loa:substantial"}},
+		acrLevels: []string{"urn:loa:low", "urn:loa:substantial", "urn:loa:high"}}
 	for acr, want := range map[string]bool{
 		"urn:loa:high": true, "urn:loa:substantial": true, "urn:loa:low": false, "": false, "urn:other": false,
 	} {
-		if _, got := h.bindingACRMet(map[string]any{"acr": acr}); got != want {
+		if _, got := l.bindingACRMet(map[string]any{"acr": acr}); got != want {
 			t.Errorf("acr %q: met = %v, want %v", acr, got, want)
 		}
 	}
-	h.ACRLevels = nil // without levels: one of the values exactly
-	if _, got := h.bindingACRMet(map[string]any{"acr": "urn:loa:high"}); !got {
+	l.acrLevels = nil // without levels: one of the values exactly
+	if _, got := l.bindingACRMet(map[string]any{"acr": "urn:loa:high"}); !got {
 		t.Error("acr among acr_values refused without acr_levels")
 	}
-	if _, got := h.bindingACRMet(map[string]any{"acr": "urn:loa:low"}); got {
+	if _, got := l.bindingACRMet(map[string]any{"acr": "urn:loa:low"}); got {
 		t.Error("acr outside acr_values accepted without acr_levels")
 	}
-	h.IdentityBinding.ACRValues = nil
-	if _, got := h.bindingACRMet(map[string]any{}); !got {
+	l.binding.ACRValues = nil
+	if _, got := l.bindingACRMet(map[string]any{}); !got {
 		t.Error("no acr_values asked: binding refused")
 	}
 }

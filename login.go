@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -34,6 +35,20 @@ type txRecord struct {
 	BindSubject string `json:"bs,omitempty"`
 	// BindAlias is an alias to link (session feedback) once the binding is confirmed.
 	BindAlias string `json:"ba,omitempty"`
+}
+
+// loginFlow runs the authorization-code flow: it starts a login (explicitly at
+// <prefix>/login, for a browser without a session, for a step-up, or for an identity
+// binding) and finishes it at <prefix>/callback, where a session is created.
+type loginFlow struct {
+	*base
+	sessions    *jar
+	feedback    *aliasFeedback // links the alias of a confirmed binding
+	issuer      string
+	prefix      string                 // path_prefix
+	redirectURL string                 // redirect_url as configured, "" = from the request
+	acrLevels   []string               // acr_levels, lowest first
+	binding     *IdentityBindingConfig // identity_binding, or nil
 }
 
 // loginRequest is what a login is started for.
@@ -60,129 +75,8 @@ type loginError struct {
 	retry  time.Duration
 }
 
-// beginLogin prepares the authorization-code flow: a fresh transaction in its own cookie
-// (set on w's headers, with the oldest pending ones evicted) and the provider's
-// authorization URL. It writes no status or body, so it also serves a response that is
-// being rewritten (identity binding).
-func (h *Handler) beginLogin(w http.ResponseWriter, r *http.Request, lr loginRequest) (string, *loginError) {
-	ctx, cancel := opContext(r)
-	defer cancel()
-	tx := oidcflow.NewTransaction()
-	rec := txRecord{Tx: tx, ReturnTo: lr.returnTo, RedirectURL: h.callbackURL(r), Created: h.now().Unix()}
-	ar := oidcflow.AuthRequest{RedirectURL: rec.RedirectURL, Transaction: tx, LoginHint: lr.loginHint}
-	if su := lr.stepUp; su != nil {
-		rec.StepUps = lr.marks
-		ar.ACRValues = strings.Join(su.ACRValues, " ")
-		ar.MaxAge = su.MaxAge
-		if su.PromptLogin {
-			ar.Prompt = "login"
-		}
-	}
-	if b := lr.bind; b != nil {
-		rec.BindSubject, rec.BindAlias = b.subject, b.alias
-		ar.ACRValues = strings.Join(b.acr, " ")
-		ar.Prompt = "login"
-	}
-	authURL, err := h.client.AuthCodeURL(ctx, ar)
-	if err == nil {
-		h.warnWithoutPKCE(ctx)
-	}
-	if err != nil {
-		h.logger.Error("cannot start login: provider discovery failed",
-			zap.String("reason", oidcflow.ReasonCode(err)), zap.String("issuer", h.Issuer), zap.Error(err))
-		return "", &loginError{status: http.StatusServiceUnavailable, code: "provider_unavailable", retry: max(h.client.RetryAfter(), time.Second),
-			msg: "The sign-in service is not reachable right now. Please retry in a few seconds."}
-	}
-	value, err := h.sessions.txCodec.Encode(h.sessions.txPrefix+tx.State, rec)
-	if err != nil && rec.ReturnTo != "/" {
-		// Too long for a cookie (a long query string): land on "/" rather than fail
-		// (SECURITY.md LIM-07).
-		rec.ReturnTo = "/"
-		value, err = h.sessions.txCodec.Encode(h.sessions.txPrefix+tx.State, rec)
-	}
-	if err != nil {
-		h.logger.Error("cannot store the login transaction in a cookie", zap.String("reason", "cookie_encode_failed"), zap.Int("return_bytes", len(rec.ReturnTo)))
-		return "", &loginError{status: http.StatusInternalServerError, code: "cookie_encode_failed", msg: "The sign-in could not be started. Please try again."}
-	}
-	h.evictPendingLogins(w, r)
-	http.SetCookie(w, h.sessions.cookie(h.sessions.txPrefix+tx.State, value, int(loginTimeout/time.Second)))
-	h.metrics.loginStarted(lr.kind())
-	return authURL, nil
-}
-
 // pkceWarned holds the issuers warned about (once per process) for not advertising S256.
 var pkceWarned sync.Map
-
-// warnWithoutPKCE warns once when the provider's metadata does not list S256 in
-// code_challenge_methods_supported: trustgate sends a PKCE challenge anyway, but whether the
-// provider checks it — the protection against code injection — is then unknown
-// (SECURITY.md FL-04). A provider that lists methods without S256 is refused at discovery.
-func (h *Handler) warnWithoutPKCE(ctx context.Context) {
-	md, err := h.client.Discover(ctx)
-	if err != nil || slices.Contains(md.CodeChallengeMethods, "S256") {
-		return
-	}
-	if _, done := pkceWarned.LoadOrStore(h.Issuer, true); done {
-		return
-	}
-	h.logger.Warn("the provider's discovery document has no code_challenge_methods_supported with S256: PKCE is sent, but the provider may not check it; code injection protection then depends on the provider",
-		zap.String("issuer", h.Issuer), zap.String("reason", "pkce_not_advertised"))
-}
-
-// startLogin begins the authorization-code flow and redirects the browser to the provider.
-func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginRequest) error {
-	authURL, lerr := h.beginLogin(w, r, lr)
-	if lerr != nil {
-		if lerr.status == http.StatusServiceUnavailable {
-			return h.serviceUnavailable(w, r, lerr.retry, lerr.code, lerr.msg)
-		}
-		return h.refuser.Refuse(w, r, &web.Refusal{Status: lerr.status, Reason: lerr.code, Message: lerr.msg, Form: web.HTML, Title: "Sign-in failed"})
-	}
-	web.NoStore(w)
-	http.Redirect(w, r, authURL, http.StatusFound)
-	return nil
-}
-
-// evictPendingLogins keeps at most maxPendingLogins-1 transaction cookies from the request
-// (the new one makes maxPendingLogins), expiring the oldest; undecodable ones go first.
-func (h *Handler) evictPendingLogins(w http.ResponseWriter, r *http.Request) {
-	type pending struct {
-		name    string
-		created int64
-	}
-	var all []pending
-	for _, c := range r.Cookies() {
-		if len(c.Name) <= len(h.sessions.txPrefix) || c.Name[:len(h.sessions.txPrefix)] != h.sessions.txPrefix {
-			continue
-		}
-		var rec txRecord
-		created := int64(-1)
-		if h.sessions.txCodec.Decode(c.Name, c.Value, &rec) == nil {
-			created = rec.Created
-		}
-		all = append(all, pending{c.Name, created})
-	}
-	if len(all) < maxPendingLogins {
-		return
-	}
-	slices.SortFunc(all, func(a, b pending) int { return int(a.created - b.created) })
-	for _, p := range all[:len(all)-(maxPendingLogins-1)] {
-		http.SetCookie(w, h.sessions.cookie(p.name, "", -1))
-	}
-}
-
-// callbackURL is the redirect_uri: configured, or built from the request's own scheme and
-// Host. X-Forwarded-* headers are never used (SECURITY.md FL-10).
-func (h *Handler) callbackURL(r *http.Request) string {
-	if h.redirectURL != nil {
-		return h.RedirectURL
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host + h.PathPrefix + "/callback"
-}
 
 // Limits on callback parameters; anything longer cannot be ours (SECURITY.md LIM-07).
 const (
@@ -198,216 +92,6 @@ type callbackError struct {
 	msg    string
 	err    error
 	opErr  string
-}
-
-// callback finishes a login. Any failure answers a clear 4xx/5xx page; no session is created,
-// the transaction is spent, and (before the state checks pass) the provider is not called.
-func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
-	web.NoStore(w)
-	w.Header().Set("Referrer-Policy", "no-referrer")
-	if r.Method != http.MethodGet {
-		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Form: web.HTML,
-			Title: "Method not allowed", Message: "The sign-in callback only accepts GET.", Header: http.Header{"Allow": {"GET"}}})
-	}
-	start := time.Now()
-	rec, cbErr := h.checkCallback(w, r)
-	if cbErr == nil {
-		cbErr = h.finishLogin(w, r, rec)
-	}
-	h.metrics.callbackDone(start, cbErr)
-	if cbErr != nil {
-		h.logRefusal(cbErr)
-		f := &web.Refusal{Status: cbErr.status, Reason: cbErr.reason, Form: web.HTML, Title: "Sign-in failed", Message: cbErr.msg, Link: h.PathPrefix + "/login"}
-		if cbErr.status == http.StatusServiceUnavailable {
-			f.RetryAfter = 5 * time.Second
-		}
-		if rec != nil && rec.BindSubject != "" {
-			// A denied or unconfirmed binding changes nothing: the session the user had
-			// is still there; it only remembers the denial for a while, so the
-			// application's page does not send the user to the provider again at once.
-			h.rememberBindDenial(r)
-			f.Title, f.Message, f.Link, f.LinkText = "Identity binding not completed", cbErr.msg+" Your account and your sign-in are unchanged.", "/", "Back to the application"
-		}
-		return h.refuser.Refuse(w, r, f)
-	}
-	return nil
-}
-
-// logRefusal writes the one log line of a refused login: provider and store faults at
-// error, tokens that failed verification at warn (possible attacks), everything else
-// (stale or replayed callbacks, a denial by the user or the provider's verdict) at info, so
-// an operator sees every refused login at Caddy's default log level.
-func (h *Handler) logRefusal(e *callbackError) {
-	level := zap.InfoLevel
-	switch {
-	case e.status >= 500:
-		level = zap.ErrorLevel
-	case e.status == http.StatusUnauthorized:
-		level = zap.WarnLevel
-	}
-	ce := h.logger.Check(level, "login refused")
-	if ce == nil {
-		return
-	}
-	fields := []zap.Field{zap.String("reason", e.reason), zap.Int("status", e.status)}
-	if e.opErr != "" {
-		fields = append(fields, zap.String("op_error", e.opErr))
-	}
-	if e.err != nil {
-		fields = append(fields, zap.Error(e.err))
-	}
-	ce.Write(fields...)
-}
-
-// checkCallback validates the callback parameters against the transaction cookie and
-// consumes the transaction. It makes no provider call.
-func (h *Handler) checkCallback(w http.ResponseWriter, r *http.Request) (*txRecord, *callbackError) {
-	q := r.URL.Query()
-	for _, p := range []string{"state", "code", "error", "error_description", "iss"} {
-		if len(q[p]) > 1 {
-			return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_duplicate_parameter", msg: "The sign-in response repeats the parameter \"" + p + "\"; it was refused. Please sign in again."}
-		}
-	}
-	state := q.Get("state")
-	if state == "" {
-		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_missing_state", msg: "The sign-in response has no state parameter. Please sign in again."}
-	}
-	// A state we issued is a 43-character random id; anything else cannot name a transaction
-	// cookie and is not looked up.
-	if !session.ValidID(state) {
-		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_unknown_state", msg: "This sign-in response does not belong to a sign-in started in this browser. Please sign in again."}
-	}
-	name := h.sessions.txPrefix + state
-	c, err := r.Cookie(name)
-	if err != nil {
-		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_unknown_state", msg: "This sign-in response does not belong to a sign-in started in this browser, or it took longer than 10 minutes. Please sign in again."}
-	}
-	// From here on the transaction is spent, whatever happens.
-	http.SetCookie(w, h.sessions.cookie(name, "", -1))
-	var rec txRecord
-	if err := h.sessions.txCodec.Decode(name, c.Value, &rec); err != nil || subtle.ConstantTimeCompare([]byte(rec.Tx.State), []byte(state)) != 1 {
-		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_invalid_transaction", msg: "The sign-in attempt expired or its cookie was altered. Please sign in again."}
-	}
-	if q.Has("error") {
-		if q.Has("code") {
-			return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_ambiguous", msg: "The sign-in response carries both a code and an error; it was refused. Please sign in again."}
-		}
-		status := http.StatusBadRequest
-		if q.Get("error") == "access_denied" {
-			status = http.StatusForbidden
-		}
-		msg := "The sign-in service reported: " + web.Clip(q.Get("error"), 64)
-		if d := q.Get("error_description"); d != "" {
-			msg += " — " + web.Clip(d, maxErrorBytes)
-		}
-		return &rec, &callbackError{status: status, reason: "op_error", msg: msg, opErr: web.Clip(q.Get("error"), 64)}
-	}
-	code := q.Get("code")
-	if code == "" || len(code) > maxCodeBytes {
-		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_missing_code", msg: "The sign-in response has no usable code. Please sign in again."}
-	}
-	// Single use, recorded only when a code exchange follows: an error response needs no
-	// replay record (and so cannot be used to fill the replay table cheaply).
-	first, err := h.store.Once(r.Context(), "state:"+stateKey(state), loginTimeout)
-	if err != nil {
-		h.metrics.storeError("record")
-		return nil, &callbackError{status: http.StatusServiceUnavailable, reason: "store_unavailable", err: err,
-			msg: "The session store is not reachable right now. Please sign in again in a few seconds."}
-	}
-	if !first {
-		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_replayed", msg: "This sign-in response was already used. Please sign in again."}
-	}
-	return &rec, nil
-}
-
-// finishLogin exchanges the code, creates a new session and sends the browser back.
-func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, rec *txRecord) *callbackError {
-	ctx, cancel := opContext(r)
-	defer cancel()
-	q := r.URL.Query()
-	if err := h.client.CheckResponseIssuer(ctx, q.Get("iss"), q.Has("iss")); err != nil {
-		return exchangeError(err)
-	}
-	login, err := h.client.Exchange(ctx, q.Get("code"), rec.RedirectURL, rec.Tx)
-	if err != nil {
-		return exchangeError(err)
-	}
-	if rec.BindSubject != "" {
-		// A binding counts only for the same user, at the assurance asked for (acr_values),
-		// and, where the provider gives a verdict, approved (createSession checks that).
-		if login.Subject != rec.BindSubject {
-			return &callbackError{status: http.StatusForbidden, reason: "binding_not_confirmed",
-				err: errors.New("the binding login came back for another subject"),
-				msg: "The identity provider did not confirm that your verified identity matches this account."}
-		}
-		if acr, ok := h.bindingACRMet(login.Claims); !ok {
-			return &callbackError{status: http.StatusForbidden, reason: "binding_not_confirmed",
-				err: fmt.Errorf("the binding login has acr %q, below the acr_values asked for (%s)", web.Clip(acr, 64), strings.Join(h.IdentityBinding.ACRValues, " ")),
-				msg: "The identity provider did not confirm your identity at the level this account requires."}
-		}
-	}
-
-	binding := ""
-	if rec.BindSubject != "" {
-		binding = "verified"
-	}
-	s, cbErr := h.sessions.create(w, r, login, rec.StepUps, binding)
-	if cbErr != nil {
-		return cbErr
-	}
-	if rec.BindAlias != "" {
-		h.feedback.link(s, rec.BindAlias)
-	}
-	h.logger.Info("login", zap.String("reason", "login_ok"), zap.String("sub_hash", sessionHash(login.Subject)),
-		zap.String("session_hash", sessionHash(s.ID)), zap.Bool("signed_userinfo", login.SignedUserinfo))
-	h.event(eventLogin, map[string]any{"reason": "login_ok", "method": "code", "sub_hash": sessionHash(login.Subject), "session_hash": sessionHash(s.ID)})
-	target := rec.ReturnTo
-	if !web.IsSafePath(target) {
-		target = "/"
-	}
-	http.Redirect(w, r, target, http.StatusFound)
-	return nil
-}
-
-// bindingACRMet reports whether a binding login reached the acr_values it asked for, like
-// `require acr_at_least` with the weakest of them: with acr_levels, the login's acr must be
-// at or above that level; without, it must be one of the values. No acr_values: met.
-func (h *Handler) bindingACRMet(claims map[string]any) (string, bool) {
-	acr, _ := claims["acr"].(string)
-	acr = strings.TrimSpace(acr)
-	want := h.IdentityBinding.ACRValues
-	if len(want) == 0 {
-		return acr, true
-	}
-	if slices.Contains(want, acr) {
-		return acr, true
-	}
-	got := slices.Index(h.ACRLevels, acr)
-	if got < 0 {
-		return acr, false
-	}
-	for _, v := range want {
-		if i := slices.Index(h.ACRLevels, v); i >= 0 && got >= i {
-			return acr, true
-		}
-	}
-	return acr, false
-}
-
-// rememberBindDenial marks the browser's session (if any) with a recent binding denial.
-func (h *Handler) rememberBindDenial(r *http.Request) {
-	id, ok := h.sessions.id(r)
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), storeWriteTimeout)
-	defer cancel()
-	now := h.now()
-	if err := h.sessions.updateLocked(ctx, id, func(ns *session.Session) {
-		ns.StepUps = append(slices.Clone(ns.StepUps), session.StepUpMark{Policy: bindDenied, At: now.Unix()})
-	}); err != nil {
-		h.logger.Warn("could not record the binding denial on the session", zap.Error(err))
-	}
 }
 
 // exchangeError maps a provider failure to what the user sees; the details go to the log.
@@ -440,4 +124,373 @@ func exchangeError(err error) *callbackError {
 func stateKey(state string) string {
 	sum := sha256.Sum256([]byte(state))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// begin prepares the authorization-code flow: a fresh transaction in its own cookie
+// (set on w's headers, with the oldest pending ones evicted) and the provider's
+// authorization URL. It writes no status or body, so it also serves a response that is
+// being rewritten (identity binding).
+func (l *loginFlow) begin(w http.ResponseWriter, r *http.Request, lr loginRequest) (string, *loginError) {
+	ctx, cancel := opContext(r)
+	defer cancel()
+	tx := oidcflow.NewTransaction()
+	rec := txRecord{Tx: tx, ReturnTo: lr.returnTo, RedirectURL: l.callbackURL(r), Created: l.now().Unix()}
+	ar := oidcflow.AuthRequest{RedirectURL: rec.RedirectURL, Transaction: tx, LoginHint: lr.loginHint}
+	if su := lr.stepUp; su != nil {
+		rec.StepUps = lr.marks
+		ar.ACRValues = strings.Join(su.ACRValues, " ")
+		ar.MaxAge = su.MaxAge
+		if su.PromptLogin {
+			ar.Prompt = "login"
+		}
+	}
+	if b := lr.bind; b != nil {
+		rec.BindSubject, rec.BindAlias = b.subject, b.alias
+		ar.ACRValues = strings.Join(b.acr, " ")
+		ar.Prompt = "login"
+	}
+	authURL, err := l.client.AuthCodeURL(ctx, ar)
+	if err == nil {
+		l.warnWithoutPKCE(ctx)
+	}
+	if err != nil {
+		l.logger.Error("cannot start login: provider discovery failed",
+			zap.String("reason", oidcflow.ReasonCode(err)), zap.String("issuer", l.issuer), zap.Error(err))
+		return "", &loginError{status: http.StatusServiceUnavailable, code: "provider_unavailable", retry: max(l.client.RetryAfter(), time.Second),
+			msg: "The sign-in service is not reachable right now. Please retry in a few seconds."}
+	}
+	value, err := l.sessions.txCodec.Encode(l.sessions.txPrefix+tx.State, rec)
+	if err != nil && rec.ReturnTo != "/" {
+		// Too long for a cookie (a long query string): land on "/" rather than fail
+		// (SECURITY.md LIM-07).
+		rec.ReturnTo = "/"
+		value, err = l.sessions.txCodec.Encode(l.sessions.txPrefix+tx.State, rec)
+	}
+	if err != nil {
+		l.logger.Error("cannot store the login transaction in a cookie", zap.String("reason", "cookie_encode_failed"), zap.Int("return_bytes", len(rec.ReturnTo)))
+		return "", &loginError{status: http.StatusInternalServerError, code: "cookie_encode_failed", msg: "The sign-in could not be started. Please try again."}
+	}
+	l.evictPending(w, r)
+	http.SetCookie(w, l.sessions.cookie(l.sessions.txPrefix+tx.State, value, int(loginTimeout/time.Second)))
+	l.metrics.loginStarted(lr.kind())
+	return authURL, nil
+}
+
+// warnWithoutPKCE warns once when the provider's metadata does not list S256 in
+// code_challenge_methods_supported: trustgate sends a PKCE challenge anyway, but whether the
+// provider checks it — the protection against code injection — is then unknown
+// (SECURITY.md FL-04). A provider that lists methods without S256 is refused at discovery.
+func (l *loginFlow) warnWithoutPKCE(ctx context.Context) {
+	md, err := l.client.Discover(ctx)
+	if err != nil || slices.Contains(md.CodeChallengeMethods, "S256") {
+		return
+	}
+	if _, done := pkceWarned.LoadOrStore(l.issuer, true); done {
+		return
+	}
+	l.logger.Warn("the provider's discovery document has no code_challenge_methods_supported with S256: PKCE is sent, but the provider may not check it; code injection protection then depends on the provider",
+		zap.String("issuer", l.issuer), zap.String("reason", "pkce_not_advertised"))
+}
+
+// start begins the authorization-code flow and redirects the browser to the provider.
+func (l *loginFlow) start(w http.ResponseWriter, r *http.Request, lr loginRequest) error {
+	authURL, lerr := l.begin(w, r, lr)
+	if lerr != nil {
+		if lerr.status == http.StatusServiceUnavailable {
+			return l.serviceUnavailable(w, r, lerr.retry, lerr.code, lerr.msg)
+		}
+		return l.refuser.Refuse(w, r, &web.Refusal{Status: lerr.status, Reason: lerr.code, Message: lerr.msg, Form: web.HTML, Title: "Sign-in failed"})
+	}
+	web.NoStore(w)
+	http.Redirect(w, r, authURL, http.StatusFound)
+	return nil
+}
+
+// evictPending keeps at most maxPendingLogins-1 transaction cookies from the request
+// (the new one makes maxPendingLogins), expiring the oldest; undecodable ones go first.
+func (l *loginFlow) evictPending(w http.ResponseWriter, r *http.Request) {
+	type pending struct {
+		name    string
+		created int64
+	}
+	var all []pending
+	for _, c := range r.Cookies() {
+		if len(c.Name) <= len(l.sessions.txPrefix) || c.Name[:len(l.sessions.txPrefix)] != l.sessions.txPrefix {
+			continue
+		}
+		var rec txRecord
+		created := int64(-1)
+		if l.sessions.txCodec.Decode(c.Name, c.Value, &rec) == nil {
+			created = rec.Created
+		}
+		all = append(all, pending{c.Name, created})
+	}
+	if len(all) < maxPendingLogins {
+		return
+	}
+	slices.SortFunc(all, func(a, b pending) int { return int(a.created - b.created) })
+	for _, p := range all[:len(all)-(maxPendingLogins-1)] {
+		http.SetCookie(w, l.sessions.cookie(p.name, "", -1))
+	}
+}
+
+// callbackURL is the redirect_uri: configured, or built from the request's own scheme and
+// Host. X-Forwarded-* headers are never used (SECURITY.md FL-10).
+func (l *loginFlow) callbackURL(r *http.Request) string {
+	if l.redirectURL != "" {
+		return l.redirectURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + l.prefix + "/callback"
+}
+
+// serveLogin starts a login explicitly: /.trustgate/login?rd=/path. rd must be a same-origin
+// path (or an absolute URL of this very origin); anything else falls back to "/".
+func (l *loginFlow) serveLogin(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return l.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Message: "use GET", Form: web.JSON})
+	}
+	q := r.URL.Query()
+	rd := "/"
+	if v := q["rd"]; len(v) == 1 {
+		rd = web.SafeReturnPath(v[0], r)
+	}
+	// login_hint (who is signing in, e.g. an e-mail) is passed on to the provider when it is
+	// one plain value; the other authorization parameters are the gateway's alone
+	// (SECURITY.md FL-11).
+	var hint string
+	if v := q["login_hint"]; len(v) > 0 {
+		if len(v) != 1 || !validLoginHint(v[0]) {
+			return l.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusBadRequest, Reason: "invalid_login_hint", Message: "login_hint must be one value of at most 256 printable characters", Form: web.JSON})
+		}
+		hint = v[0]
+	}
+	return l.start(w, r, loginRequest{returnTo: rd, loginHint: hint})
+}
+
+// callback finishes a login. Any failure answers a clear 4xx/5xx page; no session is created,
+// the transaction is spent, and (before the state checks pass) the provider is not called.
+func (l *loginFlow) callback(w http.ResponseWriter, r *http.Request) error {
+	web.NoStore(w)
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	if r.Method != http.MethodGet {
+		return l.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Form: web.HTML,
+			Title: "Method not allowed", Message: "The sign-in callback only accepts GET.", Header: http.Header{"Allow": {"GET"}}})
+	}
+	start := time.Now()
+	rec, cbErr := l.checkCallback(w, r)
+	if cbErr == nil {
+		cbErr = l.finish(w, r, rec)
+	}
+	l.metrics.callbackDone(start, cbErr)
+	if cbErr != nil {
+		l.logRefusal(cbErr)
+		f := &web.Refusal{Status: cbErr.status, Reason: cbErr.reason, Form: web.HTML, Title: "Sign-in failed", Message: cbErr.msg, Link: l.prefix + "/login"}
+		if cbErr.status == http.StatusServiceUnavailable {
+			f.RetryAfter = 5 * time.Second
+		}
+		if rec != nil && rec.BindSubject != "" {
+			// A denied or unconfirmed binding changes nothing: the session the user had
+			// is still there; it only remembers the denial for a while, so the
+			// application's page does not send the user to the provider again at once.
+			l.rememberBindDenial(r)
+			f.Title, f.Message, f.Link, f.LinkText = "Identity binding not completed", cbErr.msg+" Your account and your sign-in are unchanged.", "/", "Back to the application"
+		}
+		return l.refuser.Refuse(w, r, f)
+	}
+	return nil
+}
+
+// logRefusal writes the one log line of a refused login: provider and store faults at
+// error, tokens that failed verification at warn (possible attacks), everything else
+// (stale or replayed callbacks, a denial by the user or the provider's verdict) at info, so
+// an operator sees every refused login at Caddy's default log level.
+func (l *loginFlow) logRefusal(e *callbackError) {
+	level := zap.InfoLevel
+	switch {
+	case e.status >= 500:
+		level = zap.ErrorLevel
+	case e.status == http.StatusUnauthorized:
+		level = zap.WarnLevel
+	}
+	ce := l.logger.Check(level, "login refused")
+	if ce == nil {
+		return
+	}
+	fields := []zap.Field{zap.String("reason", e.reason), zap.Int("status", e.status)}
+	if e.opErr != "" {
+		fields = append(fields, zap.String("op_error", e.opErr))
+	}
+	if e.err != nil {
+		fields = append(fields, zap.Error(e.err))
+	}
+	ce.Write(fields...)
+}
+
+// checkCallback validates the callback parameters against the transaction cookie and
+// consumes the transaction. It makes no provider call.
+func (l *loginFlow) checkCallback(w http.ResponseWriter, r *http.Request) (*txRecord, *callbackError) {
+	q := r.URL.Query()
+	for _, p := range []string{"state", "code", "error", "error_description", "iss"} {
+		if len(q[p]) > 1 {
+			return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_duplicate_parameter", msg: "The sign-in response repeats the parameter \"" + p + "\"; it was refused. Please sign in again."}
+		}
+	}
+	state := q.Get("state")
+	if state == "" {
+		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_missing_state", msg: "The sign-in response has no state parameter. Please sign in again."}
+	}
+	// A state we issued is a 43-character random id; anything else cannot name a transaction
+	// cookie and is not looked up.
+	if !session.ValidID(state) {
+		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_unknown_state", msg: "This sign-in response does not belong to a sign-in started in this browser. Please sign in again."}
+	}
+	name := l.sessions.txPrefix + state
+	c, err := r.Cookie(name)
+	if err != nil {
+		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_unknown_state", msg: "This sign-in response does not belong to a sign-in started in this browser, or it took longer than 10 minutes. Please sign in again."}
+	}
+	// From here on the transaction is spent, whatever happens.
+	http.SetCookie(w, l.sessions.cookie(name, "", -1))
+	var rec txRecord
+	if err := l.sessions.txCodec.Decode(name, c.Value, &rec); err != nil || subtle.ConstantTimeCompare([]byte(rec.Tx.State), []byte(state)) != 1 {
+		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_invalid_transaction", msg: "The sign-in attempt expired or its cookie was altered. Please sign in again."}
+	}
+	if q.Has("error") {
+		if q.Has("code") {
+			return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_ambiguous", msg: "The sign-in response carries both a code and an error; it was refused. Please sign in again."}
+		}
+		status := http.StatusBadRequest
+		if q.Get("error") == "access_denied" {
+			status = http.StatusForbidden
+		}
+		msg := "The sign-in service reported: " + web.Clip(q.Get("error"), 64)
+		if d := q.Get("error_description"); d != "" {
+			msg += " — " + web.Clip(d, maxErrorBytes)
+		}
+		return &rec, &callbackError{status: status, reason: "op_error", msg: msg, opErr: web.Clip(q.Get("error"), 64)}
+	}
+	code := q.Get("code")
+	if code == "" || len(code) > maxCodeBytes {
+		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_missing_code", msg: "The sign-in response has no usable code. Please sign in again."}
+	}
+	// Single use, recorded only when a code exchange follows: an error response needs no
+	// replay record (and so cannot be used to fill the replay table cheaply).
+	first, err := l.store.Once(r.Context(), "state:"+stateKey(state), loginTimeout)
+	if err != nil {
+		l.metrics.storeError("record")
+		return nil, &callbackError{status: http.StatusServiceUnavailable, reason: "store_unavailable", err: err,
+			msg: "The session store is not reachable right now. Please sign in again in a few seconds."}
+	}
+	if !first {
+		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_replayed", msg: "This sign-in response was already used. Please sign in again."}
+	}
+	return &rec, nil
+}
+
+// finish exchanges the code, creates a new session and sends the browser back.
+func (l *loginFlow) finish(w http.ResponseWriter, r *http.Request, rec *txRecord) *callbackError {
+	ctx, cancel := opContext(r)
+	defer cancel()
+	q := r.URL.Query()
+	if err := l.client.CheckResponseIssuer(ctx, q.Get("iss"), q.Has("iss")); err != nil {
+		return exchangeError(err)
+	}
+	login, err := l.client.Exchange(ctx, q.Get("code"), rec.RedirectURL, rec.Tx)
+	if err != nil {
+		return exchangeError(err)
+	}
+	if rec.BindSubject != "" {
+		// A binding counts only for the same user, at the assurance asked for (acr_values),
+		// and, where the provider gives a verdict, approved (createSession checks that).
+		if login.Subject != rec.BindSubject {
+			return &callbackError{status: http.StatusForbidden, reason: "binding_not_confirmed",
+				err: errors.New("the binding login came back for another subject"),
+				msg: "The identity provider did not confirm that your verified identity matches this account."}
+		}
+		if acr, ok := l.bindingACRMet(login.Claims); !ok {
+			return &callbackError{status: http.StatusForbidden, reason: "binding_not_confirmed",
+				err: fmt.Errorf("the binding login has acr %q, below the acr_values asked for (%s)", web.Clip(acr, 64), strings.Join(l.binding.ACRValues, " ")),
+				msg: "The identity provider did not confirm your identity at the level this account requires."}
+		}
+	}
+
+	binding := ""
+	if rec.BindSubject != "" {
+		binding = "verified"
+	}
+	s, cbErr := l.sessions.create(w, r, login, rec.StepUps, binding)
+	if cbErr != nil {
+		return cbErr
+	}
+	if rec.BindAlias != "" {
+		l.feedback.link(s, rec.BindAlias)
+	}
+	l.logger.Info("login", zap.String("reason", "login_ok"), zap.String("sub_hash", sessionHash(login.Subject)),
+		zap.String("session_hash", sessionHash(s.ID)), zap.Bool("signed_userinfo", login.SignedUserinfo))
+	l.event(eventLogin, map[string]any{"reason": "login_ok", "method": "code", "sub_hash": sessionHash(login.Subject), "session_hash": sessionHash(s.ID)})
+	target := rec.ReturnTo
+	if !web.IsSafePath(target) {
+		target = "/"
+	}
+	http.Redirect(w, r, target, http.StatusFound)
+	return nil
+}
+
+// bindingACRMet reports whether a binding login reached the acr_values it asked for, like
+// `require acr_at_least` with the weakest of them: with acr_levels, the login's acr must be
+// at or above that level; without, it must be one of the values. No acr_values: met.
+func (l *loginFlow) bindingACRMet(claims map[string]any) (string, bool) {
+	acr, _ := claims["acr"].(string)
+	acr = strings.TrimSpace(acr)
+	want := l.binding.ACRValues
+	if len(want) == 0 {
+		return acr, true
+	}
+	if slices.Contains(want, acr) {
+		return acr, true
+	}
+	got := slices.Index(l.acrLevels, acr)
+	if got < 0 {
+		return acr, false
+	}
+	for _, v := range want {
+		if i := slices.Index(l.acrLevels, v); i >= 0 && got >= i {
+			return acr, true
+		}
+	}
+	return acr, false
+}
+
+// rememberBindDenial marks the browser's session (if any) with a recent binding denial.
+func (l *loginFlow) rememberBindDenial(r *http.Request) {
+	id, ok := l.sessions.id(r)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), storeWriteTimeout)
+	defer cancel()
+	now := l.now()
+	if err := l.sessions.updateLocked(ctx, id, func(ns *session.Session) {
+		ns.StepUps = append(slices.Clone(ns.StepUps), session.StepUpMark{Policy: bindDenied, At: now.Unix()})
+	}); err != nil {
+		l.logger.Warn("could not record the binding denial on the session", zap.Error(err))
+	}
+}
+
+// validLoginHint accepts 1 to 256 bytes of valid UTF-8 without control characters.
+func validLoginHint(s string) bool {
+	if s == "" || len(s) > 256 || !utf8.ValidString(s) {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
+			return false
+		}
+	}
+	return true
 }

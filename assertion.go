@@ -14,10 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 
 	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/trust"
@@ -105,78 +105,15 @@ type signedAssertion struct {
 	refresh time.Time
 }
 
-// assertionFor returns the session's assertion for this request, signing a new one when
-// the cached one is half expired, was made for another origin, or with a retired key.
-func (h *Handler) assertionFor(r *http.Request, rd *rendered) (string, error) {
-	iss := h.Assertion.Issuer
-	if iss == "" {
-		iss = h.origin(r)
-	}
-	aud := h.Assertion.Audience
-	if aud == "" {
-		aud = iss
-	}
-	ttl := time.Duration(h.Assertion.Lifetime)
-	now := h.now()
-	signer := h.assert.current(now)
-	if a := rd.assertion.Load(); a != nil && a.iss == iss && a.aud == aud && a.ttl == ttl &&
-		a.keys == h.assert && a.signer == signer && now.Before(a.refresh) {
-		return a.token, nil
-	}
-	tok, err := signer.Sign(trust.AssertionClaims(rd.profile, iss, aud, now, ttl))
-	if err != nil {
-		return "", err
-	}
-	// The assertion is an identity header like the others: within max_header_bytes and the
-	// total budget, or not sent at all (never cut).
-	maxOne, maxTotal := h.sessions.trustOpts.MaxHeaderBytes, h.sessions.trustOpts.MaxTotalHeaderBytes
-	if maxOne <= 0 {
-		maxOne = trust.DefaultMaxHeaderBytes
-	}
-	if maxTotal <= 0 {
-		maxTotal = trust.DefaultMaxTotalHeaderBytes
-	}
-	if len(tok) > maxOne || rd.headerBytes+len(headerAssertion)+len(tok)+4 > maxTotal {
-		h.logger.Warn("identity header not sent: over the size limit (values are never cut)",
-			zap.String("reason", "assertion_too_large"), zap.String("header", headerAssertion), zap.Int("bytes", len(tok)),
-			zap.Int("max_header_bytes", maxOne), zap.Int("max_total_header_bytes", maxTotal))
-		tok = ""
-	}
-	rd.assertion.Store(&signedAssertion{token: tok, iss: iss, aud: aud, ttl: ttl, keys: h.assert, signer: signer, refresh: now.Add(ttl / 2)})
-	return tok, nil
-}
-
-// origin is the gateway's own origin: redirect_url's when configured, else the request's
-// scheme and Host (never X-Forwarded-*; SECURITY.md FL-10).
-func (h *Handler) origin(r *http.Request) string {
-	if h.redirectURL != nil {
-		return h.redirectURL.Scheme + "://" + h.redirectURL.Host
-	}
-	scheme, host := "http", strings.ToLower(r.Host)
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	// One origin, one spelling: Host is case-insensitive and the default port is implied.
-	host = strings.TrimSuffix(host, map[string]string{"http": ":80", "https": ":443"}[scheme])
-	return scheme + "://" + host
-}
-
-// jwks serves the public keys that verify X-Auth-Assertion.
-func (h *Handler) jwks(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Message: "use GET", Form: web.JSON})
-	}
-	if h.assert == nil {
-		web.NoStore(w)
-		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusNotFound, Reason: "not_found", Message: "the identity assertion is not enabled (assertion)", Form: web.JSON})
-	}
-	body := h.assert.current(h.now()).JWKS()
-	w.Header().Set("Content-Type", "application/jwk-set+json")
-	w.Header().Set("Cache-Control", "public, max-age=300")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	_, _ = w.Write(body)
-	return nil
+// asserter signs X-Auth-Assertion for a request (assertion) and serves the keys that
+// verify it at <prefix>/jwks.json. Its keys also sign the binding's login_hint (jwt format)
+// and CIBA's confirmations.
+type asserter struct {
+	*base
+	cfg       *AssertionConfig // nil: the keys exist for CIBA or the binding only
+	keys      *assertionKeys   // nil: no signing keys at all
+	redirect  *url.URL         // redirect_url, or nil: the origin comes from the request
+	trustOpts trust.Options    // the header size limits
 }
 
 // assertionKeys holds the signing keys: one key_file, or the ring generated in Caddy's
@@ -343,5 +280,79 @@ func (k *assertionKeys) load(ctx context.Context, now time.Time) error {
 	}
 	k.signer.Store(signer)
 	k.nextCheck.Store(now.Add(keyRecheck).UnixNano())
+	return nil
+}
+
+// sign returns the session's assertion for this request, signing a new one when
+// the cached one is half expired, was made for another origin, or with a retired key.
+func (a *asserter) sign(r *http.Request, rd *rendered) (string, error) {
+	iss := a.cfg.Issuer
+	if iss == "" {
+		iss = a.origin(r)
+	}
+	aud := a.cfg.Audience
+	if aud == "" {
+		aud = iss
+	}
+	ttl := time.Duration(a.cfg.Lifetime)
+	now := a.now()
+	signer := a.keys.current(now)
+	if a := rd.assertion.Load(); a != nil && a.iss == iss && a.aud == aud && a.ttl == ttl &&
+		a.keys == a.keys && a.signer == signer && now.Before(a.refresh) {
+		return a.token, nil
+	}
+	tok, err := signer.Sign(trust.AssertionClaims(rd.profile, iss, aud, now, ttl))
+	if err != nil {
+		return "", err
+	}
+	// The assertion is an identity header like the others: within max_header_bytes and the
+	// total budget, or not sent at all (never cut).
+	maxOne, maxTotal := a.trustOpts.MaxHeaderBytes, a.trustOpts.MaxTotalHeaderBytes
+	if maxOne <= 0 {
+		maxOne = trust.DefaultMaxHeaderBytes
+	}
+	if maxTotal <= 0 {
+		maxTotal = trust.DefaultMaxTotalHeaderBytes
+	}
+	if len(tok) > maxOne || rd.headerBytes+len(headerAssertion)+len(tok)+4 > maxTotal {
+		a.logger.Warn("identity header not sent: over the size limit (values are never cut)",
+			zap.String("reason", "assertion_too_large"), zap.String("header", headerAssertion), zap.Int("bytes", len(tok)),
+			zap.Int("max_header_bytes", maxOne), zap.Int("max_total_header_bytes", maxTotal))
+		tok = ""
+	}
+	rd.assertion.Store(&signedAssertion{token: tok, iss: iss, aud: aud, ttl: ttl, keys: a.keys, signer: signer, refresh: now.Add(ttl / 2)})
+	return tok, nil
+}
+
+// origin is the gateway's own origin: redirect_url's when configured, else the request's
+// scheme and Host (never X-Forwarded-*; SECURITY.md FL-10).
+func (a *asserter) origin(r *http.Request) string {
+	if a.redirect != nil {
+		return a.redirect.Scheme + "://" + a.redirect.Host
+	}
+	scheme, host := "http", strings.ToLower(r.Host)
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	// One origin, one spelling: Host is case-insensitive and the default port is implied.
+	host = strings.TrimSuffix(host, map[string]string{"http": ":80", "https": ":443"}[scheme])
+	return scheme + "://" + host
+}
+
+// serveJWKS serves the public keys that verify X-Auth-Assertion.
+func (a *asserter) serveJWKS(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return a.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Message: "use GET", Form: web.JSON})
+	}
+	if a.keys == nil {
+		web.NoStore(w)
+		return a.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusNotFound, Reason: "not_found", Message: "the identity assertion is not enabled (assertion)", Form: web.JSON})
+	}
+	body := a.keys.current(a.now()).JWKS()
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(body)
 	return nil
 }

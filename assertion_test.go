@@ -286,7 +286,7 @@ func TestAssertionCachePerAudienceAndLifetime(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := mustRequest(t, http.MethodGet, g.srv.URL+"/api")
-	tok, err := api.assertionFor(req, api.sessions.render(s))
+	tok, err := api.assertion.sign(req, api.sessions.render(s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +321,7 @@ func TestLIM06_AssertionOverTheHeaderLimitIsNotSent(t *testing.T) {
 }
 
 func TestAssertionIssuerFromHostIsNormalized(t *testing.T) {
-	h := &Handler{}
+	a := &asserter{}
 	for _, tc := range []struct{ host, want string }{
 		{"App.Example.COM", "http://app.example.com"},
 		{"app.example.com:80", "http://app.example.com"},
@@ -329,7 +329,7 @@ func TestAssertionIssuerFromHostIsNormalized(t *testing.T) {
 	} {
 		r := mustRequest(t, http.MethodGet, "http://"+tc.host+"/")
 		r.Host = tc.host
-		if got := h.origin(r); got != tc.want {
+		if got := a.origin(r); got != tc.want {
 			t.Errorf("origin for Host %q = %q, want %q", tc.host, got, tc.want)
 		}
 	}

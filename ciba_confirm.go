@@ -40,12 +40,12 @@ func (h *Handler) cibaConfirm(w http.ResponseWriter, r *http.Request, requestID 
 			zap.String("session_hash", sessionHash(s.ID)), zap.String("sub_hash", sessionHash(login.Subject)))
 		return h.cibaError(w, r, http.StatusForbidden, "subject_mismatch", "the confirmation came from another user than the one signed in; nothing was confirmed")
 	}
-	if h.assert == nil {
+	if h.assertion.keys == nil {
 		h.logger.Error("CIBA confirmation cannot be signed: no assertion keys", zap.String("reason", "assertion_failed"))
 		return h.cibaError(w, r, http.StatusInternalServerError, "confirmation_failed", "the confirmation could not be signed; the site's administrator has been told")
 	}
 	now := h.now()
-	iss := h.origin(r)
+	iss := h.assertion.origin(r)
 	aud := iss
 	if h.Assertion != nil {
 		iss = cmp.Or(h.Assertion.Issuer, iss)
@@ -68,7 +68,7 @@ func (h *Handler) cibaConfirm(w http.ResponseWriter, r *http.Request, requestID 
 	if acr, ok := claims["acr"].(string); ok {
 		claims["acr"] = strings.TrimSpace(acr) // as X-Auth-Acr (BindID sends " ts.bindid...")
 	}
-	tok, err := h.assert.current(now).Sign(claims)
+	tok, err := h.assertion.keys.current(now).Sign(claims)
 	if err != nil {
 		h.logger.Error("cannot sign the CIBA confirmation", zap.String("reason", "assertion_failed"), zap.Error(err))
 		return h.cibaError(w, r, http.StatusInternalServerError, "confirmation_failed", "the confirmation could not be signed; the site's administrator has been told")

@@ -163,7 +163,7 @@ func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, nex
 	var assertion string
 	if h.Assertion != nil {
 		var err error
-		if assertion, err = h.assertionFor(r, rd); err != nil {
+		if assertion, err = h.assertion.sign(r, rd); err != nil {
 			h.logger.Error("cannot sign the identity assertion", zap.String("reason", "assertion_failed"), zap.Error(err))
 			return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusInternalServerError, Reason: "assertion_failed", Form: web.HTML, Title: "Error",
 				Message: "Your identity could not be passed on to the application. Please try again; the site's administrator has been told."})

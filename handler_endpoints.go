@@ -29,7 +29,7 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name str
 	case "me":
 		return h.me(w, r)
 	case "jwks.json":
-		return h.jwks(w, r)
+		return h.assertion.serveJWKS(w, r)
 	case "backchannel-logout":
 		return h.backchannelLogout(w, r)
 	case "signed-out":

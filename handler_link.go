@@ -237,11 +237,11 @@ func (lw *linkWriter) startBinding(raw, alias string) (string, bool) {
 			delete(profile, k) // the gateway sets these
 		}
 		claims := map[string]any{
-			"iss": h.origin(lw.r), "aud": h.Issuer, "sub": lw.s.Subject,
+			"iss": h.assertion.origin(lw.r), "aud": h.Issuer, "sub": lw.s.Subject,
 			"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(bindHintLifetime).Unix(),
 		}
 		maps.Copy(claims, profile)
-		if hint, err = h.assert.current(now).Sign(claims); err != nil {
+		if hint, err = h.assertion.keys.current(now).Sign(claims); err != nil {
 			return refuse("bind_sign_failed", "the login_hint could not be signed", zap.Error(err))
 		}
 	}

@@ -315,7 +315,9 @@ type Handler struct {
 	// feedback reports linked aliases to the provider (feedback.go).
 	feedback *aliasFeedback
 	// login runs the authorization-code flow (login.go).
-	login        *loginFlow
+	login *loginFlow
+	// assertion signs X-Auth-Assertion and serves its keys (assertion.go).
+	assertion    *asserter
 	profile      *provider.Profile // the provider profile (never nil after Provision)
 	clientKey    string
 	storeKey     string
@@ -431,6 +433,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
+	h.assertion = &asserter{base: &h.base, cfg: h.Assertion, keys: h.assert, redirect: h.redirectURL, trustOpts: h.sessions.trustOpts}
 	h.logoutLimit = &windowLimiter{max: maxLogoutRequestsPerSecond}
 	h.health = new(healthCheck)
 	h.aliasHeader = http.CanonicalHeaderKey(cmp.Or(h.AliasHeader, defaultAliasHeader))

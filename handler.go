@@ -68,7 +68,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	s, err := h.sessions.current(r)
 	switch {
 	case err == nil:
-		if s, err = h.maybeRefresh(r.Context(), s); err != nil {
+		if s, err = h.refresher.maybeRefresh(r.Context(), s); err != nil {
 			// The provider refused the refresh token: the session is gone (browser ->
 			// login, API -> 401), never an error page (SECURITY.md OPS-11).
 			http.SetCookie(w, h.sessions.cookie(h.sessions.cookieName, "", -1))

@@ -317,7 +317,9 @@ type Handler struct {
 	// login runs the authorization-code flow (login.go).
 	login *loginFlow
 	// assertion signs X-Auth-Assertion and serves its keys (assertion.go).
-	assertion    *asserter
+	assertion *asserter
+	// refresher renews sessions' tokens (refresh.go).
+	refresher    *refresher
 	profile      *provider.Profile // the provider profile (never nil after Provision)
 	clientKey    string
 	storeKey     string
@@ -442,6 +444,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	h.feedback = &aliasFeedback{base: &h.base, sessions: h.sessions, endpoint: h.FeedbackEndpoint, aliasClaim: h.AliasClaim}
+	h.refresher = &refresher{base: &h.base, sessions: h.sessions, trustRefresh: time.Duration(h.TrustRefresh), aliasClaim: h.AliasClaim}
 	h.login = &loginFlow{base: &h.base, sessions: h.sessions, feedback: h.feedback, issuer: h.Issuer, prefix: h.PathPrefix,
 		redirectURL: h.RedirectURL, acrLevels: h.ACRLevels, binding: h.IdentityBinding}
 

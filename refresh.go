@@ -40,9 +40,19 @@ var errSessionEnded = errors.New("the session ended at refresh")
 // (keyed by store object and session id); the store lock does the same across instances.
 var refreshFlight singleflight.Group
 
+// refresher renews a session's tokens at the provider before they expire (and every
+// trust_refresh), once per session across instances, keeping the session when the
+// provider fails for a passing reason and ending it when the provider refuses.
+type refresher struct {
+	*base
+	sessions     *jar
+	trustRefresh time.Duration // trust_refresh: refresh the claims this often (0: off)
+	aliasClaim   string        // a linked alias survives a refresh that does not repeat it
+}
+
 // needsRefresh reports whether s should be refreshed now: it has a refresh token, and its
 // access token expires within refreshBefore (or half its life), or trust_refresh is due.
-func (h *Handler) needsRefresh(s *session.Session, now time.Time) bool {
+func (f *refresher) needsRefresh(s *session.Session, now time.Time) bool {
 	if s.RefreshToken == "" {
 		return false
 	}
@@ -58,29 +68,29 @@ func (h *Handler) needsRefresh(s *session.Session, now time.Time) bool {
 			return true
 		}
 	}
-	return h.TrustRefresh > 0 && now.Sub(obtained) >= time.Duration(h.TrustRefresh)
+	return f.trustRefresh > 0 && now.Sub(obtained) >= f.trustRefresh
 }
 
 // maybeRefresh returns the session to serve the request with: s itself when no refresh is
 // due or a refresh failed for a passing reason, the refreshed session, or errSessionEnded.
 // Only errSessionEnded and store failures are errors for the caller.
-func (h *Handler) maybeRefresh(ctx context.Context, s *session.Session) (*session.Session, error) {
-	now := h.now()
-	if !h.needsRefresh(s, now) {
+func (f *refresher) maybeRefresh(ctx context.Context, s *session.Session) (*session.Session, error) {
+	now := f.now()
+	if !f.needsRefresh(s, now) {
 		return s, nil
 	}
-	rd := h.sessions.render(s)
+	rd := f.sessions.render(s)
 	if now.UnixNano() < rd.refreshRetryAt.Load() {
 		return s, nil // a recent attempt failed; serve and retry later
 	}
 	// Keyed by the store object and the session: handlers sharing a store share the flight.
-	v, err, _ := refreshFlight.Do(fmt.Sprintf("%p\x00%s", unwrapStore(h.store), s.ID), func() (any, error) {
+	v, err, _ := refreshFlight.Do(fmt.Sprintf("%p\x00%s", unwrapStore(f.store), s.ID), func() (any, error) {
 		// A client that goes away must not abort a refresh half-way: a rotated refresh
 		// token that is not stored is lost.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 		defer cancel()
-		ns, err := h.refresh(rctx, s)
-		h.metrics.refreshed(err)
+		ns, err := f.refresh(rctx, s)
+		f.metrics.refreshed(err)
 		return ns, err
 	})
 	switch {
@@ -90,7 +100,7 @@ func (h *Handler) maybeRefresh(ctx context.Context, s *session.Session) (*sessio
 		return nil, err
 	default:
 		rd.refreshRetryAt.Store(now.Add(refreshRetry).UnixNano())
-		h.logger.Warn("session refresh failed; the session is kept and the refresh retried later",
+		f.logger.Warn("session refresh failed; the session is kept and the refresh retried later",
 			zap.String("reason", oidcflow.ReasonCode(err)), zap.String("session_hash", sessionHash(s.ID)), zap.Error(err))
 		return s, nil
 	}
@@ -99,15 +109,15 @@ func (h *Handler) maybeRefresh(ctx context.Context, s *session.Session) (*sessio
 // refresh runs one refresh of s under the store's lock (one refresh per session across
 // instances), rechecking the stored session after taking the lock: another instance may
 // have refreshed it already (SECURITY.md OPS-10).
-func (h *Handler) refresh(ctx context.Context, s *session.Session) (*session.Session, error) {
+func (f *refresher) refresh(ctx context.Context, s *session.Session) (*session.Session, error) {
 	// While another instance refreshes, wait for it, then use its result.
 	var done *session.Session
-	unlock, stop, err := h.sessions.lock(ctx, s.ID, func() (bool, error) {
-		cur, err := h.store.Reload(ctx, s.ID)
+	unlock, stop, err := f.sessions.lock(ctx, s.ID, func() (bool, error) {
+		cur, err := f.store.Reload(ctx, s.ID)
 		if errors.Is(err, session.ErrNotFound) {
 			return false, errSessionEnded
 		}
-		if err == nil && cur.Version != s.Version && !h.needsRefresh(cur, h.now()) {
+		if err == nil && cur.Version != s.Version && !f.needsRefresh(cur, f.now()) {
 			done = cur
 			return true, nil
 		}
@@ -121,18 +131,18 @@ func (h *Handler) refresh(ctx context.Context, s *session.Session) (*session.Ses
 	}
 	defer unlock()
 
-	cur, err := h.store.Reload(ctx, s.ID)
+	cur, err := f.store.Reload(ctx, s.ID)
 	if errors.Is(err, session.ErrNotFound) {
 		return nil, errSessionEnded
 	}
 	if err != nil {
 		return nil, err
 	}
-	now := h.now()
-	if !h.needsRefresh(cur, now) {
+	now := f.now()
+	if !f.needsRefresh(cur, now) {
 		return cur, nil // refreshed meanwhile
 	}
-	login, err := h.client.Refresh(ctx, oidcflow.RefreshRequest{RefreshToken: cur.RefreshToken, Claims: cur.Claims, IDToken: cur.IDToken})
+	login, err := f.client.Refresh(ctx, oidcflow.RefreshRequest{RefreshToken: cur.RefreshToken, Claims: cur.Claims, IDToken: cur.IDToken})
 	if err != nil {
 		switch oidcflow.ReasonCode(err) {
 		case oidcflow.CodeRefreshRejected, oidcflow.CodeRefreshIdentityMismatch:
@@ -140,9 +150,9 @@ func (h *Handler) refresh(ctx context.Context, s *session.Session) (*session.Ses
 			if oidcflow.ReasonCode(err) == oidcflow.CodeRefreshIdentityMismatch {
 				level = zap.WarnLevel // a provider answering with another identity is suspicious
 			}
-			h.logger.Log(level, "session ended: the provider refused the refresh", zap.String("reason", oidcflow.ReasonCode(err)),
+			f.logger.Log(level, "session ended: the provider refused the refresh", zap.String("reason", oidcflow.ReasonCode(err)),
 				zap.String("session_hash", sessionHash(cur.ID)), zap.Error(err))
-			if derr := h.store.Delete(context.WithoutCancel(ctx), cur.ID); derr != nil {
+			if derr := f.store.Delete(context.WithoutCancel(ctx), cur.ID); derr != nil {
 				return nil, derr
 			}
 			return nil, errSessionEnded
@@ -162,10 +172,10 @@ func (h *Handler) refresh(ctx context.Context, s *session.Session) (*session.Ses
 		ns.Claims = login.Claims
 		// An alias the gateway linked (session feedback) stays, whether or not the provider
 		// repeats it yet.
-		if a, ok := cur.Claims[h.AliasClaim]; ok {
-			if _, still := ns.Claims[h.AliasClaim]; !still {
+		if a, ok := cur.Claims[f.aliasClaim]; ok {
+			if _, still := ns.Claims[f.aliasClaim]; !still {
 				ns.Claims = maps.Clone(ns.Claims)
-				ns.Claims[h.AliasClaim] = a
+				ns.Claims[f.aliasClaim] = a
 			}
 		}
 	}
@@ -175,17 +185,17 @@ func (h *Handler) refresh(ctx context.Context, s *session.Session) (*session.Ses
 	// refresh's), and never brings back a session that was logged out meanwhile.
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), storeWriteTimeout)
 	defer wcancel()
-	if err := h.store.Update(wctx, ns); err != nil {
+	if err := f.store.Update(wctx, ns); err != nil {
 		if errors.Is(err, session.ErrNotFound) {
-			h.logger.Info("refresh result dropped: the session ended meanwhile (logout)", zap.String("session_hash", sessionHash(cur.ID)))
+			f.logger.Info("refresh result dropped: the session ended meanwhile (logout)", zap.String("session_hash", sessionHash(cur.ID)))
 			return nil, errSessionEnded
 		}
-		h.metrics.storeError("put")
-		h.logger.Error("refreshed tokens could not be stored; the session may need a new login", zap.String("reason", "store_unavailable"),
+		f.metrics.storeError("put")
+		f.logger.Error("refreshed tokens could not be stored; the session may need a new login", zap.String("reason", "store_unavailable"),
 			zap.String("session_hash", sessionHash(cur.ID)), zap.Error(err))
 		return nil, err
 	}
-	h.logger.Info("session refreshed", zap.String("reason", "refresh_ok"), zap.String("session_hash", sessionHash(ns.ID)),
+	f.logger.Info("session refreshed", zap.String("reason", "refresh_ok"), zap.String("session_hash", sessionHash(ns.ID)),
 		zap.Bool("userinfo_stale", login.UserinfoStale))
 	return ns, nil
 }

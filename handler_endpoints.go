@@ -25,15 +25,15 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name str
 	case "login":
 		return h.login.serveLogin(w, r)
 	case "logout":
-		return h.logout(w, r)
+		return h.logout.serveLogout(w, r)
 	case "me":
 		return h.me(w, r)
 	case "jwks.json":
 		return h.assertion.serveJWKS(w, r)
 	case "backchannel-logout":
-		return h.backchannelLogout(w, r)
+		return h.logout.serveBackchannel(w, r)
 	case "signed-out":
-		return h.signedOut(w, r)
+		return h.logout.serveSignedOut(w, r)
 	case "ciba/start":
 		return h.cibaStart(w, r)
 	case "ciba/poll":
@@ -48,96 +48,11 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name str
 	}
 }
 
-// logout ends the local session. Only a POST ends it; a GET shows a confirmation form, so a
-// link or an image on another site cannot log anyone out.
-func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
-	web.NoStore(w)
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		h.logoutForm(w, r)
-		return nil
-	case http.MethodPost:
-	default:
-		w.Header().Set("Allow", "GET, POST")
-		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Message: "use POST to sign out", Form: web.JSON})
-	}
-	if site := r.Header.Get("Sec-Fetch-Site"); site == "cross-site" {
-		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusForbidden, Reason: "cross_site", Message: "sign-out must be requested from this site", Form: web.JSON})
-	}
-	// The session is deleted here (every instance) before the browser goes anywhere; its ID
-	// token is kept only for the provider's id_token_hint.
-	var idTokenHint string
-	s, err := h.sessions.current(r)
-	switch {
-	case err == nil:
-		idTokenHint = s.IDToken
-		if err := h.store.Delete(r.Context(), s.ID); err != nil {
-			h.metrics.storeError("delete")
-			// The cookie is kept: the session still exists and must not outlive a silent failure.
-			h.logger.Error("logout: session store unavailable", zap.String("reason", "store_unavailable"), zap.Error(err))
-			return h.serviceUnavailable(w, r, 5*time.Second, "store_unavailable", "Signing out failed because the session store is not reachable. Please retry in a few seconds.")
-		}
-		h.logger.Info("logout", zap.String("reason", "logout_ok"), zap.String("session_hash", sessionHash(s.ID)))
-		h.event(eventLogout, map[string]any{"reason": "logout_ok", "method": "rp", "sub_hash": sessionHash(s.Subject), "session_hash": sessionHash(s.ID)})
-	case errors.Is(err, session.ErrNotFound):
-	default:
-		h.metrics.storeError("get")
-		h.logger.Error("logout: session store unavailable", zap.String("reason", "store_unavailable"), zap.Error(err))
-		return h.serviceUnavailable(w, r, 5*time.Second, "store_unavailable", "Signing out failed because the session store is not reachable. Please retry in a few seconds.")
-	}
-	http.SetCookie(w, h.sessions.cookie(h.sessions.cookieName, "", -1))
-
-	// Then sign out at the provider too (RP-initiated logout), when it offers it and the
-	// user had a session with an ID token to name.
-	var endURL string
-	if idTokenHint != "" {
-		ctx, cancel := opContext(r)
-		defer cancel()
-		u, ok, err := h.client.EndSessionURL(ctx, idTokenHint, h.PostLogoutRedirectURL, oidcflow.NewTransaction().State)
-		switch {
-		case err != nil:
-			h.logger.Warn("logout: signed out here, but the provider's end-session endpoint is unknown (discovery failed)",
-				zap.String("reason", oidcflow.ReasonCode(err)), zap.Error(err))
-		case ok:
-			endURL = u
-		}
-	}
-	if web.WantsHTML(r) {
-		if endURL != "" {
-			http.Redirect(w, r, endURL, http.StatusSeeOther)
-			return nil
-		}
-		web.WritePage(w, http.StatusOK, web.Page{Title: "Signed out", Message: "You are signed out of this site.", Link: h.PathPrefix + "/login"})
-		return nil
-	}
-	// A script gets the provider's end-session URL without the ID token (a same-origin
-	// script must not read it; SECURITY.md HDR-09); the provider may ask the user to confirm.
-	if endURL != "" {
-		ctx, cancel := opContext(r)
-		defer cancel()
-		endURL, _, _ = h.client.EndSessionURL(ctx, "", h.PostLogoutRedirectURL, oidcflow.NewTransaction().State)
-	}
-	web.WriteJSON(w, http.StatusOK, logoutResult{Status: "signed_out", EndSessionURL: endURL})
-	return nil
-}
-
 // logoutResult answers a non-browser logout; a script continues at end_session_url to sign
 // out at the provider too.
 type logoutResult struct {
 	Status        string `json:"status"`
 	EndSessionURL string `json:"end_session_url,omitempty"`
-}
-
-// signedOut is a plain page to land on after the provider's logout. It reads no parameter
-// (the provider's state and anything else are ignored; SECURITY.md LO-13).
-func (h *Handler) signedOut(w http.ResponseWriter, r *http.Request) error {
-	web.NoStore(w)
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Message: "use GET", Form: web.JSON})
-	}
-	web.WritePage(w, http.StatusOK, web.Page{Title: "Signed out", Message: "You are signed out.", Link: h.PathPrefix + "/login"})
-	return nil
 }
 
 // meDocument is /.trustgate/me: the profile and session times. Never a token.
@@ -170,20 +85,6 @@ func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
 		Session: meSession{CreatedAt: s.CreatedAt.UTC(), ExpiresAt: s.ExpiresAt.UTC()},
 	})
 	return nil
-}
-
-func (h *Handler) logoutForm(w http.ResponseWriter, r *http.Request) {
-	// The form's POST is answered with a redirect to the provider's end-session endpoint,
-	// and browsers hold redirects after a form submission to form-action too.
-	formAction := web.OriginOf(h.Issuer)
-	ctx, cancel := opContext(r)
-	defer cancel()
-	if md, err := h.client.Discover(ctx); err == nil && md.EndSessionEndpoint != "" {
-		if o := web.OriginOf(md.EndSessionEndpoint); o != formAction {
-			formAction += " " + o
-		}
-	}
-	web.WritePage(w, http.StatusOK, web.Page{Title: "Sign out", Message: "Do you want to sign out of this site?", Form: h.PathPrefix + "/logout", FormAction: formAction})
 }
 
 // Health check bounds: a check waits at most healthProviderTimeout for discovery and

@@ -319,7 +319,9 @@ type Handler struct {
 	// assertion signs X-Auth-Assertion and serves its keys (assertion.go).
 	assertion *asserter
 	// refresher renews sessions' tokens (refresh.go).
-	refresher    *refresher
+	refresher *refresher
+	// logout ends sessions: RP-initiated and back-channel logout (logout.go).
+	logout       *logoutFlow
 	profile      *provider.Profile // the provider profile (never nil after Provision)
 	clientKey    string
 	storeKey     string
@@ -331,7 +333,6 @@ type Handler struct {
 	assert       *assertionKeys
 	assertKey    string            // assertionKeyPool key, for Cleanup
 	storage      certmagic.Storage // tests: instead of Caddy's configured storage
-	logoutLimit  *windowLimiter    // back-channel logout requests per second
 	aliasHeader  string            // canonical AliasHeader
 	bindHeader   string            // canonical IdentityBinding.Header
 
@@ -436,7 +437,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.assertion = &asserter{base: &h.base, cfg: h.Assertion, keys: h.assert, redirect: h.redirectURL, trustOpts: h.sessions.trustOpts}
-	h.logoutLimit = &windowLimiter{max: maxLogoutRequestsPerSecond}
 	h.health = new(healthCheck)
 	h.aliasHeader = http.CanonicalHeaderKey(cmp.Or(h.AliasHeader, defaultAliasHeader))
 	if h.IdentityBinding != nil {
@@ -445,6 +445,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 	h.feedback = &aliasFeedback{base: &h.base, sessions: h.sessions, endpoint: h.FeedbackEndpoint, aliasClaim: h.AliasClaim}
 	h.refresher = &refresher{base: &h.base, sessions: h.sessions, trustRefresh: time.Duration(h.TrustRefresh), aliasClaim: h.AliasClaim}
+	h.logout = &logoutFlow{base: &h.base, sessions: h.sessions, issuer: h.Issuer, clientID: h.ClientID, prefix: h.PathPrefix,
+		postLogoutURL: h.PostLogoutRedirectURL, clockLeeway: time.Duration(h.ClockLeeway), limit: &windowLimiter{max: maxLogoutRequestsPerSecond}}
 	h.login = &loginFlow{base: &h.base, sessions: h.sessions, feedback: h.feedback, issuer: h.Issuer, prefix: h.PathPrefix,
 		redirectURL: h.RedirectURL, acrLevels: h.ACRLevels, binding: h.IdentityBinding}
 

@@ -455,7 +455,7 @@ func (h *Handler) renderBearer(at *oidcflow.AccessToken, now time.Time) *bearerE
 	}
 	return &bearerEntry{
 		until:  until,
-		st:     &authState{h: h, rd: rd, scopes: at.Scopes, bearer: true},
+		st:     &authState{gate: h.gate, rd: rd, scopes: at.Scopes, bearer: true},
 		scopes: scopes,
 	}
 }
@@ -472,7 +472,7 @@ func bearerExpires(exp time.Time) string {
 func (h *Handler) serveBearerAuthenticated(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *bearerEntry) error {
 	rd := e.st.rd
 	caddyhttp.SetVar(r.Context(), authVar, e.st)
-	if done, err := h.enforce(w, r, h.policy, e.st); done {
+	if done, err := h.gate.enforce(w, r, h.gate.own, e.st); done {
 		return err
 	}
 	var assertion string
@@ -499,14 +499,6 @@ func (h *Handler) serveBearerAuthenticated(w http.ResponseWriter, r *http.Reques
 func (h *Handler) bearerInvalid(w http.ResponseWriter, r *http.Request, msg string) error {
 	return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusUnauthorized, Reason: oidcflow.CodeAccessToken, Message: msg, Form: web.JSON,
 		Header: http.Header{"Www-Authenticate": {`Bearer realm="trustgate", error="invalid_token", error_description="` + authParam(msg) + `"`}}})
-}
-
-// insufficientScope answers 403 insufficient_scope (RFC 6750 §3.1) for a bearer request.
-func (h *Handler) insufficientScope(w http.ResponseWriter, r *http.Request, p *trust.Policy, u *trust.Unmet) error {
-	scope := strings.Join(p.Scopes, " ")
-	return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusForbidden, Reason: "insufficient_scope", Message: u.Reason, Form: web.JSON,
-		Fields: map[string]any{"scope": scope},
-		Header: http.Header{"Www-Authenticate": {`Bearer realm="trustgate", error="insufficient_scope", error_description="` + authParam(u.Reason) + `", scope="` + authParam(scope) + `"`}}})
 }
 
 // authParam makes s safe inside a quoted WWW-Authenticate parameter: RFC 6750 §3 allows

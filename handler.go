@@ -152,12 +152,12 @@ func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, nex
 	rd := h.sessions.render(s)
 	// Policy blocks later on this route check this session (servePolicyOnly).
 	st := rd.state.Load()
-	if st == nil || st.h != h || st.s != s {
-		st = &authState{h: h, s: s, rd: rd}
+	if st == nil || st.gate != h.gate || st.s != s {
+		st = &authState{gate: h.gate, s: s, rd: rd}
 		rd.state.Store(st)
 	}
 	caddyhttp.SetVar(r.Context(), authVar, st)
-	if done, err := h.enforce(w, r, h.policy, st); done {
+	if done, err := h.gate.enforce(w, r, h.gate.own, st); done {
 		return err
 	}
 	var assertion string

@@ -321,7 +321,9 @@ type Handler struct {
 	// refresher renews sessions' tokens (refresh.go).
 	refresher *refresher
 	// logout ends sessions: RP-initiated and back-channel logout (logout.go).
-	logout       *logoutFlow
+	logout *logoutFlow
+	// gate checks route policies and starts step-up logins (policy.go).
+	gate         *policyGate
 	profile      *provider.Profile // the provider profile (never nil after Provision)
 	clientKey    string
 	storeKey     string
@@ -449,6 +451,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		postLogoutURL: h.PostLogoutRedirectURL, clockLeeway: time.Duration(h.ClockLeeway), limit: &windowLimiter{max: maxLogoutRequestsPerSecond}}
 	h.login = &loginFlow{base: &h.base, sessions: h.sessions, feedback: h.feedback, issuer: h.Issuer, prefix: h.PathPrefix,
 		redirectURL: h.RedirectURL, acrLevels: h.ACRLevels, binding: h.IdentityBinding}
+	h.gate = &policyGate{base: &h.base, login: h.login, own: h.policy, levels: h.ACRLevels, allowUnverifiedEmail: h.AllowUnverifiedEmail, issuer: h.Issuer}
 
 	secrets, err := h.cookieSecrets(repl)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -136,7 +137,7 @@ func (h *Handler) provisionPolicyOnly() error {
 	return nil
 }
 
-func (h *Handler) policyFor(outer *Handler) (*trust.Policy, error) {
+func (h *Handler) policyFor(outer *policyGate) (*trust.Policy, error) {
 	if h.policy != nil || !h.policyOnly {
 		return h.policy, nil
 	}
@@ -148,11 +149,11 @@ func (h *Handler) policyFor(outer *Handler) (*trust.Policy, error) {
 	}
 	levels := h.ACRLevels
 	if len(levels) == 0 {
-		levels = outer.ACRLevels
+		levels = outer.levels
 	}
-	p, err := h.Require.compile(levels, h.AllowUnverifiedEmail || outer.AllowUnverifiedEmail)
+	p, err := h.Require.compile(levels, h.AllowUnverifiedEmail || outer.allowUnverifiedEmail)
 	if err != nil {
-		err = fmt.Errorf("%w (acr_levels of the trustgate block for %s)", err, outer.Issuer)
+		err = fmt.Errorf("%w (acr_levels of the trustgate block for %s)", err, outer.issuer)
 		h.policies.Store(outer, err)
 		return nil, err
 	}
@@ -168,11 +169,26 @@ func (h *Handler) warnUnverifiedEmail() {
 	}
 }
 
+// policyGate checks a route policy for an authenticated request: it lets the request on,
+// starts a step-up login (a browser whose session can meet the rules by signing in again),
+// or refuses with 403 naming the unmet rules. One per authenticating trustgate block; the
+// policy blocks after it on a route use it too, with their own rules.
+type policyGate struct {
+	*base
+	login *loginFlow    // step-up logins
+	own   *trust.Policy // the block's own require rules, or nil
+	// For the policy blocks after this one: the acr_levels an acr_at_least rule without
+	// its own levels uses, and whether email_domain accepts unverified addresses.
+	levels               []string
+	allowUnverifiedEmail bool
+	issuer               string // names the block in a policy block's configuration error
+}
+
 // authState is what an authenticating block leaves for the policy blocks after it.
 type authState struct {
-	h  *Handler
-	s  *session.Session // nil for a bearer request
-	rd *rendered
+	gate *policyGate
+	s    *session.Session // nil for a bearer request
+	rd   *rendered
 	// bearer: the request was authenticated by a bearer access token granted scopes.
 	bearer bool
 	scopes []string
@@ -193,12 +209,12 @@ func (h *Handler) servePolicyOnly(w http.ResponseWriter, r *http.Request, next c
 			zap.String("reason", "policy_without_login"), zap.String("path", r.URL.Path))
 		return h.refuser.Refuse(w, r, configError("policy_without_login"))
 	}
-	p, err := h.policyFor(st.h)
+	p, err := h.policyFor(st.gate)
 	if err != nil {
 		h.logger.Error("route policy cannot be checked", zap.String("reason", "policy_invalid"), zap.Error(err))
 		return h.refuser.Refuse(w, r, configError("policy_invalid"))
 	}
-	if done, err := st.h.enforce(w, r, p, st); done {
+	if done, err := st.gate.enforce(w, r, p, st); done {
 		return err
 	}
 	return next.ServeHTTP(w, r)
@@ -210,19 +226,52 @@ func configError(reason string) *web.Refusal {
 		Message: "This page is protected by a rule that cannot be checked. The site's administrator has been told."}
 }
 
+// scopeRefusal is 403 insufficient_scope (RFC 6750 §3.1) for a bearer request.
+func scopeRefusal(p *trust.Policy, u *trust.Unmet) *web.Refusal {
+	scope := strings.Join(p.Scopes, " ")
+	return &web.Refusal{Status: http.StatusForbidden, Reason: "insufficient_scope", Message: u.Reason, Form: web.JSON,
+		Fields: map[string]any{"scope": scope},
+		Header: http.Header{"Www-Authenticate": {`Bearer realm="trustgate", error="insufficient_scope", error_description="` + authParam(u.Reason) + `", scope="` + authParam(scope) + `"`}}}
+}
+
+// policyRefusal is the 403 of an unmet route policy: JSON names the first unmet rule
+// (requirement) and lists them all (unmet); the page lists their reasons under msg.
+func policyRefusal(unmet []trust.Unmet, form web.Form, msg string) *web.Refusal {
+	items := make([]string, len(unmet))
+	for i, u := range unmet {
+		items[i] = u.Reason
+	}
+	return &web.Refusal{Status: http.StatusForbidden, Reason: "insufficient_authentication", Message: unmet[0].Reason, Form: form,
+		Title: "Access denied", PageMessage: msg, Items: items,
+		Fields: map[string]any{"requirement": unmet[0].Rule, "unmet": unmetRules(unmet)}}
+}
+
+type unmetRule struct {
+	Rule   string `json:"rule"`
+	Reason string `json:"message"`
+}
+
+func unmetRules(us []trust.Unmet) []unmetRule {
+	out := make([]unmetRule, len(us))
+	for i, u := range us {
+		out[i] = unmetRule{Rule: u.Rule, Reason: u.Reason}
+	}
+	return out
+}
+
 // enforce checks p for the session in st. It returns true when it has answered the
 // request (with the refusal's error under error_pages caddy): a step-up login (browser)
 // or a 403 (page or JSON).
-func (h *Handler) enforce(w http.ResponseWriter, r *http.Request, p *trust.Policy, st *authState) (bool, error) {
+func (g *policyGate) enforce(w http.ResponseWriter, r *http.Request, p *trust.Policy, st *authState) (bool, error) {
 	if p == nil {
 		return false, nil
 	}
-	unmet, stepUp := p.Check(st.rd.profile, h.now())
+	unmet, stepUp := p.Check(st.rd.profile, g.now())
 	if u := p.CheckScopes(st.scopes, st.bearer); u != nil {
 		if st.bearer && len(unmet) == 0 {
-			h.logger.Info("route policy not met", zap.String("reason", "insufficient_scope"), zap.Strings("rules", []string{u.Rule}), zap.Bool("bearer", true))
-			h.metrics.policyDenied([]string{u.Rule})
-			return true, h.insufficientScope(w, r, p, u)
+			g.logger.Info("route policy not met", zap.String("reason", "insufficient_scope"), zap.Strings("rules", []string{u.Rule}), zap.Bool("bearer", true))
+			g.metrics.policyDenied([]string{u.Rule})
+			return true, g.refuser.Refuse(w, r, scopeRefusal(p, u))
 		}
 		unmet, stepUp = append(unmet, *u), nil // logging in again cannot grant scopes
 	}
@@ -235,12 +284,12 @@ func (h *Handler) enforce(w http.ResponseWriter, r *http.Request, p *trust.Polic
 		for i, u := range unmet {
 			rules[i] = u.Rule
 		}
-		h.logger.Info("route policy not met", zap.String("reason", "policy_unmet"), zap.Strings("rules", rules), zap.Bool("bearer", true))
-		h.metrics.policyDenied(rules)
-		return true, h.refuser.Refuse(w, r, policyRefusal(unmet, web.JSON, ""))
+		g.logger.Info("route policy not met", zap.String("reason", "policy_unmet"), zap.Strings("rules", rules), zap.Bool("bearer", true))
+		g.metrics.policyDenied(rules)
+		return true, g.refuser.Refuse(w, r, policyRefusal(unmet, web.JSON, ""))
 	}
 	fp := p.Fingerprint()
-	now := h.now()
+	now := g.now()
 	// A step-up for this policy within the guard window came back short: answer 403, not
 	// another trip. The window is no longer than max_auth_age, so a step-up that met the
 	// rule and then aged out can be repeated.
@@ -268,47 +317,22 @@ func (h *Handler) enforce(w http.ResponseWriter, r *http.Request, p *trust.Polic
 		rules[i] = u.Rule
 	}
 	if stepUp != nil && !justSteppedUp && web.IsNavigation(r) {
-		h.logger.Info("step-up login", zap.String("reason", "step_up"), zap.Strings("rules", rules),
+		g.logger.Info("step-up login", zap.String("reason", "step_up"), zap.Strings("rules", rules),
 			zap.String("session_hash", sessionHash(st.s.ID)))
-		h.metrics.stepUp()
-		h.event(eventStepUp, map[string]any{"reason": "step_up", "rules": rules, "session_hash": sessionHash(st.s.ID)})
+		g.metrics.stepUp()
+		g.event(eventStepUp, map[string]any{"reason": "step_up", "rules": rules, "session_hash": sessionHash(st.s.ID)})
 		marks := append(recent, session.StepUpMark{Policy: fp, At: now.Unix()})
-		return true, h.login.start(w, r, loginRequest{returnTo: web.ReturnTo(r), stepUp: stepUp, marks: marks})
+		return true, g.login.start(w, r, loginRequest{returnTo: web.ReturnTo(r), stepUp: stepUp, marks: marks})
 	}
-	h.logger.Info("route policy not met", zap.String("reason", "policy_unmet"), zap.Strings("rules", rules),
+	g.logger.Info("route policy not met", zap.String("reason", "policy_unmet"), zap.Strings("rules", rules),
 		zap.Bool("after_step_up", justSteppedUp), zap.String("session_hash", sessionHash(st.s.ID)))
-	h.metrics.policyDenied(rules)
+	g.metrics.policyDenied(rules)
 	if !web.IsNavigation(r) {
-		return true, h.refuser.Refuse(w, r, policyRefusal(unmet, web.JSON, ""))
+		return true, g.refuser.Refuse(w, r, policyRefusal(unmet, web.JSON, ""))
 	}
 	msg := "This page needs more than your current sign-in provides:"
 	if justSteppedUp {
 		msg = "You signed in again, but this page's requirements are still not met:"
 	}
-	return true, h.refuser.Refuse(w, r, policyRefusal(unmet, web.HTML, msg))
-}
-
-// policyRefusal is the 403 of an unmet route policy: JSON names the first unmet rule
-// (requirement) and lists them all (unmet); the page lists their reasons under msg.
-func policyRefusal(unmet []trust.Unmet, form web.Form, msg string) *web.Refusal {
-	items := make([]string, len(unmet))
-	for i, u := range unmet {
-		items[i] = u.Reason
-	}
-	return &web.Refusal{Status: http.StatusForbidden, Reason: "insufficient_authentication", Message: unmet[0].Reason, Form: form,
-		Title: "Access denied", PageMessage: msg, Items: items,
-		Fields: map[string]any{"requirement": unmet[0].Rule, "unmet": unmetRules(unmet)}}
-}
-
-type unmetRule struct {
-	Rule   string `json:"rule"`
-	Reason string `json:"message"`
-}
-
-func unmetRules(us []trust.Unmet) []unmetRule {
-	out := make([]unmetRule, len(us))
-	for i, u := range us {
-		out[i] = unmetRule{Rule: u.Rule, Reason: u.Reason}
-	}
-	return out
+	return true, g.refuser.Refuse(w, r, policyRefusal(unmet, web.HTML, msg))
 }

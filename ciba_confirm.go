@@ -17,39 +17,39 @@ import (
 // Transaction confirmation (CIBA from_session): a signed-in user confirms on their phone,
 // and the session's next request carries the single-use X-Auth-Confirmation.
 
-// cibaConfirm ends a from_session request the user confirmed: the polled login must be the
+// confirm ends a from_session request the user confirmed: the polled login must be the
 // session's own user; then the session gets a signed confirmation that its next request
 // carries to the upstream (X-Auth-Confirmation). No session is created; a refusal changes
 // nothing.
-func (h *Handler) cibaConfirm(w http.ResponseWriter, r *http.Request, requestID string, rec *cibaRecord, login *oidcflow.Login) error {
+func (f *cibaFlow) confirm(w http.ResponseWriter, r *http.Request, requestID string, rec *cibaRecord, login *oidcflow.Login) error {
 	ctx := r.Context()
-	s, err := h.store.Get(ctx, rec.Session)
-	if err == nil && (s.Issuer != h.Issuer || s.ClientID != h.ClientID) {
+	s, err := f.store.Get(ctx, rec.Session)
+	if err == nil && (s.Issuer != f.issuer || s.ClientID != f.clientID) {
 		err = session.ErrNotFound
 	}
 	if errors.Is(err, session.ErrNotFound) {
-		h.metrics.cibaOutcome("failed", "ciba_session_ended")
-		return h.cibaRefuse(w, r, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); nothing was confirmed")
+		f.metrics.cibaOutcome("failed", "ciba_session_ended")
+		return f.refuse(w, r, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); nothing was confirmed")
 	}
 	if err != nil {
-		return h.storeUnavailable(w, r, "get", err)
+		return f.storeUnavailable(w, r, "get", err)
 	}
 	if login.Subject != s.Subject {
-		h.metrics.cibaOutcome("failed", "ciba_subject_mismatch")
-		h.logger.Warn("CIBA confirmation refused: another user confirmed it", zap.String("reason", "ciba_subject_mismatch"),
+		f.metrics.cibaOutcome("failed", "ciba_subject_mismatch")
+		f.logger.Warn("CIBA confirmation refused: another user confirmed it", zap.String("reason", "ciba_subject_mismatch"),
 			zap.String("session_hash", sessionHash(s.ID)), zap.String("sub_hash", sessionHash(login.Subject)))
-		return h.cibaError(w, r, http.StatusForbidden, "subject_mismatch", "the confirmation came from another user than the one signed in; nothing was confirmed")
+		return f.fail(w, r, http.StatusForbidden, "subject_mismatch", "the confirmation came from another user than the one signed in; nothing was confirmed")
 	}
-	if h.assertion.keys == nil {
-		h.logger.Error("CIBA confirmation cannot be signed: no assertion keys", zap.String("reason", "assertion_failed"))
-		return h.cibaError(w, r, http.StatusInternalServerError, "confirmation_failed", "the confirmation could not be signed; the site's administrator has been told")
+	if f.assertion.keys == nil {
+		f.logger.Error("CIBA confirmation cannot be signed: no assertion keys", zap.String("reason", "assertion_failed"))
+		return f.fail(w, r, http.StatusInternalServerError, "confirmation_failed", "the confirmation could not be signed; the site's administrator has been told")
 	}
-	now := h.now()
-	iss := h.assertion.origin(r)
+	now := f.now()
+	iss := f.assertion.origin(r)
 	aud := iss
-	if h.Assertion != nil {
-		iss = cmp.Or(h.Assertion.Issuer, iss)
-		aud = cmp.Or(h.Assertion.Audience, iss)
+	if f.assertion.cfg != nil {
+		iss = cmp.Or(f.assertion.cfg.Issuer, iss)
+		aud = cmp.Or(f.assertion.cfg.Audience, iss)
 	}
 	exp := now.Add(confirmationLifetime)
 	// txn ties the confirmation to the transaction the application started (the hash of
@@ -68,20 +68,20 @@ func (h *Handler) cibaConfirm(w http.ResponseWriter, r *http.Request, requestID 
 	if acr, ok := claims["acr"].(string); ok {
 		claims["acr"] = strings.TrimSpace(acr) // as X-Auth-Acr (BindID sends " ts.bindid...")
 	}
-	tok, err := h.assertion.keys.current(now).Sign(claims)
+	tok, err := f.assertion.keys.current(now).Sign(claims)
 	if err != nil {
-		h.logger.Error("cannot sign the CIBA confirmation", zap.String("reason", "assertion_failed"), zap.Error(err))
-		return h.cibaError(w, r, http.StatusInternalServerError, "confirmation_failed", "the confirmation could not be signed; the site's administrator has been told")
+		f.logger.Error("cannot sign the CIBA confirmation", zap.String("reason", "assertion_failed"), zap.Error(err))
+		return f.fail(w, r, http.StatusInternalServerError, "confirmation_failed", "the confirmation could not be signed; the site's administrator has been told")
 	}
 	c := &session.Confirmation{Token: tok, Expires: exp.Unix()}
-	if err := h.sessions.updateLocked(ctx, s.ID, func(ns *session.Session) { ns.Confirmation = c }); err != nil {
+	if err := f.sessions.updateLocked(ctx, s.ID, func(ns *session.Session) { ns.Confirmation = c }); err != nil {
 		if errors.Is(err, session.ErrNotFound) {
-			return h.cibaRefuse(w, r, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); nothing was confirmed")
+			return f.refuse(w, r, http.StatusConflict, "session_ended", "ciba_session_ended", "the session this confirmation was for has ended (signed out or expired); nothing was confirmed")
 		}
-		return h.storeUnavailable(w, r, "update", err)
+		return f.storeUnavailable(w, r, "update", err)
 	}
-	h.metrics.cibaOutcome("confirmed", "")
-	h.logger.Info("CIBA transaction confirmed", zap.String("reason", "ciba_confirmed"), zap.String("request_hash", sessionHash(requestID)),
+	f.metrics.cibaOutcome("confirmed", "")
+	f.logger.Info("CIBA transaction confirmed", zap.String("reason", "ciba_confirmed"), zap.String("request_hash", sessionHash(requestID)),
 		zap.String("session_hash", sessionHash(s.ID)))
 	web.WriteJSON(w, http.StatusOK, map[string]any{"status": "confirmed"})
 	return nil
@@ -91,17 +91,17 @@ func (h *Handler) cibaConfirm(w http.ResponseWriter, r *http.Request, requestID 
 // so that exactly one request gets it) and returns its token, or "" when another request
 // took it, it has expired, or the store could not be updated (then it waits for the next
 // request).
-func (h *Handler) takeConfirmation(ctx context.Context, s *session.Session) string {
+func (c *cibaRecords) takeConfirmation(ctx context.Context, s *session.Session) string {
 	var took *session.Confirmation
-	err := h.sessions.updateLocked(ctx, s.ID, func(ns *session.Session) {
+	err := c.sessions.updateLocked(ctx, s.ID, func(ns *session.Session) {
 		took, ns.Confirmation = ns.Confirmation, nil
 	})
 	if err != nil {
-		h.logger.Warn("CIBA confirmation not passed on: the session could not be updated; the next request tries again",
+		c.logger.Warn("CIBA confirmation not passed on: the session could not be updated; the next request tries again",
 			zap.String("reason", "confirmation_deferred"), zap.String("session_hash", sessionHash(s.ID)), zap.Error(err))
 		return ""
 	}
-	if took == nil || h.now().Unix() >= took.Expires {
+	if took == nil || c.now().Unix() >= took.Expires {
 		return ""
 	}
 	return took.Token

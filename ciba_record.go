@@ -11,6 +11,15 @@ import (
 	"github.com/trustgate/trustgate/session"
 )
 
+// cibaRecords keeps the pending CIBA logins in the store (one record per request_id,
+// with its deadline) and the confirmations a from_session request leaves for the session.
+type cibaRecords struct {
+	*base
+	sessions         *jar
+	cfg              *CIBAConfig
+	issuer, clientID string
+}
+
 // The pending CIBA request: its record in the store (sealed), its lifetime and tombstone.
 
 // cibaRecord is a pending CIBA login, kept in the store under the hash of its request_id
@@ -38,36 +47,36 @@ type cibaRecord struct {
 	Deadline int64 `json:"dl,omitempty"`
 }
 
-// cibaMaxExpiry is max_expiry: the longest a pending CIBA login lives.
-func (h *Handler) cibaMaxExpiry() time.Duration {
-	if d := time.Duration(h.CIBA.MaxExpiry); d > 0 {
-		return d
-	}
-	return defaultCIBAMaxExpiry
-}
-
 func cibaKey(requestID string) string {
 	sum := sha256.Sum256([]byte(requestID))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
+// maxExpiry is max_expiry: the longest a pending CIBA login lives.
+func (c *cibaRecords) maxExpiry() time.Duration {
+	if d := time.Duration(c.cfg.MaxExpiry); d > 0 {
+		return d
+	}
+	return defaultCIBAMaxExpiry
+}
+
 // acknowledge puts the provider's acknowledgement into rec: its auth_req_id, an expiry of
 // at most max_expiry and an interval of at least minCIBAInterval.
-func (h *Handler) acknowledge(rec *cibaRecord, ack *oidcflow.CIBAAck, now time.Time) {
-	expiresIn := min(ack.ExpiresIn, h.cibaMaxExpiry())
+func (c *cibaRecords) acknowledge(rec *cibaRecord, ack *oidcflow.CIBAAck, now time.Time) {
+	expiresIn := min(ack.ExpiresIn, c.maxExpiry())
 	interval := max(ack.Interval, minCIBAInterval)
 	rec.AuthReqID = ack.AuthReqID
 	if rec.Deadline == 0 {
-		rec.Deadline = now.Add(h.cibaMaxExpiry()).Unix()
+		rec.Deadline = now.Add(c.maxExpiry()).Unix()
 	}
 	rec.Expires = min(now.Add(expiresIn).Unix(), rec.Deadline)
 	rec.Interval = int64(interval / time.Second)
 	rec.NextPoll = now.Add(interval).UnixMilli()
 }
 
-// putCIBA stores rec under requestID until a while after it expires (a tombstone then
+// put stores rec under requestID until a while after it expires (a tombstone then
 // answers 410), with the id_token_hint and the claims request, when given, beside it.
-func (h *Handler) putCIBA(ctx context.Context, requestID string, rec cibaRecord, now time.Time, idTokenHint string, claims []byte) error {
+func (c *cibaRecords) put(ctx context.Context, requestID string, rec cibaRecord, now time.Time, idTokenHint string, claims []byte) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -75,53 +84,53 @@ func (h *Handler) putCIBA(ctx context.Context, requestID string, rec cibaRecord,
 	ttl := max(time.Unix(rec.Expires, 0).Sub(now), 0) + cibaTombstone
 	key := cibaKey(requestID)
 	if idTokenHint != "" {
-		if err := h.store.PutRecord(ctx, cibaHintKeyPrefix+key, []byte(idTokenHint), ttl); err != nil {
+		if err := c.store.PutRecord(ctx, cibaHintKeyPrefix+key, []byte(idTokenHint), ttl); err != nil {
 			return err
 		}
 	}
 	if len(claims) > 0 {
-		if err := h.store.PutRecord(ctx, cibaClaimsKeyPrefix+key, claims, ttl); err != nil {
+		if err := c.store.PutRecord(ctx, cibaClaimsKeyPrefix+key, claims, ttl); err != nil {
 			return err
 		}
 	}
-	return h.store.PutRecord(ctx, cibaRecordKeyPrefix+key, b, ttl)
+	return c.store.PutRecord(ctx, cibaRecordKeyPrefix+key, b, ttl)
 }
 
-// endCIBA removes a finished request; expired leaves a tombstone so that later polls answer
+// end removes a finished request; expired leaves a tombstone so that later polls answer
 // 410 expired_token.
-func (h *Handler) endCIBA(ctx context.Context, requestID string, rec *cibaRecord, expired bool) {
+func (c *cibaRecords) end(ctx context.Context, requestID string, rec *cibaRecord, expired bool) {
 	ctx = context.WithoutCancel(ctx)
 	key := cibaKey(requestID)
 	if rec.Hint {
-		_ = h.store.DeleteRecord(ctx, cibaHintKeyPrefix+key)
+		_ = c.store.DeleteRecord(ctx, cibaHintKeyPrefix+key)
 	}
 	if rec.Claims {
-		_ = h.store.DeleteRecord(ctx, cibaClaimsKeyPrefix+key)
+		_ = c.store.DeleteRecord(ctx, cibaClaimsKeyPrefix+key)
 	}
 	if expired {
-		now := h.now()
+		now := c.now()
 		exp := min(rec.Expires, now.Unix())
-		if err := h.putCIBA(ctx, requestID, cibaRecord{Expires: exp, Expired: true}, now, "", nil); err == nil {
+		if err := c.put(ctx, requestID, cibaRecord{Expires: exp, Expired: true}, now, "", nil); err == nil {
 			return
 		}
 	}
-	_ = h.store.DeleteRecord(ctx, cibaRecordKeyPrefix+key)
+	_ = c.store.DeleteRecord(ctx, cibaRecordKeyPrefix+key)
 }
 
-// cibaExpired reports whether rec has expired, turning it into a tombstone the first time.
-func (h *Handler) cibaExpired(ctx context.Context, requestID string, rec *cibaRecord) bool {
+// expired reports whether rec has expired, turning it into a tombstone the first time.
+func (c *cibaRecords) expired(ctx context.Context, requestID string, rec *cibaRecord) bool {
 	if rec.Expired {
 		return true
 	}
-	if h.now().Unix() < rec.Expires {
+	if c.now().Unix() < rec.Expires {
 		return false
 	}
-	h.endCIBA(ctx, requestID, rec, true)
+	c.end(ctx, requestID, rec, true)
 	return true
 }
 
-func (h *Handler) getCIBA(ctx context.Context, key string) (*cibaRecord, error) {
-	b, err := h.store.GetRecord(ctx, cibaRecordKeyPrefix+key)
+func (c *cibaRecords) get(ctx context.Context, key string) (*cibaRecord, error) {
+	b, err := c.store.GetRecord(ctx, cibaRecordKeyPrefix+key)
 	if err != nil {
 		return nil, err
 	}

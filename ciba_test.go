@@ -16,9 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
-	"github.com/go-jose/go-jose/v4"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
 	"github.com/trustgate/trustgate/internal/redistest"

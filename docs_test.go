@@ -20,8 +20,8 @@ var reasonCodePatterns = []*regexp.Regexp{
 	regexp.MustCompile(`\bCode\w+\s*=\s*"([a-z0-9_]+)"`),
 	// back-channel logout refusals: refuse(status, "code", msg), logged as the reason
 	regexp.MustCompile(`\brefuse\(http\.\w+,\s*"([a-z0-9_]+)"`),
-	// CIBA refusals: cibaRefuse(w, r, status, "json_error", "reason", msg)
-	regexp.MustCompile(`cibaRefuse\(w,\s*r,\s*http\.\w+,\s*"[a-z0-9_]+",\s*"([a-z0-9_]+)"`),
+	// CIBA refusals: f.refuse(w, r, status, "json_error", "reason", msg)
+	regexp.MustCompile(`\.refuse\(w,\s*r,\s*http\.\w+,\s*"[a-z0-9_]+",\s*"([a-z0-9_]+)"`),
 }
 
 // TestEveryReasonCodeIsDocumented keeps docs/troubleshooting.md complete: every reason

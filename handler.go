@@ -173,7 +173,7 @@ func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, nex
 	if s.Confirmation != nil {
 		// A confirmed transaction (CIBA from_session) waits for this session: the first
 		// request that takes it from the store passes it on, once.
-		if c := h.takeConfirmation(r.Context(), s); c != "" {
+		if c := h.ciba.records.takeConfirmation(r.Context(), s); c != "" {
 			r.Header[headerConfirmation] = []string{c}
 		}
 	}

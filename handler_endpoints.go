@@ -35,11 +35,11 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name str
 	case "signed-out":
 		return h.logout.serveSignedOut(w, r)
 	case "ciba/start":
-		return h.cibaStart(w, r)
+		return h.ciba.start(w, r)
 	case "ciba/poll":
-		return h.cibaPoll(w, r)
+		return h.ciba.poll(w, r)
 	case "ciba/user-code":
-		return h.cibaUserCode(w, r)
+		return h.ciba.userCode(w, r)
 	case "healthz":
 		return h.healthz(w, r)
 	default:

@@ -323,7 +323,9 @@ type Handler struct {
 	// logout ends sessions: RP-initiated and back-channel logout (logout.go).
 	logout *logoutFlow
 	// gate checks route policies and starts step-up logins (policy.go).
-	gate         *policyGate
+	gate *policyGate
+	// ciba is CIBA for browserless clients (ciba*.go); its endpoints answer 404 without ciba.
+	ciba         *cibaFlow
 	profile      *provider.Profile // the provider profile (never nil after Provision)
 	clientKey    string
 	storeKey     string
@@ -451,6 +453,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		postLogoutURL: h.PostLogoutRedirectURL, clockLeeway: time.Duration(h.ClockLeeway), limit: &windowLimiter{max: maxLogoutRequestsPerSecond}}
 	h.login = &loginFlow{base: &h.base, sessions: h.sessions, feedback: h.feedback, issuer: h.Issuer, prefix: h.PathPrefix,
 		redirectURL: h.RedirectURL, acrLevels: h.ACRLevels, binding: h.IdentityBinding}
+	// Built also without ciba: its endpoints then answer 404.
+	records := &cibaRecords{base: &h.base, sessions: h.sessions, cfg: h.CIBA, issuer: h.Issuer, clientID: h.ClientID}
+	h.ciba = &cibaFlow{base: &h.base, sessions: h.sessions, records: records, login: h.login, assertion: h.assertion,
+		cfg: h.CIBA, issuer: h.Issuer, clientID: h.ClientID, prefix: h.PathPrefix}
 	h.gate = &policyGate{base: &h.base, login: h.login, own: h.policy, levels: h.ACRLevels, allowUnverifiedEmail: h.AllowUnverifiedEmail, issuer: h.Issuer}
 
 	secrets, err := h.cookieSecrets(repl)

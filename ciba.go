@@ -25,6 +25,21 @@ import (
 	"github.com/trustgate/trustgate/session"
 )
 
+// cibaFlow is CIBA for browserless clients: <prefix>/ciba/start sends the backchannel
+// authentication request, <prefix>/ciba/poll asks the provider until the user answers
+// and then creates the session (or confirms a from_session transaction), and
+// <prefix>/ciba/user-code sends the user code the provider asked for.
+type cibaFlow struct {
+	*base
+	sessions         *jar
+	records          *cibaRecords
+	login            *loginFlow // logs a refused login like the callback does
+	assertion        *asserter  // signs confirmations (X-Auth-Confirmation)
+	cfg              *CIBAConfig
+	issuer, clientID string
+	prefix           string
+}
+
 // CIBA (OpenID Connect Client-Initiated Backchannel Authentication, poll mode): a client
 // without a browser — a kiosk, an agent's tool, a CLI — starts a login for a user, the user
 // confirms on their phone, the client polls the gateway, and gets a session cookie.
@@ -78,11 +93,6 @@ const (
 	cibaHintLockPrefix   = "ciba-hint:"
 	cibaIPSlotLockPrefix = "ciba-ip:"
 )
-
-// cibaError answers a CIBA endpoint error as JSON, never cacheable.
-func (h *Handler) cibaError(w http.ResponseWriter, r *http.Request, status int, code, msg string) error {
-	return h.refuser.Refuse(w, r, &web.Refusal{Status: status, Reason: code, Message: msg, Form: web.JSON})
-}
 
 // readCIBAForm reads a JSON object or a form body into a map of single strings.
 func readCIBAForm(w http.ResponseWriter, r *http.Request) (map[string]string, error) {
@@ -159,184 +169,6 @@ func readCIBAForm(w http.ResponseWriter, r *http.Request) (map[string]string, er
 	return out, nil
 }
 
-// cibaInput is the common start of both CIBA endpoints: CIBA on, a POST, a readable body.
-// When it returns false it has answered the request.
-func (h *Handler) cibaInput(w http.ResponseWriter, r *http.Request) (map[string]string, bool, error) {
-	web.NoStore(w)
-	if h.CIBA == nil {
-		return nil, false, h.cibaError(w, r, http.StatusNotFound, "not_found", "CIBA is not enabled on this site (ciba)")
-	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		return nil, false, h.cibaError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
-	}
-	if crossSite(r) {
-		// Another site's page must not drive these endpoints in the user's browser: a
-		// form posted to ciba/poll would plant a session of the attacker's account
-		// (login CSRF), one posted to ciba/start would confirm from the user's session.
-		// Browsers say where a request comes from; clients without a browser send neither
-		// header and are not affected.
-		return nil, false, h.cibaRefuse(w, r, http.StatusForbidden, "cross_site", "ciba_cross_site", "CIBA requests from another site's page are refused")
-	}
-	in, err := readCIBAForm(w, r)
-	if err != nil {
-		return nil, false, h.cibaError(w, r, http.StatusBadRequest, "invalid_request", err.Error())
-	}
-	return in, true, nil
-}
-
-// cibaStart starts a CIBA login: POST <prefix>/ciba/start with one of login_hint,
-// id_token_hint, login_hint_token (or from_session: the session's ID token), and optional
-// binding_message, user_code, acr_values, scope, claims (a JSON object) and
-// requested_expiry (seconds, capped by max_expiry). It answers {"status":"pending",
-// "request_id", "expires_in", "interval"}, or {"status":"user_code_required", "request_id",
-// "expires_in"} when the provider wants the user's code first (then POST ciba/user-code).
-func (h *Handler) cibaStart(w http.ResponseWriter, r *http.Request) error {
-	in, ok, err := h.cibaInput(w, r)
-	if !ok {
-		return err
-	}
-	req := oidcflow.CIBARequest{
-		LoginHint: in["login_hint"], IDTokenHint: in["id_token_hint"], LoginHintToken: in["login_hint_token"],
-		BindingMessage: in["binding_message"], UserCode: in["user_code"],
-		ACRValues: strings.Fields(in["acr_values"]), Scopes: strings.Fields(in["scope"]),
-	}
-	hint := req.LoginHint + req.IDTokenHint + req.LoginHintToken
-	var fromSession *session.Session
-	switch fs := in["from_session"]; fs {
-	case "", "false":
-	case "true":
-		if countNonEmpty(req.LoginHint, req.IDTokenHint, req.LoginHintToken) != 0 {
-			return h.cibaRefuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "from_session names the user by the session's ID token: send no login_hint, id_token_hint or login_hint_token with it")
-		}
-		s, err := h.sessions.current(r)
-		if errors.Is(err, session.ErrNotFound) {
-			return h.cibaRefuse(w, r, http.StatusUnauthorized, "session_required", "ciba_no_session", "from_session needs a signed-in session: send the session cookie, or sign in at "+h.PathPrefix+"/login first")
-		}
-		if err != nil {
-			return h.storeUnavailable(w, r, "get", err)
-		}
-		if s.IDToken == "" {
-			return h.cibaRefuse(w, r, http.StatusConflict, "id_token_hint_required", "ciba_hint_required", "this session keeps no ID token to name the user to the sign-in service; sign in again, then retry")
-		}
-		fromSession, req.IDTokenHint = s, s.IDToken
-		hint = "\x00sub\x00" + s.Subject
-	default:
-		return h.cibaRefuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "from_session must be true or false")
-	}
-	switch n := countNonEmpty(req.LoginHint, req.IDTokenHint, req.LoginHintToken); {
-	case n != 1:
-		return h.cibaError(w, r, http.StatusBadRequest, "invalid_request", "exactly one of login_hint, id_token_hint and login_hint_token is required")
-	case req.LoginHint != "" && (len(req.LoginHint) > maxCIBAHintBytes || !validLoginHint(req.LoginHint)):
-		return h.cibaError(w, r, http.StatusBadRequest, "invalid_request", "login_hint must be at most 256 printable characters")
-	case fromSession == nil && len(req.IDTokenHint) > session.MaxRecordSize:
-		// It is kept (encrypted) for a user code, within a record's 4 KiB.
-		return h.cibaRefuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "id_token_hint is larger than 4 KiB")
-	}
-	maxExpiry := h.cibaMaxExpiry()
-	if v, ok := in["requested_expiry"]; ok {
-		secs, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || secs <= 0 || strings.Trim(v, "0123456789") != "" {
-			return h.cibaRefuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "requested_expiry must be a positive whole number of seconds")
-		}
-		// Longer than max_expiry: max_expiry is asked for (and expires_in says so).
-		req.RequestedExpiry = time.Duration(min(secs, int64(maxExpiry/time.Second))) * time.Second
-	}
-	if c, ok := in["claims"]; ok {
-		var m map[string]any
-		var b bytes.Buffer
-		if json.Unmarshal([]byte(c), &m) != nil || m == nil || json.Compact(&b, []byte(c)) != nil {
-			return h.cibaRefuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "claims must be a JSON object (OpenID Connect Core 5.5)")
-		}
-		if b.Len() > maxCIBAClaimsBytes {
-			return h.cibaRefuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "claims is larger than 4 KiB")
-		}
-		req.Claims = b.Bytes()
-	}
-
-	// A request the provider would never get is refused before it spends the user's or the
-	// client's start slots, so the corrected retry goes through.
-	if err := h.client.CheckCIBARequest(req); err != nil {
-		return h.cibaProviderError(w, r, "ciba start", err)
-	}
-	// Abuse limits: one start per user per hint_interval, starts_per_ip per minute per client.
-	ctx := r.Context()
-	hintTTL := time.Duration(h.CIBA.HintInterval)
-	if hintTTL <= 0 {
-		hintTTL = defaultHintInterval
-	}
-	if _, ok, err := h.store.Lock(ctx, cibaHintLockPrefix+cibaKey(h.Issuer+"\x00"+hint), hintTTL); err != nil {
-		return h.storeUnavailable(w, r, "lock", err)
-	} else if !ok {
-		h.metrics.cibaOutcome("rate_limited", "")
-		w.Header().Set("Retry-After", strconv.Itoa(int(hintTTL/time.Second)))
-		return h.cibaError(w, r, http.StatusTooManyRequests, "slow_down", "a sign-in for this user was started moments ago; wait before starting another")
-	}
-	if ok, err := h.takeIPSlot(ctx, r); err != nil {
-		return h.storeUnavailable(w, r, "lock", err)
-	} else if !ok {
-		h.metrics.cibaOutcome("rate_limited", "")
-		w.Header().Set("Retry-After", "60")
-		return h.cibaError(w, r, http.StatusTooManyRequests, "slow_down", "too many sign-ins started from this address; retry in a minute")
-	}
-
-	octx, cancel := opContext(r)
-	defer cancel()
-	ack, err := h.client.BackchannelAuthorize(octx, req)
-	var oe *oidcflow.Error
-	needCode := errors.As(err, &oe) && oe.Code == oidcflow.CodeCIBARejected && oe.OPError == "missing_user_code"
-	if err != nil && !needCode {
-		h.metrics.cibaOutcome("failed", "")
-		return h.cibaProviderError(w, r, "ciba start", err)
-	}
-	requestID := session.NewID()
-	now := h.now()
-	rec := cibaRecord{Binding: req.BindingMessage, ACR: strings.Join(req.ACRValues, " "), Scope: strings.Join(req.Scopes, " "),
-		Expiry: int64(req.RequestedExpiry / time.Second), Hint: fromSession == nil && req.IDTokenHint != "", Claims: len(req.Claims) > 0}
-	if fromSession != nil {
-		rec.Session = fromSession.ID
-	}
-	var answer map[string]any
-	if needCode {
-		// The provider wants the user's code (CIBA Core 13): the client asks the user and
-		// sends it to ciba/user-code within the request's lifetime.
-		life := maxExpiry
-		if req.RequestedExpiry > 0 {
-			life = req.RequestedExpiry
-		}
-		rec.Deadline = now.Add(maxExpiry).Unix()
-		rec.Expires = min(now.Add(life).Unix(), rec.Deadline)
-		answer = map[string]any{"status": "user_code_required", "request_id": requestID, "expires_in": int64(life / time.Second)}
-	} else {
-		// The provider's numbers, within reason: a pending login lives at most max_expiry,
-		// and the provider is never polled more often than every minCIBAInterval.
-		h.acknowledge(&rec, ack, now)
-		answer = map[string]any{"status": "pending", "request_id": requestID, "expires_in": int64(min(ack.ExpiresIn, maxExpiry) / time.Second), "interval": rec.Interval}
-	}
-	var idTokenHint string
-	if rec.Hint {
-		idTokenHint = req.IDTokenHint
-	}
-	if err := h.putCIBA(ctx, requestID, rec, now, idTokenHint, req.Claims); err != nil {
-		return h.storeUnavailable(w, r, "record", err)
-	}
-	outcome, reason := "started", "ciba_started"
-	if needCode {
-		outcome, reason = "user_code_required", "ciba_user_code_required"
-	}
-	h.metrics.cibaOutcome(outcome, "")
-	h.logger.Info("CIBA login started", zap.String("reason", reason), zap.String("request_hash", sessionHash(requestID)),
-		zap.Bool("from_session", fromSession != nil), zap.Int64("expires_in", rec.Expires-now.Unix()), zap.Int64("interval", rec.Interval))
-	web.WriteJSON(w, http.StatusOK, answer)
-	return nil
-}
-
-// cibaRefuse answers a refusal of a CIBA endpoint and logs its reason code.
-func (h *Handler) cibaRefuse(w http.ResponseWriter, r *http.Request, status int, code, reason, msg string) error {
-	h.logger.Info("CIBA request refused: "+msg, zap.String("reason", reason), zap.Int("status", status))
-	return h.cibaError(w, r, status, code, msg)
-}
-
 // crossSite reports a browser request sent by another site's page: Sec-Fetch-Site
 // cross-site, or an Origin header ("null" included) whose host is not the request's.
 func crossSite(r *http.Request) bool {
@@ -361,18 +193,201 @@ func countNonEmpty(ss ...string) int {
 	return n
 }
 
+// fail answers a CIBA endpoint error as JSON, never cacheable.
+func (f *cibaFlow) fail(w http.ResponseWriter, r *http.Request, status int, code, msg string) error {
+	return f.refuser.Refuse(w, r, &web.Refusal{Status: status, Reason: code, Message: msg, Form: web.JSON})
+}
+
+// input is the common start of both CIBA endpoints: CIBA on, a POST, a readable body.
+// When it returns false it has answered the request.
+func (f *cibaFlow) input(w http.ResponseWriter, r *http.Request) (map[string]string, bool, error) {
+	web.NoStore(w)
+	if f.cfg == nil {
+		return nil, false, f.fail(w, r, http.StatusNotFound, "not_found", "CIBA is not enabled on this site (ciba)")
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		return nil, false, f.fail(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+	}
+	if crossSite(r) {
+		// Another site's page must not drive these endpoints in the user's browser: a
+		// form posted to ciba/poll would plant a session of the attacker's account
+		// (login CSRF), one posted to ciba/start would confirm from the user's session.
+		// Browsers say where a request comes from; clients without a browser send neither
+		// header and are not affected.
+		return nil, false, f.refuse(w, r, http.StatusForbidden, "cross_site", "ciba_cross_site", "CIBA requests from another site's page are refused")
+	}
+	in, err := readCIBAForm(w, r)
+	if err != nil {
+		return nil, false, f.fail(w, r, http.StatusBadRequest, "invalid_request", err.Error())
+	}
+	return in, true, nil
+}
+
+// start starts a CIBA login: POST <prefix>/ciba/start with one of login_hint,
+// id_token_hint, login_hint_token (or from_session: the session's ID token), and optional
+// binding_message, user_code, acr_values, scope, claims (a JSON object) and
+// requested_expiry (seconds, capped by max_expiry). It answers {"status":"pending",
+// "request_id", "expires_in", "interval"}, or {"status":"user_code_required", "request_id",
+// "expires_in"} when the provider wants the user's code first (then POST ciba/user-code).
+func (f *cibaFlow) start(w http.ResponseWriter, r *http.Request) error {
+	in, ok, err := f.input(w, r)
+	if !ok {
+		return err
+	}
+	req := oidcflow.CIBARequest{
+		LoginHint: in["login_hint"], IDTokenHint: in["id_token_hint"], LoginHintToken: in["login_hint_token"],
+		BindingMessage: in["binding_message"], UserCode: in["user_code"],
+		ACRValues: strings.Fields(in["acr_values"]), Scopes: strings.Fields(in["scope"]),
+	}
+	hint := req.LoginHint + req.IDTokenHint + req.LoginHintToken
+	var fromSession *session.Session
+	switch fs := in["from_session"]; fs {
+	case "", "false":
+	case "true":
+		if countNonEmpty(req.LoginHint, req.IDTokenHint, req.LoginHintToken) != 0 {
+			return f.refuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "from_session names the user by the session's ID token: send no login_hint, id_token_hint or login_hint_token with it")
+		}
+		s, err := f.sessions.current(r)
+		if errors.Is(err, session.ErrNotFound) {
+			return f.refuse(w, r, http.StatusUnauthorized, "session_required", "ciba_no_session", "from_session needs a signed-in session: send the session cookie, or sign in at "+f.prefix+"/login first")
+		}
+		if err != nil {
+			return f.storeUnavailable(w, r, "get", err)
+		}
+		if s.IDToken == "" {
+			return f.refuse(w, r, http.StatusConflict, "id_token_hint_required", "ciba_hint_required", "this session keeps no ID token to name the user to the sign-in service; sign in again, then retry")
+		}
+		fromSession, req.IDTokenHint = s, s.IDToken
+		hint = "\x00sub\x00" + s.Subject
+	default:
+		return f.refuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "from_session must be true or false")
+	}
+	switch n := countNonEmpty(req.LoginHint, req.IDTokenHint, req.LoginHintToken); {
+	case n != 1:
+		return f.fail(w, r, http.StatusBadRequest, "invalid_request", "exactly one of login_hint, id_token_hint and login_hint_token is required")
+	case req.LoginHint != "" && (len(req.LoginHint) > maxCIBAHintBytes || !validLoginHint(req.LoginHint)):
+		return f.fail(w, r, http.StatusBadRequest, "invalid_request", "login_hint must be at most 256 printable characters")
+	case fromSession == nil && len(req.IDTokenHint) > session.MaxRecordSize:
+		// It is kept (encrypted) for a user code, within a record's 4 KiB.
+		return f.refuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "id_token_hint is larger than 4 KiB")
+	}
+	maxExpiry := f.records.maxExpiry()
+	if v, ok := in["requested_expiry"]; ok {
+		secs, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || secs <= 0 || strings.Trim(v, "0123456789") != "" {
+			return f.refuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "requested_expiry must be a positive whole number of seconds")
+		}
+		// Longer than max_expiry: max_expiry is asked for (and expires_in says so).
+		req.RequestedExpiry = time.Duration(min(secs, int64(maxExpiry/time.Second))) * time.Second
+	}
+	if c, ok := in["claims"]; ok {
+		var m map[string]any
+		var b bytes.Buffer
+		if json.Unmarshal([]byte(c), &m) != nil || m == nil || json.Compact(&b, []byte(c)) != nil {
+			return f.refuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "claims must be a JSON object (OpenID Connect Core 5.5)")
+		}
+		if b.Len() > maxCIBAClaimsBytes {
+			return f.refuse(w, r, http.StatusBadRequest, "invalid_request", "ciba_invalid_request", "claims is larger than 4 KiB")
+		}
+		req.Claims = b.Bytes()
+	}
+
+	// A request the provider would never get is refused before it spends the user's or the
+	// client's start slots, so the corrected retry goes through.
+	if err := f.client.CheckCIBARequest(req); err != nil {
+		return f.providerError(w, r, "ciba start", err)
+	}
+	// Abuse limits: one start per user per hint_interval, starts_per_ip per minute per client.
+	ctx := r.Context()
+	hintTTL := time.Duration(f.cfg.HintInterval)
+	if hintTTL <= 0 {
+		hintTTL = defaultHintInterval
+	}
+	if _, ok, err := f.store.Lock(ctx, cibaHintLockPrefix+cibaKey(f.issuer+"\x00"+hint), hintTTL); err != nil {
+		return f.storeUnavailable(w, r, "lock", err)
+	} else if !ok {
+		f.metrics.cibaOutcome("rate_limited", "")
+		w.Header().Set("Retry-After", strconv.Itoa(int(hintTTL/time.Second)))
+		return f.fail(w, r, http.StatusTooManyRequests, "slow_down", "a sign-in for this user was started moments ago; wait before starting another")
+	}
+	if ok, err := f.takeIPSlot(ctx, r); err != nil {
+		return f.storeUnavailable(w, r, "lock", err)
+	} else if !ok {
+		f.metrics.cibaOutcome("rate_limited", "")
+		w.Header().Set("Retry-After", "60")
+		return f.fail(w, r, http.StatusTooManyRequests, "slow_down", "too many sign-ins started from this address; retry in a minute")
+	}
+
+	octx, cancel := opContext(r)
+	defer cancel()
+	ack, err := f.client.BackchannelAuthorize(octx, req)
+	var oe *oidcflow.Error
+	needCode := errors.As(err, &oe) && oe.Code == oidcflow.CodeCIBARejected && oe.OPError == "missing_user_code"
+	if err != nil && !needCode {
+		f.metrics.cibaOutcome("failed", "")
+		return f.providerError(w, r, "ciba start", err)
+	}
+	requestID := session.NewID()
+	now := f.now()
+	rec := cibaRecord{Binding: req.BindingMessage, ACR: strings.Join(req.ACRValues, " "), Scope: strings.Join(req.Scopes, " "),
+		Expiry: int64(req.RequestedExpiry / time.Second), Hint: fromSession == nil && req.IDTokenHint != "", Claims: len(req.Claims) > 0}
+	if fromSession != nil {
+		rec.Session = fromSession.ID
+	}
+	var answer map[string]any
+	if needCode {
+		// The provider wants the user's code (CIBA Core 13): the client asks the user and
+		// sends it to ciba/user-code within the request's lifetime.
+		life := maxExpiry
+		if req.RequestedExpiry > 0 {
+			life = req.RequestedExpiry
+		}
+		rec.Deadline = now.Add(maxExpiry).Unix()
+		rec.Expires = min(now.Add(life).Unix(), rec.Deadline)
+		answer = map[string]any{"status": "user_code_required", "request_id": requestID, "expires_in": int64(life / time.Second)}
+	} else {
+		// The provider's numbers, within reason: a pending login lives at most max_expiry,
+		// and the provider is never polled more often than every minCIBAInterval.
+		f.records.acknowledge(&rec, ack, now)
+		answer = map[string]any{"status": "pending", "request_id": requestID, "expires_in": int64(min(ack.ExpiresIn, maxExpiry) / time.Second), "interval": rec.Interval}
+	}
+	var idTokenHint string
+	if rec.Hint {
+		idTokenHint = req.IDTokenHint
+	}
+	if err := f.records.put(ctx, requestID, rec, now, idTokenHint, req.Claims); err != nil {
+		return f.storeUnavailable(w, r, "record", err)
+	}
+	outcome, reason := "started", "ciba_started"
+	if needCode {
+		outcome, reason = "user_code_required", "ciba_user_code_required"
+	}
+	f.metrics.cibaOutcome(outcome, "")
+	f.logger.Info("CIBA login started", zap.String("reason", reason), zap.String("request_hash", sessionHash(requestID)),
+		zap.Bool("from_session", fromSession != nil), zap.Int64("expires_in", rec.Expires-now.Unix()), zap.Int64("interval", rec.Interval))
+	web.WriteJSON(w, http.StatusOK, answer)
+	return nil
+}
+
+// refuse answers a refusal of a CIBA endpoint and logs its reason code.
+func (f *cibaFlow) refuse(w http.ResponseWriter, r *http.Request, status int, code, reason, msg string) error {
+	f.logger.Info("CIBA request refused: "+msg, zap.String("reason", reason), zap.Int("status", status))
+	return f.fail(w, r, status, code, msg)
+}
+
 // takeIPSlot takes one of starts_per_ip one-minute slots for the request's client IP.
-func (h *Handler) takeIPSlot(ctx context.Context, r *http.Request) (bool, error) {
+func (f *cibaFlow) takeIPSlot(ctx context.Context, r *http.Request) (bool, error) {
 	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	if ip == "" {
 		ip, _, _ = net.SplitHostPort(r.RemoteAddr)
 	}
-	n := h.CIBA.StartsPerIP
+	n := f.cfg.StartsPerIP
 	if n <= 0 {
 		n = defaultStartsPerIP
 	}
 	for i := range n {
-		_, ok, err := h.store.Lock(ctx, cibaIPSlotLockPrefix+cibaKey(ip)+":"+strconv.Itoa(i), time.Minute)
+		_, ok, err := f.store.Lock(ctx, cibaIPSlotLockPrefix+cibaKey(ip)+":"+strconv.Itoa(i), time.Minute)
 		if err != nil || ok {
 			return ok, err
 		}
@@ -380,63 +395,63 @@ func (h *Handler) takeIPSlot(ctx context.Context, r *http.Request) (bool, error)
 	return false, nil
 }
 
-// cibaProviderError maps a provider failure of a CIBA call.
-func (h *Handler) cibaProviderError(w http.ResponseWriter, r *http.Request, what string, err error) error {
+// providerError maps a provider failure of a CIBA call.
+func (f *cibaFlow) providerError(w http.ResponseWriter, r *http.Request, what string, err error) error {
 	code := oidcflow.ReasonCode(err)
 	var oe *oidcflow.Error
 	opErr := ""
 	if errors.As(err, &oe) {
 		opErr = oe.OPError
 	}
-	h.logger.Warn(what+": the provider refused or failed", zap.String("reason", code), zap.String("op_error", opErr), zap.Error(err))
+	f.logger.Warn(what+": the provider refused or failed", zap.String("reason", code), zap.String("op_error", opErr), zap.Error(err))
 	switch {
 	case oidcflow.IsTemporary(err):
 		w.Header().Set("Retry-After", "5")
-		return h.cibaError(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "the sign-in service did not answer properly; retry")
+		return f.fail(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "the sign-in service did not answer properly; retry")
 	case code == oidcflow.CodeCIBAUnsupported:
-		return h.cibaError(w, r, http.StatusNotImplemented, "not_supported", "the sign-in service does not offer CIBA (poll mode)")
+		return f.fail(w, r, http.StatusNotImplemented, "not_supported", "the sign-in service does not offer CIBA (poll mode)")
 	case code == oidcflow.CodeCIBAInvalid:
-		return h.cibaError(w, r, http.StatusBadRequest, "invalid_request", err.Error())
+		return f.fail(w, r, http.StatusBadRequest, "invalid_request", err.Error())
 	case code == oidcflow.CodeCIBARejected && opErr == "access_denied":
-		return h.cibaError(w, r, http.StatusForbidden, "access_denied", "the sign-in service refused this request")
+		return f.fail(w, r, http.StatusForbidden, "access_denied", "the sign-in service refused this request")
 	case code == oidcflow.CodeCIBARejected:
-		return h.cibaError(w, r, http.StatusBadRequest, opErr, "the sign-in service refused this request ("+opErr+")")
+		return f.fail(w, r, http.StatusBadRequest, opErr, "the sign-in service refused this request ("+opErr+")")
 	default:
-		return h.cibaError(w, r, http.StatusBadGateway, "bad_provider_response", "the sign-in service answered in a way that cannot be used")
+		return f.fail(w, r, http.StatusBadGateway, "bad_provider_response", "the sign-in service answered in a way that cannot be used")
 	}
 }
 
-// cibaPoll is POST <prefix>/ciba/poll with request_id: {"status":"pending"} until the user
+// poll is POST <prefix>/ciba/poll with request_id: {"status":"pending"} until the user
 // decides, then the session (cookie) and the profile — or, for a from_session request,
 // {"status":"confirmed"} and the confirmation waiting in that session — or 403 (denied) /
 // 410 (expired). {"status":"user_code_required"} while the provider waits for the user's
 // code. The provider is polled at most once per interval across all instances.
-func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
-	in, ok, err := h.cibaInput(w, r)
+func (f *cibaFlow) poll(w http.ResponseWriter, r *http.Request) error {
+	in, ok, err := f.input(w, r)
 	if !ok {
 		return err
 	}
 	requestID := in["request_id"]
 	if !session.ValidID(requestID) {
-		return h.cibaError(w, r, http.StatusBadRequest, "invalid_request", "request_id is missing or malformed")
+		return f.fail(w, r, http.StatusBadRequest, "invalid_request", "request_id is missing or malformed")
 	}
 	ctx := r.Context()
 	key := cibaKey(requestID)
-	rec, err := h.getCIBA(ctx, key)
+	rec, err := f.records.get(ctx, key)
 	if err != nil {
-		return h.cibaLookupError(w, r, err)
+		return f.lookupError(w, r, err)
 	}
-	if h.cibaExpired(ctx, requestID, rec) {
-		return h.cibaExpiredAnswer(w, r)
+	if f.records.expired(ctx, requestID, rec) {
+		return f.expiredAnswer(w, r)
 	}
 	pending := func(rec *cibaRecord, slowDown bool) error {
 		if rec.AuthReqID == "" {
 			web.WriteJSON(w, http.StatusOK, map[string]any{"status": "user_code_required"})
 			return nil
 		}
-		wait := max(time.UnixMilli(rec.NextPoll).Sub(h.now()), 0)
+		wait := max(time.UnixMilli(rec.NextPoll).Sub(f.now()), 0)
 		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-		h.metrics.cibaOutcome("pending", "")
+		f.metrics.cibaOutcome("pending", "")
 		web.WriteJSON(w, http.StatusOK, map[string]any{"status": "pending", "interval": rec.Interval, "slow_down": slowDown})
 		return nil
 	}
@@ -445,29 +460,29 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 	}
 	// One poller per transaction across instances; the others answer "pending" at once.
 	lockKey := cibaPollLockPrefix + key
-	token, ok, err := h.store.Lock(ctx, lockKey, cibaPollLease)
+	token, ok, err := f.store.Lock(ctx, lockKey, cibaPollLease)
 	if err != nil {
-		return h.storeUnavailable(w, r, "lock", err)
+		return f.storeUnavailable(w, r, "lock", err)
 	}
 	if !ok {
 		return pending(rec, false)
 	}
-	defer func() { _ = h.store.Unlock(context.WithoutCancel(ctx), lockKey, token) }()
-	if rec, err = h.getCIBA(ctx, key); err != nil { // recheck under the lock
-		return h.cibaLookupError(w, r, err)
+	defer func() { _ = f.store.Unlock(context.WithoutCancel(ctx), lockKey, token) }()
+	if rec, err = f.records.get(ctx, key); err != nil { // recheck under the lock
+		return f.lookupError(w, r, err)
 	}
-	if h.cibaExpired(ctx, requestID, rec) {
-		return h.cibaExpiredAnswer(w, r)
+	if f.records.expired(ctx, requestID, rec) {
+		return f.expiredAnswer(w, r)
 	}
-	now := h.now()
+	now := f.now()
 	if rec.AuthReqID == "" || now.UnixMilli() < rec.NextPoll {
 		return pending(rec, false) // the provider's interval is kept for every caller
 	}
 	octx, cancel := opContext(r)
 	defer cancel()
-	login, err := h.client.PollCIBA(octx, rec.AuthReqID)
-	now = h.now()
-	done := func() { h.endCIBA(ctx, requestID, rec, false) }
+	login, err := f.client.PollCIBA(octx, rec.AuthReqID)
+	now = f.now()
+	done := func() { f.records.end(ctx, requestID, rec, false) }
 	switch code := oidcflow.ReasonCode(err); {
 	case err == nil:
 	case code == oidcflow.CodeCIBAPending, code == oidcflow.CodeCIBASlowDown || oidcflow.IsTemporary(err):
@@ -476,60 +491,60 @@ func (h *Handler) cibaPoll(w http.ResponseWriter, r *http.Request) error {
 			rec.Interval += int64(cibaSlowDownStep / time.Second) // kept for every later poll
 		}
 		rec.NextPoll = now.Add(time.Duration(rec.Interval) * time.Second).UnixMilli()
-		if perr := h.putCIBA(ctx, requestID, *rec, now, "", nil); perr != nil {
-			return h.storeUnavailable(w, r, "record", perr)
+		if perr := f.records.put(ctx, requestID, *rec, now, "", nil); perr != nil {
+			return f.storeUnavailable(w, r, "record", perr)
 		}
 		if oidcflow.IsTemporary(err) {
-			h.metrics.cibaOutcome("failed", "")
-			return h.cibaProviderError(w, r, "ciba poll", err)
+			f.metrics.cibaOutcome("failed", "")
+			return f.providerError(w, r, "ciba poll", err)
 		}
 		return pending(rec, slow)
 	case code == oidcflow.CodeCIBADenied:
 		done()
-		h.metrics.cibaOutcome("denied", "")
-		h.logger.Info("CIBA login denied by the user", zap.String("reason", "ciba_denied"), zap.String("request_hash", sessionHash(requestID)))
-		return h.cibaError(w, r, http.StatusForbidden, "access_denied", "the user declined the sign-in")
+		f.metrics.cibaOutcome("denied", "")
+		f.logger.Info("CIBA login denied by the user", zap.String("reason", "ciba_denied"), zap.String("request_hash", sessionHash(requestID)))
+		return f.fail(w, r, http.StatusForbidden, "access_denied", "the user declined the sign-in")
 	case code == oidcflow.CodeCIBAExpired:
-		h.endCIBA(ctx, requestID, rec, true)
-		return h.cibaExpiredAnswer(w, r)
+		f.records.end(ctx, requestID, rec, true)
+		return f.expiredAnswer(w, r)
 	default:
 		// A terminal answer (invalid_request, invalid_grant, a token that does not verify):
 		// never poll this auth_req_id again (SECURITY.md CIBA-06, CIBA-07).
 		done()
-		h.metrics.cibaOutcome("failed", code)
-		h.logger.Warn("CIBA login failed", zap.String("reason", code), zap.Error(err))
+		f.metrics.cibaOutcome("failed", code)
+		f.logger.Warn("CIBA login failed", zap.String("reason", code), zap.Error(err))
 		if code == oidcflow.CodeCIBAFailed {
-			return h.cibaError(w, r, http.StatusBadRequest, "ciba_failed", "the sign-in service ended this sign-in request")
+			return f.fail(w, r, http.StatusBadRequest, "ciba_failed", "the sign-in service ended this sign-in request")
 		}
-		return h.cibaError(w, r, http.StatusUnauthorized, "login_failed", "the sign-in could not be verified, so it was refused")
+		return f.fail(w, r, http.StatusUnauthorized, "login_failed", "the sign-in could not be verified, so it was refused")
 	}
 	done()
 	if rec.Session != "" {
-		return h.cibaConfirm(w, r, requestID, rec, login)
+		return f.confirm(w, r, requestID, rec, login)
 	}
-	s, cbErr := h.sessions.create(w, r, login, nil, "")
+	s, cbErr := f.sessions.create(w, r, login, nil, "")
 	if cbErr != nil {
-		h.metrics.cibaOutcome("failed", cbErr.reason)
-		h.login.logRefusal(cbErr)
-		return h.cibaError(w, r, cbErr.status, cbErr.reason, cbErr.msg)
+		f.metrics.cibaOutcome("failed", cbErr.reason)
+		f.login.logRefusal(cbErr)
+		return f.fail(w, r, cbErr.status, cbErr.reason, cbErr.msg)
 	}
-	h.logger.Info("login", zap.String("reason", "login_ok"), zap.String("method", "ciba"), zap.String("sub_hash", sessionHash(login.Subject)),
+	f.logger.Info("login", zap.String("reason", "login_ok"), zap.String("method", "ciba"), zap.String("sub_hash", sessionHash(login.Subject)),
 		zap.String("session_hash", sessionHash(s.ID)))
-	h.metrics.cibaOutcome("authenticated", "")
-	h.event(eventLogin, map[string]any{"reason": "login_ok", "method": "ciba", "sub_hash": sessionHash(login.Subject), "session_hash": sessionHash(s.ID)})
-	web.WriteJSON(w, http.StatusOK, map[string]any{"status": "authenticated", "profile": h.sessions.render(s).profile})
+	f.metrics.cibaOutcome("authenticated", "")
+	f.event(eventLogin, map[string]any{"reason": "login_ok", "method": "ciba", "sub_hash": sessionHash(login.Subject), "session_hash": sessionHash(s.ID)})
+	web.WriteJSON(w, http.StatusOK, map[string]any{"status": "authenticated", "profile": f.sessions.render(s).profile})
 	return nil
 }
 
-// cibaLookupError answers a failed read of a request's record.
-func (h *Handler) cibaLookupError(w http.ResponseWriter, r *http.Request, err error) error {
+// lookupError answers a failed read of a request's record.
+func (f *cibaFlow) lookupError(w http.ResponseWriter, r *http.Request, err error) error {
 	if errors.Is(err, session.ErrNotFound) {
-		return h.cibaError(w, r, http.StatusNotFound, "unknown_request", "no pending sign-in has this request_id (unknown or finished)")
+		return f.fail(w, r, http.StatusNotFound, "unknown_request", "no pending sign-in has this request_id (unknown or finished)")
 	}
-	return h.storeUnavailable(w, r, "record", err)
+	return f.storeUnavailable(w, r, "record", err)
 }
 
-func (h *Handler) cibaExpiredAnswer(w http.ResponseWriter, r *http.Request) error {
-	h.metrics.cibaOutcome("expired", "")
-	return h.cibaError(w, r, http.StatusGone, "expired_token", "the sign-in request expired before the user confirmed it; start a new one")
+func (f *cibaFlow) expiredAnswer(w http.ResponseWriter, r *http.Request) error {
+	f.metrics.cibaOutcome("expired", "")
+	return f.fail(w, r, http.StatusGone, "expired_token", "the sign-in request expired before the user confirmed it; start a new one")
 }

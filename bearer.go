@@ -97,9 +97,9 @@ const (
 //		cache_ttl      <duration>
 //		cache_size     <n>
 //	}
-func (h *Handler) unmarshalBearer(d *caddyfile.Dispenser) error {
+func unmarshalBearer(d *caddyfile.Dispenser) (*BearerConfig, error) {
 	if d.NextArg() {
-		return d.ArgErr()
+		return nil, d.ArgErr()
 	}
 	b := new(BearerConfig)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
@@ -107,12 +107,12 @@ func (h *Handler) unmarshalBearer(d *caddyfile.Dispenser) error {
 		case "audience":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
-				return d.Errf("bearer audience needs at least one value")
+				return nil, d.Errf("bearer audience needs at least one value")
 			}
 			b.Audiences = append(b.Audiences, args...)
 		case "require_at_jwt":
 			if d.NextArg() {
-				return d.ArgErr()
+				return nil, d.ArgErr()
 			}
 			b.RequireATJWT = true
 		case "introspection":
@@ -120,53 +120,48 @@ func (h *Handler) unmarshalBearer(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				b.Introspection = d.Val()
 				if b.Introspection != introspectOpaque && b.Introspection != introspectAll {
-					return d.Errf("bearer introspection must be opaque (the default) or all, not %q", d.Val())
+					return nil, d.Errf("bearer introspection must be opaque (the default) or all, not %q", d.Val())
 				}
 			}
 			if d.NextArg() {
-				return d.ArgErr()
+				return nil, d.ArgErr()
 			}
 		case "cache_ttl":
 			if !d.NextArg() {
-				return d.ArgErr()
+				return nil, d.ArgErr()
 			}
 			dur, err := caddy.ParseDuration(d.Val())
 			if err != nil || dur <= 0 {
-				return d.Errf("bearer cache_ttl must be a positive duration such as 1m")
+				return nil, d.Errf("bearer cache_ttl must be a positive duration such as 1m")
 			}
 			b.CacheTTL = caddy.Duration(dur)
 			if d.NextArg() {
-				return d.ArgErr()
+				return nil, d.ArgErr()
 			}
 		case "cache_size":
 			if !d.NextArg() {
-				return d.ArgErr()
+				return nil, d.ArgErr()
 			}
 			n, err := strconv.Atoi(d.Val())
 			if err != nil || n < 1 {
-				return d.Errf("bearer cache_size must be a positive integer")
+				return nil, d.Errf("bearer cache_size must be a positive integer")
 			}
 			b.CacheSize = n
 			if d.NextArg() {
-				return d.ArgErr()
+				return nil, d.ArgErr()
 			}
 		default:
-			return d.Errf("unrecognized bearer subdirective '%s'", d.Val())
+			return nil, d.Errf("unrecognized bearer subdirective '%s'", d.Val())
 		}
 	}
 	if len(b.Audiences) == 0 {
-		return d.Errf("bearer needs at least one audience")
+		return nil, d.Errf("bearer needs at least one audience")
 	}
-	h.Bearer = b
-	return nil
+	return b, nil
 }
 
 // provisionBearer checks the bearer configuration and makes its cache.
-func (h *Handler) provisionBearer() error {
-	b := h.Bearer
-	if b == nil {
-		return nil
-	}
+func (b *BearerConfig) provision() error {
 	if len(b.Audiences) == 0 {
 		return errors.New("bearer: at least one audience is required")
 	}
@@ -303,161 +298,15 @@ func tokenFormProblem(token string) string {
 	return ""
 }
 
-// serveBearer authenticates a request by its bearer access token.
-func (h *Handler) serveBearer(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, auth []string) (bool, error) {
-	token, problem, ok := bearerToken(auth)
-	if !ok {
-		return false, nil
-	}
-	if problem != "" {
-		return true, h.bearerInvalid(w, r, problem)
-	}
-	now := h.now()
-	b := h.Bearer
-	e := b.cache.get(token, now)
-	if e == nil {
-		if problem := tokenFormProblem(token); problem != "" {
-			h.metrics.bearerResult("refused")
-			return true, h.bearerInvalid(w, r, problem)
-		}
-		e = b.refused.get(refusedKey(token), now)
-	}
-	if e == nil {
-		var err error
-		if e, err = h.verifyBearer(r, token, now); err != nil {
-			code := oidcflow.ReasonCode(err)
-			if code != oidcflow.CodeAccessToken {
-				// Not judged: the provider's keys or introspection endpoint failed, or the
-				// gateway cannot introspect at all (a configuration fault).
-				h.logger.Error("bearer token cannot be checked now", zap.String("reason", code), zap.Error(err))
-				h.metrics.bearerResult("unavailable")
-				return true, h.serviceUnavailable(w, r, max(h.client.RetryAfter(), 5*time.Second), code,
-					"The access token cannot be checked right now (the identity provider is not reachable). Please retry in a few seconds.")
-			}
-			// The message names the failed check, never the token.
-			h.logger.Info("bearer token refused", zap.String("reason", code), zap.Error(err))
-			msg := "the access token is not valid"
-			if oe, ok := errors.AsType[*oidcflow.Error](err); ok {
-				msg = oe.Err.Error()
-			}
-			h.metrics.bearerResult("refused")
-			return true, h.bearerInvalid(w, r, msg)
-		}
-	}
-	if e.refused != "" {
-		h.metrics.bearerResult("refused")
-		return true, h.bearerInvalid(w, r, e.refused)
-	}
-	h.metrics.bearerResult("accepted")
-	return true, h.serveBearerAuthenticated(w, r, next, e)
-}
-
-// verifyBearer judges a token that is not in the cache and caches the verdict: a JWT is
-// verified with the provider's keys, unless introspection is "all"; an opaque token is
-// introspected when introspection is on. Concurrent requests with the same token share one
-// introspection call, and a token introspection refused is refused from memory for
-// bearerRefusedTTL. The error is the failure of a JWT check or of the provider.
-func (h *Handler) verifyBearer(r *http.Request, token string, now time.Time) (*bearerEntry, error) {
-	b := h.Bearer
-	opts := oidcflow.AccessTokenOptions{Audiences: b.Audiences, RequireATJWT: b.RequireATJWT}
-	introspect := b.Introspection == introspectAll || b.Introspection == introspectOpaque && oidcflow.IsOpaqueToken(token)
-	if !introspect {
-		ctx, cancel := opContext(r)
-		defer cancel()
-		at, err := h.client.VerifyAccessToken(ctx, token, opts)
-		if err != nil {
-			return nil, err
-		}
-		e := h.renderBearer(at, now)
-		b.cache.put(token, e, now)
-		return e, nil
-	}
-	ch := b.calls.DoChan(token, func() (any, error) {
-		// Shared by every request waiting for this token: not cancelled with the first one.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), opTimeout)
-		defer cancel()
-		at, err := h.client.IntrospectAccessToken(ctx, token, opts)
-		if err != nil {
-			if oidcflow.ReasonCode(err) != oidcflow.CodeAccessToken {
-				return nil, err
-			}
-			e := &bearerEntry{until: now.Add(bearerRefusedTTL), refused: err.(*oidcflow.Error).Err.Error()}
-			b.refused.put(refusedKey(token), e, now)
-			h.logger.Info("bearer token refused", zap.String("reason", oidcflow.CodeAccessToken), zap.Error(err))
-			return e, nil
-		}
-		e := h.renderBearer(at, now)
-		b.cache.put(token, e, now)
-		return e, nil
-	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(*bearerEntry), nil
-	case <-r.Context().Done():
-		return nil, &oidcflow.Error{Code: oidcflow.CodeIntrospectionFailed, Temporary: true, Err: r.Context().Err()}
-	}
-}
-
-// renderBearer renders the headers of a verified access token, as for a session, plus
-// X-Auth-Scopes.
-func (h *Handler) renderBearer(at *oidcflow.AccessToken, now time.Time) *bearerEntry {
-	prof := trust.NewProfile(at.Claims, h.sessions.trustOpts)
-	hs, dropped := prof.Headers(h.sessions.trustOpts)
-	for _, d := range dropped {
-		h.logger.Warn("identity header not sent: over the size limit (values are never cut)",
-			zap.String("reason", d.Reason), zap.String("header", d.Name), zap.Int("bytes", d.Bytes),
-			zap.Int("max_header_bytes", h.sessions.trustOpts.MaxHeaderBytes), zap.Int("max_total_header_bytes", h.sessions.trustOpts.MaxTotalHeaderBytes))
-	}
-	rd := &rendered{
-		opts:         h.sessions.trustOpts,
-		profile:      prof,
-		headers:      make([]trust.Header, 0, len(hs)+1),
-		placeholders: prof.Placeholders(),
-		expires:      bearerExpires(at.Expiry),
-	}
-	if prof.User == "" {
-		rd.placeholders["id"] = at.Subject
-	}
-	rd.provider = rd.placeholder
-	for _, hd := range hs {
-		rd.headers = append(rd.headers, trust.Header{Name: http.CanonicalHeaderKey(hd.Name), Value: hd.Value})
-		rd.headerBytes += len(hd.Name) + len(hd.Value) + 4
-	}
-	scopes := strings.Join(at.Scopes, " ")
-	if scopes != "" {
-		// Within max_header_bytes and the total budget like the other identity headers, or
-		// not sent at all (never cut); a control character (a forged scope) is never sent.
-		maxOne, maxTotal := cmp.Or(h.sessions.trustOpts.MaxHeaderBytes, trust.DefaultMaxHeaderBytes), cmp.Or(h.sessions.trustOpts.MaxTotalHeaderBytes, trust.DefaultMaxTotalHeaderBytes)
-		n := len(HeaderScopes) + len(scopes) + 4
-		switch {
-		case strings.ContainsFunc(scopes, func(c rune) bool { return c < 0x20 || c == 0x7f }):
-		case len(scopes) > maxOne || rd.headerBytes+n > maxTotal:
-			reason := trust.DropValueTooLong
-			if len(scopes) <= maxOne {
-				reason = trust.DropTotalTooLarge
-			}
-			h.logger.Warn("identity header not sent: over the size limit (values are never cut)",
-				zap.String("reason", reason), zap.String("header", HeaderScopes), zap.Int("bytes", len(scopes)),
-				zap.Int("max_header_bytes", maxOne), zap.Int("max_total_header_bytes", maxTotal))
-		default:
-			rd.headers = append(rd.headers, trust.Header{Name: HeaderScopes, Value: scopes})
-			rd.headerBytes += n
-		}
-	}
-	// Never past exp: the leeway is for clock skew at verification, not for the cache. An
-	// introspected token without exp is kept for cache_ttl.
-	until := now.Add(time.Duration(h.Bearer.CacheTTL))
-	if !at.Expiry.IsZero() && at.Expiry.Before(until) {
-		until = at.Expiry
-	}
-	return &bearerEntry{
-		until:  until,
-		st:     &authState{gate: h.gate, rd: rd, scopes: at.Scopes, bearer: true},
-		scopes: scopes,
-	}
+// bearerGate lets API requests in by their `Authorization: Bearer` access token (a JWT
+// verified with the provider's keys, or an opaque token introspected), with the same
+// identity headers as a session and the route policy's scope rules.
+type bearerGate struct {
+	*base
+	sessions  *jar          // the rendering options (trust.Options)
+	gate      *policyGate   // the route policy, with require scope
+	assertion *asserter     // X-Auth-Assertion, when configured
+	cfg       *BearerConfig // audiences, introspection, caches
 }
 
 // bearerExpires is {http.auth.oidc.session_expires} of a bearer request: the token's exp in
@@ -467,38 +316,6 @@ func bearerExpires(exp time.Time) string {
 		return ""
 	}
 	return strconv.FormatInt(exp.Unix(), 10)
-}
-
-func (h *Handler) serveBearerAuthenticated(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *bearerEntry) error {
-	rd := e.st.rd
-	caddyhttp.SetVar(r.Context(), authVar, e.st)
-	if done, err := h.gate.enforce(w, r, h.gate.own, e.st); done {
-		return err
-	}
-	var assertion string
-	if h.Assertion != nil {
-		var err error
-		if assertion, err = h.assertion.sign(r, rd); err != nil {
-			h.logger.Error("cannot sign the identity assertion", zap.String("reason", "assertion_failed"), zap.Error(err))
-			return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusInternalServerError, Reason: "assertion_failed", Form: web.JSON,
-				Message: "Your identity could not be passed on to the application. Please try again; the site's administrator has been told."})
-		}
-	}
-	setIdentityHeaders(r, rd.headers, assertion)
-	// The access token is the client's credential for the gateway; like every token it
-	// does not reach the upstream, which gets the verified identity instead.
-	r.Header.Del("Authorization")
-	h.sessions.strip(r)
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Map(rd.provider)
-	}
-	return next.ServeHTTP(w, r)
-}
-
-// bearerInvalid answers 401 invalid_token (RFC 6750 §3.1): no cookie, no redirect.
-func (h *Handler) bearerInvalid(w http.ResponseWriter, r *http.Request, msg string) error {
-	return h.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusUnauthorized, Reason: oidcflow.CodeAccessToken, Message: msg, Form: web.JSON,
-		Header: http.Header{"Www-Authenticate": {`Bearer realm="trustgate", error="invalid_token", error_description="` + authParam(msg) + `"`}}})
 }
 
 // authParam makes s safe inside a quoted WWW-Authenticate parameter: RFC 6750 §3 allows
@@ -516,4 +333,193 @@ func authParam(s string) string {
 		b = append(b, c)
 	}
 	return string(b)
+}
+
+// serve authenticates a request by its bearer access token.
+func (g *bearerGate) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, auth []string) (bool, error) {
+	token, problem, ok := bearerToken(auth)
+	if !ok {
+		return false, nil
+	}
+	if problem != "" {
+		return true, g.invalid(w, r, problem)
+	}
+	now := g.now()
+	b := g.cfg
+	e := b.cache.get(token, now)
+	if e == nil {
+		if problem := tokenFormProblem(token); problem != "" {
+			g.metrics.bearerResult("refused")
+			return true, g.invalid(w, r, problem)
+		}
+		e = b.refused.get(refusedKey(token), now)
+	}
+	if e == nil {
+		var err error
+		if e, err = g.verify(r, token, now); err != nil {
+			code := oidcflow.ReasonCode(err)
+			if code != oidcflow.CodeAccessToken {
+				// Not judged: the provider's keys or introspection endpoint failed, or the
+				// gateway cannot introspect at all (a configuration fault).
+				g.logger.Error("bearer token cannot be checked now", zap.String("reason", code), zap.Error(err))
+				g.metrics.bearerResult("unavailable")
+				return true, g.serviceUnavailable(w, r, max(g.client.RetryAfter(), 5*time.Second), code,
+					"The access token cannot be checked right now (the identity provider is not reachable). Please retry in a few seconds.")
+			}
+			// The message names the failed check, never the token.
+			g.logger.Info("bearer token refused", zap.String("reason", code), zap.Error(err))
+			msg := "the access token is not valid"
+			if oe, ok := errors.AsType[*oidcflow.Error](err); ok {
+				msg = oe.Err.Error()
+			}
+			g.metrics.bearerResult("refused")
+			return true, g.invalid(w, r, msg)
+		}
+	}
+	if e.refused != "" {
+		g.metrics.bearerResult("refused")
+		return true, g.invalid(w, r, e.refused)
+	}
+	g.metrics.bearerResult("accepted")
+	return true, g.forward(w, r, next, e)
+}
+
+// verify judges a token that is not in the cache and caches the verdict: a JWT is
+// verified with the provider's keys, unless introspection is "all"; an opaque token is
+// introspected when introspection is on. Concurrent requests with the same token share one
+// introspection call, and a token introspection refused is refused from memory for
+// bearerRefusedTTL. The error is the failure of a JWT check or of the provider.
+func (g *bearerGate) verify(r *http.Request, token string, now time.Time) (*bearerEntry, error) {
+	b := g.cfg
+	opts := oidcflow.AccessTokenOptions{Audiences: b.Audiences, RequireATJWT: b.RequireATJWT}
+	introspect := b.Introspection == introspectAll || b.Introspection == introspectOpaque && oidcflow.IsOpaqueToken(token)
+	if !introspect {
+		ctx, cancel := opContext(r)
+		defer cancel()
+		at, err := g.client.VerifyAccessToken(ctx, token, opts)
+		if err != nil {
+			return nil, err
+		}
+		e := g.render(at, now)
+		b.cache.put(token, e, now)
+		return e, nil
+	}
+	ch := b.calls.DoChan(token, func() (any, error) {
+		// Shared by every request waiting for this token: not cancelled with the first one.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), opTimeout)
+		defer cancel()
+		at, err := g.client.IntrospectAccessToken(ctx, token, opts)
+		if err != nil {
+			if oidcflow.ReasonCode(err) != oidcflow.CodeAccessToken {
+				return nil, err
+			}
+			e := &bearerEntry{until: now.Add(bearerRefusedTTL), refused: err.(*oidcflow.Error).Err.Error()}
+			b.refused.put(refusedKey(token), e, now)
+			g.logger.Info("bearer token refused", zap.String("reason", oidcflow.CodeAccessToken), zap.Error(err))
+			return e, nil
+		}
+		e := g.render(at, now)
+		b.cache.put(token, e, now)
+		return e, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*bearerEntry), nil
+	case <-r.Context().Done():
+		return nil, &oidcflow.Error{Code: oidcflow.CodeIntrospectionFailed, Temporary: true, Err: r.Context().Err()}
+	}
+}
+
+// render renders the headers of a verified access token, as for a session, plus
+// X-Auth-Scopes.
+func (g *bearerGate) render(at *oidcflow.AccessToken, now time.Time) *bearerEntry {
+	prof := trust.NewProfile(at.Claims, g.sessions.trustOpts)
+	hs, dropped := prof.Headers(g.sessions.trustOpts)
+	for _, d := range dropped {
+		g.logger.Warn("identity header not sent: over the size limit (values are never cut)",
+			zap.String("reason", d.Reason), zap.String("header", d.Name), zap.Int("bytes", d.Bytes),
+			zap.Int("max_header_bytes", g.sessions.trustOpts.MaxHeaderBytes), zap.Int("max_total_header_bytes", g.sessions.trustOpts.MaxTotalHeaderBytes))
+	}
+	rd := &rendered{
+		opts:         g.sessions.trustOpts,
+		profile:      prof,
+		headers:      make([]trust.Header, 0, len(hs)+1),
+		placeholders: prof.Placeholders(),
+		expires:      bearerExpires(at.Expiry),
+	}
+	if prof.User == "" {
+		rd.placeholders["id"] = at.Subject
+	}
+	rd.provider = rd.placeholder
+	for _, hd := range hs {
+		rd.headers = append(rd.headers, trust.Header{Name: http.CanonicalHeaderKey(hd.Name), Value: hd.Value})
+		rd.headerBytes += len(hd.Name) + len(hd.Value) + 4
+	}
+	scopes := strings.Join(at.Scopes, " ")
+	if scopes != "" {
+		// Within max_header_bytes and the total budget like the other identity headers, or
+		// not sent at all (never cut); a control character (a forged scope) is never sent.
+		maxOne, maxTotal := cmp.Or(g.sessions.trustOpts.MaxHeaderBytes, trust.DefaultMaxHeaderBytes), cmp.Or(g.sessions.trustOpts.MaxTotalHeaderBytes, trust.DefaultMaxTotalHeaderBytes)
+		n := len(HeaderScopes) + len(scopes) + 4
+		switch {
+		case strings.ContainsFunc(scopes, func(c rune) bool { return c < 0x20 || c == 0x7f }):
+		case len(scopes) > maxOne || rd.headerBytes+n > maxTotal:
+			reason := trust.DropValueTooLong
+			if len(scopes) <= maxOne {
+				reason = trust.DropTotalTooLarge
+			}
+			g.logger.Warn("identity header not sent: over the size limit (values are never cut)",
+				zap.String("reason", reason), zap.String("header", HeaderScopes), zap.Int("bytes", len(scopes)),
+				zap.Int("max_header_bytes", maxOne), zap.Int("max_total_header_bytes", maxTotal))
+		default:
+			rd.headers = append(rd.headers, trust.Header{Name: HeaderScopes, Value: scopes})
+			rd.headerBytes += n
+		}
+	}
+	// Never past exp: the leeway is for clock skew at verification, not for the cache. An
+	// introspected token without exp is kept for cache_ttl.
+	until := now.Add(time.Duration(g.cfg.CacheTTL))
+	if !at.Expiry.IsZero() && at.Expiry.Before(until) {
+		until = at.Expiry
+	}
+	return &bearerEntry{
+		until:  until,
+		st:     &authState{gate: g.gate, rd: rd, scopes: at.Scopes, bearer: true},
+		scopes: scopes,
+	}
+}
+
+func (g *bearerGate) forward(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *bearerEntry) error {
+	rd := e.st.rd
+	caddyhttp.SetVar(r.Context(), authVar, e.st)
+	if done, err := g.gate.enforce(w, r, g.gate.own, e.st); done {
+		return err
+	}
+	var assertion string
+	if g.assertion.cfg != nil {
+		var err error
+		if assertion, err = g.assertion.sign(r, rd); err != nil {
+			g.logger.Error("cannot sign the identity assertion", zap.String("reason", "assertion_failed"), zap.Error(err))
+			return g.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusInternalServerError, Reason: "assertion_failed", Form: web.JSON,
+				Message: "Your identity could not be passed on to the application. Please try again; the site's administrator has been told."})
+		}
+	}
+	setIdentityHeaders(r, rd.headers, assertion)
+	// The access token is the client's credential for the gateway; like every token it
+	// does not reach the upstream, which gets the verified identity instead.
+	r.Header.Del("Authorization")
+	g.sessions.strip(r)
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Map(rd.provider)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// invalid answers 401 invalid_token (RFC 6750 §3.1): no cookie, no redirect.
+func (g *bearerGate) invalid(w http.ResponseWriter, r *http.Request, msg string) error {
+	return g.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusUnauthorized, Reason: oidcflow.CodeAccessToken, Message: msg, Form: web.JSON,
+		Header: http.Header{"Www-Authenticate": {`Bearer realm="trustgate", error="invalid_token", error_description="` + authParam(msg) + `"`}}})
 }

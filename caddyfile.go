@@ -410,7 +410,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "bearer":
-			if err := h.unmarshalBearer(d); err != nil {
+			var err error
+			if h.Bearer, err = unmarshalBearer(d); err != nil {
 				return err
 			}
 		default:

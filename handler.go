@@ -56,10 +56,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveEndpoint(w, r, name)
 	}
 
-	if h.Bearer != nil {
+	if h.bearer != nil {
 		// An API request with a bearer token is judged by the token alone (bearer.go).
 		if auth, ok := r.Header["Authorization"]; ok {
-			if done, err := h.serveBearer(w, r, next, auth); done {
+			if done, err := h.bearer.serve(w, r, next, auth); done {
 				return err
 			}
 		}

@@ -325,7 +325,9 @@ type Handler struct {
 	// gate checks route policies and starts step-up logins (policy.go).
 	gate *policyGate
 	// ciba is CIBA for browserless clients (ciba*.go); its endpoints answer 404 without ciba.
-	ciba         *cibaFlow
+	ciba *cibaFlow
+	// bearer lets API requests in by their access token (bearer.go); nil without bearer.
+	bearer       *bearerGate
 	profile      *provider.Profile // the provider profile (never nil after Provision)
 	clientKey    string
 	storeKey     string
@@ -474,8 +476,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionClient(); err != nil {
 		return err
 	}
-	if err := h.provisionBearer(); err != nil {
-		return err
+	if h.Bearer != nil {
+		if err := h.Bearer.provision(); err != nil {
+			return err
+		}
+		h.bearer = &bearerGate{base: &h.base, sessions: h.sessions, gate: h.gate, assertion: h.assertion, cfg: h.Bearer}
 	}
 	return h.provisionStore(secrets)
 }

@@ -183,9 +183,9 @@ func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, nex
 		// instead of setting each one on every request.
 		repl.Map(rd.provider)
 	}
-	if h.FeedbackEndpoint != "" || h.IdentityBinding != nil {
-		// The application may answer with a linking header (handler_link.go).
-		w = &linkWriter{ResponseWriter: w, h: h, r: r, s: s, rd: rd}
+	if h.linker.on() {
+		// The application may answer with a linking header (link.go).
+		w = h.linker.watch(w, r, s, rd)
 	}
 	return next.ServeHTTP(w, r)
 }

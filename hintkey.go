@@ -18,7 +18,6 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-	"go.uber.org/zap"
 
 	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/provider"
@@ -56,45 +55,24 @@ type hintKeySource struct {
 	retryAt time.Time
 }
 
-// provisionHintKey checks login_hint_encryption_key: a PEM public key is parsed now, so a
-// key that cannot be used is a configuration error, not a failed binding at run time.
-func (h *Handler) provisionHintKey() error {
-	v := h.LoginHintEncryptionKey
+// hintSourceFor returns the shared source of a login_hint_encryption_key value (nil for
+// ""): a PEM public key is parsed now, so a key that cannot be used is a configuration
+// error, not a failed binding at run time; a JWKS URL is fetched on first use. caSum names
+// the tls_trusted_ca_certs a URL is fetched with, so other CAs make another source.
+func hintSourceFor(v string, caPool *x509.CertPool, caSum string) (*hintKeySource, error) {
 	if v == "" {
-		if h.IdentityBinding != nil && h.LoginHintFormat == provider.HintIDDataweb {
-			h.logger.Warn("identity binding sends the application's profile (name, birth date, address, phone) as a signed but readable login_hint in the URL to the provider; "+
-				"configure login_hint_encryption_key with the provider's key, as ID Dataweb recommends (a profile with ssn4/ssn9 is never sent without it)",
-				zap.String("reason", "bind_hint_unencrypted"))
-		}
-		return nil
-	}
-	if _, ok := hintKeySources.Load(h.hintSourceKey()); ok {
-		return nil
-	}
-	src, err := parseHintKey(v, h.caPool)
-	if err != nil {
-		return fmt.Errorf("login_hint_encryption_key: %w", err)
-	}
-	hintKeySources.LoadOrStore(h.hintSourceKey(), src)
-	return nil
-}
-
-// hintSourceKey names the handler's key source in hintKeySources: the configured value and
-// the hash of tls_trusted_ca_certs, so a JWKS URL fetched with other CAs is another source.
-func (h *Handler) hintSourceKey() string {
-	return h.LoginHintEncryptionKey + "\x00" + h.caSum
-}
-
-// hintKey returns the key to encrypt the login_hint to, or nil when none is configured.
-func (h *Handler) hintKey(ctx context.Context) (*jose.JSONWebKey, error) {
-	if h.LoginHintEncryptionKey == "" {
 		return nil, nil
 	}
-	v, ok := hintKeySources.Load(h.hintSourceKey())
-	if !ok {
-		return nil, errors.New("login_hint_encryption_key was not provisioned")
+	key := v + "\x00" + caSum
+	if src, ok := hintKeySources.Load(key); ok {
+		return src.(*hintKeySource), nil
 	}
-	return v.(*hintKeySource).get(ctx, h.now())
+	src, err := parseHintKey(v, caPool)
+	if err != nil {
+		return nil, fmt.Errorf("login_hint_encryption_key: %w", err)
+	}
+	got, _ := hintKeySources.LoadOrStore(key, src)
+	return got.(*hintKeySource), nil
 }
 
 // parseHintKey reads a configured value: an http(s) URL of a JWKS (plain http only on a

@@ -45,9 +45,11 @@ func (g *gateway) setHintKey(key string) {
 	if err := g.h.Validate(); err != nil {
 		g.t.Fatalf("Validate() = %v", err)
 	}
-	if err := g.h.provisionHintKey(); err != nil {
-		g.t.Fatalf("provisionHintKey() = %v", err)
+	src, err := hintSourceFor(key, g.h.caPool, g.h.caSum)
+	if err != nil {
+		g.t.Fatalf("hintSourceFor() = %v", err)
 	}
+	g.h.linker.hintSource = src
 }
 
 // withUserVerdict gives the OP user subject this policyDecision in the ID token.

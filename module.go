@@ -17,11 +17,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/caddyserver/certmagic"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/certmagic"
 
 	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/oidcflow"
@@ -327,7 +328,9 @@ type Handler struct {
 	// ciba is CIBA for browserless clients (ciba*.go); its endpoints answer 404 without ciba.
 	ciba *cibaFlow
 	// bearer lets API requests in by their access token (bearer.go); nil without bearer.
-	bearer       *bearerGate
+	bearer *bearerGate
+	// linker acts on the application's linking headers (link.go).
+	linker       *linker
 	profile      *provider.Profile // the provider profile (never nil after Provision)
 	clientKey    string
 	storeKey     string
@@ -432,8 +435,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionTrustedCAs(repl); err != nil {
 		return err
 	}
-	if err := h.provisionHintKey(); err != nil {
+	hints, err := hintSourceFor(h.LoginHintEncryptionKey, h.caPool, h.caSum)
+	if err != nil {
 		return err
+	}
+	if hints == nil && h.IdentityBinding != nil && h.LoginHintFormat == provider.HintIDDataweb {
+		h.logger.Warn("identity binding sends the application's profile (name, birth date, address, phone) as a signed but readable login_hint in the URL to the provider; "+
+			"configure login_hint_encryption_key with the provider's key, as ID Dataweb recommends (a profile with ssn4/ssn9 is never sent without it)",
+			zap.String("reason", "bind_hint_unencrypted"))
 	}
 	if h.Assertion != nil || h.CIBA != nil || (h.IdentityBinding != nil && h.LoginHintFormat != provider.HintIDDataweb) {
 		// The binding's login_hint (jwt format) and CIBA's transaction confirmations are
@@ -455,6 +464,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		postLogoutURL: h.PostLogoutRedirectURL, clockLeeway: time.Duration(h.ClockLeeway), limit: &windowLimiter{max: maxLogoutRequestsPerSecond}}
 	h.login = &loginFlow{base: &h.base, sessions: h.sessions, feedback: h.feedback, issuer: h.Issuer, prefix: h.PathPrefix,
 		redirectURL: h.RedirectURL, acrLevels: h.ACRLevels, binding: h.IdentityBinding}
+	h.linker = &linker{base: &h.base, login: h.login, feedback: h.feedback, assertion: h.assertion, profile: h.profile,
+		issuer: h.Issuer, clientSecret: h.clientSecret, linkAliases: h.FeedbackEndpoint != "", binding: h.IdentityBinding,
+		hintFormat: h.LoginHintFormat, hintSource: hints, aliasHeader: h.aliasHeader, bindHeader: h.bindHeader}
 	// Built also without ciba: its endpoints then answer 404.
 	records := &cibaRecords{base: &h.base, sessions: h.sessions, cfg: h.CIBA, issuer: h.Issuer, clientID: h.ClientID}
 	h.ciba = &cibaFlow{base: &h.base, sessions: h.sessions, records: records, login: h.login, assertion: h.assertion,

@@ -150,10 +150,10 @@ func TestTrustedCACertsHintKeyJWKS(t *testing.T) {
 		}
 		return h
 	}
-	if k, err := mk(caFile).hintKey(t.Context()); err != nil || k.KeyID != "enc" {
+	if k, err := mk(caFile).linker.hintKey(t.Context()); err != nil || k.KeyID != "enc" {
 		t.Errorf("with the CA: hintKey() = %v, %v, want the enc key", k, err)
 	}
-	_, err := mk("").hintKey(t.Context())
+	_, err := mk("").linker.hintKey(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "unknown authority") {
 		t.Errorf("without the CA: hintKey() error = %v, want an unknown authority", err)
 	}

@@ -1,6 +1,7 @@
 package trustgate
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
 
 	"github.com/trustgate/trustgate/internal/web"
@@ -66,11 +68,46 @@ func validAlias(a string) bool {
 	return true
 }
 
+// linker acts on what the application answers for a signed-in user (New-user linking):
+// an alias header is reported to the provider (aliasFeedback), and a binding profile
+// starts an identity-binding login with a login_hint in the provider's format.
+type linker struct {
+	*base
+	login        *loginFlow
+	feedback     *aliasFeedback
+	assertion    *asserter // signs a jwt-format login_hint
+	profile      *provider.Profile
+	issuer       string
+	clientSecret string                 // keys an ID Dataweb login_hint (HS256)
+	linkAliases  bool                   // feedback is on (the alias header is read)
+	binding      *IdentityBindingConfig // identity_binding, or nil
+	hintFormat   string                 // login_hint_format
+	hintSource   *hintKeySource         // login_hint_encryption_key, or nil
+	aliasHeader  string                 // canonical
+	bindHeader   string                 // canonical
+}
+
+// on reports whether the application's answers are watched at all.
+func (l *linker) on() bool { return l.linkAliases || l.binding != nil }
+
+// watch wraps the response writer of a session's request.
+func (l *linker) watch(w http.ResponseWriter, r *http.Request, s *session.Session, rd *rendered) http.ResponseWriter {
+	return &linkWriter{ResponseWriter: w, l: l, r: r, s: s, rd: rd}
+}
+
+// hintKey returns the key to encrypt the login_hint to, or nil when none is configured.
+func (l *linker) hintKey(ctx context.Context) (*jose.JSONWebKey, error) {
+	if l.hintSource == nil {
+		return nil, nil
+	}
+	return l.hintSource.get(ctx, l.now())
+}
+
 // linkWriter watches the upstream's response of one session's request for the linking
 // headers. It removes them before anything reaches the browser.
 type linkWriter struct {
 	http.ResponseWriter
-	h       *Handler
+	l       *linker
 	r       *http.Request
 	s       *session.Session
 	rd      *rendered
@@ -87,7 +124,7 @@ func (lw *linkWriter) WriteHeader(code int) {
 		// sent with them.
 		hdr := lw.Header()
 		saved := map[string][]string{}
-		for _, name := range []string{lw.h.aliasHeader, lw.h.bindHeader} {
+		for _, name := range []string{lw.l.aliasHeader, lw.l.bindHeader} {
 			if v, ok := hdr[name]; ok && name != "" {
 				saved[name] = v
 				delete(hdr, name)
@@ -129,37 +166,37 @@ func (lw *linkWriter) Flush() {
 // them; it returns the status to write.
 func (lw *linkWriter) decide(code int) int {
 	lw.decided = true
-	h, hdr := lw.h, lw.Header()
+	l, hdr := lw.l, lw.Header()
 	var alias, bind string
 	var hasAlias, hasBind bool
-	if h.FeedbackEndpoint != "" {
-		alias, hasAlias = takeHeader(hdr, h.aliasHeader)
+	if l.linkAliases {
+		alias, hasAlias = takeHeader(hdr, l.aliasHeader)
 	}
-	if h.IdentityBinding != nil {
-		bind, hasBind = takeHeader(hdr, h.bindHeader)
+	if l.binding != nil {
+		bind, hasBind = takeHeader(hdr, l.bindHeader)
 	}
 	if code < 200 || code >= 400 {
 		return code // only a successful answer of the application links anything
 	}
 	if hasAlias && !validAlias(alias) {
-		h.logger.Warn("alias not linked: the application's value is not a valid alias (1-128 letters, digits, . _ @ + -)",
+		l.logger.Warn("alias not linked: the application's value is not a valid alias (1-128 letters, digits, . _ @ + -)",
 			zap.String("reason", "alias_invalid"), zap.Int("bytes", len(alias)), zap.String("session_hash", sessionHash(lw.s.ID)))
 		hasAlias, alias = false, ""
 	}
 	if hasBind && (!web.IsNavigation(lw.r) || lw.r.Method != http.MethodGet) {
 		// A binding goes through the provider's pages: only a browser navigation can follow
 		// it; an API or a form POST keeps the application's answer.
-		h.logger.Info("identity binding not started: not a browser navigation (GET)", zap.String("reason", "bind_not_navigation"), zap.String("session_hash", sessionHash(lw.s.ID)))
+		l.logger.Info("identity binding not started: not a browser navigation (GET)", zap.String("reason", "bind_not_navigation"), zap.String("session_hash", sessionHash(lw.s.ID)))
 		hasBind = false
 	}
-	if hasBind && bindDeniedRecently(lw.s, h.now()) {
-		h.logger.Info("identity binding not started: the provider denied one moments ago", zap.String("reason", "bind_backoff"), zap.String("session_hash", sessionHash(lw.s.ID)))
+	if hasBind && bindDeniedRecently(lw.s, l.now()) {
+		l.logger.Info("identity binding not started: the provider denied one moments ago", zap.String("reason", "bind_backoff"), zap.String("session_hash", sessionHash(lw.s.ID)))
 		hasBind = false
 	}
 	if hasBind && lw.s.Binding != "" {
 		// Already bound: an application that keeps sending the header must not start a
 		// binding on every answer (a loop through the provider).
-		h.logger.Info("identity binding not started: the session is already bound", zap.String("reason", "bind_present"), zap.String("session_hash", sessionHash(lw.s.ID)))
+		l.logger.Info("identity binding not started: the session is already bound", zap.String("reason", "bind_present"), zap.String("session_hash", sessionHash(lw.s.ID)))
 		hasBind = false
 	}
 	if hasBind {
@@ -176,9 +213,9 @@ func (lw *linkWriter) decide(code int) int {
 	}
 	if hasAlias {
 		if lw.rd.profile.Alias != "" {
-			h.logger.Info("alias not linked: the session already has one", zap.String("reason", "alias_present"), zap.String("session_hash", sessionHash(lw.s.ID)))
+			l.logger.Info("alias not linked: the session already has one", zap.String("reason", "alias_present"), zap.String("session_hash", sessionHash(lw.s.ID)))
 		} else if lw.rd.linking.CompareAndSwap(false, true) {
-			h.feedback.link(lw.s, alias)
+			l.feedback.link(lw.s, alias)
 		}
 	}
 	return code
@@ -203,10 +240,10 @@ func takeHeader(hdr http.Header, name string) (string, bool) {
 // reason and the offending key (never a value, never the hint), and the application's
 // answer goes out unchanged.
 func (lw *linkWriter) startBinding(raw, alias string) (string, bool) {
-	h := lw.h
+	l := lw.l
 	refuse := func(reason, msg string, fields ...zap.Field) (string, bool) {
 		fields = append([]zap.Field{zap.String("reason", reason), zap.String("session_hash", sessionHash(lw.s.ID))}, fields...)
-		h.logger.Warn("identity binding not started: "+msg, fields...)
+		l.logger.Warn("identity binding not started: "+msg, fields...)
 		return "", false
 	}
 	if len(raw) > base64.RawURLEncoding.EncodedLen(maxBindBytes)+2 {
@@ -221,9 +258,9 @@ func (lw *linkWriter) startBinding(raw, alias string) (string, bool) {
 	if len(js) > maxBindBytes {
 		return refuse(provider.ReasonBindProfileInvalid, "the profile is larger than 4 KiB")
 	}
-	now := h.now()
+	now := l.now()
 	var hint string
-	if h.LoginHintFormat == provider.HintIDDataweb {
+	if l.hintFormat == provider.HintIDDataweb {
 		var ok bool
 		if hint, ok = lw.idDatawebHint(js, now, refuse); !ok {
 			return "", false
@@ -237,11 +274,11 @@ func (lw *linkWriter) startBinding(raw, alias string) (string, bool) {
 			delete(profile, k) // the gateway sets these
 		}
 		claims := map[string]any{
-			"iss": h.assertion.origin(lw.r), "aud": h.Issuer, "sub": lw.s.Subject,
+			"iss": l.assertion.origin(lw.r), "aud": l.issuer, "sub": lw.s.Subject,
 			"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(bindHintLifetime).Unix(),
 		}
 		maps.Copy(claims, profile)
-		if hint, err = h.assertion.keys.current(now).Sign(claims); err != nil {
+		if hint, err = l.assertion.keys.current(now).Sign(claims); err != nil {
 			return refuse("bind_sign_failed", "the login_hint could not be signed", zap.Error(err))
 		}
 	}
@@ -249,15 +286,15 @@ func (lw *linkWriter) startBinding(raw, alias string) (string, bool) {
 	if lw.r.Method == http.MethodGet {
 		returnTo = web.ReturnTo(lw.r)
 	}
-	loc, lerr := h.login.begin(lw.ResponseWriter, lw.r, loginRequest{
+	loc, lerr := l.login.begin(lw.ResponseWriter, lw.r, loginRequest{
 		returnTo:  returnTo,
 		loginHint: hint,
-		bind:      &bindRequest{subject: lw.s.Subject, alias: alias, acr: h.IdentityBinding.ACRValues},
+		bind:      &bindRequest{subject: lw.s.Subject, alias: alias, acr: l.binding.ACRValues},
 	})
 	if lerr != nil {
 		return "", false
 	}
-	h.logger.Info("identity binding started", zap.String("reason", "bind_started"), zap.String("session_hash", sessionHash(lw.s.ID)))
+	l.logger.Info("identity binding started", zap.String("reason", "bind_started"), zap.String("session_hash", sessionHash(lw.s.ID)))
 	return loc, true
 }
 
@@ -266,8 +303,8 @@ func (lw *linkWriter) startBinding(raw, alias string) (string, bool) {
 // secret, encrypted to login_hint_encryption_key when one is configured. The profile is
 // checked before the key is fetched, so a bad profile costs no request to the provider.
 func (lw *linkWriter) idDatawebHint(js []byte, now time.Time, refuse func(string, string, ...zap.Field) (string, bool)) (string, bool) {
-	h := lw.h
-	opts := provider.HintOptions{Subject: lw.s.Subject, Now: now, Encrypted: h.LoginHintEncryptionKey != ""}
+	l := lw.l
+	opts := provider.HintOptions{Subject: lw.s.Subject, Now: now, Encrypted: l.hintSource != nil}
 	claims, err := provider.IDDatawebHintClaims(js, opts)
 	if err != nil {
 		var he *provider.HintError
@@ -276,15 +313,15 @@ func (lw *linkWriter) idDatawebHint(js []byte, now time.Time, refuse func(string
 			if he.Key != "" {
 				fields = append(fields, zap.String("key", he.Key))
 			}
-			return refuse(he.Reason, "the application's profile cannot be sent to "+h.profile.Title, fields...)
+			return refuse(he.Reason, "the application's profile cannot be sent to "+l.profile.Title, fields...)
 		}
-		return refuse(provider.ReasonBindProfileInvalid, "the application's profile cannot be sent to "+h.profile.Title)
+		return refuse(provider.ReasonBindProfileInvalid, "the application's profile cannot be sent to "+l.profile.Title)
 	}
-	key, err := h.hintKey(lw.r.Context())
+	key, err := l.hintKey(lw.r.Context())
 	if err != nil {
 		return refuse("bind_key_unavailable", "the provider's login_hint encryption key (login_hint_encryption_key) is unavailable", zap.Error(err))
 	}
-	hint, err := provider.SignIDDatawebHint(claims, []byte(h.clientSecret))
+	hint, err := provider.SignIDDatawebHint(claims, []byte(l.clientSecret))
 	if err == nil && key != nil {
 		hint, err = provider.EncryptHint(hint, key)
 	}

@@ -263,3 +263,10 @@ func (o *logoutFlow) serveBackchannel(w http.ResponseWriter, r *http.Request) er
 	w.WriteHeader(http.StatusOK)
 	return nil
 }
+
+// logoutResult answers a non-browser logout; a script continues at end_session_url to sign
+// out at the provider too.
+type logoutResult struct {
+	Status        string `json:"status"`
+	EndSessionURL string `json:"end_session_url,omitempty"`
+}

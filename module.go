@@ -421,7 +421,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.redirectURL, _ = url.Parse(h.RedirectURL)
 	}
 
-	h.sessions = &jar{base: &h.base, issuer: h.Issuer, clientID: h.ClientID, insecure: h.InsecureCookie, cookieName: h.CookieName,
+	h.sessions = &jar{base: &h.base, issuer: h.Issuer, clientID: h.ClientID, insecure: h.InsecureCookie, cookieName: h.CookieName, loginURL: h.PathPrefix + "/login",
 		lifetime: time.Duration(h.Lifetime), idleTimeout: time.Duration(h.IdleTimeout), profile: h.profile}
 	if !h.InsecureCookie {
 		h.sessions.cookieName = "__Host-" + h.CookieName
@@ -452,7 +452,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.assertion = &asserter{base: &h.base, cfg: h.Assertion, keys: h.assert, redirect: h.redirectURL, trustOpts: h.sessions.trustOpts}
-	h.health = new(healthCheck)
+	h.health = &healthCheck{base: &h.base}
 	h.aliasHeader = http.CanonicalHeaderKey(cmp.Or(h.AliasHeader, defaultAliasHeader))
 	if h.IdentityBinding != nil {
 		h.bindHeader = http.CanonicalHeaderKey(cmp.Or(h.IdentityBinding.Header, defaultBindHeader))

@@ -3,6 +3,7 @@ package trustgate
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/provider"
 	"github.com/trustgate/trustgate/session"
@@ -32,6 +34,7 @@ type jar struct {
 	txCodec          *session.Codec
 	decoded          *decodeCache // verified session cookie values -> session ids
 	trustOpts        trust.Options
+	loginURL         string // <prefix>/login, for a client without a session
 	// create: a new session lives lifetime (absolute) and idleTimeout (idle), and only
 	// after the provider profile's decision (ID Dataweb: approve) when it has one.
 	lifetime, idleTimeout time.Duration
@@ -275,4 +278,36 @@ func (j *jar) create(w http.ResponseWriter, r *http.Request, login *oidcflow.Log
 	}
 	http.SetCookie(w, j.cookie(j.cookieName, value, int(j.lifetime/time.Second)))
 	return s, nil
+}
+
+// meDocument is /.trustgate/me: the profile and session times. Never a token.
+type meDocument struct {
+	*trust.Profile
+	Session meSession `json:"session"`
+}
+
+type meSession struct {
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func (j *jar) serveMe(w http.ResponseWriter, r *http.Request) error {
+	web.NoStore(w)
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return j.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Message: "use GET", Form: web.JSON})
+	}
+	s, err := j.current(r)
+	if errors.Is(err, session.ErrNotFound) {
+		return j.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusUnauthorized, Reason: "login_required", Message: "not signed in", Form: web.JSON,
+			Fields: map[string]any{"login_url": j.loginURL}})
+	}
+	if err != nil {
+		return j.storeUnavailable(w, r, "get", err)
+	}
+	web.WriteJSON(w, http.StatusOK, meDocument{
+		Profile: j.render(s).profile,
+		Session: meSession{CreatedAt: s.CreatedAt.UTC(), ExpiresAt: s.ExpiresAt.UTC()},
+	})
+	return nil
 }

@@ -2,6 +2,9 @@ package trustgate
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -22,10 +25,52 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("trustgate", httpcaddyfile.After, "basic_auth")
 }
 
+// parseCaddyfile reads a trustgate block. A block without issuer (and without provider)
+// cannot sign anyone in: it is a route policy block, module trustgate_require, and may hold
+// only require, acr_levels and allow_unverified_email.
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	m := new(Handler)
-	err := m.UnmarshalCaddyfile(h.Dispenser)
-	return m, err
+	if err := m.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	if m.Issuer != "" || m.Provider != "" {
+		return m, nil
+	}
+	rh, err := policyBlock(m)
+	if err != nil {
+		return nil, h.Err(err.Error())
+	}
+	return rh, nil
+}
+
+// policyBlock turns a block without issuer into a route policy block, or says why it is
+// not one.
+func policyBlock(m *Handler) (*RequireHandler, error) {
+	if m.Require == nil {
+		return nil, errors.New("issuer is required (the provider's URL); a trustgate block without issuer is a route policy block only when it has require lines")
+	}
+	if extra := policyBlockExtras(m); len(extra) > 0 {
+		return nil, fmt.Errorf("a trustgate block without issuer is a route policy block: only require, acr_levels and allow_unverified_email belong in it, not %s; "+
+			"put %s in the trustgate block that signs users in (the one with issuer), or add issuer here", strings.Join(extra, ", "), strings.Join(extra, ", "))
+	}
+	return &RequireHandler{Require: m.Require, ACRLevels: m.ACRLevels, AllowUnverifiedEmail: m.AllowUnverifiedEmail}, nil
+}
+
+// policyBlockExtras names the keys (JSON names) a block without issuer sets beyond what a
+// policy block may hold.
+func policyBlockExtras(m *Handler) []string {
+	allowed := map[string]bool{"require": true, "acr_levels": true, "allow_unverified_email": true}
+	var extra []string
+	v, t := reflect.ValueOf(m).Elem(), reflect.TypeFor[Handler]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "" || name == "-" || allowed[name] || v.Field(i).IsZero() {
+			continue
+		}
+		extra = append(extra, name)
+	}
+	return extra
 }
 
 // parseDirective is what httpcaddyfile.RegisterHandlerDirective does (the optional matcher
@@ -49,14 +94,15 @@ func parseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 		return nil, err
 	}
 	vals := h.NewRoute(matcherSet, m)
-	if matcherSet == nil || m.(*Handler).isPolicyOnly() || len(vals) != 1 {
+	main, isMain := m.(*Handler)
+	if matcherSet == nil || !isMain || len(vals) != 1 {
 		return vals, nil // no matcher, or a policy block (it has no endpoints)
 	}
 	route, ok := vals[0].Value.(caddyhttp.Route)
 	if !ok {
 		return vals, nil
 	}
-	route.MatcherSetsRaw = append(route.MatcherSetsRaw, endpointMatcherSet(m.(*Handler).PathPrefix))
+	route.MatcherSetsRaw = append(route.MatcherSetsRaw, endpointMatcherSet(main.PathPrefix))
 	vals[0].Value = route
 	return vals, nil
 }

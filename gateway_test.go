@@ -31,8 +31,8 @@ type gateway struct {
 	srv      *httptest.Server
 	store    *session.MemoryStore
 	upstream *recorder
-	browser  *http.Client // cookie jar, follows redirects
-	policy   *Handler     // a policy block after h for /admin*, or nil (addPolicyBlock)
+	browser  *http.Client    // cookie jar, follows redirects
+	policy   *RequireHandler // a policy block after h for /admin*, or nil (addPolicyBlock)
 }
 
 // recorder is the upstream: it records every request that reaches it.

@@ -23,9 +23,6 @@ const opTimeout = 15 * time.Second
 // ServeHTTP strips spoofed identity headers, serves the gateway's endpoints, and passes
 // authenticated requests on with identity headers; everything else is asked to log in.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if h.policyOnly {
-		return h.servePolicyOnly(w, r, next)
-	}
 	// First, on every request: no client-sent identity or trust header survives, whatever
 	// happens next (SECURITY.md HDR-01..03). Trailers would arrive after the body, past any
 	// stripping, so a request that announces one of those names is refused.

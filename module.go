@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +31,7 @@ import (
 )
 
 func init() {
+	caddy.RegisterModule(RequireHandler{})
 	caddy.RegisterModule(Handler{})
 }
 
@@ -336,9 +336,7 @@ type Handler struct {
 	storeKey     string
 	redirectURL  *url.URL
 	clientSecret string        // expanded
-	policyOnly   bool          // a block with only require/acr_levels: checks the outer block's session
-	policy       *trust.Policy // nil: no rules (for a policy block: compiled per outer block, see policyFor)
-	policies     *sync.Map     // policy blocks: *Handler (outer) -> its compiled policy or error
+	policy       *trust.Policy // the block's own require rules, compiled; nil: none
 	assert       *assertionKeys
 	assertKey    string            // assertionKeyPool key, for Cleanup
 	storage      certmagic.Storage // tests: instead of Caddy's configured storage
@@ -377,8 +375,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.now = time.Now // tests may set another clock before provisioning
 	}
 	h.provisionMetrics(ctx)
-	if h.isPolicyOnly() {
-		return h.provisionPolicyOnly()
+	if h.Issuer == "" && h.Require != nil && h.Provider == "" && len(policyBlockExtras(h)) == 0 {
+		return errors.New("a trustgate handler without issuer that has require rules is a route policy block: in JSON use the handler trustgate_require (the Caddyfile does this for `trustgate { require ... }`)")
 	}
 	repl := caddy.NewReplacer()
 
@@ -549,7 +547,7 @@ func (h *Handler) provisionTrust() error {
 		UserClaim:           h.UserClaim,
 		GroupsClaim:         h.GroupsClaim,
 	}
-	h.warnUnverifiedEmail()
+	warnUnverifiedEmail(h.logger, h.AllowUnverifiedEmail)
 	if h.Require != nil {
 		if h.policy, err = h.Require.compile(h.ACRLevels, h.AllowUnverifiedEmail); err != nil {
 			return err

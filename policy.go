@@ -1,17 +1,14 @@
 package trustgate
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/session"
@@ -94,81 +91,6 @@ func (c *PolicyConfig) compile(levels []string, allowUnverifiedEmail bool) (*tru
 	return p, nil
 }
 
-// isPolicyOnly reports whether the handler is a policy block: require (and acr_levels)
-// lines, nothing that configures a provider or a store.
-func (h *Handler) isPolicyOnly() bool {
-	return h.Require != nil && h.Provider == "" && h.Issuer == "" && h.ClientID == "" && h.ClientSecret == "" &&
-		len(h.Secrets) == 0 && len(h.Scopes) == 0 && h.SessionStore == nil && h.RedirectURL == "" &&
-		h.Assertion == nil && len(h.HeaderMappings) == 0 && h.StandardHeaders == "" && h.CookieName == "" && h.Bearer == nil
-}
-
-// provisionPolicyOnly sets up a policy block. Its acr_at_least rule may use the acr_levels
-// of the block that logged the user in; then it is compiled on first use per outer block.
-func (h *Handler) provisionPolicyOnly() error {
-	h.policyOnly = true
-	h.policies = new(sync.Map)
-	if h.UserClaim != "" || h.GroupsClaim != "" {
-		return errors.New("user_claim and groups_claim belong in the trustgate block that signs users in; a policy block (only require lines) uses that block's")
-	}
-	h.warnUnverifiedEmail()
-	// acr_at_least without own levels uses the outer block's; email_domain without own
-	// allow_unverified_email follows the outer block's. Then check everything else now and
-	// compile per outer block on first use (policyFor).
-	laterLevels := h.Require.ACRAtLeast != "" && len(h.ACRLevels) == 0
-	laterEmail := len(h.Require.EmailDomains) > 0 && !h.AllowUnverifiedEmail
-	if laterLevels || laterEmail {
-		probe := *h.Require
-		if laterLevels {
-			probe.ACRAtLeast = ""
-		}
-		if _, err := probe.compile(h.ACRLevels, h.AllowUnverifiedEmail); err != nil {
-			return err
-		}
-		return nil
-	}
-	p, err := h.Require.compile(h.ACRLevels, h.AllowUnverifiedEmail)
-	if err != nil {
-		return err
-	}
-	if p == nil {
-		return errors.New("require: a trustgate block without issuer needs at least one require rule")
-	}
-	h.policy = p
-	return nil
-}
-
-func (h *Handler) policyFor(outer *policyGate) (*trust.Policy, error) {
-	if h.policy != nil || !h.policyOnly {
-		return h.policy, nil
-	}
-	if v, ok := h.policies.Load(outer); ok {
-		if err, isErr := v.(error); isErr {
-			return nil, err
-		}
-		return v.(*trust.Policy), nil
-	}
-	levels := h.ACRLevels
-	if len(levels) == 0 {
-		levels = outer.levels
-	}
-	p, err := h.Require.compile(levels, h.AllowUnverifiedEmail || outer.allowUnverifiedEmail)
-	if err != nil {
-		err = fmt.Errorf("%w (acr_levels of the trustgate block for %s)", err, outer.issuer)
-		h.policies.Store(outer, err)
-		return nil, err
-	}
-	h.policies.Store(outer, p)
-	return p, nil
-}
-
-// warnUnverifiedEmail logs, at start, that allow_unverified_email weakens email_domain.
-func (h *Handler) warnUnverifiedEmail() {
-	if h.AllowUnverifiedEmail {
-		h.logger.Warn("allow_unverified_email is set: require email_domain accepts e-mail addresses the provider does not mark verified; at some providers anyone who can edit their profile's e-mail passes the rule",
-			zap.String("reason", "unverified_email_allowed"))
-	}
-}
-
 // policyGate checks a route policy for an authenticated request: it lets the request on,
 // starts a step-up login (a browser whose session can meet the rules by signing in again),
 // or refuses with 403 naming the unmet rules. One per authenticating trustgate block; the
@@ -198,27 +120,6 @@ type authState struct {
 func (*authState) String() string { return "trustgate" }
 
 const authVar = "trustgate.auth"
-
-// servePolicyOnly checks the policy of a policy block against the session found by the
-// trustgate block before it on this route.
-func (h *Handler) servePolicyOnly(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	st, _ := caddyhttp.GetVar(r.Context(), authVar).(*authState)
-	if st == nil {
-		// Fail closed: this route has no authenticating block before the policy.
-		h.logger.Error("a trustgate policy block (only require lines) ran before any trustgate block that signs users in; put policy blocks inside `route` (or handle/handle_path): Caddy sorts site-level trustgate blocks with path matchers ahead of the one without",
-			zap.String("reason", "policy_without_login"), zap.String("path", r.URL.Path))
-		return h.refuser.Refuse(w, r, configError("policy_without_login"))
-	}
-	p, err := h.policyFor(st.gate)
-	if err != nil {
-		h.logger.Error("route policy cannot be checked", zap.String("reason", "policy_invalid"), zap.Error(err))
-		return h.refuser.Refuse(w, r, configError("policy_invalid"))
-	}
-	if done, err := st.gate.enforce(w, r, p, st); done {
-		return err
-	}
-	return next.ServeHTTP(w, r)
-}
 
 // configError is the 500 of a route whose policy cannot be checked (the log says why).
 func configError(reason string) *web.Refusal {

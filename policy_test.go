@@ -44,17 +44,29 @@ func withStepUpUsers() gatewayOption {
 
 // addPolicyBlock puts a policy block (only require lines) after the gateway's handler, for
 // paths under /admin.
-func (g *gateway) addPolicyBlock(rq *PolicyConfig, levels ...string) *Handler {
+func (g *gateway) addPolicyBlock(rq *PolicyConfig, levels ...string) *RequireHandler {
 	g.t.Helper()
-	p := &Handler{Require: rq, ACRLevels: levels}
-	if err := provision(g.t, p); err != nil {
+	p := &RequireHandler{Require: rq, ACRLevels: levels}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	g.t.Cleanup(cancel)
+	if err := p.Provision(ctx); err != nil {
 		g.t.Fatalf("Provision(policy block) error = %v", err)
-	}
-	if !p.policyOnly {
-		g.t.Fatal("a block with only require lines was not provisioned as a policy block")
 	}
 	g.policy = p
 	return p
+}
+
+// provisionPolicyBlock makes a block without issuer into a policy block as the Caddyfile
+// does (policyBlock) and provisions it.
+func provisionPolicyBlock(t testing.TB, h *Handler) (*RequireHandler, error) {
+	t.Helper()
+	p, err := policyBlock(h)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	return p, p.Provision(ctx)
 }
 
 // api is a non-navigation request with the browser's cookies.
@@ -146,7 +158,7 @@ func TestStepUpStillUnmetIs403WithoutLoop(t *testing.T) {
 func TestStepUpAgainAfterTheGuardPeriod(t *testing.T) {
 	g := newGateway(t, withStepUpUsers())
 	g.mustLogin("bindid-new")
-	p := g.addPolicyBlock(&PolicyConfig{ACRAtLeast: acrHigh})
+	g.addPolicyBlock(&PolicyConfig{ACRAtLeast: acrHigh})
 	before := g.op.Counts().Authorize
 	if resp, _ := g.navigate(g.browser, "/admin"); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("refused step-up = %d, want 403", resp.StatusCode)
@@ -154,7 +166,6 @@ func TestStepUpAgainAfterTheGuardPeriod(t *testing.T) {
 	// Later (the user may have enrolled a stronger method), a new attempt is allowed.
 	later := time.Now().Add(stepUpGuard + time.Minute)
 	g.h.now = func() time.Time { return later }
-	p.now = g.h.now
 	resp := g.startLogin(g.browser, "/admin")
 	if got := resp.Query().Get("acr_values"); !strings.HasPrefix(got, acrHigh) {
 		t.Errorf("step-up after the guard period: acr_values %q", got)
@@ -203,7 +214,6 @@ func TestMaxAuthAgeStepUpSendsMaxAge(t *testing.T) {
 	// An hour later the authentication is too old: a step-up with max_age and prompt=login.
 	later := time.Now().Add(time.Hour)
 	g.h.now = func() time.Time { return later }
-	g.policy.now = g.h.now
 	u := g.startLogin(g.browser, "/admin/account")
 	q := u.Query()
 	if q.Get("max_age") != "600" || q.Get("prompt") != "login" || q.Has("acr_values") {
@@ -304,8 +314,8 @@ func TestHDR05_EmailDomainRuleThroughTheGateway(t *testing.T) {
 }
 
 func TestPolicyBlockWithoutLoginFailsClosed(t *testing.T) {
-	p := &Handler{Require: &PolicyConfig{KnownUser: true}}
-	if err := provision(t, p); err != nil {
+	p, err := provisionPolicyBlock(t, &Handler{Require: &PolicyConfig{KnownUser: true}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	up := &recorder{}
@@ -340,10 +350,10 @@ func TestProvisionPolicyErrors(t *testing.T) {
 		{"empty amr", &Handler{Require: &PolicyConfig{AMR: []string{""}}}, "amr"},
 		{"bad e-mail domain", &Handler{Require: &PolicyConfig{EmailDomains: []string{"exa mple.com"}}}, "exa mple.com"},
 		{"nothing required", &Handler{Require: &PolicyConfig{}}, "at least one require rule"},
-		{"policy with a provider key but no issuer", &Handler{ClientID: "c", Require: &PolicyConfig{KnownUser: true}}, "issuer is required"},
+		{"policy with a provider key but no issuer", &Handler{ClientID: "c", Require: &PolicyConfig{KnownUser: true}}, "not client_id; put client_id in the trustgate block that signs users in"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := provision(t, tc.h)
+			_, err := provisionPolicyBlock(t, tc.h)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Provision() error = %v, want one mentioning %q", err, tc.want)
 			}
@@ -440,7 +450,6 @@ func TestStepUpAgainWhenMaxAuthAgeRunsOutInsideTheGuard(t *testing.T) {
 	g := newGateway(t, func(h *Handler, o *oidctest.Options) { o.Now, h.now = now, now })
 	g.mustLogin("bindid-known")
 	g.addPolicyBlock(&PolicyConfig{MaxAuthAge: caddy.Duration(2 * time.Minute)})
-	g.policy.now = now
 	before := g.op.Counts().Authorize
 
 	advance(3 * time.Minute) // the login is too old: step-up

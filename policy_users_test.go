@@ -1,6 +1,7 @@
 package trustgate
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -331,9 +332,11 @@ func TestAllowUnverifiedEmailThroughTheGateway(t *testing.T) {
 			path := "/app"
 			if !tc.onLogin {
 				g.mustLogin(tc.user)
-				p := &Handler{Require: &PolicyConfig{EmailDomains: []string{"example.org"}}, AllowUnverifiedEmail: tc.own}
-				if err := provision(t, p); err != nil || !p.policyOnly {
-					t.Fatalf("policy block: %v (policy only %v)", err, p.policyOnly)
+				p := &RequireHandler{Require: &PolicyConfig{EmailDomains: []string{"example.org"}}, AllowUnverifiedEmail: tc.own}
+				ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+				t.Cleanup(cancel)
+				if err := p.Provision(ctx); err != nil {
+					t.Fatalf("policy block: %v", err)
 				}
 				g.policy = p
 				path = "/admin/mail"
@@ -368,13 +371,13 @@ func TestProvisionUserAndGroupErrors(t *testing.T) {
 	}{
 		{"group with a comma", &Handler{Require: &PolicyConfig{Groups: []string{"a,b"}}}, `group "a,b" contains a comma`},
 		{"empty group", &Handler{Require: &PolicyConfig{Groups: []string{""}}}, "group: empty value"},
-		{"groups_claim on a policy block", &Handler{GroupsClaim: "roles", Require: &PolicyConfig{Groups: []string{"a"}}}, "groups_claim belong in the trustgate block that signs users in"},
-		{"user_claim on a policy block", &Handler{UserClaim: "email", Require: &PolicyConfig{KnownUser: true}}, "user_claim and groups_claim belong"},
+		{"groups_claim on a policy block", &Handler{GroupsClaim: "roles", Require: &PolicyConfig{Groups: []string{"a"}}}, "not groups_claim; put groups_claim in the trustgate block that signs users in"},
+		{"user_claim on a policy block", &Handler{UserClaim: "email", Require: &PolicyConfig{KnownUser: true}}, "not user_claim; put user_claim in the trustgate block"},
 		{"bad e-mail domain with allow_unverified_email", &Handler{AllowUnverifiedEmail: true, Require: &PolicyConfig{EmailDomains: []string{"@x.example"}}}, "without '@'"},
 		{"bad e-mail domain deferred to the outer block", &Handler{Require: &PolicyConfig{EmailDomains: []string{"@x.example"}}}, "without '@'"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := provision(t, tc.h)
+			_, err := provisionPolicyBlock(t, tc.h)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Provision() error = %v, want one mentioning %q", err, tc.want)
 			}
@@ -384,14 +387,9 @@ func TestProvisionUserAndGroupErrors(t *testing.T) {
 
 // allow_unverified_email logs a warning at start with a reason code.
 func TestAllowUnverifiedEmailWarnsAtStart(t *testing.T) {
-	p := &Handler{AllowUnverifiedEmail: true, Require: &PolicyConfig{EmailDomains: []string{"example.org"}}}
-	logs := observeLogs(p) // provisionPolicyOnly alone: Provision would take the context's logger
-	if !p.isPolicyOnly() {
-		t.Fatal("not a policy block")
-	}
-	if err := p.provisionPolicyOnly(); err != nil {
-		t.Fatal(err)
-	}
+	h := &Handler{}
+	logs := observeLogs(h)
+	warnUnverifiedEmail(h.logger, true)
 	if !logs.has(func(e observedEntry) bool {
 		return e.Level.String() == "warn" && strings.Contains(e.Fields, "reason=unverified_email_allowed")
 	}) {

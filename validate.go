@@ -16,9 +16,6 @@ import (
 
 // Validate checks the configuration. It runs after Provision, so placeholders are expanded.
 func (h *Handler) Validate() error {
-	if h.policyOnly {
-		return nil // checked by provisionPolicyOnly
-	}
 	if h.Issuer == "" {
 		return errors.New("issuer is required")
 	}

@@ -2,6 +2,7 @@ package trustgate
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -23,7 +24,8 @@ func (p pooledClient) Destruct() error { p.Close(); return nil }
 
 var clients = caddy.NewUsagePool()
 
-func (h *Handler) provisionClient() error {
+// oidcConfig is the provider client's configuration from the handler's.
+func oidcConfig(h *Handler) oidcflow.Config {
 	cfg := oidcflow.Config{
 		Issuer:                h.Issuer,
 		ClientID:              h.ClientID,
@@ -45,17 +47,24 @@ func (h *Handler) provisionClient() error {
 			cfg.AuthParams[k] = repl.ReplaceAll(v, "")
 		}
 	}
+	return cfg
+}
+
+// pooledOIDCClient returns the provider client of cfg from the pool shared across
+// `caddy reload` (a reload keeps discovery, keys and back-offs), and its pool key. caSum
+// names the CAs of caPool.
+func pooledOIDCClient(cfg oidcflow.Config, caPool *x509.CertPool, caSum string) (*oidcflow.Client, string, error) {
 	// The key identifies the configuration without holding the secret itself.
 	sum := sha256.Sum256([]byte(cfg.ClientSecret))
 	kb, err := json.Marshal([]any{cfg.Issuer, cfg.ClientID, hex.EncodeToString(sum[:]), cfg.Scopes, cfg.AuthMethod,
 		cfg.Userinfo, cfg.RequireSignedUserinfo, cfg.UserinfoIssuer, cfg.IDTokenFirstClaims, cfg.TrustedAudiences, cfg.ClockLeeway,
-		cfg.AuthParams, h.caSum})
+		cfg.AuthParams, caSum})
 	if err != nil {
-		return fmt.Errorf("provider pool key: %w", err)
+		return nil, "", fmt.Errorf("provider pool key: %w", err)
 	}
 	key := string(kb)
 	v, _, err := clients.LoadOrNew(key, func() (caddy.Destructor, error) {
-		cfg.HTTPClient = oidcflow.NewHTTPClientWithRoots(10*time.Second, 1<<20, h.caPool)
+		cfg.HTTPClient = oidcflow.NewHTTPClientWithRoots(10*time.Second, 1<<20, caPool)
 		c, err := oidcflow.New(cfg)
 		if err != nil {
 			return nil, err
@@ -63,9 +72,7 @@ func (h *Handler) provisionClient() error {
 		return pooledClient{c}, nil
 	})
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	h.clientKey = key
-	h.client = v.(pooledClient).Client
-	return nil
+	return v.(pooledClient).Client, key, nil
 }

@@ -430,7 +430,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionTrust(); err != nil {
 		return err
 	}
-	if err := h.provisionTrustedCAs(repl); err != nil {
+	if h.caPool, h.caSum, err = loadTrustedCAs(h.TLSTrustedCACerts, repl); err != nil {
 		return err
 	}
 	hints, err := hintSourceFor(h.LoginHintEncryptionKey, h.caPool, h.caSum)
@@ -471,7 +471,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		cfg: h.CIBA, issuer: h.Issuer, clientID: h.ClientID, prefix: h.PathPrefix}
 	h.gate = &policyGate{base: &h.base, login: h.login, own: h.policy, levels: h.ACRLevels, allowUnverifiedEmail: h.AllowUnverifiedEmail, issuer: h.Issuer}
 
-	secrets, err := h.cookieSecrets(repl)
+	secrets, err := cookieSecrets(h.Secrets, repl, h.logger)
 	if err != nil {
 		return err
 	}
@@ -483,7 +483,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("login cookie keys: %w", err)
 	}
 
-	if err := h.provisionClient(); err != nil {
+	if h.client, h.clientKey, err = pooledOIDCClient(oidcConfig(h), h.caPool, h.caSum); err != nil {
 		return err
 	}
 	if h.Bearer != nil {

@@ -19,9 +19,9 @@ import (
 
 // cookieSecrets expands the configured secrets, or loads (creating once) the generated key
 // in Caddy's data directory.
-func (h *Handler) cookieSecrets(repl *caddy.Replacer) ([][]byte, error) {
+func cookieSecrets(secrets []string, repl *caddy.Replacer, logger *zap.Logger) ([][]byte, error) {
 	var out [][]byte
-	for i, s := range h.Secrets {
+	for i, s := range secrets {
 		v := repl.ReplaceAll(s, "")
 		if len(v) < minSecretBytes {
 			// Name the position, never the value.
@@ -38,7 +38,7 @@ func (h *Handler) cookieSecrets(repl *caddy.Replacer) ([][]byte, error) {
 		return nil, fmt.Errorf("no secret configured, and the generated one could not be kept in %s: %w", path, err)
 	}
 	if created {
-		h.logger.Warn("no secret configured: generated a cookie key and stored it in Caddy's data directory; configure `secret` explicitly when several instances serve this site", zap.String("path", path))
+		logger.Warn("no secret configured: generated a cookie key and stored it in Caddy's data directory; configure `secret` explicitly when several instances serve this site", zap.String("path", path))
 	}
 	return [][]byte{key}, nil
 }

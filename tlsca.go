@@ -11,27 +11,25 @@ import (
 	"github.com/caddyserver/caddy/v2"
 )
 
-// provisionTrustedCAs reads tls_trusted_ca_certs: the CA pool the provider's certificates
+// loadTrustedCAs reads tls_trusted_ca_certs: the CA pool the provider's certificates
 // are verified against. A file that cannot be read or holds no PEM certificate is a
 // configuration error (so `caddy validate` reports it).
-func (h *Handler) provisionTrustedCAs(repl *caddy.Replacer) error {
-	h.caPool, h.caSum = nil, ""
-	if h.TLSTrustedCACerts == "" {
-		return nil
+func loadTrustedCAs(file string, repl *caddy.Replacer) (pool *x509.CertPool, sum string, err error) {
+	if file == "" {
+		return nil, "", nil
 	}
-	name := repl.ReplaceAll(h.TLSTrustedCACerts, "")
+	name := repl.ReplaceAll(file, "")
 	if name == "" {
-		return errors.New("tls_trusted_ca_certs is empty after expanding placeholders: is the environment variable it names set?")
+		return nil, "", errors.New("tls_trusted_ca_certs is empty after expanding placeholders: is the environment variable it names set?")
 	}
 	data, err := os.ReadFile(name)
 	if err != nil {
-		return fmt.Errorf("tls_trusted_ca_certs: %w", err)
+		return nil, "", fmt.Errorf("tls_trusted_ca_certs: %w", err)
 	}
-	pool := x509.NewCertPool()
+	pool = x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(data) {
-		return fmt.Errorf("tls_trusted_ca_certs: %s holds no PEM certificate", name)
+		return nil, "", fmt.Errorf("tls_trusted_ca_certs: %s holds no PEM certificate", name)
 	}
-	sum := sha256.Sum256(data)
-	h.caPool, h.caSum = pool, hex.EncodeToString(sum[:])
-	return nil
+	h := sha256.Sum256(data)
+	return pool, hex.EncodeToString(h[:]), nil
 }

@@ -215,7 +215,7 @@ func TestHealthzSeesThroughTheTimedStore(t *testing.T) {
 	fs := &failingPingStore{MemoryStore: g.store}
 	fs.down.Store(true)
 	g.h.store = fs
-	g.h.timeStore("redis", nil)
+	g.h.store = g.h.metrics.timeStore(g.h.store, "redis", nil, g.h.logger)
 	if _, ok := g.h.store.(*timedStore); !ok {
 		t.Fatalf("store is %T, want the timed wrapper", g.h.store)
 	}

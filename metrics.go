@@ -101,29 +101,31 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, errors.Join(errs...)
 }
 
-// provisionMetrics takes the collectors from the config's metrics registry (or
-// metricsRegistry in tests) and the events app, if Caddy has one.
-func (h *Handler) provisionMetrics(ctx caddy.Context) {
-	reg := h.metricsRegistry
+// metricsFor takes the collectors from the config's metrics registry (or reg, in tests),
+// and an emitter from Caddy's events app, if there is one (emit, when set by a test, is
+// kept).
+func metricsFor(ctx caddy.Context, reg *prometheus.Registry, emit func(string, map[string]any), logger *zap.Logger) (*metrics, func(string, map[string]any)) {
+	var m *metrics
 	if reg == nil {
 		reg = ctx.GetMetricsRegistry()
 	}
 	if reg != nil {
-		m, err := newMetrics(reg)
-		if err != nil {
-			h.logger.Warn("some trustgate metrics could not be registered", zap.Error(err))
+		var err error
+		if m, err = newMetrics(reg); err != nil {
+			logger.Warn("some trustgate metrics could not be registered", zap.Error(err))
 		}
-		h.metrics = m
 	}
-	if h.emitEvent != nil {
-		return // tests
+	if emit != nil {
+		return m, emit // tests
 	}
 	app, err := ctx.AppIfConfigured("events")
 	if ea, ok := app.(*caddyevents.App); err == nil && ok {
-		h.emitEvent = func(name string, data map[string]any) { ea.Emit(ctx, name, data) }
-	} else if !eventsWarned.Swap(true) {
-		h.logger.Info("Caddy's events app is not available: trustgate emits no events", zap.Error(err))
+		return m, func(name string, data map[string]any) { ea.Emit(ctx, name, data) }
 	}
+	if !eventsWarned.Swap(true) {
+		logger.Info("Caddy's events app is not available: trustgate emits no events", zap.Error(err))
+	}
+	return m, nil
 }
 
 // eventsWarned makes the "no events app" line appear once per process.
@@ -132,20 +134,20 @@ var eventsWarned atomic.Bool
 // registerSessionsGauge adds trustgate_sessions_active, the sessions in the memory store
 // (not for Redis, whose sessions this instance cannot count cheaply). It asks the handler's
 // store at each scrape, if that store is a session.SessionCounter.
-func (h *Handler) registerSessionsGauge() {
-	if h.metrics == nil {
+func (m *metrics) registerSessionsGauge(current func() session.Store, logger *zap.Logger) {
+	if m == nil {
 		return
 	}
 	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "trustgate_sessions_active", Help: "Sessions in the in-memory session store.",
 	}, func() float64 {
-		if c, ok := unwrapStore(h.store).(session.SessionCounter); ok {
+		if c, ok := unwrapStore(current()).(session.SessionCounter); ok {
 			return float64(c.Len())
 		}
 		return 0
 	})
-	if _, err := registerOnce[prometheus.GaugeFunc](h.metrics.reg, g); err != nil {
-		h.logger.Warn("the trustgate_sessions_active metric could not be registered", zap.Error(err))
+	if _, err := registerOnce[prometheus.GaugeFunc](m.reg, g); err != nil {
+		logger.Warn("the trustgate_sessions_active metric could not be registered", zap.Error(err))
 	}
 }
 
@@ -290,8 +292,8 @@ func (m *metrics) storeError(op string) {
 
 // registerCacheCounters adds trustgate_local_cache_hits_total and _misses_total for the
 // Redis store's local cache (hit ratio = hits / (hits + misses)), read from cs.
-func (h *Handler) registerCacheCounters(cs session.CacheStatsReporter) {
-	if h.metrics == nil {
+func (m *metrics) registerCacheCounters(cs session.CacheStatsReporter, logger *zap.Logger) {
+	if m == nil {
 		return
 	}
 	for _, c := range []struct {
@@ -304,8 +306,8 @@ func (h *Handler) registerCacheCounters(cs session.CacheStatsReporter) {
 		f := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, func() float64 {
 			return float64(c.pick(cs.CacheStats()))
 		})
-		if _, err := registerOnce[prometheus.CounterFunc](h.metrics.reg, f); err != nil {
-			h.logger.Warn("a trustgate cache metric could not be registered", zap.String("metric", c.name), zap.Error(err))
+		if _, err := registerOnce[prometheus.CounterFunc](m.reg, f); err != nil {
+			logger.Warn("a trustgate cache metric could not be registered", zap.String("metric", c.name), zap.Error(err))
 		}
 	}
 }
@@ -322,27 +324,28 @@ type timedStore struct {
 	observeGet                                  func(time.Duration)    // t.get, made once
 }
 
-// timeStore wraps h.store in a timedStore labelled store=kind. observed, when not nil, is
-// h.store seen as a session.ObservedGetter (the caller knows the concrete store): Get then
-// times only the lookups that wait for the backend. With nil every Get is timed.
-func (h *Handler) timeStore(kind string, observed session.ObservedGetter) {
-	if h.metrics == nil {
-		return
+// timeStore wraps s in a timedStore labelled store=kind, or returns s without metrics.
+// observed, when not nil, is s seen as a session.ObservedGetter (the caller knows the
+// concrete store): Get then times only the lookups that wait for the backend. With nil
+// every Get is timed.
+func (m *metrics) timeStore(s session.Store, kind string, observed session.ObservedGetter, logger *zap.Logger) session.Store {
+	if m == nil {
+		return s
 	}
-	hist, err := registerOnce(h.metrics.reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	hist, err := registerOnce(m.reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "trustgate_store_operation_duration_seconds",
 		Help:    "Session store operations, by store (memory, redis) and operation, in seconds.",
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 	}, []string{"store", "op"}))
 	if err != nil {
-		h.logger.Warn("the trustgate store latency metric could not be registered", zap.Error(err))
-		return
+		logger.Warn("the trustgate store latency metric could not be registered", zap.Error(err))
+		return s
 	}
 	o := func(op string) prometheus.Observer { return hist.WithLabelValues(kind, op) }
-	t := &timedStore{Store: h.store, get: o("get"), reload: o("reload"), put: o("put"), update: o("update"),
+	t := &timedStore{Store: s, get: o("get"), reload: o("reload"), put: o("put"), update: o("update"),
 		del: o("delete"), lock: o("lock"), record: o("record"), observed: observed}
 	t.observeGet = func(d time.Duration) { t.get.Observe(d.Seconds()) }
-	h.store = t
+	return t
 }
 
 // unwrapStore is the store under the measuring wrapper, for identity (the refresh flight key).

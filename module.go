@@ -374,7 +374,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.now == nil {
 		h.now = time.Now // tests may set another clock before provisioning
 	}
-	h.provisionMetrics(ctx)
+	h.metrics, h.emitEvent = metricsFor(ctx, h.metricsRegistry, h.emitEvent, h.logger)
 	if h.Issuer == "" && h.Require != nil && h.Provider == "" && len(policyBlockExtras(h)) == 0 {
 		return errors.New("a trustgate handler without issuer that has require rules is a route policy block: in JSON use the handler trustgate_require (the Caddyfile does this for `trustgate { require ... }`)")
 	}
@@ -492,7 +492,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.bearer = &bearerGate{base: &h.base, sessions: h.sessions, gate: h.gate, assertion: h.assertion, cfg: h.Bearer}
 	}
-	return h.provisionStore(secrets)
+	h.store, h.storeKey, err = openStore(h.SessionStore, secrets, h.logger, h.metrics, func() session.Store { return h.store })
+	return err
 }
 
 // applyProvider looks up the provider profile and fills in every key the configuration

@@ -1,6 +1,8 @@
 package trustgate
 
 import (
+	"go.uber.org/zap"
+
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/trustgate/trustgate/session"
@@ -96,27 +98,28 @@ func (p pooledMemoryStore) Destruct() error { return p.Close() }
 
 var stores = caddy.NewUsagePool()
 
-func (h *Handler) provisionStore(secrets [][]byte) error {
-	if h.SessionStore != nil && h.SessionStore.Redis != nil {
-		return h.provisionRedis(secrets)
+// openStore takes the session store of cfg (memory by default) from the pool shared
+// across caddy reload, and its pool key. current answers the handler's store at scrape
+// time, for the sessions gauge of the memory store.
+func openStore(cfg *SessionStoreConfig, secrets [][]byte, logger *zap.Logger, m *metrics, current func() session.Store) (session.Store, string, error) {
+	if cfg != nil && cfg.Redis != nil {
+		return openRedis(cfg.Redis, secrets, logger, m)
 	}
 	maxSessions := defaultMaxSessions
-	if h.SessionStore != nil && h.SessionStore.Memory != nil && h.SessionStore.Memory.MaxSessions > 0 {
-		maxSessions = h.SessionStore.Memory.MaxSessions
+	if cfg != nil && cfg.Memory != nil && cfg.Memory.MaxSessions > 0 {
+		maxSessions = cfg.Memory.MaxSessions
 	}
 	const key = "memory"
 	v, loaded, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
 		return pooledMemoryStore{session.NewMemoryStore(session.MemoryOptions{MaxSessions: maxSessions})}, nil
 	})
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	h.storeKey = key
 	ms := v.(pooledMemoryStore).MemoryStore
 	if loaded {
 		ms.SetMaxSessions(maxSessions)
 	}
-	h.store = ms
-	h.registerSessionsGauge()
-	return nil
+	m.registerSessionsGauge(current, logger)
+	return ms, key, nil
 }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/trustgate/trustgate/session"
@@ -63,20 +65,21 @@ func (c *RedisStoreConfig) validate() error {
 	return nil
 }
 
-func (h *Handler) provisionRedis(secrets [][]byte) error {
-	c := h.SessionStore.Redis
+// openRedis takes the Redis session store of c from the pool shared across caddy reload
+// (one per configuration and secrets), and its pool key.
+func openRedis(c *RedisStoreConfig, secrets [][]byte, logger *zap.Logger, m *metrics) (session.Store, string, error) {
 	repl := caddy.NewReplacer()
 	password := repl.ReplaceAll(c.Password, "")
 	if c.Password != "" && password == "" {
-		return errors.New("session_store redis password is empty after expanding placeholders: is the environment variable or file it names set?")
+		return nil, "", errors.New("session_store redis password is empty after expanding placeholders: is the environment variable or file it names set?")
 	}
 	sentinelPassword := repl.ReplaceAll(c.SentinelPassword, "")
 	if c.SentinelPassword != "" && sentinelPassword == "" {
-		return errors.New("session_store redis sentinel_password is empty after expanding placeholders: is the environment variable or file it names set?")
+		return nil, "", errors.New("session_store redis sentinel_password is empty after expanding placeholders: is the environment variable or file it names set?")
 	}
 	sentinelUsername := repl.ReplaceAll(c.SentinelUsername, "")
 	if c.SentinelUsername != "" && sentinelUsername == "" {
-		return errors.New("session_store redis sentinel_username is empty after expanding placeholders: is the environment variable or file it names set?")
+		return nil, "", errors.New("session_store redis sentinel_username is empty after expanding placeholders: is the environment variable or file it names set?")
 	}
 	opts := session.RedisOptions{
 		Addrs:          c.Addrs,
@@ -95,10 +98,10 @@ func (h *Handler) provisionRedis(secrets [][]byte) error {
 	if c.TLS != nil {
 		tc, err := c.TLS.config()
 		if err != nil {
-			return fmt.Errorf("session_store redis tls: %w", err)
+			return nil, "", fmt.Errorf("session_store redis tls: %w", err)
 		}
 		if c.TLS.InsecureSkipVerify {
-			h.logger.Warn("session_store redis tls insecure_skip_verify is set: the Redis server's certificate is not checked; use this for testing only")
+			logger.Warn("session_store redis tls insecure_skip_verify is set: the Redis server's certificate is not checked; use this for testing only")
 		}
 		opts.TLS = tc
 	}
@@ -122,7 +125,7 @@ func (h *Handler) provisionRedis(secrets [][]byte) error {
 		Secrets string
 	}{keyCfg, hex.EncodeToString(sum.Sum(nil))})
 	if err != nil {
-		return fmt.Errorf("redis store pool key: %w", err)
+		return nil, "", fmt.Errorf("redis store pool key: %w", err)
 	}
 	key := "redis:" + string(kb)
 	setRedisLogger.Do(func() { session.SetRedisLogger(redisLog) })
@@ -134,14 +137,11 @@ func (h *Handler) provisionRedis(secrets [][]byte) error {
 		return pooledRedisStore{rs}, nil
 	})
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	h.storeKey = key
 	rs := v.(pooledRedisStore).RedisStore
-	h.store = rs
-	h.registerCacheCounters(rs)
-	h.timeStore("redis", rs)
-	return nil
+	m.registerCacheCounters(rs, logger)
+	return m.timeStore(rs, "redis", rs, logger), key, nil
 }
 
 func (t *RedisTLSConfig) config() (*tls.Config, error) {

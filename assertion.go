@@ -154,15 +154,14 @@ func (k *assertionKeys) Destruct() error {
 
 var assertionKeyPool = caddy.NewUsagePool()
 
-// provisionAssertion takes the signing keys from the pool (one set per key source and
+// loadAssertionKeys takes the signing keys from the pool (one set per key source and
 // rotation, kept across reloads), loading or generating them on first use.
-func (h *Handler) provisionAssertion(ctx caddy.Context) error {
-	c := h.Assertion
+func loadAssertionKeys(ctx caddy.Context, c *AssertionConfig, storage certmagic.Storage, logger *zap.Logger) (*assertionKeys, string, error) {
 	if c == nil {
 		c = new(AssertionConfig) // keys only (identity binding), no X-Auth-Assertion
 	}
 	if err := c.validate(); err != nil {
-		return err
+		return nil, "", err
 	}
 	if c.Lifetime == 0 {
 		c.Lifetime = caddy.Duration(defaultAssertionLifetime)
@@ -175,7 +174,7 @@ func (h *Handler) provisionAssertion(ctx caddy.Context) error {
 	}
 	poolKey := fmt.Sprintf("file:%s|rotation:%s", keyFile, rotation)
 	v, _, err := assertionKeyPool.LoadOrNew(poolKey, func() (caddy.Destructor, error) {
-		k := &assertionKeys{logger: h.logger, rotation: rotation}
+		k := &assertionKeys{logger: logger, rotation: rotation}
 		if keyFile != "" {
 			pemBytes, err := os.ReadFile(keyFile)
 			if err != nil {
@@ -192,7 +191,7 @@ func (h *Handler) provisionAssertion(ctx caddy.Context) error {
 			k.signer.Store(signer)
 			return k, nil
 		}
-		k.storage = h.storage
+		k.storage = storage
 		if k.storage == nil {
 			k.storage = ctx.Storage()
 		}
@@ -204,11 +203,9 @@ func (h *Handler) provisionAssertion(ctx caddy.Context) error {
 		return k, nil
 	})
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	h.assertKey = poolKey
-	h.assert = v.(*assertionKeys)
-	return nil
+	return v.(*assertionKeys), poolKey, nil
 }
 
 // storedKey is one generated key in the ring kept in Caddy's storage.

@@ -304,7 +304,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err("auth_params needs a block of <name> <value> lines")
 			}
 		case "session_store":
-			if err := h.unmarshalStore(d); err != nil {
+			var err error
+			if h.SessionStore, err = unmarshalStore(d); err != nil {
 				return err
 			}
 		case "idle_timeout", "lifetime", "clock_leeway", "trust_refresh":
@@ -452,7 +453,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "assertion":
-			if err := h.unmarshalAssertion(d); err != nil {
+			var err error
+			if h.Assertion, err = unmarshalAssertion(d); err != nil {
 				return err
 			}
 		case "bearer":

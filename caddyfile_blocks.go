@@ -93,17 +93,16 @@ func (c *PolicyConfig) unmarshalRule(d *caddyfile.Dispenser) error {
 //		key_file     <pem file>
 //		key_rotation <duration>
 //	}]
-func (h *Handler) unmarshalAssertion(d *caddyfile.Dispenser) error {
+func unmarshalAssertion(d *caddyfile.Dispenser) (*AssertionConfig, error) {
 	if d.NextArg() {
-		return d.ArgErr()
+		return nil, d.ArgErr()
 	}
 	c := new(AssertionConfig)
-	h.Assertion = c
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		key := d.Val()
 		var v string
 		if !d.AllArgs(&v) {
-			return d.ArgErr()
+			return nil, d.ArgErr()
 		}
 		switch key {
 		case "issuer":
@@ -114,27 +113,27 @@ func (h *Handler) unmarshalAssertion(d *caddyfile.Dispenser) error {
 			c.KeyFile = v
 		case "lifetime":
 			if err := parseDuration(d, key, v, &c.Lifetime, true); err != nil {
-				return err
+				return nil, err
 			}
 		case "key_rotation":
 			if err := parseDuration(d, key, v, &c.KeyRotation, true); err != nil {
-				return err
+				return nil, err
 			}
 		default:
-			return d.Errf("unrecognized assertion option '%s'", key)
+			return nil, d.Errf("unrecognized assertion option '%s'", key)
 		}
 	}
-	return nil
+	return c, nil
 }
 
-func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
+func unmarshalStore(d *caddyfile.Dispenser) (*SessionStoreConfig, error) {
 	if !d.NextArg() {
-		return d.ArgErr()
+		return nil, d.ArgErr()
 	}
 	switch d.Val() {
 	case "memory":
 		if d.NextArg() {
-			return d.ArgErr()
+			return nil, d.ArgErr()
 		}
 		mem := &MemoryStoreConfig{}
 		for nesting := d.Nesting(); d.NextBlock(nesting); {
@@ -142,31 +141,30 @@ func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
 			case "max_sessions":
 				var s string
 				if !d.AllArgs(&s) {
-					return d.ArgErr()
+					return nil, d.ArgErr()
 				}
 				n, err := strconv.Atoi(s)
 				if err != nil || n <= 0 {
-					return d.Errf("invalid max_sessions '%s': want a positive integer", s)
+					return nil, d.Errf("invalid max_sessions '%s': want a positive integer", s)
 				}
 				mem.MaxSessions = n
 			default:
-				return d.Errf("unrecognized session_store memory option '%s'", d.Val())
+				return nil, d.Errf("unrecognized session_store memory option '%s'", d.Val())
 			}
 		}
-		h.SessionStore = &SessionStoreConfig{Memory: mem}
+		return &SessionStoreConfig{Memory: mem}, nil
 	case "redis":
 		if d.NextArg() {
-			return d.ArgErr()
+			return nil, d.ArgErr()
 		}
 		rc, err := unmarshalRedis(d)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		h.SessionStore = &SessionStoreConfig{Redis: rc}
+		return &SessionStoreConfig{Redis: rc}, nil
 	default:
-		return d.Errf("unknown session_store '%s' (want memory or redis)", d.Val())
+		return nil, d.Errf("unknown session_store '%s' (want memory or redis)", d.Val())
 	}
-	return nil
 }
 
 // unmarshalRedis parses the block of `session_store redis`:

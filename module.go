@@ -445,7 +445,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Assertion != nil || h.CIBA != nil || (h.IdentityBinding != nil && h.LoginHintFormat != provider.HintIDDataweb) {
 		// The binding's login_hint (jwt format) and CIBA's transaction confirmations are
 		// signed with the assertion keys.
-		if err := h.provisionAssertion(ctx); err != nil {
+		if h.assert, h.assertKey, err = loadAssertionKeys(ctx, h.Assertion, h.storage, h.logger); err != nil {
 			return err
 		}
 	}

@@ -23,10 +23,6 @@ import (
 	"github.com/trustgate/trustgate/trust"
 )
 
-// headerAssertion carries the signed identity assertion. Its name has the managed X-Auth-
-// prefix, so a client-sent one is always removed first.
-const headerAssertion = "X-Auth-Assertion"
-
 // Assertion defaults and limits.
 const (
 	defaultAssertionLifetime = time.Minute
@@ -92,17 +88,6 @@ func (c *AssertionConfig) validate() error {
 func isOrigin(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && (u.Path == "" || u.Path == "/") && u.RawQuery == "" && u.Fragment == "" && u.User == nil
-}
-
-// signedAssertion is a session's current assertion, cached in its rendering.
-type signedAssertion struct {
-	token   string // "" when it was too large to send
-	iss     string
-	aud     string
-	ttl     time.Duration
-	keys    *assertionKeys
-	signer  *trust.AssertionSigner
-	refresh time.Time
 }
 
 // asserter signs X-Auth-Assertion for a request (assertion) and serves the keys that
@@ -294,7 +279,7 @@ func (a *asserter) sign(r *http.Request, rd *rendered) (string, error) {
 	ttl := time.Duration(a.cfg.Lifetime)
 	now := a.now()
 	signer := a.keys.current(now)
-	if a := rd.assertion.Load(); a != nil && a.iss == iss && a.aud == aud && a.ttl == ttl &&
+	if a, _ := rd.assertion.Load().(*signedAssertion); a != nil && a.iss == iss && a.aud == aud && a.ttl == ttl &&
 		a.keys == a.keys && a.signer == signer && now.Before(a.refresh) {
 		return a.token, nil
 	}
@@ -352,4 +337,15 @@ func (a *asserter) serveJWKS(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	_, _ = w.Write(body)
 	return nil
+}
+
+// signedAssertion is a session's current assertion, cached in its rendering.
+type signedAssertion struct {
+	token   string // "" when it was too large to send
+	iss     string
+	aud     string
+	ttl     time.Duration
+	keys    *assertionKeys
+	signer  *trust.AssertionSigner
+	refresh time.Time
 }

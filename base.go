@@ -39,6 +39,10 @@ func (b *base) serviceUnavailable(w http.ResponseWriter, r *http.Request, retry 
 	return b.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusServiceUnavailable, Reason: code, Message: msg, RetryAfter: max(retry, time.Second), Title: "Temporarily unavailable"})
 }
 
+// opTimeout bounds the calls to the provider made for one request (discovery wait,
+// code exchange, userinfo).
+const opTimeout = 15 * time.Second
+
 // opContext bounds the provider calls made for one request.
 func opContext(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), opTimeout)

@@ -318,23 +318,6 @@ func bearerExpires(exp time.Time) string {
 	return strconv.FormatInt(exp.Unix(), 10)
 }
 
-// authParam makes s safe inside a quoted WWW-Authenticate parameter: RFC 6750 §3 allows
-// %x20-21 / %x23-5B / %x5D-7E in error_description and scope.
-func authParam(s string) string {
-	b := make([]byte, 0, min(len(s), 200))
-	for i := 0; i < len(s) && len(b) < 200; i++ {
-		c := s[i]
-		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-			c = '\''
-			if s[i] < 0x20 || s[i] > 0x7e {
-				c = ' '
-			}
-		}
-		b = append(b, c)
-	}
-	return string(b)
-}
-
 // serve authenticates a request by its bearer access token.
 func (g *bearerGate) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, auth []string) (bool, error) {
 	token, problem, ok := bearerToken(auth)
@@ -521,5 +504,5 @@ func (g *bearerGate) forward(w http.ResponseWriter, r *http.Request, next caddyh
 // invalid answers 401 invalid_token (RFC 6750 §3.1): no cookie, no redirect.
 func (g *bearerGate) invalid(w http.ResponseWriter, r *http.Request, msg string) error {
 	return g.refuser.Refuse(w, r, &web.Refusal{Status: http.StatusUnauthorized, Reason: oidcflow.CodeAccessToken, Message: msg, Form: web.JSON,
-		Header: http.Header{"Www-Authenticate": {`Bearer realm="trustgate", error="invalid_token", error_description="` + authParam(msg) + `"`}}})
+		Header: http.Header{"Www-Authenticate": {`Bearer realm="trustgate", error="invalid_token", error_description="` + web.AuthParam(msg) + `"`}}})
 }

@@ -24,32 +24,6 @@ func (p pooledClient) Destruct() error { p.Close(); return nil }
 
 var clients = caddy.NewUsagePool()
 
-// oidcConfig is the provider client's configuration from the handler's.
-func oidcConfig(h *Handler) oidcflow.Config {
-	cfg := oidcflow.Config{
-		Issuer:                h.Issuer,
-		ClientID:              h.ClientID,
-		ClientSecret:          h.clientSecret,
-		Scopes:                h.Scopes,
-		AuthMethod:            h.TokenAuthMethod,
-		Userinfo:              h.Userinfo,
-		RequireSignedUserinfo: h.UserinfoRequireSigned,
-		UserinfoIssuer:        h.UserinfoIssuer,
-		IDTokenFirstClaims:    h.profile.IDTokenFirstClaims(),
-		TrustedAudiences:      h.TrustedAudiences,
-		ClockLeeway:           time.Duration(h.ClockLeeway),
-		Now:                   h.now,
-	}
-	if len(h.AuthParams) > 0 {
-		repl := caddy.NewReplacer()
-		cfg.AuthParams = make(map[string]string, len(h.AuthParams))
-		for k, v := range h.AuthParams {
-			cfg.AuthParams[k] = repl.ReplaceAll(v, "")
-		}
-	}
-	return cfg
-}
-
 // pooledOIDCClient returns the provider client of cfg from the pool shared across
 // `caddy reload` (a reload keeps discovery, keys and back-offs), and its pool key. caSum
 // names the CAs of caPool.

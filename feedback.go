@@ -22,6 +22,9 @@ type aliasFeedback struct {
 	aliasClaim string // the claim the alias is stored under
 }
 
+// feedbackRetries are the waits before each attempt to report an alias (transient failures).
+var feedbackRetries = []time.Duration{0, time.Second, 4 * time.Second, 15 * time.Second}
+
 // link reports alias to the provider in the background (retrying passing failures) and
 // then stores it in the session, so every instance sends X-Auth-Alias from the next request
 // on. A failure is logged; the session and the response are left as they are.

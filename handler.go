@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -15,10 +14,6 @@ import (
 	"github.com/trustgate/trustgate/session"
 	"github.com/trustgate/trustgate/trust"
 )
-
-// opTimeout bounds the calls to the provider made for one request (discovery wait,
-// code exchange, userinfo).
-const opTimeout = 15 * time.Second
 
 // ServeHTTP strips spoofed identity headers, serves the gateway's endpoints, and passes
 // authenticated requests on with identity headers; everything else is asked to log in.
@@ -121,34 +116,10 @@ func (h *Handler) endpoint(path string) (string, bool) {
 	return rest[1:], true
 }
 
-// rendered is what an authenticated request needs from a session, computed once per stored
-// session version and kept in the session's cache slot. It is valid for the rendering options
-// it was made with: a reload that changes them, or another handler with other options,
-// renders again.
-// setIdentityHeaders puts the rendered identity headers, and the assertion when there is
-// one, on r. Each request gets its own value slices (one allocation for all): later
-// handlers such as request_header may edit them in place, and must not edit the cached
-// rendering.
-func setIdentityHeaders(r *http.Request, headers []trust.Header, assertion string) {
-	n := len(headers)
-	if assertion != "" {
-		n++
-	}
-	vals := make([]string, n)
-	for i, hd := range headers {
-		vals[i] = hd.Value
-		r.Header[hd.Name] = vals[i : i+1 : i+1]
-	}
-	if assertion != "" {
-		vals[n-1] = assertion
-		r.Header[headerAssertion] = vals[n-1:]
-	}
-}
-
 func (h *Handler) serveAuthenticated(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, s *session.Session) error {
 	rd := h.sessions.render(s)
 	// Policy blocks later on this route check this session (servePolicyOnly).
-	st := rd.state.Load()
+	st, _ := rd.state.Load().(*authState)
 	if st == nil || st.gate != h.gate || st.s != s {
 		st = &authState{gate: h.gate, s: s, rd: rd}
 		rd.state.Store(st)

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -226,4 +227,12 @@ func (s *hintKeySource) fetch(ctx context.Context) (*jose.JSONWebKey, error) {
 		return noUse, nil
 	}
 	return nil, errors.New("the JWKS has no RSA or EC encryption key (use enc) with a supported alg")
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

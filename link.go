@@ -31,26 +31,10 @@ import (
 const (
 	defaultAliasHeader = "X-Auth-Set-Alias"
 	defaultBindHeader  = "X-Auth-Bind"
-	headerBinding      = "X-Auth-Binding"
 	maxAliasBytes      = 128
 	maxBindBytes       = provider.MaxBindProfileBytes
 	bindHintLifetime   = provider.HintLifetime
 )
-
-// feedbackRetries are the waits before each attempt to report an alias (transient failures).
-var feedbackRetries = []time.Duration{0, time.Second, 4 * time.Second, 15 * time.Second}
-
-// IdentityBindingConfig turns on identity binding.
-type IdentityBindingConfig struct {
-	// Header is the response header in which the application names the profile to bind:
-	// base64url (or standard base64) of a JSON object of at most 4 KiB. With
-	// login_hint_format jwt, claims such as name, given_name, family_name, phone_number,
-	// email, birthdate, address; with iddataweb, the OIDC claims or ID Dataweb fields of the
-	// mapping in provider/iddataweb_hint.go (anything else is refused). Default: X-Auth-Bind
-	Header string `json:"header,omitempty"`
-	// ACRValues are sent with the binding's authorization request.
-	ACRValues []string `json:"acr_values,omitempty"`
-}
 
 // validAlias reports whether an alias the application sent can be reported: 1 to 128
 // characters out of letters, digits and . _ @ + - (an account identifier, never markup or a
@@ -330,14 +314,6 @@ func (lw *linkWriter) idDatawebHint(js []byte, now time.Time, refuse func(string
 	}
 	return hint, true
 }
-
-// bindDenied marks a session whose binding the provider denied (a StepUpMark with this
-// policy name), so the application's page is reachable again instead of a loop through the
-// provider's denial.
-const (
-	bindDenied       = "identity-binding-denied"
-	bindDeniedPeriod = 10 * time.Minute
-)
 
 func bindDeniedRecently(s *session.Session, now time.Time) bool {
 	for _, m := range s.StepUps {

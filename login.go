@@ -51,6 +51,14 @@ type loginFlow struct {
 	binding     *IdentityBindingConfig // identity_binding, or nil
 }
 
+const (
+	// loginTimeout is how long a started login (the transaction cookie) stays valid.
+	loginTimeout = 10 * time.Minute
+	// maxPendingLogins bounds the login transactions one browser may have at once (tabs);
+	// starting another evicts the oldest (threat model LIM-03).
+	maxPendingLogins = 5
+)
+
 // loginRequest is what a login is started for.
 type loginRequest struct {
 	returnTo  string               // same-origin path to land on afterwards
@@ -59,6 +67,25 @@ type loginRequest struct {
 	loginHint string               // login_hint to pass on (a user's hint, or the binding JWT)
 	bind      *bindRequest         // an identity-binding login, or nil
 }
+
+// loginKind names what a login is started for, for trustgate_logins_started_total.
+func (lr loginRequest) kind() string {
+	switch {
+	case lr.bind != nil:
+		return "binding"
+	case lr.stepUp != nil:
+		return "step_up"
+	}
+	return "login"
+}
+
+// bindDenied marks a session whose binding the provider denied (a StepUpMark with this
+// policy name), so the application's page is reachable again instead of a loop through the
+// provider's denial.
+const (
+	bindDenied       = "identity-binding-denied"
+	bindDeniedPeriod = 10 * time.Minute
+)
 
 // bindRequest is the identity binding a login is for (see handler_link.go).
 type bindRequest struct {
@@ -83,16 +110,6 @@ const (
 	maxCodeBytes  = 4096
 	maxErrorBytes = 512
 )
-
-// callbackError is a refused callback: status, stable reason code, message for the user,
-// and for the log the underlying error and the provider's OAuth error code, if any.
-type callbackError struct {
-	status int
-	reason string
-	msg    string
-	err    error
-	opErr  string
-}
 
 // exchangeError maps a provider failure to what the user sees; the details go to the log.
 func exchangeError(err error) *callbackError {
@@ -286,7 +303,11 @@ func (l *loginFlow) callback(w http.ResponseWriter, r *http.Request) error {
 	if cbErr == nil {
 		cbErr = l.finish(w, r, rec)
 	}
-	l.metrics.callbackDone(start, cbErr)
+	reason := ""
+	if cbErr != nil {
+		reason = cbErr.reason
+	}
+	l.metrics.callbackDone(start, reason)
 	if cbErr != nil {
 		l.logRefusal(cbErr)
 		f := &web.Refusal{Status: cbErr.status, Reason: cbErr.reason, Form: web.HTML, Title: "Sign-in failed", Message: cbErr.msg, Link: l.prefix + "/login"}
@@ -493,4 +514,16 @@ func validLoginHint(s string) bool {
 		}
 	}
 	return true
+}
+
+// IdentityBindingConfig turns on identity binding.
+type IdentityBindingConfig struct {
+	// Header is the response header in which the application names the profile to bind:
+	// base64url (or standard base64) of a JSON object of at most 4 KiB. With
+	// login_hint_format jwt, claims such as name, given_name, family_name, phone_number,
+	// email, birthdate, address; with iddataweb, the OIDC claims or ID Dataweb fields of the
+	// mapping in provider/iddataweb_hint.go (anything else is refused). Default: X-Auth-Bind
+	Header string `json:"header,omitempty"`
+	// ACRValues are sent with the binding's authorization request.
+	ACRValues []string `json:"acr_values,omitempty"`
 }

@@ -151,17 +151,6 @@ func (m *metrics) registerSessionsGauge(current func() session.Store, logger *za
 	}
 }
 
-// loginKind names what a login is started for, for trustgate_logins_started_total.
-func (lr loginRequest) kind() string {
-	switch {
-	case lr.bind != nil:
-		return "binding"
-	case lr.stepUp != nil:
-		return "step_up"
-	}
-	return "login"
-}
-
 func (m *metrics) loginStarted(kind string) {
 	if m != nil {
 		m.loginsStarted.WithLabelValues(kind).Inc()
@@ -181,16 +170,12 @@ func (m *metrics) login(method, reason string) {
 }
 
 // callbackDone counts a finished callback (cbErr nil: a login) and its duration.
-func (m *metrics) callbackDone(start time.Time, cbErr *callbackError) {
+func (m *metrics) callbackDone(start time.Time, reason string) {
 	if m == nil {
 		return
 	}
 	m.callbackDuration.Observe(time.Since(start).Seconds())
-	if cbErr == nil {
-		m.login("code", "")
-	} else {
-		m.login("code", cbErr.reason)
-	}
+	m.login("code", reason)
 }
 
 // bearerResult counts a request that sent a bearer token: accepted, refused (401) or
@@ -201,18 +186,10 @@ func (m *metrics) bearerResult(result string) {
 	}
 }
 
-// refreshed counts a refresh's result.
-func (m *metrics) refreshed(err error) {
-	if m == nil {
-		return
-	}
-	switch {
-	case err == nil:
-		m.refreshes.WithLabelValues("ok").Inc()
-	case errors.Is(err, errSessionEnded):
-		m.refreshes.WithLabelValues("ended").Inc()
-	default:
-		m.refreshes.WithLabelValues("failed").Inc()
+// refreshed counts a refresh's result: ok, ended or failed.
+func (m *metrics) refreshed(result string) {
+	if m != nil {
+		m.refreshes.WithLabelValues(result).Inc()
 	}
 }
 

@@ -24,7 +24,6 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/trustgate/trustgate/internal/web"
-	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/provider"
 	"github.com/trustgate/trustgate/session"
 	"github.com/trustgate/trustgate/trust"
@@ -40,14 +39,7 @@ const (
 	defaultPathPrefix  = "/.trustgate"
 	defaultIdleTimeout = time.Hour
 	defaultLifetime    = 12 * time.Hour
-	defaultMaxSessions = 100000
 	defaultCookieName  = "trustgate"
-	// loginTimeout is how long a started login (the transaction cookie) stays valid.
-	loginTimeout = 10 * time.Minute
-	// maxPendingLogins bounds the login transactions one browser may have at once (tabs);
-	// starting another evicts the oldest (SECURITY.md LIM-03).
-	maxPendingLogins = 5
-	minSecretBytes   = 32
 )
 
 // Handler protects the routes it is placed on with OpenID Connect login.
@@ -494,67 +486,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.store, h.storeKey, err = openStore(h.SessionStore, secrets, h.logger, h.metrics, func() session.Store { return h.store })
 	return err
-}
-
-// applyProvider looks up the provider profile and fills in every key the configuration
-// leaves empty with the profile's value. It runs when the Caddyfile is adapted (so the JSON
-// shows the resolved values) and again at Provision (for JSON configurations); explicit
-// keys always win.
-func (h *Handler) applyProvider() (*provider.Profile, error) {
-	p, err := provider.Lookup(h.Provider)
-	if err != nil {
-		return nil, err
-	}
-	if h.AliasClaim == "" {
-		h.AliasClaim = p.AliasClaim
-	}
-	if h.Userinfo == "" && p.Userinfo != "" {
-		h.Userinfo = p.Userinfo
-	}
-	if p.UserinfoRequireSigned && h.Userinfo != oidcflow.UserinfoOff {
-		// A provider that always signs userinfo (BankID) gets no unsigned answer through,
-		// whatever method is chosen: a JSON answer there can only be a substitution.
-		h.UserinfoRequireSigned = true
-	}
-	if h.UserinfoIssuer == "" {
-		h.UserinfoIssuer = p.UserinfoIssuer(h.Issuer)
-	}
-	if h.LoginHintFormat == "" && p.LoginHintFormat != "" && p.LoginHintFormat != provider.HintJWT {
-		h.LoginHintFormat = p.LoginHintFormat
-	}
-	return p, nil
-}
-
-// provisionTrust compiles the header options and the route policy.
-func (h *Handler) provisionTrust() error {
-	std, err := trust.ParseStandardHeaders(h.StandardHeaders)
-	if err != nil {
-		return fmt.Errorf("standard_headers: %w", err)
-	}
-	mappings, err := trust.CompileMappings(h.HeaderMappings)
-	if err != nil {
-		return err
-	}
-	if h.MaxHeaderBytes < 0 || h.MaxTotalHeaderBytes < 0 {
-		return errors.New("max_header_bytes and max_total_header_bytes must not be negative")
-	}
-	h.sessions.trustOpts = trust.Options{
-		AliasClaim:          h.AliasClaim,
-		Verification:        h.profile.Verification,
-		Standard:            std,
-		Mappings:            mappings,
-		MaxHeaderBytes:      h.MaxHeaderBytes,
-		MaxTotalHeaderBytes: h.MaxTotalHeaderBytes,
-		UserClaim:           h.UserClaim,
-		GroupsClaim:         h.GroupsClaim,
-	}
-	warnUnverifiedEmail(h.logger, h.AllowUnverifiedEmail)
-	if h.Require != nil {
-		if h.policy, err = h.Require.compile(h.ACRLevels, h.AllowUnverifiedEmail); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Cleanup releases the pooled client and store. It works after a partial Provision.

@@ -132,7 +132,7 @@ func scopeRefusal(p *trust.Policy, u *trust.Unmet) *web.Refusal {
 	scope := strings.Join(p.Scopes, " ")
 	return &web.Refusal{Status: http.StatusForbidden, Reason: "insufficient_scope", Message: u.Reason, Form: web.JSON,
 		Fields: map[string]any{"scope": scope},
-		Header: http.Header{"Www-Authenticate": {`Bearer realm="trustgate", error="insufficient_scope", error_description="` + authParam(u.Reason) + `", scope="` + authParam(scope) + `"`}}}
+		Header: http.Header{"Www-Authenticate": {`Bearer realm="trustgate", error="insufficient_scope", error_description="` + web.AuthParam(u.Reason) + `", scope="` + web.AuthParam(scope) + `"`}}}
 }
 
 // policyRefusal is the 403 of an unmet route policy: JSON names the first unmet rule

@@ -21,12 +21,6 @@ const (
 	// refreshRetry is how long a session waits after a refresh failed for a passing reason
 	// (provider down, store slow) before the next attempt: no refresh storm during a blip.
 	refreshRetry = 30 * time.Second
-	// refreshLockTTL bounds a refresh lock whose holder died.
-	refreshLockTTL = 15 * time.Second
-	// refreshWait bounds how long a request waits for a refresh another instance is doing.
-	refreshWait = 5 * time.Second
-	// refreshPoll is how often a waiting request checks the lock and the stored session.
-	refreshPoll = 50 * time.Millisecond
 	// storeWriteTimeout bounds a session write that must happen even when the request's
 	// or the refresh's own time is up.
 	storeWriteTimeout = 5 * time.Second
@@ -90,7 +84,14 @@ func (f *refresher) maybeRefresh(ctx context.Context, s *session.Session) (*sess
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 		defer cancel()
 		ns, err := f.refresh(rctx, s)
-		f.metrics.refreshed(err)
+		switch {
+		case err == nil:
+			f.metrics.refreshed("ok")
+		case errors.Is(err, errSessionEnded):
+			f.metrics.refreshed("ended")
+		default:
+			f.metrics.refreshed("failed")
+		}
 		return ns, err
 	})
 	switch {

@@ -17,6 +17,9 @@ import (
 
 // The cookie keys: the configured secrets, or one generated once in Caddy's data directory.
 
+// minSecretBytes is the shortest secret accepted.
+const minSecretBytes = 32
+
 // cookieSecrets expands the configured secrets, or loads (creating once) the generated key
 // in Caddy's data directory.
 func cookieSecrets(secrets []string, repl *caddy.Replacer, logger *zap.Logger) ([][]byte, error) {

@@ -92,6 +92,18 @@ func (j *jar) id(r *http.Request) (string, bool) {
 	return "", false
 }
 
+// headerAssertion carries the signed identity assertion. Its name has the managed X-Auth-
+// prefix, so a client-sent one is always removed first.
+const headerAssertion = "X-Auth-Assertion"
+
+// headerBinding carries a confirmed identity binding (the provider's verdict) to the
+// application.
+const headerBinding = "X-Auth-Binding"
+
+// rendered is what an authenticated request needs from a session, computed once per stored
+// session version and kept in the session's cache slot. It is valid for the rendering options
+// it was made with: a reload that changes them, or another handler with other options,
+// renders again.
 type rendered struct {
 	provider     caddy.ReplacerFunc // rd.placeholder, made once
 	opts         trust.Options
@@ -103,9 +115,11 @@ type rendered struct {
 	// refreshRetryAt (unix ns): a refresh of this session version failed for a passing
 	// reason; the next attempt waits until then.
 	refreshRetryAt atomic.Int64
-	linking        atomic.Bool                     // an alias of this session is being reported
-	state          atomic.Pointer[authState]       // for the policy blocks after this handler
-	assertion      atomic.Pointer[signedAssertion] // X-Auth-Assertion, re-signed before it expires
+	linking        atomic.Bool // an alias of this session is being reported
+	// Slots of the floors above, typed there: the *authState left for the policy blocks
+	// (handler.go) and the *signedAssertion for X-Auth-Assertion, re-signed before it
+	// expires (assertion.go).
+	state, assertion atomic.Value
 }
 
 func (j *jar) render(s *session.Session) *rendered {
@@ -311,3 +325,34 @@ func (j *jar) serveMe(w http.ResponseWriter, r *http.Request) error {
 	})
 	return nil
 }
+
+// setIdentityHeaders puts the rendered identity headers, and the assertion when there is
+// one, on r. Each request gets its own value slices (one allocation for all): later
+// handlers such as request_header may edit them in place, and must not edit the cached
+// rendering.
+func setIdentityHeaders(r *http.Request, headers []trust.Header, assertion string) {
+	n := len(headers)
+	if assertion != "" {
+		n++
+	}
+	vals := make([]string, n)
+	for i, hd := range headers {
+		vals[i] = hd.Value
+		r.Header[hd.Name] = vals[i : i+1 : i+1]
+	}
+	if assertion != "" {
+		vals[n-1] = assertion
+		r.Header[headerAssertion] = vals[n-1:]
+	}
+}
+
+// callbackError is a refused callback: status, stable reason code, message for the user,
+// and for the log the underlying error and the provider's OAuth error code, if any.
+type callbackError struct {
+	status int
+	reason string
+	msg    string
+	err    error
+	opErr  string
+}
+

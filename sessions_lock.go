@@ -10,6 +10,16 @@ import (
 	"github.com/trustgate/trustgate/session"
 )
 
+// The session lock (jar.lock): held by one writer per session across instances.
+const (
+	// refreshLockTTL bounds a refresh lock whose holder died.
+	refreshLockTTL = 15 * time.Second
+	// refreshWait bounds how long a request waits for a refresh another instance is doing.
+	refreshWait = 5 * time.Second
+	// refreshPoll is how often a waiting request checks the lock and the stored session.
+	refreshPoll = 50 * time.Millisecond
+)
+
 // lock takes the session's refresh lock: one writer per session across instances (a
 // refresh, an alias, a confirmation). It tries every refreshPoll for at most refreshWait;
 // wait, when not nil, runs after each failed attempt and may end the wait early (stop) or

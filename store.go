@@ -98,6 +98,9 @@ func (p pooledMemoryStore) Destruct() error { return p.Close() }
 
 var stores = caddy.NewUsagePool()
 
+// defaultMaxSessions bounds the memory store when max_sessions is not set.
+const defaultMaxSessions = 100000
+
 // openStore takes the session store of cfg (memory by default) from the pool shared
 // across caddy reload, and its pool key. current answers the handler's store at scrape
 // time, for the sessions gauge of the memory store.

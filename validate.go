@@ -3,7 +3,6 @@ package trustgate
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -139,14 +138,6 @@ func validHeaderName(s string) bool {
 		}
 	}
 	return len(s) > 0 && len(s) <= 64
-}
-
-func isLoopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func validCookieName(s string) bool {

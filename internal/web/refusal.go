@@ -117,3 +117,20 @@ func AsRefusal(err error) (*Refusal, bool) {
 	f, ok := errors.AsType[*Refusal](err)
 	return f, ok
 }
+
+// AuthParam makes s safe inside a quoted WWW-Authenticate parameter: RFC 6750 §3 allows
+// %x20-21 / %x23-5B / %x5D-7E in error_description and scope.
+func AuthParam(s string) string {
+	b := make([]byte, 0, min(len(s), 200))
+	for i := 0; i < len(s) && len(b) < 200; i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			c = '\''
+			if s[i] < 0x20 || s[i] > 0x7e {
+				c = ' '
+			}
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}

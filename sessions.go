@@ -355,4 +355,3 @@ type callbackError struct {
 	err    error
 	opErr  string
 }
-

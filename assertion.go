@@ -307,7 +307,7 @@ func (a *asserter) sign(r *http.Request, rd *rendered) (string, error) {
 }
 
 // origin is the gateway's own origin: redirect_url's when configured, else the request's
-// scheme and Host (never X-Forwarded-*; SECURITY.md FL-10).
+// scheme and Host (never X-Forwarded-*; threat model FL-10).
 func (a *asserter) origin(r *http.Request) string {
 	if a.redirect != nil {
 		return a.redirect.Scheme + "://" + a.redirect.Host

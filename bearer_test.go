@@ -128,7 +128,7 @@ func TestBearerValidTokenGetsIdentityHeaders(t *testing.T) {
 }
 
 // TestIDT15_BearerTokenRefused: every bad bearer token gets 401 invalid_token, never
-// a cookie fallback, never a redirect (SECURITY.md IDT-15 (c), LIM-04).
+// a cookie fallback, never a redirect (threat model IDT-15 (c), LIM-04).
 func TestIDT15_BearerTokenRefused(t *testing.T) {
 	g := newGateway(t, withBearer())
 	// A real ID token of this client, from a login.

@@ -509,7 +509,7 @@ func (f *cibaFlow) poll(w http.ResponseWriter, r *http.Request) error {
 		return f.expiredAnswer(w, r)
 	default:
 		// A terminal answer (invalid_request, invalid_grant, a token that does not verify):
-		// never poll this auth_req_id again (SECURITY.md CIBA-06, CIBA-07).
+		// never poll this auth_req_id again (threat model CIBA-06, CIBA-07).
 		done()
 		f.metrics.cibaOutcome("failed", code)
 		f.logger.Warn("CIBA login failed", zap.String("reason", code), zap.Error(err))

@@ -27,7 +27,7 @@ import (
 	"github.com/trustgate/trustgate/session"
 )
 
-// CIBA (issue 9; SECURITY.md CIBA-*): browserless login through the gateway.
+// CIBA (threat model CIBA-*): browserless login through the gateway.
 
 func withCIBA(clk *testClock) gatewayOption {
 	return func(h *Handler, o *oidctest.Options) {
@@ -317,7 +317,7 @@ func (s *memoryStorage) Stat(_ context.Context, key string) (certmagic.KeyInfo, 
 	return certmagic.KeyInfo{Key: key, Size: int64(len(v)), IsTerminal: true}, nil
 }
 
-// --- Issue 17 item 5: CIBA as the bank of seed 004 describes it --------------------------
+// --- CIBA as the bank of seed 004 describes it ------------------------------------------
 
 // cibaForm posts a form body to a CIBA endpoint and decodes the JSON answer.
 func (g *gateway) cibaForm(c *http.Client, endpoint string, form url.Values) (int, map[string]any, http.Header) {

@@ -17,7 +17,7 @@ import (
 	"github.com/trustgate/trustgate/internal/web"
 )
 
-// Fuzz targets of the root package (SECURITY.md LIM-08, FL-08, HDR-07, OPS-05). `go test`
+// Fuzz targets of the root package (threat model LIM-08, FL-08, HDR-07, OPS-05). `go test`
 // runs the seeds in testdata/fuzz/<target>; to fuzz one (one at a time):
 //
 //	go test -run '^$' -fuzz '^FuzzSafeReturnPath$' -fuzztime 60s .
@@ -94,7 +94,7 @@ func FuzzSafeReturnPath(f *testing.F) {
 	})
 }
 
-// fl08CorpusSeeds are the open-redirect targets of SECURITY.md FL-08 (security_flow_test.go
+// fl08CorpusSeeds are the open-redirect targets of threat model FL-08 (security_flow_test.go
 // has the same list; copied so this file stands alone).
 func fl08CorpusSeeds() []string {
 	return []string{

@@ -227,7 +227,7 @@ func (g *gateway) sessionCookie(c *http.Client) string {
 	return ""
 }
 
-// assertRejectedLogin checks the REJECT-LOGIN outcome of SECURITY.md: the status, a page that
+// assertRejectedLogin checks the REJECT-LOGIN outcome of the threat model: the status, a page that
 // cannot be cached, no session created or cookie set, and no upstream call.
 func (g *gateway) assertRejectedLogin(resp *http.Response, body string, wantStatus int) {
 	g.t.Helper()

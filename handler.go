@@ -19,7 +19,7 @@ import (
 // authenticated requests on with identity headers; everything else is asked to log in.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	// First, on every request: no client-sent identity or trust header survives, whatever
-	// happens next (SECURITY.md HDR-01..03). Trailers would arrive after the body, past any
+	// happens next (threat model HDR-01..03). Trailers would arrive after the body, past any
 	// stripping, so a request that announces one of those names is refused.
 	trust.StripManaged(r.Header, h.sessions.trustOpts.Mappings)
 	if h.FeedbackEndpoint != "" || h.IdentityBinding != nil {
@@ -62,7 +62,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	case err == nil:
 		if s, err = h.refresher.maybeRefresh(r.Context(), s); err != nil {
 			// The provider refused the refresh token: the session is gone (browser ->
-			// login, API -> 401), never an error page (SECURITY.md OPS-11).
+			// login, API -> 401), never an error page (threat model OPS-11).
 			http.SetCookie(w, h.sessions.cookie(h.sessions.cookieName, "", -1))
 			return h.unauthenticated(w, r)
 		}
@@ -76,7 +76,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // unsafePath says why a path is refused, or "". Some upstreams read more into a path than
 // Caddy's matchers do, so a route policy for /admin* could be passed by a path they serve as
-// /admin (SECURITY.md HDR-07):
+// /admin (threat model HDR-07):
 //   - a backslash, raw or %5C, is a separator on Windows and IIS;
 //   - a ';' before a later '/' starts a path parameter that Tomcat, Jetty and Spring drop
 //     ("/admin;x=1/users", "/public/..;/admin"). A parameter in the last segment, such as

@@ -102,7 +102,7 @@ func TestParseHintKey(t *testing.T) {
 	}
 }
 
-// SECURITY.md OPS-05 (bad config): a key that cannot be used is a Provision error naming
+// threat model OPS-05 (bad config): a key that cannot be used is a Provision error naming
 // the key (caddy validate), never a failed binding at run time; a JWKS URL is not fetched
 // at Provision.
 func TestOPS05_HintKeyUnusableAtProvision(t *testing.T) {

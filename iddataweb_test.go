@@ -273,7 +273,7 @@ func TestIDDatawebBindingDeniedChangesNothing(t *testing.T) {
 	}
 }
 
-// SECURITY.md IDT-08: the provider approves a binding, but for another subject than the
+// threat model IDT-08: the provider approves a binding, but for another subject than the
 // session's: refused, nothing changes.
 func TestIDT08_IDDatawebBindingForAnotherSubject(t *testing.T) {
 	g, logs := newIDWGateway(t, withUserVerdict(oidctest.SubjectAse, oidctest.DecisionApprove))
@@ -296,7 +296,7 @@ func TestIDT08_IDDatawebBindingForAnotherSubject(t *testing.T) {
 }
 
 // An invalid profile sends nothing to the provider: the application's answer goes out
-// unchanged, and the log names the key and the reason (SECURITY.md LIM-04 for the size).
+// unchanged, and the log names the key and the reason (threat model LIM-04 for the size).
 func TestIDDatawebBindProfileInvalid(t *testing.T) {
 	b64 := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 	for _, tc := range []struct {
@@ -379,7 +379,7 @@ func TestIDDatawebBindingEncrypted(t *testing.T) {
 	}
 }
 
-// SECURITY.md OPS-06: the JWKS URL of login_hint_encryption_key does not answer: the
+// threat model OPS-06: the JWKS URL of login_hint_encryption_key does not answer: the
 // binding is not started (bind_key_unavailable), the application's answer goes out
 // unchanged, nothing is sent to the provider.
 func TestOPS06_IDDatawebHintKeyUnavailable(t *testing.T) {
@@ -402,7 +402,7 @@ func TestOPS06_IDDatawebHintKeyUnavailable(t *testing.T) {
 	}
 }
 
-// SECURITY.md SES-07: across a whole binding (plain and encrypted), no log line holds the
+// threat model SES-07: across a whole binding (plain and encrypted), no log line holds the
 // hint, the profile's values or the client secret; debug lines included.
 func TestSES07_IDDatawebHintNeverLogged(t *testing.T) {
 	g, logs, _ := bindingGateway(t)

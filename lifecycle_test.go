@@ -19,7 +19,7 @@ import (
 	"github.com/trustgate/trustgate/session"
 )
 
-// Session lifecycle (issue 7): refresh, its failures, and refresh across instances.
+// Session lifecycle: refresh, its failures, and refresh across instances.
 
 // testClock is one clock for the provider and the gateway.
 type testClock struct {

@@ -17,7 +17,7 @@ import (
 	"github.com/trustgate/trustgate/session"
 )
 
-// New-user linking (issue 8). The upstream application, after its own login of a user the
+// New-user linking. The upstream application, after its own login of a user the
 // provider does not know yet, answers with a response header naming the user's alias
 // (X-Auth-Set-Alias); the gateway removes it from the response and reports the alias to the
 // provider (BindID session feedback), and the session carries the alias from then on. With

@@ -16,7 +16,7 @@ import (
 	"github.com/trustgate/trustgate/internal/web"
 )
 
-// New-user linking (issue 8): session feedback and identity binding.
+// New-user linking: session feedback and identity binding.
 
 func withFeedback(h *Handler, _ *oidctest.Options) {
 	h.FeedbackEndpoint = "http://127.0.0.1:1/placeholder" // replaced by the OP's in newLinkGateway
@@ -407,7 +407,7 @@ func TestBindingOnlyForNavigationsAndNotAgainRightAfterADenial(t *testing.T) {
 }
 
 // A generic provider's binding is confirmed by the same subject at the acr_values asked
-// for: below them it is refused, and nothing changes (SECURITY.md IDT-16, essential acr).
+// for: below them it is refused, and nothing changes (threat model IDT-16, essential acr).
 func TestIDT16_BindingBelowACRValuesIsRefused(t *testing.T) {
 	var g *gateway
 	g = newLinkGateway(t, withBinding(t, &g), func(_ *Handler, o *oidctest.Options) { o.Users = oidctest.DefaultUsers() })

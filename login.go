@@ -105,7 +105,7 @@ type loginError struct {
 // pkceWarned holds the issuers warned about (once per process) for not advertising S256.
 var pkceWarned sync.Map
 
-// Limits on callback parameters; anything longer cannot be ours (SECURITY.md LIM-07).
+// Limits on callback parameters; anything longer cannot be ours (threat model LIM-07).
 const (
 	maxCodeBytes  = 4096
 	maxErrorBytes = 512
@@ -179,7 +179,7 @@ func (l *loginFlow) begin(w http.ResponseWriter, r *http.Request, lr loginReques
 	value, err := l.sessions.txCodec.Encode(l.sessions.txPrefix+tx.State, rec)
 	if err != nil && rec.ReturnTo != "/" {
 		// Too long for a cookie (a long query string): land on "/" rather than fail
-		// (SECURITY.md LIM-07).
+		// (threat model LIM-07).
 		rec.ReturnTo = "/"
 		value, err = l.sessions.txCodec.Encode(l.sessions.txPrefix+tx.State, rec)
 	}
@@ -196,7 +196,7 @@ func (l *loginFlow) begin(w http.ResponseWriter, r *http.Request, lr loginReques
 // warnWithoutPKCE warns once when the provider's metadata does not list S256 in
 // code_challenge_methods_supported: trustgate sends a PKCE challenge anyway, but whether the
 // provider checks it — the protection against code injection — is then unknown
-// (SECURITY.md FL-04). A provider that lists methods without S256 is refused at discovery.
+// (threat model FL-04). A provider that lists methods without S256 is refused at discovery.
 func (l *loginFlow) warnWithoutPKCE(ctx context.Context) {
 	md, err := l.client.Discover(ctx)
 	if err != nil || slices.Contains(md.CodeChallengeMethods, "S256") {
@@ -252,7 +252,7 @@ func (l *loginFlow) evictPending(w http.ResponseWriter, r *http.Request) {
 }
 
 // callbackURL is the redirect_uri: configured, or built from the request's own scheme and
-// Host. X-Forwarded-* headers are never used (SECURITY.md FL-10).
+// Host. X-Forwarded-* headers are never used (threat model FL-10).
 func (l *loginFlow) callbackURL(r *http.Request) string {
 	if l.redirectURL != "" {
 		return l.redirectURL
@@ -278,7 +278,7 @@ func (l *loginFlow) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	}
 	// login_hint (who is signing in, e.g. an e-mail) is passed on to the provider when it is
 	// one plain value; the other authorization parameters are the gateway's alone
-	// (SECURITY.md FL-11).
+	// (threat model FL-11).
 	var hint string
 	if v := q["login_hint"]; len(v) > 0 {
 		if len(v) != 1 || !validLoginHint(v[0]) {

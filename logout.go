@@ -33,7 +33,7 @@ type logoutFlow struct {
 
 // maxLogoutRequestsPerSecond bounds the back-channel logout requests one trustgate block
 // verifies per second (each costs a signature check, perhaps a key fetch); more answer 429
-// with Retry-After, which a provider retries (SECURITY.md LIM-*, issue 10).
+// with Retry-After, which a provider retries (threat model LIM-*).
 const maxLogoutRequestsPerSecond = 50
 
 // windowLimiter allows max events per wall-clock second.
@@ -58,7 +58,7 @@ func (l *windowLimiter) take(now time.Time) bool {
 }
 
 // maxLogoutRequestBytes bounds the back-channel logout request body (a logout token is a
-// few KiB; SECURITY.md LO-11).
+// few KiB; threat model LO-11).
 const maxLogoutRequestBytes = 64 << 10
 
 // jtiKey is the replay key of a logout token: its issuer and jti, hashed.
@@ -130,7 +130,7 @@ func (o *logoutFlow) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	// A script gets the provider's end-session URL without the ID token (a same-origin
-	// script must not read it; SECURITY.md HDR-09); the provider may ask the user to confirm.
+	// script must not read it; threat model HDR-09); the provider may ask the user to confirm.
 	if endURL != "" {
 		ctx, cancel := opContext(r)
 		defer cancel()
@@ -155,7 +155,7 @@ func (o *logoutFlow) logoutForm(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveSignedOut is a plain page to land on after the provider's logout. It reads no parameter
-// (the provider's state and anything else are ignored; SECURITY.md LO-13).
+// (the provider's state and anything else are ignored; threat model LO-13).
 func (o *logoutFlow) serveSignedOut(w http.ResponseWriter, r *http.Request) error {
 	web.NoStore(w)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -215,7 +215,7 @@ func (o *logoutFlow) serveBackchannel(w http.ResponseWriter, r *http.Request) er
 		return refuse(http.StatusBadRequest, "invalid_logout_token", err.Error())
 	}
 
-	// Each token is used once (SECURITY.md LO-08): its (iss, jti) is taken as a lock that is
+	// Each token is used once (threat model LO-08): its (iss, jti) is taken as a lock that is
 	// kept as the replay record when the logout succeeds, and given back when the store
 	// fails, so the provider's retry of the same token is not mistaken for a replay.
 	leeway := o.clockLeeway

@@ -15,7 +15,7 @@ import (
 	"github.com/trustgate/trustgate/session"
 )
 
-// Back-channel and RP-initiated logout (issue 7; SECURITY.md LO-*, SES-06).
+// Back-channel and RP-initiated logout (threat model LO-*, SES-06).
 
 const backchannelEvent = "http://schemas.openid.net/event/backchannel-logout"
 
@@ -47,7 +47,7 @@ func (g *gateway) sid() string {
 }
 
 // assertUnauthenticated checks that the browser's cookie no longer opens a session, as
-// another client replaying it would find (SECURITY.md SES-06).
+// another client replaying it would find (threat model SES-06).
 func (g *gateway) assertUnauthenticated(cookie string) {
 	g.t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, g.srv.URL+"/app", nil)
@@ -317,7 +317,7 @@ func TestLO13_RPInitiatedLogout(t *testing.T) {
 }
 
 // Back-channel logout requests are rate limited per process: a flood of (even invalid)
-// tokens gets 429 with Retry-After instead of unbounded signature checks (issue 10 limits).
+// tokens gets 429 with Retry-After instead of unbounded signature checks (limits).
 func TestBackchannelLogoutRateLimit(t *testing.T) {
 	g := newGateway(t)
 	limited := 0

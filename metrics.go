@@ -15,7 +15,7 @@ import (
 	"github.com/trustgate/trustgate/session"
 )
 
-// Prometheus metrics and Caddy events (issue 11). Every label value is a fixed word of this
+// Prometheus metrics and Caddy events. Every label value is a fixed word of this
 // package (a result, a reason code, a rule name); never a subject, session id or token.
 
 // Names of the Caddy events trustgate emits. Their data holds only non-secret fields:

@@ -16,7 +16,7 @@ import (
 	"github.com/trustgate/trustgate/session"
 )
 
-// Metrics and events (issue 11).
+// Metrics and events.
 
 func withRegistry(reg *prometheus.Registry) gatewayOption {
 	return func(h *Handler, _ *oidctest.Options) { h.metricsRegistry = reg }

@@ -17,7 +17,7 @@ import (
 )
 
 // Route policies through a real Caddy: a policy block inside `route`, reached through
-// Caddy's own path matching (SECURITY.md HDR-07).
+// Caddy's own path matching (threat model HDR-07).
 
 func policyCaddyConfig(op *oidctest.Provider, upstream string) string {
 	return fmt.Sprintf(`{
@@ -124,7 +124,7 @@ func TestHDR07_PolicyRouteAndPathNormalization(t *testing.T) {
 		}
 	}
 	// A spoofed X-Forwarded-Uri or mapped header does not change the decision or the value,
-	// and naming identity headers in Connection does not remove them (SECURITY.md HDR-01).
+	// and naming identity headers in Connection does not remove them (threat model HDR-01).
 	conn, err := net.Dial("tcp", "127.0.0.1:9080")
 	if err != nil {
 		t.Fatal(err)

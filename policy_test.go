@@ -18,7 +18,7 @@ import (
 	"github.com/trustgate/trustgate/internal/web"
 )
 
-// Route policies and step-up login (issue 6): a policy block after the authenticating
+// Route policies and step-up login: a policy block after the authenticating
 // block, and rules on the authenticating block itself.
 
 const (

@@ -15,7 +15,7 @@ import (
 	"github.com/trustgate/trustgate/trust"
 )
 
-// Who the user is (issue 18): user_claim, groups_claim, require group and
+// Who the user is: user_claim, groups_claim, require group and
 // allow_unverified_email through the real endpoints, against the in-process OP.
 
 // Users of these tests: ID token claims only (userinfo off), so each case is exactly the

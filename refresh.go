@@ -109,7 +109,7 @@ func (f *refresher) maybeRefresh(ctx context.Context, s *session.Session) (*sess
 
 // refresh runs one refresh of s under the store's lock (one refresh per session across
 // instances), rechecking the stored session after taking the lock: another instance may
-// have refreshed it already (SECURITY.md OPS-10).
+// have refreshed it already (threat model OPS-10).
 func (f *refresher) refresh(ctx context.Context, s *session.Session) (*session.Session, error) {
 	// While another instance refreshes, wait for it, then use its result.
 	var done *session.Session

@@ -13,7 +13,7 @@ import (
 	"github.com/trustgate/trustgate/oidcflow"
 )
 
-// Tests for SECURITY.md C.3 (flow, state, PKCE, redirects).
+// Tests for the threat model (docs/threat-model.md) section C.3 (flow, state, PKCE, redirects).
 
 func (g *gateway) get(c *http.Client, rawURL string) (*http.Response, string) {
 	g.t.Helper()

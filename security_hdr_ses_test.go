@@ -11,7 +11,7 @@ import (
 	"github.com/trustgate/trustgate/internal/web"
 )
 
-// Tests for SECURITY.md C.4 (session & cookies) and C.5 (headers).
+// Tests for the threat model (docs/threat-model.md) section C.4 (session & cookies) and C.5 (headers).
 
 func forgedRequest(t *testing.T, method, url string) *http.Request {
 	t.Helper()

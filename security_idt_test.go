@@ -10,7 +10,7 @@ import (
 	"github.com/trustgate/trustgate/internal/web"
 )
 
-// Tests for SECURITY.md C.1 (ID token validation). Each feeds one bad ID token through the
+// Tests for the threat model (docs/threat-model.md) section C.1 (ID token validation). Each feeds one bad ID token through the
 // whole login and asserts REJECT-LOGIN: 401, no session, no cookie, no upstream call, and
 // (the OpenID conformance suite's oracle) no userinfo call after the token was rejected.
 

@@ -40,7 +40,7 @@ import (
 	"github.com/trustgate/trustgate/trust"
 )
 
-// The SECURITY.md cases that had no test before issue 10 (the security sweep). Each test
+// Threat model cases (docs/threat-model.md) of the security sweep. Each test
 // feeds the attack or fault through the gateway and asserts the expected answer and that
 // nothing was created: no session, no session cookie, no upstream call, and after a
 // refused ID token no userinfo call (the OpenID conformance suite's oracle).
@@ -645,7 +645,7 @@ func TestFL04_CodeInjection(t *testing.T) {
 		if w.Code != http.StatusFound || u.Query().Get("code_challenge_method") != "S256" || u.Query().Get("code_challenge") == "" {
 			t.Fatalf("login start: %d %q, want a redirect with a S256 challenge", w.Code, w.Header().Get("Location"))
 		}
-		// SECURITY.md FL-04: the module refuses, or loudly warns, when the metadata does not
+		// threat model FL-04: the module refuses, or loudly warns, when the metadata does not
 		// show S256 support (code injection protection then rests on an unverified
 		// assumption).
 		if !logs.has(func(e observedEntry) bool {

@@ -8,7 +8,7 @@ import (
 	"github.com/trustgate/trustgate/internal/oidctest"
 )
 
-// Tests for SECURITY.md C.2 (userinfo): a userinfo answer that fails verification rejects
+// Tests for the threat model (docs/threat-model.md) section C.2 (userinfo): a userinfo answer that fails verification rejects
 // the login, and its values are never used.
 
 func runUserinfoRejections(t *testing.T, user string, cases []idtCase, opts ...gatewayOption) {

@@ -54,7 +54,7 @@ func (j *jar) current(r *http.Request) (*session.Session, error) {
 		return nil, err
 	}
 	// A session made by another trustgate configuration sharing this store and cookie
-	// (another issuer or client) is not a session here (SECURITY.md SES-08).
+	// (another issuer or client) is not a session here (threat model SES-08).
 	if s.Issuer != j.issuer || s.ClientID != j.clientID {
 		return nil, session.ErrNotFound
 	}
@@ -186,7 +186,7 @@ func (rd *rendered) placeholder(key string) (any, bool) {
 }
 
 // stripGatewayCookies removes the session and login cookies from the request the upstream
-// sees, keeping every other cookie byte for byte (SECURITY.md HDR-09).
+// sees, keeping every other cookie byte for byte (threat model HDR-09).
 func (j *jar) strip(r *http.Request) {
 	lines := r.Header["Cookie"]
 	found := false
@@ -249,7 +249,7 @@ func sessionHash(id string) string {
 }
 
 // create stores a new session for a verified login and sets its cookie. The id is
-// always new (no fixation); a session the browser already had is ended (SECURITY.md SES-02).
+// always new (no fixation); a session the browser already had is ended (threat model SES-02).
 func (j *jar) create(w http.ResponseWriter, r *http.Request, login *oidcflow.Login, marks []session.StepUpMark, binding string) (*session.Session, *callbackError) {
 	if d := j.profile.Decision; d != nil {
 		// The provider's verdict (ID Dataweb: policyDecision); only approve signs in.

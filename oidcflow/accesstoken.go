@@ -43,7 +43,7 @@ type AccessToken struct {
 // JWKS cache as ID tokens); typ as o says (never logout+jwt); iss the issuer exactly; aud
 // containing one of o.Audiences; exp present and not passed, nbf and iat not in the
 // future (both with the clock leeway); a sub; no nonce (an ID token is not an access
-// token, SECURITY.md IDT-15). Claim names may not repeat.
+// token, threat model IDT-15). Claim names may not repeat.
 //
 // Every refusal is CodeAccessToken (never temporary) with a message naming the check,
 // never the token; a failure to fetch the OP's keys is CodeKeys (temporary), and discovery

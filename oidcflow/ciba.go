@@ -91,7 +91,7 @@ type CIBAAck struct {
 // BackchannelAuthorize sends r to the OP's backchannel authentication endpoint with the
 // configured client authentication and returns the verified acknowledgement.
 //
-// r is checked before anything is sent (SECURITY.md CIBA-10): exactly one hint; a
+// r is checked before anything is sent (threat model CIBA-10): exactly one hint; a
 // binding_message of at most 64 printable characters; a user_code of at most 64 printable
 // ASCII characters, and only when the OP supports the parameter; a requested_expiry of a
 // positive whole number of seconds; scope and acr values without spaces or control
@@ -108,7 +108,7 @@ type CIBAAck struct {
 //     invalid_client, invalid_request, ...).
 //   - CodeCIBAAckInvalid: the OP answered 2xx, but not with a usable acknowledgement: no
 //     auth_req_id string, an expires_in that is not a positive integer, an interval that
-//     is not a non-negative integer (SECURITY.md CIBA-01). The request must not be polled.
+//     is not a non-negative integer (threat model CIBA-01). The request must not be polled.
 //   - CodeCIBAEndpoint, temporary: network errors, timeouts, HTTP 408, 429 and 5xx.
 //   - Discovery errors as for any call.
 //
@@ -166,7 +166,7 @@ func (c *Client) BackchannelAuthorize(ctx context.Context, r CIBARequest) (*CIBA
 // interval, slow_down's increase and the deadline are the caller's.
 //
 // On success the ID token is verified as at login, without a nonce (signature, alg
-// allow-list, iss, aud, azp, exp, nbf, iat, at_hash; SECURITY.md CIBA-07), its
+// allow-list, iss, aud, azp, exp, nbf, iat, at_hash; threat model CIBA-07), its
 // urn:openid:params:jwt:claim:auth_req_id, when present, must be authReqID, and userinfo
 // is fetched, verified and merged as by Exchange. When the ID token is refused, nothing
 // else is requested.
@@ -178,7 +178,7 @@ func (c *Client) BackchannelAuthorize(ctx context.Context, r CIBARequest) (*CIBA
 //     longer, for this and every later poll.
 //   - CodeCIBADenied (access_denied), CodeCIBAExpired (expired_token), CodeCIBAFailed
 //     (invalid_grant, invalid_request, unauthorized_client, invalid_client, any other
-//     error or refusal): final; never poll this auth_req_id again (SECURITY.md CIBA-06).
+//     error or refusal): final; never poll this auth_req_id again (threat model CIBA-06).
 //   - CodeTokenEndpoint, temporary: network errors, timeouts, HTTP 408, 429 and 5xx;
 //     polling again after the interval is fine.
 //   - CodeTokenResponse: a 2xx answer that is no usable token response; CodeIDToken (and

@@ -509,7 +509,7 @@ func TestCIBA07_IDTokenFromCIBAGrant(t *testing.T) {
 				code = CodeIDToken
 			}
 			wantError(t, err, code, false)
-			// Nothing after a refused ID token (SECURITY.md CIBA-07).
+			// Nothing after a refused ID token (threat model CIBA-07).
 			if n := e.op.Counts(); n.Userinfo != 0 || n.CIBAPoll != 1 || n.Token != 1 {
 				t.Errorf("Counts() = %+v, want one token request and no userinfo request", n)
 			}

@@ -51,7 +51,7 @@ func decodeObject(b []byte) (map[string]any, error) {
 }
 
 // checkDuplicateKeys rejects an object whose top level names a member twice: two "sub"
-// members must not mean one thing here and another elsewhere (SECURITY.md LIM-08).
+// members must not mean one thing here and another elsewhere (threat model LIM-08).
 func checkDuplicateKeys(b []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if _, err := dec.Token(); err != nil { // {
@@ -163,7 +163,7 @@ func mergeClaims(id, ui map[string]any, idFirst ...string) map[string]any {
 
 // unsupportedClaims are dropped from every claim set: aggregated and distributed claims
 // (OIDC Core 5.6.2) are neither fetched nor trusted, so their references must not reach the
-// profile, headers or placeholders as if they were claims (SECURITY.md UI-05).
+// profile, headers or placeholders as if they were claims (threat model UI-05).
 var unsupportedClaims = map[string]bool{"_claim_names": true, "_claim_sources": true}
 
 // errUserinfoSubMismatch: userinfo answered for another subject than the session's.

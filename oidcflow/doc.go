@@ -55,7 +55,7 @@
 // refused as refresh_identity_mismatch. Only a refusal of the grant itself (invalid_grant,
 // invalid_token, unauthorized_client) is refresh_rejected; an OP or network failure, and a
 // refusal of the gateway's own credentials (invalid_client), are temporary, so an OP
-// outage or a misconfiguration never signs every user out at once (SECURITY.md OPS-11).
+// outage or a misconfiguration never signs every user out at once (threat model OPS-11).
 //
 // # CIBA
 //
@@ -80,7 +80,7 @@
 // per 10 s (concurrent callers share one fetch); during that interval such a token fails
 // as a bad signature without any request to the OP, so tokens with made-up kids sent to
 // the unauthenticated back-channel logout endpoint cannot turn the gateway against the OP
-// (SECURITY.md OPS-07). A key set older than an hour is refreshed on next use, so a
+// (threat model OPS-07). A key set older than an hour is refreshed on next use, so a
 // withdrawn key stops verifying. A failure to fetch the keys is temporary (jwks_unavailable).
 //
 // # Session feedback

@@ -30,7 +30,7 @@ const (
 	CodeRefreshRejected = "refresh_rejected"
 	// CodeRefreshIdentityMismatch: the refresh answered with another identity: a refreshed
 	// ID token whose iss, sub, aud, azp, auth_time or nonce differs from the session's (OIDC
-	// Core 12.2, SECURITY.md IDT-17), or userinfo naming another subject. The session must
+	// Core 12.2, threat model IDT-17), or userinfo naming another subject. The session must
 	// end; the identity is never switched. Never temporary.
 	CodeRefreshIdentityMismatch = "refresh_identity_mismatch"
 	// CodeLogoutToken: a back-channel logout token was refused (OIDC Back-Channel Logout 1.0
@@ -62,7 +62,7 @@ const (
 	// CodeCIBAInvalid: the gateway's own CIBA request is not acceptable (not exactly one
 	// hint, a binding_message or user_code too long or with forbidden characters, a
 	// user_code for an OP without user_code support, requested_expiry not whole seconds, a
-	// malformed auth_req_id to poll); nothing was sent (SECURITY.md CIBA-10). Never temporary.
+	// malformed auth_req_id to poll); nothing was sent (threat model CIBA-10). Never temporary.
 	CodeCIBAInvalid = "ciba_invalid"
 	// CodeCIBAEndpoint: the backchannel authentication endpoint was unreachable, timed out,
 	// or answered 408, 429 or 5xx. Always temporary.
@@ -70,11 +70,11 @@ const (
 	// CodeCIBARejected: the OP refused the backchannel authentication request (4xx or a
 	// redirect); OPError holds its error (unknown_user_id, expired_id_token_hint,
 	// invalid_id_token_hint, access_denied, unauthorized_client, invalid_client, ...,
-	// SECURITY.md CIBA-02). Never temporary.
+	// threat model CIBA-02). Never temporary.
 	CodeCIBARejected = "ciba_rejected"
 	// CodeCIBAAckInvalid: the OP accepted the backchannel authentication request with an
 	// unusable acknowledgement (no auth_req_id, an expires_in that is no positive integer,
-	// an interval that is no non-negative integer, SECURITY.md CIBA-01). The request must
+	// an interval that is no non-negative integer, threat model CIBA-01). The request must
 	// not be polled. Never temporary.
 	CodeCIBAAckInvalid = "ciba_ack_invalid"
 	// CodeCIBAPending: authorization_pending, the user has not answered yet: poll again
@@ -90,7 +90,7 @@ const (
 	CodeCIBAExpired = "ciba_expired"
 	// CodeCIBAFailed: any other refusal of a CIBA poll (invalid_grant, invalid_request,
 	// unauthorized_client, invalid_client, an unknown error, a 4xx without one): final,
-	// the auth_req_id must never be used again (CIBA Core 11, SECURITY.md CIBA-06). Never
+	// the auth_req_id must never be used again (CIBA Core 11, threat model CIBA-06). Never
 	// temporary.
 	CodeCIBAFailed = "ciba_failed"
 )

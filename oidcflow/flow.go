@@ -400,7 +400,7 @@ func contentType(h http.Header) string {
 
 // tokenExpiry is when the access token expires, or zero when the provider did not say or
 // said something unusable: an expires_in of zero or less would make every request refresh
-// (SECURITY.md FL-14).
+// (threat model FL-14).
 func tokenExpiry(tok *oauth2.Token) time.Time {
 	if tok.Expiry.IsZero() {
 		return time.Time{}

@@ -20,7 +20,7 @@ import (
 	"github.com/trustgate/trustgate/internal/oidctest"
 )
 
-// Fuzz targets for back-channel logout tokens and signed userinfo (SECURITY.md LIM-08,
+// Fuzz targets for back-channel logout tokens and signed userinfo (threat model LIM-08,
 // LO-*, UI-03/04). `go test` runs the seeds in testdata/fuzz/<target>; to fuzz one:
 //
 //	go test -run '^$' -fuzz '^FuzzVerifyLogoutToken$' -fuzztime 60s ./oidcflow

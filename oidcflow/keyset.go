@@ -18,7 +18,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 )
 
-// JWKS cache limits (SECURITY.md OPS-07).
+// JWKS cache limits (threat model OPS-07).
 const (
 	// jwksMinInterval is the least time between two fetches of the OP's key set. A token
 	// naming a kid that is not cached triggers a fetch only when the last one is older;

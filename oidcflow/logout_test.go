@@ -382,7 +382,7 @@ func TestLogoutTokenFormAndSize(t *testing.T) {
 	})
 }
 
-// TestLogoutTokenDuplicateClaims: a claim named twice is refused (SECURITY.md LIM-08), with
+// TestLogoutTokenDuplicateClaims: a claim named twice is refused (threat model LIM-08), with
 // a signature that verifies, from an OP whose key the test holds.
 func TestLogoutTokenDuplicateClaims(t *testing.T) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -9,7 +9,7 @@ import (
 	"github.com/trustgate/trustgate/internal/oidctest"
 )
 
-// SECURITY.md cases of the security sweep (issue 10) that belong to the protocol library:
+// Threat model cases (docs/threat-model.md) that belong to the protocol library:
 // clock skew between the provider and the gateway on an injected clock, and claim sets
 // that are pathological JSON.
 

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Fuzz target for the cookie codec (SECURITY.md LIM-08). `go test` runs the seeds in
+// Fuzz target for the cookie codec (threat model LIM-08). `go test` runs the seeds in
 // testdata/fuzz/FuzzCodecDecodeRoundTrip and those added below; to fuzz:
 //
 //	go test -run '^$' -fuzz '^FuzzCodecDecodeRoundTrip$' -fuzztime 60s ./session

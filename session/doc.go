@@ -51,7 +51,7 @@
 // itself (a random token per hold; Unlock compares and deletes, so a holder
 // whose hold expired never releases a newer one), and [SessionReader.Reload]
 // reads a session past any local cache. Together they make a token refresh happen
-// once per session across every gateway instance (SECURITY.md OPS-10): take
+// once per session across every gateway instance (threat model OPS-10): take
 // the lock, Reload, refresh only if the reloaded session still needs it, Put
 // the Clone (same ExpiresAt, new tokens, RefreshedAt), Unlock.
 //

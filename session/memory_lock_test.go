@@ -9,7 +9,7 @@ import (
 
 // TestOPS10_MemoryLock: the refresh lock of the memory store has one holder
 // at a time, is released only by its holder's token, and expires after its
-// ttl when the holder never releases it (SECURITY.md OPS-10).
+// ttl when the holder never releases it (threat model OPS-10).
 func TestOPS10_MemoryLock(t *testing.T) {
 	clock := newFakeClock()
 	m := newTestStore(t, MemoryOptions{Now: clock.Now})

@@ -14,7 +14,7 @@ import (
 // their own local caches) on one Redis share the refresh lock: one holder at
 // a time, released only by its holder's token, expiring by Redis's own TTL
 // when the holder never releases it, so a stale holder cannot release the
-// next one's lock (SECURITY.md OPS-10).
+// next one's lock (threat model OPS-10).
 func TestOPS10_RedisLockAcrossInstances(t *testing.T) {
 	srv := redistest.Start(t)
 	a, b := newRedisPair(t, RedisOptions{Addrs: []string{srv.Addr()}})

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// SECURITY.md cases of the security sweep (issue 10) that belong to the store.
+// Threat model cases (docs/threat-model.md) that belong to the store.
 
 // TestLIM03_LoginStateFloodIsBounded: the store keeps login state (the single-use marks
 // of callbacks, Once) and pending CIBA logins (records) for anonymous callers; a flood of

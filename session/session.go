@@ -157,7 +157,7 @@ type Match struct {
 	// CreatedAt is strictly before it. A back-channel logout passes the
 	// logout token's issue time (plus clock leeway), so that a token can
 	// never end a session created after it was issued, for example a
-	// replayed token after the user logged in anew (SECURITY.md LO-08).
+	// replayed token after the user logged in anew (threat model LO-08).
 	CreatedBefore time.Time
 	// ClientID, when set, limits the match to sessions of that client: two
 	// sites sharing a store and a provider do not end each other's sessions.

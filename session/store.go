@@ -88,7 +88,7 @@ type Locker interface {
 	// always comes with ok = false: the caller does not hold the lock.
 	//
 	// The gateway uses it for refresh single-flight across instances
-	// (SECURITY.md OPS-10): the one request that gets the lock of a session
+	// (threat model OPS-10): the one request that gets the lock of a session
 	// Reloads the session, re-checks that it still needs a refresh, refreshes,
 	// Puts the result and Unlocks; the others (on any instance) poll Lock and
 	// Reload until they see the refreshed version or get the lock themselves,

@@ -15,7 +15,7 @@ import (
 	"unicode/utf8"
 )
 
-// Fuzz targets for claim-to-header rendering and header stripping (SECURITY.md LIM-08,
+// Fuzz targets for claim-to-header rendering and header stripping (threat model LIM-08,
 // HDR-01..04). `go test` runs the seeds in testdata/fuzz/<target>; to fuzz one:
 //
 //	go test -run '^$' -fuzz '^FuzzLIM08_Headers$' -fuzztime 60s ./trust

@@ -327,7 +327,7 @@ func claimRuleHolds(r ClaimRule, claims map[string]any) (bool, string) {
 	return false, "has " + reasonQuote(s)
 }
 
-// emailDomainHolds applies the e-mail domain rule (SECURITY.md HDR-05) and, when it does
+// emailDomainHolds applies the e-mail domain rule (threat model HDR-05) and, when it does
 // not hold, says why as a clause about this sign-in.
 func (p *Policy) emailDomainHolds(prof *Profile) (bool, string) {
 	if prof.Email == "" {

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// Who the user is (issue 18): user_claim, groups_claim, X-Auth-User, X-Auth-Groups, the
+// Who the user is: user_claim, groups_claim, X-Auth-User, X-Auth-Groups, the
 // id and groups placeholders, and the group rule.
 
 func TestUserClaim(t *testing.T) {

@@ -39,6 +39,8 @@ test: prereqs e2e-deps
 	export XDG_DATA_HOME="$$tmp/data" XDG_CONFIG_HOME="$$tmp/config"; \
 	echo "== go vet"; $(GO) vet ./...; \
 	echo "== staticcheck $(STATICCHECK_VERSION)"; $(STATICCHECK_RUN); \
+	echo "== scripts/house -check (the root's floors: arrows point down, <= 15 methods a type, <= 600 lines a file)"; \
+	$(GO) run ./scripts/house -check . >"$$tmp/house.txt" || { cat "$$tmp/house.txt"; exit 1; }; \
 	echo "== build the custom Caddy and check the module is in it"; \
 	$(GO) build -o "$$tmp/caddy" ./caddy-build; \
 	"$$tmp/caddy" list-modules | grep -qx http.handlers.trustgate; \

@@ -87,7 +87,7 @@ const (
 	bindDeniedPeriod = 10 * time.Minute
 )
 
-// bindRequest is the identity binding a login is for (see handler_link.go).
+// bindRequest is the identity binding a login is for (see link.go).
 type bindRequest struct {
 	subject string   // the session's subject: the binding must come back for the same user
 	alias   string   // an alias to link once the binding is confirmed, or ""

@@ -15,7 +15,7 @@
 // constant (with -fields also a struct field: h.store in A, field declared in B). Each
 // distinct (A, B) pair is one edge; its weight is the number of uses. The receiver type of
 // a method declaration is a use of the type (a method of Handler written in
-// handler_login.go cannot exist without the file that declares Handler); -recv=false
+// handler.go cannot exist without the file that declares Handler); -recv=false
 // leaves those out.
 //
 // Floors. The floors file (-floors, default scripts/house/floors.txt) lists the floors top

@@ -9,6 +9,7 @@ import (
 
 	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/provider"
+	"github.com/trustgate/trustgate/trust"
 )
 
 // Checking the configuration once, when it is loaded (`caddy validate` runs this too).
@@ -32,6 +33,9 @@ func (h *Handler) Validate() error {
 		UserinfoIssuer: h.UserinfoIssuer, AuthParams: h.AuthParams,
 	}); err != nil {
 		return err
+	}
+	if _, err := trust.ParseStandardHeaders(h.StandardHeaders); err != nil {
+		return fmt.Errorf("standard_headers: %w", err)
 	}
 	switch h.LoginHintFormat {
 	case "", provider.HintJWT:

@@ -94,105 +94,6 @@ const (
 	cibaIPSlotLockPrefix = "ciba-ip:"
 )
 
-// readCIBAForm reads a JSON object or a form body into a map of single strings.
-func readCIBAForm(w http.ResponseWriter, r *http.Request) (map[string]string, error) {
-	if r.Method != http.MethodPost {
-		return nil, errors.New("use POST")
-	}
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCIBARequestBytes))
-	if err != nil {
-		return nil, errors.New("the request body is larger than 16 KiB")
-	}
-	out := map[string]string{}
-	switch mt {
-	case "application/json":
-		var raw map[string]json.RawMessage
-		if err := json.Unmarshal(body, &raw); err != nil || raw == nil {
-			return nil, errors.New("the body is not a JSON object")
-		}
-		for k, rv := range raw {
-			if k == "claims" {
-				// The claims request is a JSON object, passed on as it is (compacted).
-				if t := bytes.TrimSpace(rv); len(t) == 0 || t[0] != '{' {
-					return nil, errors.New("claims must be a JSON object (OpenID Connect Core 5.5)")
-				}
-				var b bytes.Buffer
-				if err := json.Compact(&b, rv); err != nil {
-					return nil, errors.New("claims must be a JSON object (OpenID Connect Core 5.5)")
-				}
-				out[k] = b.String()
-				continue
-			}
-			dec := json.NewDecoder(bytes.NewReader(rv))
-			dec.UseNumber()
-			var v any
-			if err := dec.Decode(&v); err != nil {
-				return nil, errors.New("the body is not a JSON object")
-			}
-			switch v := v.(type) {
-			case string:
-				out[k] = v
-			case json.Number: // requested_expiry
-				out[k] = v.String()
-			case bool: // from_session
-				out[k] = strconv.FormatBool(v)
-			case []any: // acr_values as a JSON array
-				parts := make([]string, 0, len(v))
-				for _, e := range v {
-					s, ok := e.(string)
-					if !ok {
-						return nil, fmt.Errorf("%s must be strings", k)
-					}
-					parts = append(parts, s)
-				}
-				out[k] = strings.Join(parts, " ")
-			case nil:
-			default:
-				return nil, fmt.Errorf("%s must be a string", k)
-			}
-		}
-	case "application/x-www-form-urlencoded":
-		vs, err := url.ParseQuery(string(body))
-		if err != nil {
-			return nil, errors.New("the form body is malformed")
-		}
-		for k, v := range vs {
-			if len(v) != 1 {
-				return nil, fmt.Errorf("%s is repeated", k)
-			}
-			out[k] = v[0]
-		}
-	default:
-		return nil, errors.New("send application/json or application/x-www-form-urlencoded")
-	}
-	return out, nil
-}
-
-// crossSite reports a browser request sent by another site's page: Sec-Fetch-Site
-// cross-site, or an Origin header ("null" included) whose host is not the request's.
-func crossSite(r *http.Request) bool {
-	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
-		return true
-	}
-	origin, ok := r.Header["Origin"]
-	if !ok || len(origin) == 0 {
-		return false
-	}
-	u, err := url.Parse(origin[0])
-	return err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host)
-}
-
-func countNonEmpty(ss ...string) int {
-	n := 0
-	for _, s := range ss {
-		if s != "" {
-			n++
-		}
-	}
-	return n
-}
-
 // fail answers a CIBA endpoint error as JSON, never cacheable.
 func (f *cibaFlow) fail(w http.ResponseWriter, r *http.Request, status int, code, msg string) error {
 	return f.refuser.Refuse(w, r, &web.Refusal{Status: status, Reason: code, Message: msg, Form: web.JSON})
@@ -547,4 +448,103 @@ func (f *cibaFlow) lookupError(w http.ResponseWriter, r *http.Request, err error
 func (f *cibaFlow) expiredAnswer(w http.ResponseWriter, r *http.Request) error {
 	f.metrics.cibaOutcome("expired", "")
 	return f.fail(w, r, http.StatusGone, "expired_token", "the sign-in request expired before the user confirmed it; start a new one")
+}
+
+// readCIBAForm reads a JSON object or a form body into a map of single strings.
+func readCIBAForm(w http.ResponseWriter, r *http.Request) (map[string]string, error) {
+	if r.Method != http.MethodPost {
+		return nil, errors.New("use POST")
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCIBARequestBytes))
+	if err != nil {
+		return nil, errors.New("the request body is larger than 16 KiB")
+	}
+	out := map[string]string{}
+	switch mt {
+	case "application/json":
+		var raw map[string]json.RawMessage
+		if err := json.Unmarshal(body, &raw); err != nil || raw == nil {
+			return nil, errors.New("the body is not a JSON object")
+		}
+		for k, rv := range raw {
+			if k == "claims" {
+				// The claims request is a JSON object, passed on as it is (compacted).
+				if t := bytes.TrimSpace(rv); len(t) == 0 || t[0] != '{' {
+					return nil, errors.New("claims must be a JSON object (OpenID Connect Core 5.5)")
+				}
+				var b bytes.Buffer
+				if err := json.Compact(&b, rv); err != nil {
+					return nil, errors.New("claims must be a JSON object (OpenID Connect Core 5.5)")
+				}
+				out[k] = b.String()
+				continue
+			}
+			dec := json.NewDecoder(bytes.NewReader(rv))
+			dec.UseNumber()
+			var v any
+			if err := dec.Decode(&v); err != nil {
+				return nil, errors.New("the body is not a JSON object")
+			}
+			switch v := v.(type) {
+			case string:
+				out[k] = v
+			case json.Number: // requested_expiry
+				out[k] = v.String()
+			case bool: // from_session
+				out[k] = strconv.FormatBool(v)
+			case []any: // acr_values as a JSON array
+				parts := make([]string, 0, len(v))
+				for _, e := range v {
+					s, ok := e.(string)
+					if !ok {
+						return nil, fmt.Errorf("%s must be strings", k)
+					}
+					parts = append(parts, s)
+				}
+				out[k] = strings.Join(parts, " ")
+			case nil:
+			default:
+				return nil, fmt.Errorf("%s must be a string", k)
+			}
+		}
+	case "application/x-www-form-urlencoded":
+		vs, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, errors.New("the form body is malformed")
+		}
+		for k, v := range vs {
+			if len(v) != 1 {
+				return nil, fmt.Errorf("%s is repeated", k)
+			}
+			out[k] = v[0]
+		}
+	default:
+		return nil, errors.New("send application/json or application/x-www-form-urlencoded")
+	}
+	return out, nil
+}
+
+// crossSite reports a browser request sent by another site's page: Sec-Fetch-Site
+// cross-site, or an Origin header ("null" included) whose host is not the request's.
+func crossSite(r *http.Request) bool {
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return true
+	}
+	origin, ok := r.Header["Origin"]
+	if !ok || len(origin) == 0 {
+		return false
+	}
+	u, err := url.Parse(origin[0])
+	return err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host)
+}
+
+func countNonEmpty(ss ...string) int {
+	n := 0
+	for _, s := range ss {
+		if s != "" {
+			n++
+		}
+	}
+	return n
 }

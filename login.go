@@ -111,38 +111,6 @@ const (
 	maxErrorBytes = 512
 )
 
-// exchangeError maps a provider failure to what the user sees; the details go to the log.
-func exchangeError(err error) *callbackError {
-	reason := oidcflow.ReasonCode(err)
-	e := &callbackError{reason: reason, err: err}
-	var oe *oidcflow.Error
-	if errors.As(err, &oe) {
-		e.opErr = oe.OPError
-	}
-	switch {
-	case reason == oidcflow.CodeDiscovery:
-		e.status, e.msg = http.StatusServiceUnavailable, "The sign-in service is not reachable right now. Please try again in a moment."
-	case oidcflow.IsTemporary(err):
-		e.status, e.msg = http.StatusBadGateway, "The sign-in service did not answer properly. Please try again in a moment."
-	case reason == oidcflow.CodeTokenRejected:
-		e.status, e.msg = http.StatusBadRequest, "The sign-in service refused this sign-in (the link may have been used already). Please sign in again."
-	case reason == oidcflow.CodeResponseIssuer:
-		e.status, e.msg = http.StatusBadRequest, "This sign-in response comes from another sign-in service than the one it was sent to, so it was refused. Please sign in again."
-	case reason == oidcflow.CodeClientRejected:
-		e.status, e.msg = http.StatusBadGateway, "The sign-in service refused this site's request. The site's administrator has been told; please try again later."
-	default:
-		e.status, e.msg = http.StatusUnauthorized, "The sign-in could not be verified, so it was refused. Please sign in again; if this keeps happening, contact the site's administrator."
-	}
-	return e
-}
-
-// stateKey and sessionHash turn secrets into short non-reversible labels for replay keys
-// and logs.
-func stateKey(state string) string {
-	sum := sha256.Sum256([]byte(state))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
 // begin prepares the authorization-code flow: a fresh transaction in its own cookie
 // (set on w's headers, with the oldest pending ones evicted) and the provider's
 // authorization URL. It writes no status or body, so it also serves a response that is
@@ -526,4 +494,36 @@ type IdentityBindingConfig struct {
 	Header string `json:"header,omitempty"`
 	// ACRValues are sent with the binding's authorization request.
 	ACRValues []string `json:"acr_values,omitempty"`
+}
+
+// exchangeError maps a provider failure to what the user sees; the details go to the log.
+func exchangeError(err error) *callbackError {
+	reason := oidcflow.ReasonCode(err)
+	e := &callbackError{reason: reason, err: err}
+	var oe *oidcflow.Error
+	if errors.As(err, &oe) {
+		e.opErr = oe.OPError
+	}
+	switch {
+	case reason == oidcflow.CodeDiscovery:
+		e.status, e.msg = http.StatusServiceUnavailable, "The sign-in service is not reachable right now. Please try again in a moment."
+	case oidcflow.IsTemporary(err):
+		e.status, e.msg = http.StatusBadGateway, "The sign-in service did not answer properly. Please try again in a moment."
+	case reason == oidcflow.CodeTokenRejected:
+		e.status, e.msg = http.StatusBadRequest, "The sign-in service refused this sign-in (the link may have been used already). Please sign in again."
+	case reason == oidcflow.CodeResponseIssuer:
+		e.status, e.msg = http.StatusBadRequest, "This sign-in response comes from another sign-in service than the one it was sent to, so it was refused. Please sign in again."
+	case reason == oidcflow.CodeClientRejected:
+		e.status, e.msg = http.StatusBadGateway, "The sign-in service refused this site's request. The site's administrator has been told; please try again later."
+	default:
+		e.status, e.msg = http.StatusUnauthorized, "The sign-in could not be verified, so it was refused. Please sign in again; if this keeps happening, contact the site's administrator."
+	}
+	return e
+}
+
+// stateKey and sessionHash turn secrets into short non-reversible labels for replay keys
+// and logs.
+func stateKey(state string) string {
+	sum := sha256.Sum256([]byte(state))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }

@@ -521,8 +521,7 @@ func exchangeError(err error) *callbackError {
 	return e
 }
 
-// stateKey and sessionHash turn secrets into short non-reversible labels for replay keys
-// and logs.
+// stateKey turns a login's state into a short non-reversible label for its replay key.
 func stateKey(state string) string {
 	sum := sha256.Sum256([]byte(state))
 	return base64.RawURLEncoding.EncodeToString(sum[:])

@@ -243,6 +243,7 @@ func (j *jar) cookie(name, value string, maxAge int) *http.Cookie {
 	}
 }
 
+// sessionHash is a session id (or a subject) as a short non-reversible label for logs.
 func sessionHash(id string) string {
 	sum := sha256.Sum256([]byte(id))
 	return base64.RawURLEncoding.EncodeToString(sum[:9])

@@ -279,9 +279,9 @@ func (a *asserter) sign(r *http.Request, rd *rendered) (string, error) {
 	ttl := time.Duration(a.cfg.Lifetime)
 	now := a.now()
 	signer := a.keys.current(now)
-	if a, _ := rd.assertion.Load().(*signedAssertion); a != nil && a.iss == iss && a.aud == aud && a.ttl == ttl &&
-		a.keys == a.keys && a.signer == signer && now.Before(a.refresh) {
-		return a.token, nil
+	if c, _ := rd.assertion.Load().(*signedAssertion); c != nil && c.iss == iss && c.aud == aud && c.ttl == ttl &&
+		c.keys == a.keys && c.signer == signer && now.Before(c.refresh) {
+		return c.token, nil
 	}
 	tok, err := signer.Sign(trust.AssertionClaims(rd.profile, iss, aud, now, ttl))
 	if err != nil {

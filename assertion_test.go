@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/certmagic"
 	"github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
 	"github.com/trustgate/trustgate/trust"
@@ -332,5 +333,41 @@ func TestAssertionIssuerFromHostIsNormalized(t *testing.T) {
 		if got := a.origin(r); got != tc.want {
 			t.Errorf("origin for Host %q = %q, want %q", tc.host, got, tc.want)
 		}
+	}
+}
+
+// TestAssertionCacheIsPerKeySet: a session's cached assertion is reused only by the key set
+// that signed it; a block with other keys (another key_file) signs its own, even for the
+// same session rendering and the same issuer, audience and lifetime.
+func TestAssertionCacheIsPerKeySet(t *testing.T) {
+	newKeys := func() *assertionKeys {
+		sk, err := trust.GenerateSigningKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer, err := trust.NewAssertionSigner(sk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := &assertionKeys{}
+		k.signer.Store(signer)
+		return k
+	}
+	cfg := &AssertionConfig{Issuer: "https://app.example.com", Lifetime: caddyDuration(time.Minute)}
+	b := &base{now: time.Now, logger: zap.NewNop()}
+	one := &asserter{base: b, cfg: cfg, keys: newKeys()}
+	two := &asserter{base: b, cfg: cfg, keys: newKeys()}
+	rd := &rendered{profile: trust.NewProfile(map[string]any{"sub": "u1"}, trust.Options{})}
+	r := mustRequest(t, http.MethodGet, "https://app.example.com/")
+	t1, err := one.sign(r, rd)
+	if err != nil || t1 == "" {
+		t.Fatalf("first sign: %q, %v", t1, err)
+	}
+	if again, _ := one.sign(r, rd); again != t1 {
+		t.Error("the same key set did not reuse its cached assertion")
+	}
+	t2, err := two.sign(r, rd)
+	if err != nil || t2 == "" || t2 == t1 {
+		t.Errorf("another key set got %q (err %v), want its own assertion, not the cached one", t2, err)
 	}
 }

@@ -147,8 +147,8 @@ func (o *logoutFlow) logoutForm(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := opContext(r)
 	defer cancel()
 	if md, err := o.client.Discover(ctx); err == nil && md.EndSessionEndpoint != "" {
-		if o := web.OriginOf(md.EndSessionEndpoint); o != formAction {
-			formAction += " " + o
+		if origin := web.OriginOf(md.EndSessionEndpoint); origin != formAction {
+			formAction += " " + origin
 		}
 	}
 	web.WritePage(w, http.StatusOK, web.Page{Title: "Sign out", Message: "Do you want to sign out of this site?", Form: o.prefix + "/logout", FormAction: formAction})

@@ -94,7 +94,7 @@ func FuzzSafeReturnPath(f *testing.F) {
 	})
 }
 
-// fl08CorpusSeeds are the open-redirect targets of threat model FL-08 (security_flow_test.go
+// fl08CorpusSeeds are the open-redirect targets of threat model FL-08 (login_security_test.go
 // has the same list; copied so this file stands alone).
 func fl08CorpusSeeds() []string {
 	return []string{

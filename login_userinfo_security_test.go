@@ -1,15 +1,17 @@
 package trustgate
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/trustgate/trustgate/internal/oidctest"
+	"github.com/trustgate/trustgate/internal/web"
+	"github.com/trustgate/trustgate/trust"
 )
 
-// Tests for the threat model (docs/threat-model.md) section C.2 (userinfo): a userinfo answer that fails verification rejects
-// the login, and its values are never used.
+// Threat model (docs/threat-model.md) UI-01..06: the userinfo answer of the login callback (login.go); a bad one rejects the login.
 
 func runUserinfoRejections(t *testing.T, user string, cases []idtCase, opts ...gatewayOption) {
 	t.Helper()
@@ -90,6 +92,16 @@ func TestUI03_SignedUserinfoForged(t *testing.T) {
 	})
 }
 
+func TestUI03_SignedUserinfoExtraAudience(t *testing.T) {
+	runUserinfoRejections(t, "ola", []idtCase{
+		{"untrusted extra audience", oidctest.Faults{MutateUserinfo: func(h, c map[string]any) {
+			if h != nil {
+				c["aud"] = []any{oidctest.DefaultClient().ID, "another-api"}
+			}
+		}}},
+	})
+}
+
 func TestUI04_SignedUserinfoDowngrade(t *testing.T) {
 	runUserinfoRejections(t, "ola", []idtCase{
 		{"JSON answer when signed is required", oidctest.Faults{UserinfoForceJSON: true}},
@@ -111,6 +123,76 @@ func TestUI04_SignedUserinfoDowngrade(t *testing.T) {
 			t.Errorf("X-Auth-Name = %q, want the signed userinfo's name", got)
 		}
 	})
+}
+
+func TestUI05_AggregatedAndDistributedClaimsNotTrusted(t *testing.T) {
+	const distributedToken = "distributed-claims-access-token-0123456789"
+	attacker, hits := sweepAttackerHost(t, func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"groups":["admins"],"email":"ceo@evil.example"}`)
+	})
+	forgedKey, _ := sweepECKey(t, "x")
+	forged := sweepSignES256(map[string]any{"alg": "ES256", "kid": "x"},
+		[]byte(`{"iss":"https://claims.evil.example","sub":"`+oidctest.SubjectBindIDKnown+`","groups":["admins"],"email":"ceo@evil.example"}`), forgedKey)
+	unsigned := b64url([]byte(`{"alg":"none"}`)) + "." + b64url([]byte(`{"role":"superuser","email":"ceo@evil.example"}`)) + "."
+	for _, where := range []string{"userinfo", "id token"} {
+		t.Run(where, func(t *testing.T) {
+			g := newGateway(t, func(h *Handler, _ *oidctest.Options) {
+				h.HeaderMappings = append(h.HeaderMappings, trust.Mapping{Header: "X-Auth-Groups", Claim: "groups"}, trust.Mapping{Header: "X-Auth-Role", Claim: "role"})
+			})
+			add := func(c map[string]any) {
+				c["_claim_names"] = map[string]any{"groups": "src1", "role": "src2", "email": "src3"}
+				c["_claim_sources"] = map[string]any{
+					"src1": map[string]any{"JWT": forged},
+					"src2": map[string]any{"JWT": unsigned},
+					"src3": map[string]any{"endpoint": attacker.URL + "/claims", "access_token": distributedToken},
+				}
+			}
+			if where == "userinfo" {
+				g.op.SetFaults(oidctest.Faults{MutateUserinfo: func(_, c map[string]any) { add(c) }})
+			} else {
+				g.op.SetFaults(mutateID(func(_, c map[string]any) { add(c) }))
+			}
+			g.mustLogin("bindid-known")
+			if n := hits.Load(); n != 0 {
+				t.Errorf("requests to the distributed claims endpoint = %d, want 0", n)
+			}
+			h := g.upstream.Header()
+			if h.Get("X-Auth-Groups") != "" || h.Get("X-Auth-Role") != "" {
+				t.Errorf("aggregated claims reached the upstream: groups %q role %q", h.Get("X-Auth-Groups"), h.Get("X-Auth-Role"))
+			}
+			g.sweepUpstreamHeadersLack("ceo@evil.example", "superuser", "admins", distributedToken, forged)
+			// Neither the unverified aggregated JWTs nor the distributed source's access token
+			// are kept where a browser or an upstream can read them: /.trustgate/me and the
+			// {http.auth.user.*} placeholders.
+			_, me := g.api("/.trustgate/me")
+			for what, v := range map[string]string{"the distributed source's access token": distributedToken, "an unverified aggregated JWT": forged, "an unsigned aggregated JWT": unsigned} {
+				if strings.Contains(me, v) {
+					t.Errorf("/.trustgate/me returns %s to the browser", what)
+				}
+			}
+			rd := g.h.sessions.render(g.stored())
+			for name, v := range rd.placeholders {
+				if strings.Contains(v, distributedToken) || strings.Contains(v, forged) {
+					t.Errorf("placeholder {http.auth.user.%s} carries the aggregated/distributed claim sources", name)
+				}
+			}
+		})
+	}
+}
+
+// sweepUpstreamHeadersLack fails when any upstream header value contains one of bad.
+func (g *gateway) sweepUpstreamHeadersLack(bad ...string) {
+	g.t.Helper()
+	for name, vs := range g.upstream.Header() {
+		for _, v := range vs {
+			for _, b := range bad {
+				if strings.Contains(v, b) {
+					g.t.Errorf("upstream header %s = %q carries %q", name, web.Clip(v, 120), b)
+				}
+			}
+		}
+	}
 }
 
 // TestUI06_UserinfoFailure: an unusable userinfo answer during login never yields a session.

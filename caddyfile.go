@@ -131,7 +131,12 @@ func endpointMatcherSet(prefix string) caddy.ModuleMap {
 //		scopes            <scope>...
 //		path_prefix       <path>
 //		redirect_url      <url>
-//		token_auth_method client_secret_basic|client_secret_post|none
+//		token_auth_method client_secret_basic|client_secret_post|none|private_key_jwt
+//		client_auth       <method> [{               # the same, with the keys of private_key_jwt
+//			key <pem, e.g. {file./etc/trustgate/client.pem}>   # each key line starts a key;
+//			alg PS256|RS256|ES256                               # the first key signs
+//			kid <key id>
+//		}]
 //		userinfo          get|post|off [require_signed]
 //		userinfo_issuer   <url>                     # iss of a signed userinfo (BankID)
 //		login_hint_format jwt|iddataweb
@@ -260,6 +265,22 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&h.TokenAuthMethod) {
 				return d.ArgErr()
 			}
+		case "client_auth":
+			if h.TokenAuthMethod != "" {
+				return d.Err("client_auth and token_auth_method set the same thing; keep one")
+			}
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.TokenAuthMethod = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			keys, err := unmarshalClientKeys(d)
+			if err != nil {
+				return err
+			}
+			h.ClientKeys = keys
 		case "userinfo":
 			if !d.NextArg() {
 				return d.ArgErr()

@@ -299,3 +299,32 @@ func parseDuration(d *caddyfile.Dispenser, key, v string, dst *caddy.Duration, p
 	*dst = caddy.Duration(dur)
 	return nil
 }
+
+// unmarshalClientKeys parses the block of `client_auth <method>`: each key line starts a
+// key, and the alg and kid lines after it belong to it.
+func unmarshalClientKeys(d *caddyfile.Dispenser) ([]ClientKeyConfig, error) {
+	var keys []ClientKeyConfig
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		var v string
+		if !d.AllArgs(&v) {
+			return nil, d.ArgErr()
+		}
+		if key == "key" {
+			keys = append(keys, ClientKeyConfig{Key: v})
+			continue
+		}
+		if len(keys) == 0 {
+			return nil, d.Errf("client_auth: %s must follow a key line", key)
+		}
+		switch key {
+		case "alg":
+			keys[len(keys)-1].Alg = v
+		case "kid":
+			keys[len(keys)-1].KID = v
+		default:
+			return nil, d.Errf("unrecognized client_auth option '%s' (want key, alg, kid)", key)
+		}
+	}
+	return keys, nil
+}

@@ -26,13 +26,13 @@ var clients = caddy.NewUsagePool()
 
 // pooledOIDCClient returns the provider client of cfg from the pool shared across
 // `caddy reload` (a reload keeps discovery, keys and back-offs), and its pool key. caSum
-// names the CAs of caPool.
-func pooledOIDCClient(cfg oidcflow.Config, caPool *x509.CertPool, caSum string) (*oidcflow.Client, string, error) {
+// names the CAs of caPool, keysSum the client keys of private_key_jwt.
+func pooledOIDCClient(cfg oidcflow.Config, caPool *x509.CertPool, caSum, keysSum string) (*oidcflow.Client, string, error) {
 	// The key identifies the configuration without holding the secret itself.
 	sum := sha256.Sum256([]byte(cfg.ClientSecret))
 	kb, err := json.Marshal([]any{cfg.Issuer, cfg.ClientID, hex.EncodeToString(sum[:]), cfg.Scopes, cfg.AuthMethod,
 		cfg.Userinfo, cfg.RequireSignedUserinfo, cfg.UserinfoIssuer, cfg.IDTokenFirstClaims, cfg.TrustedAudiences, cfg.ClockLeeway,
-		cfg.AuthParams, caSum})
+		cfg.AuthParams, caSum, keysSum})
 	if err != nil {
 		return nil, "", fmt.Errorf("provider pool key: %w", err)
 	}

@@ -19,6 +19,8 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name str
 		return h.sessions.serveMe(w, r)
 	case "jwks.json":
 		return h.assertion.serveJWKS(w, r)
+	case "client-jwks.json":
+		return h.serveClientJWKS(w, r)
 	case "backchannel-logout":
 		return h.logout.serveBackchannel(w, r)
 	case "signed-out":

@@ -24,6 +24,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/trustgate/trustgate/internal/web"
+	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/provider"
 	"github.com/trustgate/trustgate/session"
 	"github.com/trustgate/trustgate/trust"
@@ -111,10 +112,16 @@ type Handler struct {
 	// more than one Host name or runs behind a TLS-terminating proxy.
 	RedirectURL string `json:"redirect_url,omitempty"`
 
-	// TokenAuthMethod is how the gateway authenticates at the token endpoint:
-	// client_secret_basic, client_secret_post or none. Default: client_secret_basic (none
-	// when there is no client secret).
+	// TokenAuthMethod is how the gateway authenticates to the provider (token,
+	// backchannel authentication and introspection endpoints): client_secret_basic,
+	// client_secret_post, none, or private_key_jwt (with ClientKeys). Default:
+	// client_secret_basic (none when there is no client secret). Caddyfile:
+	// token_auth_method <method>, or client_auth <method> [{ key ... alg ... kid ... }].
 	TokenAuthMethod string `json:"token_auth_method,omitempty"`
+
+	// ClientKeys are the gateway's private keys for private_key_jwt; the first signs, all
+	// are published at <path_prefix>/client-jwks.json (rotation).
+	ClientKeys []ClientKeyConfig `json:"client_keys,omitempty"`
 
 	// Userinfo is how the userinfo endpoint is called after login: get, post (both send the
 	// access token in the Authorization header) or off (claims from the ID token only).
@@ -322,18 +329,20 @@ type Handler struct {
 	// bearer lets API requests in by their access token (bearer.go); nil without bearer.
 	bearer *bearerGate
 	// linker acts on the application's linking headers (link.go).
-	linker       *linker
-	profile      *provider.Profile // the provider profile (never nil after Provision)
-	clientKey    string
-	storeKey     string
-	redirectURL  *url.URL
-	clientSecret string        // expanded
-	policy       *trust.Policy // the block's own require rules, compiled; nil: none
-	assert       *assertionKeys
-	assertKey    string            // assertionKeyPool key, for Cleanup
-	storage      certmagic.Storage // tests: instead of Caddy's configured storage
-	aliasHeader  string            // canonical AliasHeader
-	bindHeader   string            // canonical IdentityBinding.Header
+	linker        *linker
+	profile       *provider.Profile // the provider profile (never nil after Provision)
+	clientKey     string
+	storeKey      string
+	redirectURL   *url.URL
+	clientSecret  string               // expanded
+	clientKeys    []oidcflow.ClientKey // parsed ClientKeys
+	clientKeysSum string               // names clientKeys in the provider client's pool key
+	policy        *trust.Policy        // the block's own require rules, compiled; nil: none
+	assert        *assertionKeys
+	assertKey     string            // assertionKeyPool key, for Cleanup
+	storage       certmagic.Storage // tests: instead of Caddy's configured storage
+	aliasHeader   string            // canonical AliasHeader
+	bindHeader    string            // canonical IdentityBinding.Header
 
 	// metricsRegistry, when set (tests), is used instead of the config's metrics registry.
 	metricsRegistry *prometheus.Registry
@@ -378,6 +387,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.clientSecret = repl.ReplaceAll(h.ClientSecret, "")
 		if h.clientSecret == "" {
 			return errors.New("client_secret is empty after expanding placeholders: is the environment variable or file it names set?")
+		}
+	}
+	if len(h.ClientKeys) > 0 {
+		var err error
+		if h.clientKeys, h.clientKeysSum, err = loadClientKeys(h.ClientKeys, repl); err != nil {
+			return err
 		}
 	}
 	h.RedirectURL = repl.ReplaceAll(h.RedirectURL, "")
@@ -475,7 +490,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("login cookie keys: %w", err)
 	}
 
-	if h.client, h.clientKey, err = pooledOIDCClient(oidcConfig(h), h.caPool, h.caSum); err != nil {
+	if h.client, h.clientKey, err = pooledOIDCClient(oidcConfig(h), h.caPool, h.caSum, h.clientKeysSum); err != nil {
 		return err
 	}
 	if h.Bearer != nil {

@@ -84,6 +84,7 @@ func oidcConfig(h *Handler) oidcflow.Config {
 		ClientSecret:          h.clientSecret,
 		Scopes:                h.Scopes,
 		AuthMethod:            h.TokenAuthMethod,
+		ClientKeys:            h.clientKeys,
 		Userinfo:              h.Userinfo,
 		RequireSignedUserinfo: h.UserinfoRequireSigned,
 		UserinfoIssuer:        h.UserinfoIssuer,

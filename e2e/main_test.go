@@ -32,25 +32,28 @@ import (
 // env is everything TestMain started; the tests only read it.
 type env struct {
 	root, cache, artifacts string
-	opURL                  string // issuer
-	plainURL, signedURL    string // the two gateway sites (plainURL: provider bindid)
-	genericURL             string // the plain client's second site: provider generic (the default)
-	bankidURL              string // provider bankid, userinfo_issuer = userinfoIssuer
-	bankidStrictURL        string // provider bankid without userinfo_issuer: expects the issuer
-	bankidForgedURL        string // provider bankid; the provider signs its userinfo with an unpublished key
-	userinfoIssuer         string // the "iss" of the BankID client's signed userinfo (not opURL)
-	stepupURL              string // a site whose /admin/* requires urn:bankid:bid
-	lifecycleURL           string // a site with short-lived access tokens, rotation, RP-initiated and back-channel logout
-	cibaURL                string // a site with CIBA (poll mode) on: browserless login confirmed at the provider
-	entraURL               string // the Entra ID recipe of docs/providers.md (recipes_test.go)
-	entraStrictURL         string // the same without allow_unverified_email
-	googleURL              string // the Google recipe of docs/providers.md
-	keycloakURL            string // the Keycloak recipe of docs/providers.md
-	auth0URL               string // the Auth0 recipe of docs/providers.md
-	errorPagesURL          string // a site with error_pages caddy and its own handle_errors (errorpages_test.go)
-	bearerURL              string // an API site: bearer { audience apiAudience require_at_jwt }, /items/write/* requires scope items:write (bearer_test.go)
-	redisPorts             [2]int // two gateway instances sharing Redis, started by their test
-	bclPorts               [2]int // two gateway instances sharing Redis, registered for back-channel logout (on the first)
+	opURL                  string          // issuer
+	plainURL, signedURL    string          // the two gateway sites (plainURL: provider bindid)
+	genericURL             string          // the plain client's second site: provider generic (the default)
+	bankidURL              string          // provider bankid, userinfo_issuer = userinfoIssuer
+	bankidStrictURL        string          // provider bankid without userinfo_issuer: expects the issuer
+	bankidForgedURL        string          // provider bankid; the provider signs its userinfo with an unpublished key
+	userinfoIssuer         string          // the "iss" of the BankID client's signed userinfo (not opURL)
+	stepupURL              string          // a site whose /admin/* requires urn:bankid:bid
+	lifecycleURL           string          // a site with short-lived access tokens, rotation, RP-initiated and back-channel logout
+	cibaURL                string          // a site with CIBA (poll mode) on: browserless login confirmed at the provider
+	entraURL               string          // the Entra ID recipe of docs/providers.md (recipes_test.go)
+	entraStrictURL         string          // the same without allow_unverified_email
+	googleURL              string          // the Google recipe of docs/providers.md
+	keycloakURL            string          // the Keycloak recipe of docs/providers.md
+	auth0URL               string          // the Auth0 recipe of docs/providers.md
+	errorPagesURL          string          // a site with error_pages caddy and its own handle_errors (errorpages_test.go)
+	pkjwtURL               string          // a site that authenticates with private_key_jwt (clientauth_test.go)
+	pkjwtKeyFile           string          // its private key (PEM), made at start
+	pkjwtJWKS              json.RawMessage // the public half, registered at the provider
+	bearerURL              string          // an API site: bearer { audience apiAudience require_at_jwt }, /items/write/* requires scope items:write (bearer_test.go)
+	redisPorts             [2]int          // two gateway instances sharing Redis, started by their test
+	bclPorts               [2]int          // two gateway instances sharing Redis, registered for back-channel logout (on the first)
 	caddyBin               string
 	upstream               *httptest.Server
 	opLog, caddyLog        string
@@ -156,6 +159,10 @@ func setup() (cleanup func(), err error) {
 	e2e.auth0URL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.bearerURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.errorPagesURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.pkjwtURL = fmt.Sprintf("http://localhost:%d", freePort())
+	if err := makeClientKey(); err != nil {
+		return cleanup, fmt.Errorf("the private_key_jwt client key: %w", err)
+	}
 	e2e.redisPorts = [2]int{freePort(), freePort()}
 	e2e.bclPorts = [2]int{freePort(), freePort()}
 
@@ -220,7 +227,7 @@ func startOP(node string, port int) (func(), error) {
 	}
 	type client struct {
 		ClientID               string   `json:"client_id"`
-		ClientSecret           string   `json:"client_secret"`
+		ClientSecret           string   `json:"client_secret,omitempty"`
 		RedirectURIs           []string `json:"redirect_uris"`
 		PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
 		UserinfoSignedAlg      string   `json:"userinfo_signed_response_alg,omitempty"`
@@ -230,6 +237,9 @@ func startOP(node string, port int) (func(), error) {
 		AccessTokenTTL         int      `json:"access_token_ttl,omitempty"` // seconds
 		RotateRefreshToken     bool     `json:"rotate_refresh_token,omitempty"`
 		ClientCredentials      bool     `json:"client_credentials,omitempty"` // may also use grant_type=client_credentials
+		// TokenEndpointAuthMethod and JWKS register a private_key_jwt client with its keys.
+		TokenEndpointAuthMethod string          `json:"token_endpoint_auth_method,omitempty"`
+		JWKS                    json.RawMessage `json:"jwks,omitempty"`
 	}
 	clients, _ := json.Marshal([]client{
 		{ClientID: plainClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.plainURL + "/.trustgate/callback", e2e.genericURL + "/.trustgate/callback"}, PostLogoutRedirectURIs: []string{e2e.plainURL + "/"}},
@@ -274,6 +284,7 @@ func startOP(node string, port int) (func(), error) {
 		{ClientID: keycloakClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.keycloakURL + "/.trustgate/callback"}},
 		{ClientID: auth0ClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.auth0URL + "/.trustgate/callback"}},
 		{ClientID: bearerClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.bearerURL + "/.trustgate/callback"}, ClientCredentials: true},
+		{ClientID: pkjwtClientID, RedirectURIs: []string{e2e.pkjwtURL + "/.trustgate/callback"}, TokenEndpointAuthMethod: "private_key_jwt", JWKS: e2e.pkjwtJWKS},
 	})
 	e2e.opLog = filepath.Join(e2e.artifacts, "op.log")
 	logf, err := os.Create(e2e.opLog)
@@ -370,6 +381,7 @@ func startCaddy(bin string) (func(), error) {
 	caddyfile += site(e2e.cibaURL, cibaClientID, "tg_ciba", "all", "ciba", "")
 	caddyfile += bearerSite(site)
 	caddyfile += errorPagesSite(site)
+	caddyfile += pkjwtSite(site)
 	recipes, err := recipeSites()
 	if err != nil {
 		return func() { os.RemoveAll(dir) }, err
@@ -399,7 +411,7 @@ func startCaddy(bin string) (func(), error) {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}
 	}
-	for _, u := range []string{e2e.bearerURL, e2e.errorPagesURL, e2e.cibaURL, e2e.entraURL, e2e.entraStrictURL, e2e.googleURL, e2e.keycloakURL, e2e.auth0URL} {
+	for _, u := range []string{e2e.bearerURL, e2e.errorPagesURL, e2e.pkjwtURL, e2e.cibaURL, e2e.entraURL, e2e.entraStrictURL, e2e.googleURL, e2e.keycloakURL, e2e.auth0URL} {
 		if err := waitHTTP(u+"/.trustgate/me", 20*time.Second); err != nil {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}

@@ -471,7 +471,7 @@ func (c *Client) postForm(ctx context.Context, endpoint string, form url.Values)
 	case AuthClientSecretPost:
 		form.Set("client_id", c.cfg.ClientID)
 		form.Set("client_secret", c.cfg.ClientSecret)
-	case AuthNone:
+	case AuthNone, AuthPrivateKeyJWT: // the assertion is added by assertingTransport
 		form.Set("client_id", c.cfg.ClientID)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))

@@ -42,9 +42,12 @@ type Config struct {
 	ClientSecret string
 	// Scopes requested; "openid" is always included. Default: openid email profile.
 	Scopes []string
-	// AuthMethod is the token endpoint client authentication. Default: client_secret_basic
-	// (none when ClientSecret is empty).
+	// AuthMethod is the token endpoint client authentication: client_secret_basic (default;
+	// none when ClientSecret is empty), client_secret_post, none or private_key_jwt.
 	AuthMethod string
+	// ClientKeys are the client's private keys for private_key_jwt; the first one signs,
+	// all are published by ClientJWKS (rotation).
+	ClientKeys []ClientKey
 	// Userinfo is how the userinfo endpoint is called: get (default), post or off.
 	Userinfo string
 	// RequireSignedUserinfo rejects a userinfo answer that is not a signed JWT
@@ -156,8 +159,20 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	bg, cancel := context.WithCancel(oidc.ClientContext(context.Background(), cfg.HTTPClient))
-	return &Client{cfg: cfg, bg: bg, cancel: cancel}, nil
+	c := &Client{cfg: cfg}
+	if cfg.AuthMethod == AuthPrivateKeyJWT {
+		// Every client authentication to the provider, x/oauth2's included, gets a fresh
+		// assertion (clientauth.go).
+		hc := *cfg.HTTPClient
+		next := hc.Transport
+		if next == nil {
+			next = http.DefaultTransport
+		}
+		hc.Transport = &assertingTransport{next: next, c: c}
+		c.cfg.HTTPClient = &hc
+	}
+	c.bg, c.cancel = context.WithCancel(oidc.ClientContext(context.Background(), c.cfg.HTTPClient))
+	return c, nil
 }
 
 // Check reports what New would reject in cfg, without creating anything.
@@ -198,8 +213,12 @@ func withDefaults(cfg Config) (Config, error) {
 			return cfg, fmt.Errorf("token auth method %s needs a client secret", cfg.AuthMethod)
 		}
 	case AuthNone:
+	case AuthPrivateKeyJWT:
+		if err := checkClientKeys(cfg.ClientKeys); err != nil {
+			return cfg, err
+		}
 	default:
-		return cfg, fmt.Errorf("unknown token auth method %q (want %s, %s or %s)", cfg.AuthMethod, AuthClientSecretBasic, AuthClientSecretPost, AuthNone)
+		return cfg, fmt.Errorf("unknown token auth method %q (want %s, %s, %s or %s)", cfg.AuthMethod, AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT, AuthNone)
 	}
 	switch cfg.Userinfo {
 	case "":
@@ -424,10 +443,16 @@ func (c *Client) fetchProvider() (*provider, error) {
 	if c.cfg.AuthMethod != AuthClientSecretBasic {
 		authStyle = oauth2.AuthStyleInParams
 	}
+	// x/oauth2 sends the secret it is given; only the secret methods may send one
+	// (private_key_jwt's assertion is added by assertingTransport).
+	secret := c.cfg.ClientSecret
+	if c.cfg.AuthMethod != AuthClientSecretBasic && c.cfg.AuthMethod != AuthClientSecretPost {
+		secret = ""
+	}
 	return &provider{
 		oauth: oauth2.Config{
 			ClientID:     c.cfg.ClientID,
-			ClientSecret: c.cfg.ClientSecret,
+			ClientSecret: secret,
 			Scopes:       c.cfg.Scopes,
 			Endpoint: oauth2.Endpoint{
 				AuthURL:   meta.AuthorizationEndpoint,

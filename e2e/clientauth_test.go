@@ -1,0 +1,74 @@
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// private_key_jwt (RFC 7523): the site authenticates to the provider with its own key; the
+// provider (oidc-provider, client registered with token_endpoint_auth_method
+// private_key_jwt and the public key) refuses the code exchange without a valid assertion.
+
+const (
+	pkjwtClientID = "trustgate-e2e-pkjwt"
+	pkjwtKID      = "e2e-client-key-1"
+)
+
+// makeClientKey makes the site's EC P-256 key: the private half in a PEM file for the
+// Caddyfile, the public half as the client's JWKS at the provider.
+func makeClientKey() error {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return err
+	}
+	e2e.pkjwtKeyFile = filepath.Join(e2e.artifacts, "pkjwt-client-key.pem")
+	if err := os.WriteFile(e2e.pkjwtKeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return err
+	}
+	e2e.pkjwtJWKS, err = json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &k.PublicKey, KeyID: pkjwtKID, Algorithm: "ES256", Use: "sig"}}})
+	return err
+}
+
+// pkjwtSite is a site whose gateway authenticates with private_key_jwt (its client_secret
+// line, from the shared site helper, is not sent).
+func pkjwtSite(site func(url, clientID, cookie, headers, extra, routes string) string) string {
+	return site(e2e.pkjwtURL, pkjwtClientID, "tg_pkjwt", "identity",
+		"client_auth private_key_jwt {\n\t\t\tkey {file."+e2e.pkjwtKeyFile+"}\n\t\t\talg ES256\n\t\t\tkid "+pkjwtKID+"\n\t\t}", "")
+}
+
+func TestE2EPrivateKeyJWTLogin(t *testing.T) {
+	b := newBrowser(t)
+	e := b.login(e2e.pkjwtURL+"/pkjwt", "bindid-new")
+	wantHeaders(t, e.Headers, map[string]string{"X-Auth-Subject": "123e4567-e89b-12d3-a456-426652340001"})
+
+	// The public key the provider may fetch: the configured kid, and no private part.
+	resp, err := http.Get(e2e.pkjwtURL + "/.trustgate/client-jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var set jose.JSONWebKeySet
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &set) != nil || len(set.Keys) != 1 || set.Keys[0].KeyID != pkjwtKID || !set.Keys[0].IsPublic() {
+		t.Errorf("client-jwks.json = %d %s, want one public key %s", resp.StatusCode, raw, pkjwtKID)
+	}
+	if strings.Contains(string(raw), `"d"`) {
+		t.Error("client-jwks.json carries the private key")
+	}
+}

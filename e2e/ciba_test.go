@@ -38,7 +38,8 @@ type cibaAnswer struct {
 type cibaClient struct {
 	t    *testing.T
 	http *http.Client
-	form bool // send application/x-www-form-urlencoded (curl -d), else JSON
+	form bool   // send application/x-www-form-urlencoded (curl -d), else JSON
+	site string // the gateway site; default the CIBA site
 }
 
 func newCIBAClient(t *testing.T, form bool) *cibaClient {
@@ -47,7 +48,7 @@ func newCIBAClient(t *testing.T, form bool) *cibaClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &cibaClient{t: t, http: &http.Client{Jar: jar, Timeout: 15 * time.Second}, form: form}
+	return &cibaClient{t: t, http: &http.Client{Jar: jar, Timeout: 15 * time.Second}, form: form, site: e2e.cibaURL}
 }
 
 // post sends params to <site>/.trustgate/ciba/<endpoint> and logs the request and the answer
@@ -65,7 +66,7 @@ func (c *cibaClient) post(endpoint string, params map[string]string) cibaAnswer 
 		b, _ := json.Marshal(params)
 		body, ctype, shown = string(b), "application/json", string(b)
 	}
-	req, err := http.NewRequest(http.MethodPost, e2e.cibaURL+"/.trustgate/ciba/"+endpoint, strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, c.site+"/.trustgate/ciba/"+endpoint, strings.NewReader(body))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -111,7 +112,7 @@ func (c *cibaClient) waitRetryAfter(a cibaAnswer, interval time.Duration) {
 
 // siteCookie is the jar's cookie name for the CIBA site, or nil.
 func (c *cibaClient) siteCookie(name string) *http.Cookie {
-	u, _ := url.Parse(e2e.cibaURL + "/")
+	u, _ := url.Parse(c.site + "/")
 	for _, ck := range c.http.Jar.Cookies(u) {
 		if ck.Name == name {
 			return ck

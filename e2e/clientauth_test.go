@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 )
@@ -49,7 +50,7 @@ func makeClientKey() error {
 // line, from the shared site helper, is not sent).
 func pkjwtSite(site func(url, clientID, cookie, headers, extra, routes string) string) string {
 	return site(e2e.pkjwtURL, pkjwtClientID, "tg_pkjwt", "identity",
-		"client_auth private_key_jwt {\n\t\t\tkey {file."+e2e.pkjwtKeyFile+"}\n\t\t\talg ES256\n\t\t\tkid "+pkjwtKID+"\n\t\t}", "")
+		"client_auth private_key_jwt {\n\t\t\tkey {file."+e2e.pkjwtKeyFile+"}\n\t\t\talg ES256\n\t\t\tkid "+pkjwtKID+"\n\t\t}\n\t\tciba", "")
 }
 
 func TestE2EPrivateKeyJWTLogin(t *testing.T) {
@@ -70,5 +71,34 @@ func TestE2EPrivateKeyJWTLogin(t *testing.T) {
 	}
 	if strings.Contains(string(raw), `"d"`) {
 		t.Error("client-jwks.json carries the private key")
+	}
+}
+
+// A CIBA login on the private_key_jwt site: the backchannel authentication request and the
+// polls of the token endpoint carry the client assertion (the provider accepts no other
+// authentication from this client), and the approved login gives a session.
+func TestE2EPrivateKeyJWTCIBA(t *testing.T) {
+	const user = "bindid-known"
+	c := newCIBAClient(t, true)
+	c.site = e2e.pkjwtURL
+	start := c.post("start", map[string]string{"login_hint": user, "binding_message": "PKJWT 1"})
+	requestID, _ := start.body["request_id"].(string)
+	if start.status != http.StatusOK || requestID == "" {
+		t.Fatalf("start: %d %v, want 200 with a request_id (the provider accepted the signed client)", start.status, start.body)
+	}
+	opCIBAControl(t, "approve", user)
+	a := start
+	for range 4 {
+		c.waitRetryAfter(a, 5*time.Second)
+		if a = c.post("poll", map[string]string{"request_id": requestID}); a.body["status"] != "pending" {
+			break
+		}
+	}
+	profile, _ := a.body["profile"].(map[string]any)
+	if a.status != http.StatusOK || a.body["status"] != "authenticated" || profile["sub"] != "123e4567-e89b-12d3-a456-426652340000" {
+		t.Fatalf("poll after the approval: %d %v, want 200 authenticated for %s", a.status, a.body, user)
+	}
+	if c.siteCookie("tg_pkjwt") == nil {
+		t.Error("no session cookie after the CIBA login")
 	}
 }

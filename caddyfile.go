@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/provider"
 	"github.com/trustgate/trustgate/trust"
 )
@@ -132,6 +133,7 @@ func endpointMatcherSet(prefix string) caddy.ModuleMap {
 //		path_prefix       <path>
 //		redirect_url      <url>
 //		token_auth_method client_secret_basic|client_secret_post|none|private_key_jwt
+//		par               [required|off]           # push the authorization request (RFC 9126)
 //		client_auth       <method> [{               # the same, with the keys of private_key_jwt
 //			key <pem, e.g. {file./etc/trustgate/client.pem}>   # each key line starts a key;
 //			alg PS256|RS256|ES256                               # the first key signs
@@ -263,6 +265,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "token_auth_method":
 			if !d.AllArgs(&h.TokenAuthMethod) {
+				return d.ArgErr()
+			}
+		case "par":
+			h.PAR = oidcflow.PAROn
+			if d.NextArg() {
+				h.PAR = d.Val()
+			}
+			if d.NextArg() {
 				return d.ArgErr()
 			}
 		case "client_auth":

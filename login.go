@@ -138,8 +138,15 @@ func (l *loginFlow) begin(w http.ResponseWriter, r *http.Request, lr loginReques
 	if err == nil {
 		l.warnWithoutPKCE(ctx)
 	}
+	if code := oidcflow.ReasonCode(err); err != nil && !oidcflow.IsTemporary(err) && (code == oidcflow.CodePARRejected || code == oidcflow.CodePARUnavailable) {
+		// The provider refused the pushed request, or cannot take one: a configuration
+		// fault (client registration, keys, par), not a passing outage.
+		l.logger.Error("cannot start login: the pushed authorization request failed", zap.String("reason", code), zap.String("issuer", l.issuer), zap.Error(err))
+		return "", &loginError{status: http.StatusBadGateway, code: code,
+			msg: "The sign-in service refused to start this sign-in. The site's administrator has been told; please try again later."}
+	}
 	if err != nil {
-		l.logger.Error("cannot start login: provider discovery failed",
+		l.logger.Error("cannot start login: the provider is not reachable",
 			zap.String("reason", oidcflow.ReasonCode(err)), zap.String("issuer", l.issuer), zap.Error(err))
 		return "", &loginError{status: http.StatusServiceUnavailable, code: "provider_unavailable", retry: max(l.client.RetryAfter(), time.Second),
 			msg: "The sign-in service is not reachable right now. Please retry in a few seconds."}

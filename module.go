@@ -119,6 +119,12 @@ type Handler struct {
 	// token_auth_method <method>, or client_auth <method> [{ key ... alg ... kid ... }].
 	TokenAuthMethod string `json:"token_auth_method,omitempty"`
 
+	// PAR says when the authorization request is pushed to the provider first (RFC 9126),
+	// so that the browser carries only client_id and a request_uri: "" (default: when the
+	// provider requires it), "on" (whenever it offers it), "required" (a provider without a
+	// PAR endpoint cannot start a login) or "off". Caddyfile: par [required|off]
+	PAR string `json:"par,omitempty"`
+
 	// ClientKeys are the gateway's private keys for private_key_jwt; the first signs, all
 	// are published at <path_prefix>/client-jwks.json (rotation).
 	ClientKeys []ClientKeyConfig `json:"client_keys,omitempty"`

@@ -85,6 +85,7 @@ func oidcConfig(h *Handler) oidcflow.Config {
 		Scopes:                h.Scopes,
 		AuthMethod:            h.TokenAuthMethod,
 		ClientKeys:            h.clientKeys,
+		PAR:                   h.PAR,
 		Userinfo:              h.Userinfo,
 		RequireSignedUserinfo: h.UserinfoRequireSigned,
 		UserinfoIssuer:        h.UserinfoIssuer,

@@ -49,6 +49,7 @@ type env struct {
 	auth0URL               string          // the Auth0 recipe of docs/providers.md
 	errorPagesURL          string          // a site with error_pages caddy and its own handle_errors (errorpages_test.go)
 	pkjwtURL               string          // a site that authenticates with private_key_jwt (clientauth_test.go)
+	parURL                 string          // a site with par required; its client requires PAR (par_test.go)
 	pkjwtKeyFile           string          // its private key (PEM), made at start
 	pkjwtJWKS              json.RawMessage // the public half, registered at the provider
 	bearerURL              string          // an API site: bearer { audience apiAudience require_at_jwt }, /items/write/* requires scope items:write (bearer_test.go)
@@ -160,6 +161,7 @@ func setup() (cleanup func(), err error) {
 	e2e.bearerURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.errorPagesURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.pkjwtURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.parURL = fmt.Sprintf("http://localhost:%d", freePort())
 	if err := makeClientKey(); err != nil {
 		return cleanup, fmt.Errorf("the private_key_jwt client key: %w", err)
 	}
@@ -240,6 +242,8 @@ func startOP(node string, port int) (func(), error) {
 		// TokenEndpointAuthMethod and JWKS register a private_key_jwt client with its keys.
 		TokenEndpointAuthMethod string          `json:"token_endpoint_auth_method,omitempty"`
 		JWKS                    json.RawMessage `json:"jwks,omitempty"`
+		// RequirePAR registers require_pushed_authorization_requests (RFC 9126 §6).
+		RequirePAR bool `json:"require_pushed_authorization_requests,omitempty"`
 	}
 	clients, _ := json.Marshal([]client{
 		{ClientID: plainClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.plainURL + "/.trustgate/callback", e2e.genericURL + "/.trustgate/callback"}, PostLogoutRedirectURIs: []string{e2e.plainURL + "/"}},
@@ -285,6 +289,7 @@ func startOP(node string, port int) (func(), error) {
 		{ClientID: auth0ClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.auth0URL + "/.trustgate/callback"}},
 		{ClientID: bearerClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.bearerURL + "/.trustgate/callback"}, ClientCredentials: true},
 		{ClientID: pkjwtClientID, RedirectURIs: []string{e2e.pkjwtURL + "/.trustgate/callback"}, TokenEndpointAuthMethod: "private_key_jwt", JWKS: e2e.pkjwtJWKS},
+		{ClientID: parClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.parURL + "/.trustgate/callback"}, RequirePAR: true},
 	})
 	e2e.opLog = filepath.Join(e2e.artifacts, "op.log")
 	logf, err := os.Create(e2e.opLog)
@@ -382,6 +387,7 @@ func startCaddy(bin string) (func(), error) {
 	caddyfile += bearerSite(site)
 	caddyfile += errorPagesSite(site)
 	caddyfile += pkjwtSite(site)
+	caddyfile += site(e2e.parURL, parClientID, "tg_par", "identity", "par required", "")
 	recipes, err := recipeSites()
 	if err != nil {
 		return func() { os.RemoveAll(dir) }, err
@@ -411,7 +417,7 @@ func startCaddy(bin string) (func(), error) {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}
 	}
-	for _, u := range []string{e2e.bearerURL, e2e.errorPagesURL, e2e.pkjwtURL, e2e.cibaURL, e2e.entraURL, e2e.entraStrictURL, e2e.googleURL, e2e.keycloakURL, e2e.auth0URL} {
+	for _, u := range []string{e2e.bearerURL, e2e.errorPagesURL, e2e.pkjwtURL, e2e.parURL, e2e.cibaURL, e2e.entraURL, e2e.entraStrictURL, e2e.googleURL, e2e.keycloakURL, e2e.auth0URL} {
 		if err := waitHTTP(u+"/.trustgate/me", 20*time.Second); err != nil {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}

@@ -45,6 +45,9 @@ type Config struct {
 	// AuthMethod is the token endpoint client authentication: client_secret_basic (default;
 	// none when ClientSecret is empty), client_secret_post, none or private_key_jwt.
 	AuthMethod string
+	// PAR says when authorization requests are pushed (RFC 9126): PARAuto (default: when
+	// the OP requires it), PAROn (whenever the OP offers it), PARRequired or PAROff.
+	PAR string
 	// ClientKeys are the client's private keys for private_key_jwt; the first one signs,
 	// all are published by ClientJWKS (rotation).
 	ClientKeys []ClientKey
@@ -151,6 +154,12 @@ type Metadata struct {
 	// introspection_endpoint); "" when the OP offers none. When present it must be an
 	// absolute https URL (http only on loopback), like the other endpoints.
 	IntrospectionEndpoint string `json:"introspection_endpoint"`
+	// PushedAuthorizationRequestEndpoint is the RFC 9126 PAR endpoint; "" when the OP
+	// offers none. When present it must be an absolute https URL (http only on loopback).
+	PushedAuthorizationRequestEndpoint string `json:"pushed_authorization_request_endpoint"`
+	// RequirePushedAuthorizationRequests: the OP accepts authorization requests only
+	// through PAR (RFC 9126 §5).
+	RequirePushedAuthorizationRequests bool `json:"require_pushed_authorization_requests"`
 }
 
 // New checks cfg and returns a Client. It does no network I/O.
@@ -219,6 +228,11 @@ func withDefaults(cfg Config) (Config, error) {
 		}
 	default:
 		return cfg, fmt.Errorf("unknown token auth method %q (want %s, %s, %s or %s)", cfg.AuthMethod, AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT, AuthNone)
+	}
+	switch cfg.PAR {
+	case PARAuto, PAROn, PARRequired, PAROff:
+	default:
+		return cfg, fmt.Errorf("par must be on, required or off, not %q", cfg.PAR)
 	}
 	switch cfg.Userinfo {
 	case "":
@@ -393,6 +407,7 @@ func (c *Client) fetchProvider() (*provider, error) {
 		{"end_session_endpoint", meta.EndSessionEndpoint},
 		{"backchannel_authentication_endpoint", meta.BackchannelAuthenticationEndpoint},
 		{"introspection_endpoint", meta.IntrospectionEndpoint},
+		{"pushed_authorization_request_endpoint", meta.PushedAuthorizationRequestEndpoint},
 	} {
 		if ep.val == "" {
 			if ep.name == "authorization_endpoint" || ep.name == "token_endpoint" || ep.name == "jwks_uri" {

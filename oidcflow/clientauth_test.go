@@ -51,7 +51,7 @@ func TestPrivateKeyJWTAssertion(t *testing.T) {
 		if f.Get("client_id") != "gw" || f.Get("client_assertion_type") != clientAssertionType || f.Has("client_secret") {
 			t.Fatalf("form %v: want client_id, client_assertion_type jwt-bearer, no client_secret", f)
 		}
-		jws, err := jose.ParseSigned(f.Get("client_assertion"), []jose.SignatureAlgorithm{jose.ES256})
+		jws, err := jose.ParseSignedCompact(f.Get("client_assertion"), []jose.SignatureAlgorithm{jose.ES256})
 		if err != nil {
 			t.Fatalf("client_assertion: %v", err)
 		}

@@ -53,7 +53,9 @@ type AuthRequest struct {
 }
 
 // AuthCodeURL returns the OP's authorization URL for r (code flow, PKCE S256, state, nonce).
-// It discovers the OP on first use.
+// It discovers the OP on first use. When the request is pushed (Config.PAR), the request
+// goes to the OP's PAR endpoint first and the URL carries only client_id and request_uri;
+// a PAR failure is CodePARFailed (temporary), CodePARRejected or CodePARUnavailable.
 func (c *Client) AuthCodeURL(ctx context.Context, r AuthRequest) (string, error) {
 	p, err := c.discover(ctx)
 	if err != nil {
@@ -83,7 +85,12 @@ func (c *Client) AuthCodeURL(ctx context.Context, r AuthRequest) (string, error)
 			opts = append(opts, oauth2.SetAuthURLParam(k, v))
 		}
 	}
-	return conf.AuthCodeURL(r.Transaction.State, opts...), nil
+	authURL := conf.AuthCodeURL(r.Transaction.State, opts...)
+	push, err := c.usePAR(&p.meta)
+	if err != nil || !push {
+		return authURL, err
+	}
+	return c.pushAuthorization(ctx, p, authURL)
 }
 
 // CheckResponseIssuer applies RFC 9207 to the "iss" parameter of an authorization response

@@ -134,6 +134,7 @@ func endpointMatcherSet(prefix string) caddy.ModuleMap {
 //		redirect_url      <url>
 //		token_auth_method client_secret_basic|client_secret_post|none|private_key_jwt
 //		par               [required|off]           # push the authorization request (RFC 9126)
+//		request_object    signed                    # JAR (RFC 9101), with client_auth's key
 //		client_auth       <method> [{               # the same, with the keys of private_key_jwt
 //			key <pem, e.g. {file./etc/trustgate/client.pem}>   # each key line starts a key;
 //			alg PS256|RS256|ES256                               # the first key signs
@@ -265,6 +266,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "token_auth_method":
 			if !d.AllArgs(&h.TokenAuthMethod) {
+				return d.ArgErr()
+			}
+		case "request_object":
+			if !d.AllArgs(&h.RequestObject) {
 				return d.ArgErr()
 			}
 		case "par":

@@ -32,7 +32,7 @@ func pooledOIDCClient(cfg oidcflow.Config, caPool *x509.CertPool, caSum, keysSum
 	sum := sha256.Sum256([]byte(cfg.ClientSecret))
 	kb, err := json.Marshal([]any{cfg.Issuer, cfg.ClientID, hex.EncodeToString(sum[:]), cfg.Scopes, cfg.AuthMethod,
 		cfg.Userinfo, cfg.RequireSignedUserinfo, cfg.UserinfoIssuer, cfg.IDTokenFirstClaims, cfg.TrustedAudiences, cfg.ClockLeeway,
-		cfg.AuthParams, cfg.PAR, caSum, keysSum})
+		cfg.AuthParams, cfg.PAR, cfg.RequestObject, caSum, keysSum})
 	if err != nil {
 		return nil, "", fmt.Errorf("provider pool key: %w", err)
 	}

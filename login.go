@@ -138,7 +138,7 @@ func (l *loginFlow) begin(w http.ResponseWriter, r *http.Request, lr loginReques
 	if err == nil {
 		l.warnWithoutPKCE(ctx)
 	}
-	if code := oidcflow.ReasonCode(err); err != nil && !oidcflow.IsTemporary(err) && (code == oidcflow.CodePARRejected || code == oidcflow.CodePARUnavailable) {
+	if code := oidcflow.ReasonCode(err); err != nil && !oidcflow.IsTemporary(err) && (code == oidcflow.CodePARRejected || code == oidcflow.CodePARUnavailable || code == oidcflow.CodeRequestObject) {
 		// The provider refused the pushed request, or cannot take one: a configuration
 		// fault (client registration, keys, par), not a passing outage.
 		l.logger.Error("cannot start login: the pushed authorization request failed", zap.String("reason", code), zap.String("issuer", l.issuer), zap.Error(err))

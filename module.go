@@ -119,6 +119,10 @@ type Handler struct {
 	// token_auth_method <method>, or client_auth <method> [{ key ... alg ... kid ... }].
 	TokenAuthMethod string `json:"token_auth_method,omitempty"`
 
+	// RequestObject "signed" sends authorization requests as request objects (JAR, RFC
+	// 9101) signed with the first of ClientKeys. Caddyfile: request_object signed
+	RequestObject string `json:"request_object,omitempty"`
+
 	// PAR says when the authorization request is pushed to the provider first (RFC 9126),
 	// so that the browser carries only client_id and a request_uri: "" (default: when the
 	// provider requires it), "on" (whenever it offers it), "required" (a provider without a

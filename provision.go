@@ -86,6 +86,7 @@ func oidcConfig(h *Handler) oidcflow.Config {
 		AuthMethod:            h.TokenAuthMethod,
 		ClientKeys:            h.clientKeys,
 		PAR:                   h.PAR,
+		RequestObject:         h.RequestObject,
 		Userinfo:              h.Userinfo,
 		RequireSignedUserinfo: h.UserinfoRequireSigned,
 		UserinfoIssuer:        h.UserinfoIssuer,

@@ -29,7 +29,7 @@ func (h *Handler) Validate() error {
 	}
 	if err := oidcflow.Check(oidcflow.Config{
 		Issuer: h.Issuer, ClientID: h.ClientID, ClientSecret: h.clientSecret, Scopes: h.Scopes,
-		AuthMethod: h.TokenAuthMethod, ClientKeys: h.clientKeys, PAR: h.PAR, Userinfo: h.Userinfo, RequireSignedUserinfo: h.UserinfoRequireSigned,
+		AuthMethod: h.TokenAuthMethod, ClientKeys: h.clientKeys, PAR: h.PAR, RequestObject: h.RequestObject, Userinfo: h.Userinfo, RequireSignedUserinfo: h.UserinfoRequireSigned,
 		UserinfoIssuer: h.UserinfoIssuer, AuthParams: h.AuthParams,
 	}); err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +24,7 @@ import (
 // private_key_jwt and the public key) refuses the code exchange without a valid assertion.
 
 const (
+	jarClientID   = "trustgate-e2e-jar"
 	pkjwtClientID = "trustgate-e2e-pkjwt"
 	pkjwtKID      = "e2e-client-key-1"
 )
@@ -101,4 +103,35 @@ func TestE2EPrivateKeyJWTCIBA(t *testing.T) {
 	if c.siteCookie("tg_pkjwt") == nil {
 		t.Error("no session cookie after the CIBA login")
 	}
+}
+
+// jarSite signs its authorization requests (JAR) with the same key its client assertions
+// use; its client at the provider requires signed request objects.
+func jarSite(site func(url, clientID, cookie, headers, extra, routes string) string) string {
+	return site(e2e.jarURL, jarClientID, "tg_jar", "identity",
+		"client_auth private_key_jwt {\n\t\t\tkey {file."+e2e.pkjwtKeyFile+"}\n\t\t\talg ES256\n\t\t\tkid "+pkjwtKID+"\n\t\t}\n\t\trequest_object signed", "")
+}
+
+// A login whose authorization request is a request object signed with the client key: the
+// browser URL carries it in request (the parameters are inside, signed), and the provider,
+// which accepts nothing else from this client, signs the user in.
+func TestE2ESignedRequestObject(t *testing.T) {
+	req, _ := http.NewRequest(http.MethodGet, e2e.jarURL+"/jar-page", nil)
+	req.Header.Set("Accept", "text/html")
+	resp, err := noRedirects.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusFound || err != nil {
+		t.Fatalf("navigation: %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	q := loc.Query()
+	if q.Get("request") == "" || q.Has("state") || q.Has("nonce") || q.Has("code_challenge") || q.Has("redirect_uri") {
+		t.Errorf("authorization URL query = %v, want the parameters inside request only", q)
+	}
+	b := newBrowser(t)
+	e := b.login(e2e.jarURL+"/jar", "bindid-new")
+	wantHeaders(t, e.Headers, map[string]string{"X-Auth-Subject": "123e4567-e89b-12d3-a456-426652340001"})
 }

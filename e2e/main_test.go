@@ -50,6 +50,7 @@ type env struct {
 	errorPagesURL          string          // a site with error_pages caddy and its own handle_errors (errorpages_test.go)
 	pkjwtURL               string          // a site that authenticates with private_key_jwt (clientauth_test.go)
 	parURL                 string          // a site with par required; its client requires PAR (par_test.go)
+	jarURL                 string          // a site with request_object signed; its client requires signed request objects (clientauth_test.go)
 	pkjwtKeyFile           string          // its private key (PEM), made at start
 	pkjwtJWKS              json.RawMessage // the public half, registered at the provider
 	bearerURL              string          // an API site: bearer { audience apiAudience require_at_jwt }, /items/write/* requires scope items:write (bearer_test.go)
@@ -162,6 +163,7 @@ func setup() (cleanup func(), err error) {
 	e2e.errorPagesURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.pkjwtURL = fmt.Sprintf("http://localhost:%d", freePort())
 	e2e.parURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.jarURL = fmt.Sprintf("http://localhost:%d", freePort())
 	if err := makeClientKey(); err != nil {
 		return cleanup, fmt.Errorf("the private_key_jwt client key: %w", err)
 	}
@@ -244,6 +246,8 @@ func startOP(node string, port int) (func(), error) {
 		JWKS                    json.RawMessage `json:"jwks,omitempty"`
 		// RequirePAR registers require_pushed_authorization_requests (RFC 9126 §6).
 		RequirePAR bool `json:"require_pushed_authorization_requests,omitempty"`
+		// RequireJAR registers require_signed_request_object (RFC 9101 §10.5), ES256.
+		RequireJAR bool `json:"require_signed_request_object,omitempty"`
 	}
 	clients, _ := json.Marshal([]client{
 		{ClientID: plainClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.plainURL + "/.trustgate/callback", e2e.genericURL + "/.trustgate/callback"}, PostLogoutRedirectURIs: []string{e2e.plainURL + "/"}},
@@ -289,6 +293,7 @@ func startOP(node string, port int) (func(), error) {
 		{ClientID: auth0ClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.auth0URL + "/.trustgate/callback"}},
 		{ClientID: bearerClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.bearerURL + "/.trustgate/callback"}, ClientCredentials: true},
 		{ClientID: pkjwtClientID, RedirectURIs: []string{e2e.pkjwtURL + "/.trustgate/callback"}, TokenEndpointAuthMethod: "private_key_jwt", JWKS: e2e.pkjwtJWKS},
+		{ClientID: jarClientID, RedirectURIs: []string{e2e.jarURL + "/.trustgate/callback"}, TokenEndpointAuthMethod: "private_key_jwt", JWKS: e2e.pkjwtJWKS, RequireJAR: true},
 		{ClientID: parClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.parURL + "/.trustgate/callback"}, RequirePAR: true},
 	})
 	e2e.opLog = filepath.Join(e2e.artifacts, "op.log")
@@ -388,6 +393,7 @@ func startCaddy(bin string) (func(), error) {
 	caddyfile += errorPagesSite(site)
 	caddyfile += pkjwtSite(site)
 	caddyfile += site(e2e.parURL, parClientID, "tg_par", "identity", "par required", "")
+	caddyfile += jarSite(site)
 	recipes, err := recipeSites()
 	if err != nil {
 		return func() { os.RemoveAll(dir) }, err
@@ -417,7 +423,7 @@ func startCaddy(bin string) (func(), error) {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}
 	}
-	for _, u := range []string{e2e.bearerURL, e2e.errorPagesURL, e2e.pkjwtURL, e2e.parURL, e2e.cibaURL, e2e.entraURL, e2e.entraStrictURL, e2e.googleURL, e2e.keycloakURL, e2e.auth0URL} {
+	for _, u := range []string{e2e.bearerURL, e2e.errorPagesURL, e2e.pkjwtURL, e2e.parURL, e2e.jarURL, e2e.cibaURL, e2e.entraURL, e2e.entraStrictURL, e2e.googleURL, e2e.keycloakURL, e2e.auth0URL} {
 		if err := waitHTTP(u+"/.trustgate/me", 20*time.Second); err != nil {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}

@@ -45,6 +45,9 @@ type Config struct {
 	// AuthMethod is the token endpoint client authentication: client_secret_basic (default;
 	// none when ClientSecret is empty), client_secret_post, none or private_key_jwt.
 	AuthMethod string
+	// RequestObject "signed" sends authorization requests as request objects signed with
+	// ClientKeys[0] (JAR, RFC 9101); "" sends plain parameters.
+	RequestObject string
 	// PAR says when authorization requests are pushed (RFC 9126): PARAuto (default: when
 	// the OP requires it), PAROn (whenever the OP offers it), PARRequired or PAROff.
 	PAR string
@@ -228,6 +231,15 @@ func withDefaults(cfg Config) (Config, error) {
 		}
 	default:
 		return cfg, fmt.Errorf("unknown token auth method %q (want %s, %s, %s or %s)", cfg.AuthMethod, AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT, AuthNone)
+	}
+	switch cfg.RequestObject {
+	case "":
+	case RequestObjectSigned:
+		if err := checkClientKeys(cfg.ClientKeys); err != nil {
+			return cfg, fmt.Errorf("request_object signed: %w (the client's keys, from client_auth)", err)
+		}
+	default:
+		return cfg, fmt.Errorf("request_object must be signed, not %q", cfg.RequestObject)
 	}
 	switch cfg.PAR {
 	case PARAuto, PAROn, PARRequired, PAROff:

@@ -86,6 +86,11 @@ func (c *Client) AuthCodeURL(ctx context.Context, r AuthRequest) (string, error)
 		}
 	}
 	authURL := conf.AuthCodeURL(r.Transaction.State, opts...)
+	if c.cfg.RequestObject == RequestObjectSigned {
+		if authURL, err = c.signRequest(authURL); err != nil {
+			return "", newErr(CodeRequestObject, false, "signing the request object: %w", err)
+		}
+	}
 	push, err := c.usePAR(&p.meta)
 	if err != nil || !push {
 		return authURL, err

@@ -212,6 +212,7 @@ function clients() {
     token_endpoint_auth_method: c.token_endpoint_auth_method || 'client_secret_basic',
     ...(c.jwks ? { jwks: c.jwks } : {}),
     ...(c.require_pushed_authorization_requests ? { require_pushed_authorization_requests: true } : {}),
+    ...(c.require_signed_request_object ? { require_signed_request_object: true, request_object_signing_alg: 'ES256' } : {}),
     backchannel_token_delivery_mode: 'poll',
     ...(c.backchannel_logout_uri ? { backchannel_logout_uri: c.backchannel_logout_uri, backchannel_logout_session_required: true } : {}),
     ...(c.userinfo_signed_response_alg ? { userinfo_signed_response_alg: c.userinfo_signed_response_alg } : {}),
@@ -296,6 +297,8 @@ const configuration = {
     backchannelLogout: { enabled: true },
     // Machine clients (client entries with client_credentials: true) get JWT access tokens
     // for the resource servers above: grant_type=client_credentials&resource=…&scope=….
+    // Signed request objects (JAR): clients registered with require_signed_request_object.
+    requestObjects: { enabled: true },
     clientCredentials: { enabled: true },
     // RFC 7662 introspection (any authenticated confidential client may ask, oidc-provider's
     // default policy) and RFC 7009 revocation, for the opaque tokens of opaqueAudience.

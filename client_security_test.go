@@ -148,7 +148,7 @@ func TestOPS05_DiscoveryUnreachableOrInvalid(t *testing.T) {
 			{"redis password placeholder empty", func(h *Handler) {
 				h.SessionStore = &SessionStoreConfig{Redis: &RedisStoreConfig{Addrs: []string{"127.0.0.1:1"}, Password: "{env.TG_SWEEP_EMPTY}"}}
 			}, "password is empty"},
-			{"unknown token auth method", func(h *Handler) { h.TokenAuthMethod = "private_key_jwt" }, "token auth method"},
+			{"unknown token auth method", func(h *Handler) { h.TokenAuthMethod = "client_secret_jwt" }, "token auth method"},
 			{"unknown userinfo method", func(h *Handler) { h.Userinfo = "sometimes" }, "userinfo"},
 			{"signed userinfo required but userinfo off", func(h *Handler) { h.Userinfo, h.UserinfoRequireSigned = "off", true }, "userinfo is off"},
 			{"clock leeway beyond 5m", func(h *Handler) { h.ClockLeeway = caddy.Duration(time.Hour) }, "clock_leeway"},

@@ -138,7 +138,8 @@ func (l *loginFlow) begin(w http.ResponseWriter, r *http.Request, lr loginReques
 	if err == nil {
 		l.warnWithoutPKCE(ctx)
 	}
-	if code := oidcflow.ReasonCode(err); err != nil && !oidcflow.IsTemporary(err) && (code == oidcflow.CodePARRejected || code == oidcflow.CodePARUnavailable || code == oidcflow.CodeRequestObject) {
+	code := oidcflow.ReasonCode(err)
+	if err != nil && !oidcflow.IsTemporary(err) && (code == oidcflow.CodePARRejected || code == oidcflow.CodePARUnavailable || code == oidcflow.CodeRequestObject) {
 		// The provider refused the pushed request, or cannot take one: a configuration
 		// fault (client registration, keys, par), not a passing outage.
 		l.logger.Error("cannot start login: the pushed authorization request failed", zap.String("reason", code), zap.String("issuer", l.issuer), zap.Error(err))
@@ -146,8 +147,12 @@ func (l *loginFlow) begin(w http.ResponseWriter, r *http.Request, lr loginReques
 			msg: "The sign-in service refused to start this sign-in. The site's administrator has been told; please try again later."}
 	}
 	if err != nil {
-		l.logger.Error("cannot start login: the provider is not reachable",
-			zap.String("reason", oidcflow.ReasonCode(err)), zap.String("issuer", l.issuer), zap.Error(err))
+		what := "cannot start login: provider discovery failed"
+		if code != oidcflow.CodeDiscovery {
+			what = "cannot start login: the provider is not reachable"
+		}
+		l.logger.Error(what,
+			zap.String("reason", code), zap.String("issuer", l.issuer), zap.Error(err))
 		return "", &loginError{status: http.StatusServiceUnavailable, code: "provider_unavailable", retry: max(l.client.RetryAfter(), time.Second),
 			msg: "The sign-in service is not reachable right now. Please retry in a few seconds."}
 	}

@@ -402,7 +402,7 @@ func TestCleanupAfterPartialProvision(t *testing.T) {
 func TestValidateChecksValues(t *testing.T) {
 	for _, tc := range []struct{ line, want string }{
 		{"userinfo put", `unknown userinfo method "put" (want get, post or off)`},
-		{"token_auth_method private_key_jwt", `unknown token auth method "private_key_jwt"`},
+		{"token_auth_method client_secret_jwt", `unknown token auth method "client_secret_jwt"`},
 		{"standard_headers some", "standard_headers"},
 		{"error_pages html", "error_pages must be gateway"},
 	} {

@@ -80,7 +80,7 @@ func TestE2EPrivateKeyJWTLogin(t *testing.T) {
 // polls of the token endpoint carry the client assertion (the provider accepts no other
 // authentication from this client), and the approved login gives a session.
 func TestE2EPrivateKeyJWTCIBA(t *testing.T) {
-	const user = "bindid-known"
+	const user = "bindid-new" // no other CIBA test's user: one start per user per hint_interval
 	c := newCIBAClient(t, true)
 	c.site = e2e.pkjwtURL
 	start := c.post("start", map[string]string{"login_hint": user, "binding_message": "PKJWT 1"})
@@ -97,7 +97,7 @@ func TestE2EPrivateKeyJWTCIBA(t *testing.T) {
 		}
 	}
 	profile, _ := a.body["profile"].(map[string]any)
-	if a.status != http.StatusOK || a.body["status"] != "authenticated" || profile["sub"] != "123e4567-e89b-12d3-a456-426652340000" {
+	if a.status != http.StatusOK || a.body["status"] != "authenticated" || profile["sub"] != "123e4567-e89b-12d3-a456-426652340001" {
 		t.Fatalf("poll after the approval: %d %v, want 200 authenticated for %s", a.status, a.body, user)
 	}
 	if c.siteCookie("tg_pkjwt") == nil {

@@ -81,7 +81,7 @@ func TestCheck(t *testing.T) {
 		{"no client id", Config{Issuer: "https://idp.example.com"}, "client id"},
 		{"basic without secret", Config{Issuer: "https://idp.example.com", ClientID: "app", AuthMethod: AuthClientSecretBasic}, "needs a client secret"},
 		{"post without secret", Config{Issuer: "https://idp.example.com", ClientID: "app", AuthMethod: AuthClientSecretPost}, "needs a client secret"},
-		{"unknown auth method", Config{Issuer: "https://idp.example.com", ClientID: "app", ClientSecret: "s", AuthMethod: "private_key_jwt"}, "unknown token auth method"},
+		{"unknown auth method", Config{Issuer: "https://idp.example.com", ClientID: "app", ClientSecret: "s", AuthMethod: "client_secret_jwt"}, "unknown token auth method"},
 		{"unknown userinfo method", Config{Issuer: "https://idp.example.com", ClientID: "app", Userinfo: "put"}, "unknown userinfo method"},
 		{"signed userinfo required but off", Config{Issuer: "https://idp.example.com", ClientID: "app", Userinfo: UserinfoOff, RequireSignedUserinfo: true}, "userinfo is off"},
 	}

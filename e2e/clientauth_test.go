@@ -109,7 +109,7 @@ func TestE2EPrivateKeyJWTCIBA(t *testing.T) {
 // use; its client at the provider requires signed request objects.
 func jarSite(site func(url, clientID, cookie, headers, extra, routes string) string) string {
 	return site(e2e.jarURL, jarClientID, "tg_jar", "identity",
-		"client_auth private_key_jwt {\n\t\t\tkey {file."+e2e.pkjwtKeyFile+"}\n\t\t\talg ES256\n\t\t\tkid "+pkjwtKID+"\n\t\t}\n\t\trequest_object signed", "")
+		"client_auth private_key_jwt {\n\t\t\tkey {file."+e2e.pkjwtKeyFile+"}\n\t\t\talg ES256\n\t\t\tkid "+pkjwtKID+"\n\t\t}\n\t\trequest_object signed\n\t\tciba", "")
 }
 
 // A login whose authorization request is a request object signed with the client key: the
@@ -134,4 +134,30 @@ func TestE2ESignedRequestObject(t *testing.T) {
 	b := newBrowser(t)
 	e := b.login(e2e.jarURL+"/jar", "bindid-new")
 	wantHeaders(t, e.Headers, map[string]string{"X-Auth-Subject": "123e4567-e89b-12d3-a456-426652340001"})
+}
+
+// A signed CIBA login (FAPI-CIBA): the backchannel authentication request is one request
+// object signed with the client key, and the provider, where this client is registered
+// with backchannel_authentication_request_signing_alg ES256, accepts nothing else.
+func TestE2ESignedCIBARequest(t *testing.T) {
+	const user = "keycloak-user" // no other CIBA test's user: one start per user per hint_interval
+	c := newCIBAClient(t, false)
+	c.site = e2e.jarURL
+	start := c.post("start", map[string]string{"login_hint": user, "binding_message": "JAR 1"})
+	requestID, _ := start.body["request_id"].(string)
+	if start.status != http.StatusOK || requestID == "" {
+		t.Fatalf("start: %d %v, want 200 with a request_id (the provider accepted the signed request)", start.status, start.body)
+	}
+	opCIBAControl(t, "approve", user)
+	a := start
+	for range 4 {
+		c.waitRetryAfter(a, 5*time.Second)
+		if a = c.post("poll", map[string]string{"request_id": requestID}); a.body["status"] != "pending" {
+			break
+		}
+	}
+	profile, _ := a.body["profile"].(map[string]any)
+	if a.status != http.StatusOK || a.body["status"] != "authenticated" || profile["sub"] != "f1e2d3c4-0000-4000-8000-00000000c002" {
+		t.Fatalf("poll after the approval: %d %v, want 200 authenticated for %s", a.status, a.body, user)
+	}
 }

@@ -133,6 +133,15 @@ func (c *Client) BackchannelAuthorize(ctx context.Context, r CIBARequest) (*CIBA
 		return nil, newErr(CodeCIBAInvalid, false, "user_code is set but the OP does not support it (backchannel_user_code_parameter_supported)")
 	}
 
+	if c.cfg.RequestObject == RequestObjectSigned {
+		// FAPI-CIBA: the request is one signed request object (client_id is added by the
+		// client authentication).
+		obj, err := c.requestObject(form)
+		if err != nil {
+			return nil, newErr(CodeRequestObject, false, "signing the backchannel authentication request: %w", err)
+		}
+		form = url.Values{"request": {obj}}
+	}
 	status, h, body, err := c.postForm(ctx, p.meta.BackchannelAuthenticationEndpoint, form)
 	if err != nil {
 		if errors.Is(err, ErrBodyTooLarge) {

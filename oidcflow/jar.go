@@ -27,23 +27,48 @@ const requestObjectLifetime = 5 * time.Minute
 
 // signRequest turns the query of authURL into a request object: the URL keeps client_id,
 // response_type and scope (which OpenID Connect wants outside too) and carries the rest in
-// request, a JWT with iss the client_id, aud the issuer, iat, nbf, exp and a random jti.
+// request.
 func (c *Client) signRequest(authURL string) (string, error) {
 	u, err := url.Parse(authURL)
 	if err != nil {
 		return "", err
 	}
 	q := u.Query()
-	claims := map[string]any{}
-	for k, vs := range q {
-		if len(vs) == 0 {
-			continue
-		}
-		claims[k] = vs[0]
+	obj, err := c.requestObject(q)
+	if err != nil {
+		return "", err
 	}
-	if v, ok := claims["max_age"].(string); ok {
-		if n, err := strconv.Atoi(v); err == nil {
-			claims["max_age"] = n // a number in a request object (OIDC Core 6.1)
+	u.RawQuery = url.Values{
+		"client_id":     {c.cfg.ClientID},
+		"response_type": q["response_type"],
+		"scope":         q["scope"],
+		"request":       {obj},
+	}.Encode()
+	return u.String(), nil
+}
+
+// requestObject signs params as a request object with the client's first key: each
+// parameter a claim (max_age and requested_expiry as numbers, claims as the JSON object),
+// plus iss the client_id, aud the issuer, iat, nbf, exp and a random jti (FAPI-CIBA wants
+// all of them in a signed backchannel authentication request).
+func (c *Client) requestObject(params url.Values) (string, error) {
+	claims := map[string]any{}
+	for k, vs := range params {
+		if len(vs) > 0 {
+			claims[k] = vs[0]
+		}
+	}
+	for _, name := range []string{"max_age", "requested_expiry"} {
+		if v, ok := claims[name].(string); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				claims[name] = n // numbers in a request object (OIDC Core 6.1, CIBA 7.1.1)
+			}
+		}
+	}
+	if v, ok := claims["claims"].(string); ok {
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(v), &obj); err == nil {
+			claims["claims"] = obj
 		}
 	}
 	jti := make([]byte, 16)
@@ -66,15 +91,5 @@ func (c *Client) signRequest(authURL string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	obj, err := jws.CompactSerialize()
-	if err != nil {
-		return "", err
-	}
-	u.RawQuery = url.Values{
-		"client_id":     {c.cfg.ClientID},
-		"response_type": q["response_type"],
-		"scope":         q["scope"],
-		"request":       {obj},
-	}.Encode()
-	return u.String(), nil
+	return jws.CompactSerialize()
 }

@@ -57,3 +57,32 @@ func TestSignRequest(t *testing.T) {
 		t.Error("request_object signed without client keys accepted")
 	}
 }
+
+// A signed backchannel authentication request: requested_expiry is a number and claims
+// the JSON object itself, as CIBA 7.1.1 wants them in a request object.
+func TestRequestObjectCIBAClaims(t *testing.T) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c := &Client{cfg: Config{Issuer: "https://idp.example.com", ClientID: "gw", Now: time.Now,
+		ClientKeys: []ClientKey{{Key: k, Alg: "ES256", KID: "k1"}}}}
+	obj, err := c.requestObject(url.Values{"login_hint": {"ola"}, "scope": {"openid"}, "requested_expiry": {"120"},
+		"claims": {`{"id_token":{"acr":{"essential":true}}}`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws, _ := jose.ParseSignedCompact(obj, []jose.SignatureAlgorithm{jose.ES256})
+	payload, err := jws.Verify(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cl map[string]any
+	_ = json.Unmarshal(payload, &cl)
+	claims, _ := cl["claims"].(map[string]any)
+	if cl["requested_expiry"] != float64(120) || claims["id_token"] == nil || cl["login_hint"] != "ola" {
+		t.Errorf("claims %v: want requested_expiry 120 as a number, claims as an object, login_hint", cl)
+	}
+	for _, name := range []string{"iss", "aud", "iat", "nbf", "exp", "jti"} {
+		if cl[name] == nil {
+			t.Errorf("no %s", name)
+		}
+	}
+}

@@ -212,7 +212,9 @@ function clients() {
     token_endpoint_auth_method: c.token_endpoint_auth_method || 'client_secret_basic',
     ...(c.jwks ? { jwks: c.jwks } : {}),
     ...(c.require_pushed_authorization_requests ? { require_pushed_authorization_requests: true } : {}),
-    ...(c.require_signed_request_object ? { require_signed_request_object: true, request_object_signing_alg: 'ES256' } : {}),
+    ...(c.require_signed_request_object ? {
+      require_signed_request_object: true, request_object_signing_alg: 'ES256', backchannel_authentication_request_signing_alg: 'ES256',
+    } : {}),
     backchannel_token_delivery_mode: 'poll',
     ...(c.backchannel_logout_uri ? { backchannel_logout_uri: c.backchannel_logout_uri, backchannel_logout_session_required: true } : {}),
     ...(c.userinfo_signed_response_alg ? { userinfo_signed_response_alg: c.userinfo_signed_response_alg } : {}),

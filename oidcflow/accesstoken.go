@@ -102,19 +102,9 @@ func (c *Client) checkAccessClaims(claims map[string]any, sub string, o AccessTo
 		return nil, fail("is bound to a key (cnf: DPoP or mTLS) and the request carries no proof of possession")
 	}
 	now, leeway := c.cfg.Now(), c.cfg.ClockLeeway
-	exp, err := timeClaim(claims, "exp", requireExp)
+	exp, err := checkExpNbf(claims, now, leeway, requireExp, fail)
 	if err != nil {
-		return nil, fail("exp: %w", err)
-	}
-	if !exp.IsZero() && !now.Before(exp.Add(leeway)) {
-		return nil, fail("expired at %s", exp.UTC().Format(time.RFC3339))
-	}
-	nbf, err := timeClaim(claims, "nbf", false)
-	if err != nil {
-		return nil, fail("nbf: %w", err)
-	}
-	if !nbf.IsZero() && now.Add(leeway).Before(nbf) {
-		return nil, fail("is not valid before %s", nbf.UTC().Format(time.RFC3339))
+		return nil, err
 	}
 	iat, err := timeClaim(claims, "iat", false)
 	if err != nil {
@@ -129,6 +119,26 @@ func (c *Client) checkAccessClaims(claims map[string]any, sub string, o AccessTo
 	}
 	at.Claims = normalizeNumbers(claims)
 	return at, nil
+}
+
+// checkExpNbf checks a token's validity window with the clock leeway: exp (required when
+// requireExp) not passed and nbf not in the future. It returns exp (zero when absent).
+func checkExpNbf(claims map[string]any, now time.Time, leeway time.Duration, requireExp bool, fail func(string, ...any) error) (time.Time, error) {
+	exp, err := timeClaim(claims, "exp", requireExp)
+	if err != nil {
+		return time.Time{}, fail("exp: %w", err)
+	}
+	if !exp.IsZero() && !now.Before(exp.Add(leeway)) {
+		return time.Time{}, fail("expired at %s", exp.UTC().Format(time.RFC3339))
+	}
+	nbf, err := timeClaim(claims, "nbf", false)
+	if err != nil {
+		return time.Time{}, fail("nbf: %w", err)
+	}
+	if !nbf.IsZero() && now.Add(leeway).Before(nbf) {
+		return time.Time{}, fail("is not valid before %s", nbf.UTC().Format(time.RFC3339))
+	}
+	return exp, nil
 }
 
 // scopeList reads the scope claim (a space-separated string), or scp when scope is absent.

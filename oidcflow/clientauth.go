@@ -90,20 +90,23 @@ func (c *Client) ClientJWKS() []byte {
 // client_id, aud the issuer (FAPI 2; providers also accept it at every endpoint), a random
 // jti, iat now and exp 60 s later.
 func (c *Client) clientAssertion() (string, error) {
+	now := c.cfg.Now()
+	return c.signWithClientKey("JWT", map[string]any{
+		"iss": c.cfg.ClientID, "sub": c.cfg.ClientID, "aud": c.cfg.Issuer, "jti": newJTI(),
+		"iat": now.Unix(), "exp": now.Add(clientAssertionLifetime).Unix(),
+	})
+}
+
+// signWithClientKey signs claims as a compact JWS with the client's first key (its alg and
+// kid) and the JOSE header typ: client assertions and request objects.
+func (c *Client) signWithClientKey(typ string, claims map[string]any) (string, error) {
 	k := c.cfg.ClientKeys[0]
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Alg), Key: jose.JSONWebKey{Key: k.Key, KeyID: k.KID}},
-		(&jose.SignerOptions{}).WithType("JWT"))
+		(&jose.SignerOptions{}).WithType(jose.ContentType(typ)))
 	if err != nil {
 		return "", err
 	}
-	jti := make([]byte, 16)
-	_, _ = rand.Read(jti)
-	now := c.cfg.Now()
-	payload, err := json.Marshal(map[string]any{
-		"iss": c.cfg.ClientID, "sub": c.cfg.ClientID, "aud": c.cfg.Issuer,
-		"jti": base64.RawURLEncoding.EncodeToString(jti),
-		"iat": now.Unix(), "exp": now.Add(clientAssertionLifetime).Unix(),
-	})
+	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", err
 	}
@@ -112,6 +115,13 @@ func (c *Client) clientAssertion() (string, error) {
 		return "", err
 	}
 	return jws.CompactSerialize()
+}
+
+// newJTI is a random JWT ID: 16 bytes, base64url.
+func newJTI() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // assertingTransport adds a fresh client assertion to every form POST to the provider that

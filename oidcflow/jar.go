@@ -1,14 +1,10 @@
 package oidcflow
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"net/url"
 	"strconv"
 	"time"
-
-	jose "github.com/go-jose/go-jose/v4"
 )
 
 // Signed request objects (JAR, RFC 9101): the authorization request's parameters travel
@@ -71,25 +67,9 @@ func (c *Client) requestObject(params url.Values) (string, error) {
 			claims["claims"] = obj
 		}
 	}
-	jti := make([]byte, 16)
-	_, _ = rand.Read(jti)
 	now := c.cfg.Now()
 	claims["iss"], claims["aud"] = c.cfg.ClientID, c.cfg.Issuer
 	claims["iat"], claims["nbf"], claims["exp"] = now.Unix(), now.Unix(), now.Add(requestObjectLifetime).Unix()
-	claims["jti"] = base64.RawURLEncoding.EncodeToString(jti)
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		return "", err
-	}
-	k := c.cfg.ClientKeys[0]
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Alg), Key: jose.JSONWebKey{Key: k.Key, KeyID: k.KID}},
-		(&jose.SignerOptions{}).WithType("oauth-authz-req+jwt"))
-	if err != nil {
-		return "", err
-	}
-	jws, err := signer.Sign(payload)
-	if err != nil {
-		return "", err
-	}
-	return jws.CompactSerialize()
+	claims["jti"] = newJTI()
+	return c.signWithClientKey("oauth-authz-req+jwt", claims)
 }

@@ -87,19 +87,9 @@ func (c *Client) VerifyLogoutToken(ctx context.Context, raw string) (*LogoutToke
 	if iat.Before(now.Add(-MaxLogoutTokenAge - leeway)) {
 		return nil, fail("iat is older than %s", MaxLogoutTokenAge)
 	}
-	exp, err := timeClaim(claims, "exp", false)
+	exp, err := checkExpNbf(claims, now, leeway, false, fail)
 	if err != nil {
-		return nil, fail("exp: %w", err)
-	}
-	if !exp.IsZero() && !now.Before(exp.Add(leeway)) {
-		return nil, fail("expired at %s", exp.UTC().Format(time.RFC3339))
-	}
-	nbf, err := timeClaim(claims, "nbf", false)
-	if err != nil {
-		return nil, fail("nbf: %w", err)
-	}
-	if !nbf.IsZero() && now.Add(leeway).Before(nbf) {
-		return nil, fail("is not valid before %s", nbf.UTC().Format(time.RFC3339))
+		return nil, err
 	}
 	lt.IssuedAt, lt.Expiry = iat, exp
 	if lt.JTI, _ = claims["jti"].(string); lt.JTI == "" {

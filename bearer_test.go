@@ -172,6 +172,8 @@ func TestIDT15_BearerTokenRefused(t *testing.T) {
 		{"64 KiB of garbage", []string{"Bearer " + strings.Repeat("A", 64<<10)}},
 		{"not a JWT", []string{"Bearer opaque-token-value"}},
 		{"empty token", []string{"Bearer "}},
+		{"two tokens in one header", []string{"Bearer " + g.validAccessToken("read") + " " + g.validAccessToken("read")}},
+		{"auth parameters after the token", []string{"Bearer " + g.validAccessToken("read") + ",realm=x"}},
 		{"two Authorization headers", []string{"Bearer " + g.validAccessToken("read"), "Bearer " + g.validAccessToken("read")}},
 		{"Bearer and Basic", []string{"Basic dXNlcjpwYXNz", "Bearer " + g.validAccessToken("read")}},
 	}

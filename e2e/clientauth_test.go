@@ -81,21 +81,7 @@ func TestE2EPrivateKeyJWTLogin(t *testing.T) {
 // authentication from this client), and the approved login gives a session.
 func TestE2EPrivateKeyJWTCIBA(t *testing.T) {
 	const user = "bindid-new" // no other CIBA test's user: one start per user per hint_interval
-	c := newCIBAClient(t, true)
-	c.site = e2e.pkjwtURL
-	start := c.post("start", map[string]string{"login_hint": user, "binding_message": "PKJWT 1"})
-	requestID, _ := start.body["request_id"].(string)
-	if start.status != http.StatusOK || requestID == "" {
-		t.Fatalf("start: %d %v, want 200 with a request_id (the provider accepted the signed client)", start.status, start.body)
-	}
-	opCIBAControl(t, "approve", user)
-	a := start
-	for range 4 {
-		c.waitRetryAfter(a, 5*time.Second)
-		if a = c.post("poll", map[string]string{"request_id": requestID}); a.body["status"] != "pending" {
-			break
-		}
-	}
+	c, a := cibaLoginAt(t, e2e.pkjwtURL, true, user, "PKJWT 1")
 	profile, _ := a.body["profile"].(map[string]any)
 	if a.status != http.StatusOK || a.body["status"] != "authenticated" || profile["sub"] != "123e4567-e89b-12d3-a456-426652340001" {
 		t.Fatalf("poll after the approval: %d %v, want 200 authenticated for %s", a.status, a.body, user)
@@ -116,18 +102,7 @@ func jarSite(site func(url, clientID, cookie, headers, extra, routes string) str
 // browser URL carries it in request (the parameters are inside, signed), and the provider,
 // which accepts nothing else from this client, signs the user in.
 func TestE2ESignedRequestObject(t *testing.T) {
-	req, _ := http.NewRequest(http.MethodGet, e2e.jarURL+"/jar-page", nil)
-	req.Header.Set("Accept", "text/html")
-	resp, err := noRedirects.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if resp.StatusCode != http.StatusFound || err != nil {
-		t.Fatalf("navigation: %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
-	}
-	q := loc.Query()
+	q := authorizationQuery(t, e2e.jarURL+"/jar-page")
 	if q.Get("request") == "" || q.Has("state") || q.Has("nonce") || q.Has("code_challenge") || q.Has("redirect_uri") {
 		t.Errorf("authorization URL query = %v, want the parameters inside request only", q)
 	}
@@ -141,12 +116,25 @@ func TestE2ESignedRequestObject(t *testing.T) {
 // with backchannel_authentication_request_signing_alg ES256, accepts nothing else.
 func TestE2ESignedCIBARequest(t *testing.T) {
 	const user = "keycloak-user" // no other CIBA test's user: one start per user per hint_interval
-	c := newCIBAClient(t, false)
-	c.site = e2e.jarURL
-	start := c.post("start", map[string]string{"login_hint": user, "binding_message": "JAR 1"})
+	_, a := cibaLoginAt(t, e2e.jarURL, false, user, "JAR 1")
+	profile, _ := a.body["profile"].(map[string]any)
+	if a.status != http.StatusOK || a.body["status"] != "authenticated" || profile["sub"] != "f1e2d3c4-0000-4000-8000-00000000c002" {
+		t.Fatalf("poll after the approval: %d %v, want 200 authenticated for %s", a.status, a.body, user)
+	}
+}
+
+// cibaLoginAt signs user in with CIBA at site, as a command-line client does (form or
+// JSON): start, the user approves at the provider, poll as told until the answer is no
+// longer pending. It fails the test unless the start is accepted, and returns the client
+// and the last poll's answer.
+func cibaLoginAt(t *testing.T, site string, form bool, user, bindingMessage string) (*cibaClient, cibaAnswer) {
+	t.Helper()
+	c := newCIBAClient(t, form)
+	c.site = site
+	start := c.post("start", map[string]string{"login_hint": user, "binding_message": bindingMessage})
 	requestID, _ := start.body["request_id"].(string)
 	if start.status != http.StatusOK || requestID == "" {
-		t.Fatalf("start: %d %v, want 200 with a request_id (the provider accepted the signed request)", start.status, start.body)
+		t.Fatalf("start: %d %v, want 200 with a request_id (the provider accepted the request and the client)", start.status, start.body)
 	}
 	opCIBAControl(t, "approve", user)
 	a := start
@@ -156,8 +144,23 @@ func TestE2ESignedCIBARequest(t *testing.T) {
 			break
 		}
 	}
-	profile, _ := a.body["profile"].(map[string]any)
-	if a.status != http.StatusOK || a.body["status"] != "authenticated" || profile["sub"] != "f1e2d3c4-0000-4000-8000-00000000c002" {
-		t.Fatalf("poll after the approval: %d %v, want 200 authenticated for %s", a.status, a.body, user)
+	return c, a
+}
+
+// authorizationQuery navigates to a protected URL of a site without following redirects
+// and returns the query of the provider URL it is sent to.
+func authorizationQuery(t *testing.T, protected string) url.Values {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, protected, nil)
+	req.Header.Set("Accept", "text/html")
+	resp, err := noRedirects.Do(req)
+	if err != nil {
+		t.Fatal(err)
 	}
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusFound || err != nil {
+		t.Fatalf("navigation to %s: %d Location %q, want 302 to the provider", protected, resp.StatusCode, resp.Header.Get("Location"))
+	}
+	return loc.Query()
 }

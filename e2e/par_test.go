@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"net/http"
-	"net/url"
 	"testing"
 )
 
@@ -15,18 +13,7 @@ const parClientID = "trustgate-e2e-par"
 func TestE2EPushedAuthorizationRequest(t *testing.T) {
 	// The browser is sent to the provider with client_id and request_uri only: state,
 	// nonce, the PKCE challenge and the scopes went over the back channel.
-	req, _ := http.NewRequest(http.MethodGet, e2e.parURL+"/par-page", nil)
-	req.Header.Set("Accept", "text/html")
-	resp, err := noRedirects.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if resp.StatusCode != http.StatusFound || err != nil {
-		t.Fatalf("navigation: %d Location %q, want 302 to the provider", resp.StatusCode, resp.Header.Get("Location"))
-	}
-	q := loc.Query()
+	q := authorizationQuery(t, e2e.parURL+"/par-page")
 	if len(q) != 2 || q.Get("client_id") != parClientID || q.Get("request_uri") == "" {
 		t.Errorf("authorization URL query = %v, want only client_id and request_uri", q)
 	}

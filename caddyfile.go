@@ -140,6 +140,15 @@ func endpointMatcherSet(prefix string) caddy.ModuleMap {
 //			alg PS256|RS256|ES256                               # the first key signs
 //			kid <key id>
 //		}]
+//		client_auth       tls_client_auth|self_signed_tls_client_auth {   # mutual TLS (RFC 8705)
+//			cert <pem, e.g. {file./etc/trustgate/client-cert.pem}>
+//			key  <pem, e.g. {file./etc/trustgate/client-key.pem}>
+//		}
+//		dpop              [{                        # DPoP-bound tokens (RFC 9449)
+//			key <pem>                               # default: a generated EC P-256 key
+//			alg ES256|PS256
+//		}]
+//		profile           fapi2                     # FAPI 2.0 Security Profile
 //		userinfo          get|post|off [require_signed]
 //		userinfo_issuer   <url>                     # iss of a signed userinfo (BankID)
 //		login_hint_format jwt|iddataweb
@@ -291,11 +300,43 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
+			if h.TokenAuthMethod == oidcflow.AuthTLSClientAuth || h.TokenAuthMethod == oidcflow.AuthSelfSignedTLSClientAuth {
+				cert, err := unmarshalClientCertificate(d)
+				if err != nil {
+					return err
+				}
+				h.ClientCertificate = cert
+				break
+			}
 			keys, err := unmarshalClientKeys(d)
 			if err != nil {
 				return err
 			}
 			h.ClientKeys = keys
+		case "dpop":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.DPoP = &DPoPConfig{}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				key := d.Val()
+				var v string
+				if !d.AllArgs(&v) {
+					return d.ArgErr()
+				}
+				switch key {
+				case "key":
+					h.DPoP.Key = v
+				case "alg":
+					h.DPoP.Alg = v
+				default:
+					return d.Errf("unrecognized dpop option '%s' (want key, alg)", key)
+				}
+			}
+		case "profile":
+			if !d.AllArgs(&h.Profile) {
+				return d.ArgErr()
+			}
 		case "userinfo":
 			if !d.NextArg() {
 				return d.ArgErr()

@@ -328,3 +328,28 @@ func unmarshalClientKeys(d *caddyfile.Dispenser) ([]ClientKeyConfig, error) {
 	}
 	return keys, nil
 }
+
+// unmarshalClientCertificate parses the block of `client_auth tls_client_auth`: the
+// certificate and its key, each once.
+func unmarshalClientCertificate(d *caddyfile.Dispenser) (*ClientCertConfig, error) {
+	c := &ClientCertConfig{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		var v string
+		if !d.AllArgs(&v) {
+			return nil, d.ArgErr()
+		}
+		switch key {
+		case "cert":
+			c.Cert = v
+		case "key":
+			c.Key = v
+		default:
+			return nil, d.Errf("unrecognized client_auth %s option '%s' (want cert, key)", "tls_client_auth", key)
+		}
+	}
+	if c.Cert == "" || c.Key == "" {
+		return nil, d.Errf("client_auth %s needs a block with cert and key", "tls_client_auth")
+	}
+	return c, nil
+}

@@ -26,19 +26,19 @@ var clients = caddy.NewUsagePool()
 
 // pooledOIDCClient returns the provider client of cfg from the pool shared across
 // `caddy reload` (a reload keeps discovery, keys and back-offs), and its pool key. caSum
-// names the CAs of caPool, keysSum the client keys of private_key_jwt.
+// names the CAs of caPool, keysSum the client's key material (clientMaterial.sum).
 func pooledOIDCClient(cfg oidcflow.Config, caPool *x509.CertPool, caSum, keysSum string) (*oidcflow.Client, string, error) {
 	// The key identifies the configuration without holding the secret itself.
 	sum := sha256.Sum256([]byte(cfg.ClientSecret))
 	kb, err := json.Marshal([]any{cfg.Issuer, cfg.ClientID, hex.EncodeToString(sum[:]), cfg.Scopes, cfg.AuthMethod,
 		cfg.Userinfo, cfg.RequireSignedUserinfo, cfg.UserinfoIssuer, cfg.IDTokenFirstClaims, cfg.TrustedAudiences, cfg.ClockLeeway,
-		cfg.AuthParams, cfg.PAR, cfg.RequestObject, caSum, keysSum})
+		cfg.AuthParams, cfg.PAR, cfg.RequestObject, cfg.Profile, caSum, keysSum})
 	if err != nil {
 		return nil, "", fmt.Errorf("provider pool key: %w", err)
 	}
 	key := string(kb)
 	v, _, err := clients.LoadOrNew(key, func() (caddy.Destructor, error) {
-		cfg.HTTPClient = oidcflow.NewHTTPClientWithRoots(10*time.Second, 1<<20, caPool)
+		cfg.HTTPClient = oidcflow.NewHTTPClientFor(10*time.Second, 1<<20, caPool, cfg.ClientCertificate)
 		c, err := oidcflow.New(cfg)
 		if err != nil {
 			return nil, err

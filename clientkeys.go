@@ -1,8 +1,10 @@
 package trustgate
 
 import (
+	"cmp"
 	"crypto"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
@@ -46,6 +48,81 @@ func loadClientKeys(cfgs []ClientKeyConfig, repl *caddy.Replacer) (keys []oidcfl
 		fmt.Fprintf(h, "%s\x00%s\x00%s\x00", text, c.Alg, c.KID)
 	}
 	return keys, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ClientCertConfig is the gateway's TLS client certificate for client_auth
+// tls_client_auth or self_signed_tls_client_auth (RFC 8705): presented on every call to
+// the provider.
+type ClientCertConfig struct {
+	// Cert is the PEM certificate (chain, leaf first), usually {file./path/to/cert.pem}.
+	Cert string `json:"cert"`
+	// Key is its PEM private key, usually {file./path/to/key.pem}. Never logged.
+	Key string `json:"key"`
+}
+
+// DPoPConfig turns on DPoP (RFC 9449): the gateway proves possession of this key on token
+// requests, pushed requests and userinfo calls, and the provider binds the tokens to it.
+type DPoPConfig struct {
+	// Key is the PEM private key proofs are signed with (EC P-256 or RSA), usually
+	// {file./path/to/dpop.pem}. Default: an EC P-256 key generated when the provider client
+	// is created, kept across `caddy reload` but not restarts; give a key when several
+	// instances share sessions and the client is public (token_auth_method none), whose
+	// refresh tokens the provider binds to the key too.
+	Key string `json:"key,omitempty"`
+	// Alg is ES256 (EC P-256, the default) or PS256 (RSA).
+	Alg string `json:"alg,omitempty"`
+}
+
+// clientMaterial is the parsed key material of the provider client, and one sum that
+// names all of it in the client's pool key (a hash, never the keys themselves).
+type clientMaterial struct {
+	keys []oidcflow.ClientKey // private_key_jwt and signed request objects
+	cert *tls.Certificate     // mutual TLS
+	dpop *oidcflow.ClientKey  // DPoP; a nil Key asks oidcflow for a generated one
+	sum  string
+}
+
+// loadClientMaterial expands and parses the client keys, the client certificate and the
+// DPoP key. An error names the setting whose key cannot be used.
+func loadClientMaterial(keys []ClientKeyConfig, cert *ClientCertConfig, dpop *DPoPConfig, repl *caddy.Replacer) (clientMaterial, error) {
+	var m clientMaterial
+	var err error
+	var keysSum string
+	if len(keys) > 0 {
+		if m.keys, keysSum, err = loadClientKeys(keys, repl); err != nil {
+			return m, err
+		}
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "keys\x00%s\x00", keysSum)
+	if cert != nil {
+		certPEM, keyPEM := repl.ReplaceAll(cert.Cert, ""), repl.ReplaceAll(cert.Key, "")
+		if certPEM == "" || keyPEM == "" {
+			return m, errors.New("client certificate (tls_client_auth): cert or key is empty after expanding placeholders: is the file or environment variable it names there?")
+		}
+		pair, err := tls.X509KeyPair([]byte(certPEM), []byte(keyPEM))
+		if err != nil {
+			return m, fmt.Errorf("client certificate (tls_client_auth): %w", err)
+		}
+		m.cert = &pair
+		fmt.Fprintf(h, "cert\x00%s\x00%s\x00", certPEM, keyPEM)
+	}
+	if dpop != nil {
+		m.dpop = &oidcflow.ClientKey{Alg: cmp.Or(dpop.Alg, "ES256")}
+		if dpop.Key != "" {
+			text := repl.ReplaceAll(dpop.Key, "")
+			if text == "" {
+				return m, errors.New("dpop key is empty after expanding placeholders: is the file or environment variable it names there?")
+			}
+			if m.dpop.Key, err = parsePrivateKey([]byte(text)); err != nil {
+				return m, fmt.Errorf("dpop key: %w", err)
+			}
+			fmt.Fprintf(h, "dpop\x00%s\x00", text)
+		}
+		fmt.Fprintf(h, "dpop-alg\x00%s\x00", m.dpop.Alg)
+	}
+	m.sum = hex.EncodeToString(h.Sum(nil))
+	return m, nil
 }
 
 // parsePrivateKey reads the first PEM private key of b.

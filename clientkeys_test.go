@@ -5,11 +5,14 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"math/big"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 
@@ -99,4 +102,99 @@ func TestClientKeyProvisionErrors(t *testing.T) {
 			t.Errorf("the error quotes the key: %v", err)
 		}
 	}
+}
+
+func TestFAPICaddyfile(t *testing.T) {
+	var h Handler
+	err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`trustgate https://bank.example {
+		client_id gw
+		client_auth tls_client_auth {
+			cert {file./etc/trustgate/client-cert.pem}
+			key {file./etc/trustgate/client-key.pem}
+		}
+		dpop {
+			key {file./etc/trustgate/dpop.pem}
+			alg PS256
+		}
+		profile fapi2
+	}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.TokenAuthMethod != "tls_client_auth" || h.ClientCertificate == nil ||
+		*h.ClientCertificate != (ClientCertConfig{Cert: "{file./etc/trustgate/client-cert.pem}", Key: "{file./etc/trustgate/client-key.pem}"}) ||
+		h.DPoP == nil || *h.DPoP != (DPoPConfig{Key: "{file./etc/trustgate/dpop.pem}", Alg: "PS256"}) || h.Profile != "fapi2" {
+		t.Errorf("parsed %q %+v %+v %q", h.TokenAuthMethod, h.ClientCertificate, h.DPoP, h.Profile)
+	}
+	var bare Handler
+	if err := bare.UnmarshalCaddyfile(caddyfile.NewTestDispenser("trustgate {\n dpop\n}")); err != nil || bare.DPoP == nil || *bare.DPoP != (DPoPConfig{}) {
+		t.Errorf("bare dpop: %v %+v, want on with a generated key", err, bare.DPoP)
+	}
+	for _, bad := range []struct{ in, want string }{
+		{"trustgate {\n client_auth tls_client_auth {\n cert x\n }\n}", "needs a block with cert and key"},
+		{"trustgate {\n client_auth tls_client_auth {\n cert x\n key y\n alg ES256\n }\n}", "unrecognized client_auth tls_client_auth option 'alg'"},
+		{"trustgate {\n dpop on\n}", "wrong argument count"},
+		{"trustgate {\n dpop {\n kid x\n }\n}", "unrecognized dpop option 'kid'"},
+	} {
+		var h Handler
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad.in)); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%q: error %v, want %q", bad.in, err, bad.want)
+		}
+	}
+}
+
+// A key or certificate that cannot be used, or a setting that contradicts profile fapi2,
+// fails at provisioning (so `caddy validate` reports it) with the setting's name, never
+// quoting the key.
+func TestFAPIProvisionErrors(t *testing.T) {
+	cert, key := clientCertPEM(t)
+	pkjwt := func(h *Handler) {
+		h.TokenAuthMethod, h.ClientKeys = "private_key_jwt", []ClientKeyConfig{{Key: ecKeyPEM(t), Alg: "ES256", KID: "k"}}
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*Handler)
+		want string
+	}{
+		{"dpop key not PEM", func(h *Handler) { h.DPoP = &DPoPConfig{Key: "not a pem"} }, "dpop key: no PEM private key"},
+		{"dpop key missing", func(h *Handler) { h.DPoP = &DPoPConfig{Key: "{env.TG_TEST_NO_SUCH_KEY}"} }, "dpop key is empty after expanding placeholders"},
+		{"dpop alg for a generated key", func(h *Handler) { h.DPoP = &DPoPConfig{Alg: "PS256"} }, "a generated key is EC P-256"},
+		{"dpop RS256", func(h *Handler) { h.DPoP = &DPoPConfig{Key: ecKeyPEM(t), Alg: "RS256"} }, "dpop: an EC key must be P-256, with alg ES256"},
+		{"certificate and key differ", func(h *Handler) {
+			h.TokenAuthMethod, h.ClientCertificate = "tls_client_auth", &ClientCertConfig{Cert: cert, Key: ecKeyPEM(t)}
+		}, "client certificate (tls_client_auth): tls: private key does not match public key"},
+		{"tls_client_auth without certificate", func(h *Handler) { h.TokenAuthMethod = "tls_client_auth" }, "tls_client_auth needs a client certificate"},
+		{"fapi2 with a client secret", func(h *Handler) { h.Profile, h.ClientSecret, h.DPoP = "fapi2", "s", &DPoPConfig{} }, "profile fapi2 requires client_auth private_key_jwt"},
+		{"fapi2 with par off", func(h *Handler) { pkjwt(h); h.Profile, h.PAR, h.DPoP = "fapi2", "off", &DPoPConfig{} }, "remove `par off`"},
+		{"fapi2 without dpop or mtls", func(h *Handler) { pkjwt(h); h.Profile = "fapi2" }, "turn on dpop, or authenticate with tls_client_auth"},
+	} {
+		h := &Handler{Issuer: "https://idp.example.com", ClientID: "gw", Secrets: []string{testSecret}}
+		tc.edit(h)
+		err := provision(t, h)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Provision() = %v, want %q", tc.name, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "BEGIN") {
+			t.Errorf("%s: the error quotes a key: %v", tc.name, err)
+		}
+	}
+	h := &Handler{Issuer: "https://idp.example.com", ClientID: "gw", Secrets: []string{testSecret}, Profile: "fapi2",
+		TokenAuthMethod: "tls_client_auth", ClientCertificate: &ClientCertConfig{Cert: cert, Key: key}}
+	if err := provision(t, h); err != nil {
+		t.Errorf("fapi2 with tls_client_auth: %v", err)
+	}
+}
+
+// clientCertPEM is a self-signed EC client certificate and its key, in PEM.
+func clientCertPEM(t *testing.T) (cert, key string) {
+	t.Helper()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "gw"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, _ := x509.MarshalPKCS8PrivateKey(k)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}))
 }

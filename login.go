@@ -525,7 +525,7 @@ func exchangeError(err error) *callbackError {
 		e.status, e.msg = http.StatusBadRequest, "The sign-in service refused this sign-in (the link may have been used already). Please sign in again."
 	case reason == oidcflow.CodeResponseIssuer:
 		e.status, e.msg = http.StatusBadRequest, "This sign-in response comes from another sign-in service than the one it was sent to, so it was refused. Please sign in again."
-	case reason == oidcflow.CodeClientRejected:
+	case reason == oidcflow.CodeClientRejected || reason == oidcflow.CodeDPoPRejected:
 		e.status, e.msg = http.StatusBadGateway, "The sign-in service refused this site's request. The site's administrator has been told; please try again later."
 	default:
 		e.status, e.msg = http.StatusUnauthorized, "The sign-in could not be verified, so it was refused. Please sign in again; if this keeps happening, contact the site's administrator."

@@ -24,7 +24,6 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/trustgate/trustgate/internal/web"
-	"github.com/trustgate/trustgate/oidcflow"
 	"github.com/trustgate/trustgate/provider"
 	"github.com/trustgate/trustgate/session"
 	"github.com/trustgate/trustgate/trust"
@@ -132,6 +131,22 @@ type Handler struct {
 	// ClientKeys are the gateway's private keys for private_key_jwt; the first signs, all
 	// are published at <path_prefix>/client-jwks.json (rotation).
 	ClientKeys []ClientKeyConfig `json:"client_keys,omitempty"`
+
+	// ClientCertificate is the TLS client certificate of token_auth_method
+	// tls_client_auth or self_signed_tls_client_auth (RFC 8705). Caddyfile:
+	// client_auth tls_client_auth { cert <pem> key <pem> }
+	ClientCertificate *ClientCertConfig `json:"client_certificate,omitempty"`
+
+	// DPoP makes the gateway prove possession of a key of its own on token requests,
+	// pushed requests and userinfo calls (RFC 9449), so the provider binds the tokens to it.
+	// Caddyfile: dpop [{ key <pem> alg ES256|PS256 }]
+	DPoP *DPoPConfig `json:"dpop,omitempty"`
+
+	// Profile "fapi2" applies the FAPI 2.0 Security Profile: PAR required, PKCE S256,
+	// private_key_jwt or mutual TLS, DPoP or certificate-bound tokens, the authorization
+	// response's iss required (RFC 9207), PS256, ES256 or EdDSA only. A setting that
+	// contradicts it is a configuration error. Caddyfile: profile fapi2
+	Profile string `json:"profile,omitempty"`
 
 	// Userinfo is how the userinfo endpoint is called after login: get, post (both send the
 	// access token in the Authorization header) or off (claims from the ID token only).
@@ -339,20 +354,19 @@ type Handler struct {
 	// bearer lets API requests in by their access token (bearer.go); nil without bearer.
 	bearer *bearerGate
 	// linker acts on the application's linking headers (link.go).
-	linker        *linker
-	profile       *provider.Profile // the provider profile (never nil after Provision)
-	clientKey     string
-	storeKey      string
-	redirectURL   *url.URL
-	clientSecret  string               // expanded
-	clientKeys    []oidcflow.ClientKey // parsed ClientKeys
-	clientKeysSum string               // names clientKeys in the provider client's pool key
-	policy        *trust.Policy        // the block's own require rules, compiled; nil: none
-	assert        *assertionKeys
-	assertKey     string            // assertionKeyPool key, for Cleanup
-	storage       certmagic.Storage // tests: instead of Caddy's configured storage
-	aliasHeader   string            // canonical AliasHeader
-	bindHeader    string            // canonical IdentityBinding.Header
+	linker       *linker
+	profile      *provider.Profile // the provider profile (never nil after Provision)
+	clientKey    string
+	storeKey     string
+	redirectURL  *url.URL
+	clientSecret string         // expanded
+	material     clientMaterial // parsed ClientKeys, ClientCertificate and DPoP
+	policy       *trust.Policy  // the block's own require rules, compiled; nil: none
+	assert       *assertionKeys
+	assertKey    string            // assertionKeyPool key, for Cleanup
+	storage      certmagic.Storage // tests: instead of Caddy's configured storage
+	aliasHeader  string            // canonical AliasHeader
+	bindHeader   string            // canonical IdentityBinding.Header
 
 	// metricsRegistry, when set (tests), is used instead of the config's metrics registry.
 	metricsRegistry *prometheus.Registry
@@ -399,11 +413,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return errors.New("client_secret is empty after expanding placeholders: is the environment variable or file it names set?")
 		}
 	}
-	if len(h.ClientKeys) > 0 {
-		var err error
-		if h.clientKeys, h.clientKeysSum, err = loadClientKeys(h.ClientKeys, repl); err != nil {
-			return err
-		}
+	var err error
+	if h.material, err = loadClientMaterial(h.ClientKeys, h.ClientCertificate, h.DPoP, repl); err != nil {
+		return err
 	}
 	h.RedirectURL = repl.ReplaceAll(h.RedirectURL, "")
 	h.PostLogoutRedirectURL = repl.ReplaceAll(h.PostLogoutRedirectURL, "")
@@ -500,7 +512,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("login cookie keys: %w", err)
 	}
 
-	if h.client, h.clientKey, err = pooledOIDCClient(oidcConfig(h), h.caPool, h.caSum, h.clientKeysSum); err != nil {
+	if h.client, h.clientKey, err = pooledOIDCClient(oidcConfig(h), h.caPool, h.caSum, h.material.sum); err != nil {
 		return err
 	}
 	if h.Bearer != nil {

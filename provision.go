@@ -84,16 +84,21 @@ func oidcConfig(h *Handler) oidcflow.Config {
 		ClientSecret:          h.clientSecret,
 		Scopes:                h.Scopes,
 		AuthMethod:            h.TokenAuthMethod,
-		ClientKeys:            h.clientKeys,
+		ClientKeys:            h.material.keys,
+		ClientCertificate:     h.material.cert,
+		DPoPKey:               h.material.dpop,
+		Profile:               h.Profile,
 		PAR:                   h.PAR,
 		RequestObject:         h.RequestObject,
 		Userinfo:              h.Userinfo,
 		RequireSignedUserinfo: h.UserinfoRequireSigned,
 		UserinfoIssuer:        h.UserinfoIssuer,
-		IDTokenFirstClaims:    h.profile.IDTokenFirstClaims(),
 		TrustedAudiences:      h.TrustedAudiences,
 		ClockLeeway:           time.Duration(h.ClockLeeway),
 		Now:                   h.now,
+	}
+	if h.profile != nil { // nil only when Validate runs without Provision (tests)
+		cfg.IDTokenFirstClaims = h.profile.IDTokenFirstClaims()
 	}
 	if len(h.AuthParams) > 0 {
 		repl := caddy.NewReplacer()

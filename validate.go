@@ -27,11 +27,7 @@ func (h *Handler) Validate() error {
 	if h.ClientID == "" {
 		return errors.New("client_id is required")
 	}
-	if err := oidcflow.Check(oidcflow.Config{
-		Issuer: h.Issuer, ClientID: h.ClientID, ClientSecret: h.clientSecret, Scopes: h.Scopes,
-		AuthMethod: h.TokenAuthMethod, ClientKeys: h.clientKeys, PAR: h.PAR, RequestObject: h.RequestObject, Userinfo: h.Userinfo, RequireSignedUserinfo: h.UserinfoRequireSigned,
-		UserinfoIssuer: h.UserinfoIssuer, AuthParams: h.AuthParams,
-	}); err != nil {
+	if err := oidcflow.Check(oidcConfig(h)); err != nil {
 		return err
 	}
 	if _, err := trust.ParseStandardHeaders(h.StandardHeaders); err != nil {

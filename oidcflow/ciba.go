@@ -226,6 +226,8 @@ func (c *Client) PollCIBA(ctx context.Context, authReqID string) (*Login, error)
 		e = newErr(CodeCIBAExpired, false, "the request expired before the user answered%s", describe(desc))
 	case status == http.StatusTooManyRequests || status == http.StatusRequestTimeout:
 		e = newErr(CodeTokenEndpoint, true, "token endpoint answered HTTP %d%s", status, describe(desc))
+	case opErr == "invalid_dpop_proof" || opErr == "use_dpop_nonce":
+		e = newErr(CodeDPoPRejected, false, "the OP refused the gateway's DPoP proof on the CIBA token request (HTTP %d)%s", status, describe(desc))
 	case opErr != "":
 		e = newErr(CodeCIBAFailed, false, "the OP refused the CIBA token request (HTTP %d)%s", status, describe(desc))
 	case status < 200 || status >= 300:
@@ -480,7 +482,8 @@ func (c *Client) postForm(ctx context.Context, endpoint string, form url.Values)
 	case AuthClientSecretPost:
 		form.Set("client_id", c.cfg.ClientID)
 		form.Set("client_secret", c.cfg.ClientSecret)
-	case AuthNone, AuthPrivateKeyJWT: // the assertion is added by assertingTransport
+	case AuthClientSecretBasic:
+	default: // none, mTLS (the certificate), private_key_jwt (assertingTransport adds the assertion)
 		form.Set("client_id", c.cfg.ClientID)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))

@@ -170,9 +170,10 @@ var unsupportedClaims = map[string]bool{"_claim_names": true, "_claim_sources": 
 var errUserinfoSubMismatch = errors.New("userinfo sub differs from the id token's sub (OIDC Core 5.3.2)")
 
 // userinfo calls the userinfo endpoint with the access token in the Authorization header
-// (never in the URL) and verifies the answer: a JSON object, or with application/jwt a JWT
-// signed by the OP's keys (alg allow-list, iss, aud). Its sub must equal wantSub.
-func (c *Client) userinfo(ctx context.Context, p *provider, accessToken, wantSub string) (map[string]any, bool, error) {
+// (never in the URL; authorization is the whole header value, Bearer or DPoP) and verifies
+// the answer: a JSON object, or with application/jwt a JWT signed by the OP's keys (alg
+// allow-list, iss, aud). Its sub must equal wantSub.
+func (c *Client) userinfo(ctx context.Context, p *provider, authorization, wantSub string) (map[string]any, bool, error) {
 	var req *http.Request
 	var err error
 	if c.cfg.Userinfo == UserinfoPost {
@@ -186,7 +187,7 @@ func (c *Client) userinfo(ctx context.Context, p *provider, accessToken, wantSub
 	if err != nil {
 		return nil, false, newErr(CodeUserinfoFailed, false, "building userinfo request: %w", err)
 	}
-	req.Header.Set("Authorization", "Bearer "+accessToken)
+	req.Header.Set("Authorization", authorization)
 	req.Header.Set("Accept", "application/jwt, application/json")
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
@@ -203,6 +204,8 @@ func (c *Client) userinfo(ctx context.Context, p *provider, accessToken, wantSub
 	switch {
 	case resp.StatusCode >= 500:
 		return nil, false, newErr(CodeUserinfoFailed, true, "userinfo endpoint answered HTTP %d", resp.StatusCode)
+	case resp.StatusCode == http.StatusUnauthorized && strings.HasPrefix(authorization, TokenTypeDPoP+" "):
+		return nil, false, newErr(CodeDPoPRejected, false, "userinfo endpoint refused the DPoP-bound access token (HTTP 401, %s)", truncate(resp.Header.Get("WWW-Authenticate"), 200))
 	case resp.StatusCode != http.StatusOK:
 		return nil, false, newErr(CodeUserinfoInvalid, false, "userinfo endpoint answered HTTP %d (access token refused?)", resp.StatusCode)
 	}

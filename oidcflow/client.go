@@ -2,6 +2,10 @@ package oidcflow
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
@@ -43,8 +47,19 @@ type Config struct {
 	// Scopes requested; "openid" is always included. Default: openid email profile.
 	Scopes []string
 	// AuthMethod is the token endpoint client authentication: client_secret_basic (default;
-	// none when ClientSecret is empty), client_secret_post, none or private_key_jwt.
+	// none when ClientSecret is empty), client_secret_post, none, private_key_jwt, or
+	// tls_client_auth / self_signed_tls_client_auth (with ClientCertificate).
 	AuthMethod string
+	// ClientCertificate is the client's TLS certificate for the mutual-TLS methods (RFC
+	// 8705). HTTPClient must present it (NewHTTPClientFor); the Client uses it to choose
+	// the provider's mtls_endpoint_aliases.
+	ClientCertificate *tls.Certificate
+	// DPoPKey, when set, makes every token request, pushed request and userinfo call carry
+	// a DPoP proof signed with it (RFC 9449): ES256 with an EC P-256 key or PS256 with RSA.
+	// A nil Key asks New for a generated EC P-256 key. Its KID is not used.
+	DPoPKey *ClientKey
+	// Profile "fapi2" applies the FAPI 2.0 Security Profile (checkFAPI2); "" applies none.
+	Profile string
 	// RequestObject "signed" sends authorization requests as request objects signed with
 	// ClientKeys[0] (JAR, RFC 9101); "" sends plain parameters.
 	RequestObject string
@@ -163,6 +178,15 @@ type Metadata struct {
 	// RequirePushedAuthorizationRequests: the OP accepts authorization requests only
 	// through PAR (RFC 9126 §5).
 	RequirePushedAuthorizationRequests bool `json:"require_pushed_authorization_requests"`
+	// MTLSEndpointAliases are the endpoints a mutual-TLS client calls instead of the ones
+	// above (RFC 8705 §5); used only with tls_client_auth.
+	MTLSEndpointAliases map[string]string `json:"mtls_endpoint_aliases"`
+	// TLSClientCertificateBoundAccessTokens: the OP binds access tokens to the client
+	// certificate (RFC 8705 §3).
+	TLSClientCertificateBoundAccessTokens bool `json:"tls_client_certificate_bound_access_tokens"`
+	// DPoPSigningAlgs are the DPoP proof algorithms the OP accepts (RFC 9449 §5.1); nil
+	// when it offers no DPoP.
+	DPoPSigningAlgs []string `json:"dpop_signing_alg_values_supported"`
 }
 
 // New checks cfg and returns a Client. It does no network I/O.
@@ -172,15 +196,23 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{cfg: cfg}
-	if cfg.AuthMethod == AuthPrivateKeyJWT {
+	if cfg.AuthMethod == AuthPrivateKeyJWT || cfg.DPoPKey != nil {
 		// Every client authentication to the provider, x/oauth2's included, gets a fresh
-		// assertion (clientauth.go).
+		// assertion (clientauth.go), and every call that obtains or presents a token a
+		// fresh DPoP proof (dpop.go). The proof is outside: its nonce retry then gets a
+		// fresh assertion too.
 		hc := *cfg.HTTPClient
 		next := hc.Transport
 		if next == nil {
 			next = http.DefaultTransport
 		}
-		hc.Transport = &assertingTransport{next: next, c: c}
+		if cfg.AuthMethod == AuthPrivateKeyJWT {
+			next = &assertingTransport{next: next, c: c}
+		}
+		if cfg.DPoPKey != nil {
+			next = &dpopTransport{next: next, c: c}
+		}
+		hc.Transport = next
 		c.cfg.HTTPClient = &hc
 	}
 	c.bg, c.cancel = context.WithCancel(oidc.ClientContext(context.Background(), c.cfg.HTTPClient))
@@ -229,8 +261,28 @@ func withDefaults(cfg Config) (Config, error) {
 		if err := checkClientKeys(cfg.ClientKeys); err != nil {
 			return cfg, err
 		}
+	case AuthTLSClientAuth, AuthSelfSignedTLSClientAuth:
+		if err := checkClientCertificate(cfg.ClientCertificate); err != nil {
+			return cfg, err
+		}
 	default:
-		return cfg, fmt.Errorf("unknown token auth method %q (want %s, %s, %s or %s)", cfg.AuthMethod, AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT, AuthNone)
+		return cfg, fmt.Errorf("unknown token auth method %q (want %s, %s, %s, %s, %s or %s)", cfg.AuthMethod,
+			AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT, AuthTLSClientAuth, AuthSelfSignedTLSClientAuth, AuthNone)
+	}
+	if k := cfg.DPoPKey; k != nil && k.Key == nil {
+		if k.Alg != "" && k.Alg != "ES256" {
+			return cfg, fmt.Errorf("dpop: a generated key is EC P-256 (ES256); give a key to sign with %s", k.Alg)
+		}
+		gen, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return cfg, fmt.Errorf("dpop: generating a key: %w", err)
+		}
+		cfg.DPoPKey = &ClientKey{Key: gen, Alg: "ES256"}
+	}
+	if cfg.DPoPKey != nil {
+		if err := checkDPoPKey(cfg.DPoPKey); err != nil {
+			return cfg, err
+		}
 	}
 	switch cfg.RequestObject {
 	case "":
@@ -245,6 +297,15 @@ func withDefaults(cfg Config) (Config, error) {
 	case PARAuto, PAROn, PARRequired, PAROff:
 	default:
 		return cfg, fmt.Errorf("par must be on, required or off, not %q", cfg.PAR)
+	}
+	switch cfg.Profile {
+	case "":
+	case ProfileFAPI2:
+		if err := checkFAPI2(&cfg); err != nil {
+			return cfg, err
+		}
+	default:
+		return cfg, fmt.Errorf("profile must be fapi2, not %q", cfg.Profile)
 	}
 	switch cfg.Userinfo {
 	case "":
@@ -410,6 +471,9 @@ func (c *Client) fetchProvider() (*provider, error) {
 	if err := op.Claims(&meta); err != nil {
 		return nil, newErr(CodeDiscovery, false, "decoding discovery document: %w", err)
 	}
+	if usesMTLS(c.cfg.AuthMethod) {
+		applyMTLSAliases(&meta)
+	}
 	iss, _ := url.Parse(c.cfg.Issuer)
 	for _, ep := range []struct{ name, val string }{
 		{"authorization_endpoint", meta.AuthorizationEndpoint},
@@ -451,7 +515,17 @@ func (c *Client) fetchProvider() (*provider, error) {
 	if len(meta.UserinfoSigningAlgs) == 0 {
 		uiAlgs = idAlgs
 	}
+	if c.cfg.Profile == ProfileFAPI2 {
+		idAlgs = slices.DeleteFunc(idAlgs, func(a string) bool { return !slices.Contains(fapi2Algs, a) })
+		uiAlgs = slices.DeleteFunc(uiAlgs, func(a string) bool { return !slices.Contains(fapi2Algs, a) })
+	}
+	if k := c.cfg.DPoPKey; k != nil && meta.DPoPSigningAlgs != nil && !slices.Contains(meta.DPoPSigningAlgs, k.Alg) {
+		return nil, newErr(CodeDiscovery, false, "dpop signs with %s, but the OP accepts DPoP proofs signed with %v only (dpop_signing_alg_values_supported)", k.Alg, meta.DPoPSigningAlgs)
+	}
 	if len(idAlgs) == 0 {
+		if c.cfg.Profile == ProfileFAPI2 {
+			return nil, newErr(CodeDiscovery, false, "profile fapi2 accepts ID tokens signed with PS256, ES256 or EdDSA, and the OP advertises none of them (id_token_signing_alg_values_supported=%v)", meta.IDTokenSigningAlgs)
+		}
 		return nil, newErr(CodeDiscovery, false, "the OP advertises no supported ID token signing algorithm (id_token_signing_alg_values_supported=%v)", meta.IDTokenSigningAlgs)
 	}
 

@@ -73,9 +73,10 @@ func checkClientKeys(keys []ClientKey) error {
 }
 
 // ClientJWKS is the client's public keys as a JWK Set, for a provider that fetches the
-// client's jwks_uri; nil unless the client authenticates with private_key_jwt.
+// client's jwks_uri; nil when it has no keys (neither private_key_jwt nor signed
+// request objects).
 func (c *Client) ClientJWKS() []byte {
-	if c.cfg.AuthMethod != AuthPrivateKeyJWT {
+	if len(c.cfg.ClientKeys) == 0 {
 		return nil
 	}
 	set := jose.JSONWebKeySet{}

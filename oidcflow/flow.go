@@ -112,6 +112,9 @@ func (c *Client) CheckResponseIssuer(ctx context.Context, iss string, present bo
 	if !present && p.meta.AuthorizationResponseIssuer {
 		return newErr(CodeResponseIssuer, false, "authorization response has no iss parameter although the OP advertises authorization_response_iss_parameter_supported")
 	}
+	if !present && c.cfg.Profile == ProfileFAPI2 {
+		return newErr(CodeResponseIssuer, false, "authorization response has no iss parameter; profile fapi2 requires it (RFC 9207)")
+	}
 	return nil
 }
 
@@ -177,8 +180,8 @@ type tokenSet struct {
 // auth_req_id), then at_hash, and only then fetches userinfo (unless off) and merges the
 // claims. Nothing is fetched after a refused ID token.
 func (c *Client) completeLogin(ctx context.Context, p *provider, tok tokenSet, check func(idClaims map[string]any) error) (*Login, error) {
-	if tt := tok.TokenType; tt != "" && !strings.EqualFold(tt, "bearer") {
-		return nil, newErr(CodeTokenResponse, false, "token endpoint returned token_type %q; only Bearer is supported", truncate(tt, 40))
+	if err := c.checkTokenType(tok.TokenType, ""); err != nil {
+		return nil, err
 	}
 	if tok.AccessToken == "" {
 		return nil, newErr(CodeTokenResponse, false, "token endpoint returned no access_token")
@@ -207,7 +210,7 @@ func (c *Client) completeLogin(ctx context.Context, p *provider, tok tokenSet, c
 		Expiry:        tok.Expiry,
 	}
 	if c.cfg.Userinfo != UserinfoOff && p.meta.UserinfoEndpoint != "" {
-		ui, signed, err := c.userinfo(ctx, p, tok.AccessToken, idt.Subject)
+		ui, signed, err := c.userinfo(ctx, p, c.authorization(tok.AccessToken, tok.TokenType), idt.Subject)
 		if err != nil {
 			return nil, err
 		}
@@ -233,6 +236,8 @@ func tokenEndpointError(err error) error {
 		switch {
 		case status >= 500 || status == 0:
 			e = newErr(CodeTokenEndpoint, true, "token endpoint answered HTTP %d", status)
+		case re.ErrorCode == "invalid_dpop_proof" || re.ErrorCode == "use_dpop_nonce":
+			e = newErr(CodeDPoPRejected, false, "token endpoint refused the gateway's DPoP proof (HTTP %d): %s; check the gateway's clock and the dpop key's algorithm", status, truncate(re.ErrorDescription, 200))
 		case re.ErrorCode == "invalid_grant":
 			// The code itself: expired, already used, or issued for another login.
 			e = newErr(CodeTokenRejected, false, "token endpoint refused the code (HTTP %d): %s", status, truncate(re.ErrorDescription, 200))

@@ -28,6 +28,12 @@ func NewHTTPClient(timeout time.Duration, maxBody int64) *http.Client {
 // NewHTTPClientWithRoots is NewHTTPClient verifying the OP's certificates against roots
 // instead of the system's trusted CAs; nil roots means the system's.
 func NewHTTPClientWithRoots(timeout time.Duration, maxBody int64, roots *x509.CertPool) *http.Client {
+	return NewHTTPClientFor(timeout, maxBody, roots, nil)
+}
+
+// NewHTTPClientFor is NewHTTPClientWithRoots presenting cert, when not nil, as the TLS
+// client certificate on every connection (mutual TLS, RFC 8705).
+func NewHTTPClientFor(timeout time.Duration, maxBody int64, roots *x509.CertPool, cert *tls.Certificate) *http.Client {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
@@ -44,8 +50,11 @@ func NewHTTPClientWithRoots(timeout time.Duration, maxBody int64, roots *x509.Ce
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
 	}
-	if roots != nil {
+	if roots != nil || cert != nil {
 		base.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
+	}
+	if cert != nil {
+		base.TLSClientConfig.Certificates = []tls.Certificate{*cert}
 	}
 	return &http.Client{
 		Timeout:   timeout,

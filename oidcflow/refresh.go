@@ -68,8 +68,8 @@ func (c *Client) Refresh(ctx context.Context, r RefreshRequest) (*Login, error) 
 	if err != nil {
 		return nil, refreshEndpointError(err)
 	}
-	if tt := tok.TokenType; tt != "" && !strings.EqualFold(tt, "bearer") {
-		return nil, newErr(CodeTokenResponse, false, "token endpoint returned token_type %q on refresh; only Bearer is supported", truncate(tt, 40))
+	if err := c.checkTokenType(tok.TokenType, " on refresh"); err != nil {
+		return nil, err
 	}
 	if tok.AccessToken == "" {
 		return nil, newErr(CodeTokenResponse, false, "token endpoint returned no access_token on refresh")
@@ -109,7 +109,7 @@ func (c *Client) Refresh(ctx context.Context, r RefreshRequest) (*Login, error) 
 	}
 
 	if c.cfg.Userinfo != UserinfoOff && p.meta.UserinfoEndpoint != "" {
-		ui, signed, err := c.userinfo(ctx, p, tok.AccessToken, sub)
+		ui, signed, err := c.userinfo(ctx, p, c.authorization(tok.AccessToken, tok.TokenType), sub)
 		if errors.Is(err, errUserinfoSubMismatch) {
 			// The new access token speaks for someone else: never switch identities.
 			return nil, newErr(CodeRefreshIdentityMismatch, false, "after the refresh, %w", err)
@@ -138,6 +138,9 @@ func refreshEndpointError(err error) error {
 		switch {
 		case status >= 500 || status == 0 || status == http.StatusTooManyRequests:
 			e = newErr(CodeTokenEndpoint, true, "token endpoint answered HTTP %d to the refresh", status)
+		case re.ErrorCode == "invalid_dpop_proof" || re.ErrorCode == "use_dpop_nonce":
+			// The gateway's proof, not the session's grant: kept, like invalid_client.
+			e = newErr(CodeDPoPRejected, true, "token endpoint refused the gateway's DPoP proof on refresh (HTTP %d): %s", status, truncate(re.ErrorDescription, 200))
 		case re.ErrorCode == "invalid_grant" || re.ErrorCode == "invalid_token" || re.ErrorCode == "unauthorized_client":
 			e = newErr(CodeRefreshRejected, false, "the OP refused the refresh token (HTTP %d): %s", status, truncate(re.ErrorDescription, 200))
 		default:

@@ -132,7 +132,7 @@ func endpointMatcherSet(prefix string) caddy.ModuleMap {
 //		scopes            <scope>...
 //		path_prefix       <path>
 //		redirect_url      <url>
-//		token_auth_method client_secret_basic|client_secret_post|none|private_key_jwt
+//		token_auth_method client_secret_basic|client_secret_post|none|private_key_jwt|tls_client_auth|self_signed_tls_client_auth
 //		par               [required|off]           # push the authorization request (RFC 9126)
 //		request_object    signed                    # JAR (RFC 9101), with client_auth's key
 //		client_auth       <method> [{               # the same, with the keys of private_key_jwt

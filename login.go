@@ -105,6 +105,9 @@ type loginError struct {
 // pkceWarned holds the issuers warned about (once per process) for not advertising S256.
 var pkceWarned sync.Map
 
+// parOffWarned holds the issuers warned about `par off` (once per process).
+var parOffWarned sync.Map
+
 // Limits on callback parameters; anything longer cannot be ours (threat model LIM-07).
 const (
 	maxCodeBytes  = 4096
@@ -137,6 +140,7 @@ func (l *loginFlow) begin(w http.ResponseWriter, r *http.Request, lr loginReques
 	authURL, err := l.client.AuthCodeURL(ctx, ar)
 	if err == nil {
 		l.warnWithoutPKCE(ctx)
+		l.warnPAROff(ctx)
 	}
 	code := oidcflow.ReasonCode(err)
 	if err != nil && !oidcflow.IsTemporary(err) && (code == oidcflow.CodePARRejected || code == oidcflow.CodePARUnavailable || code == oidcflow.CodeRequestObject) {
@@ -187,6 +191,20 @@ func (l *loginFlow) warnWithoutPKCE(ctx context.Context) {
 	}
 	l.logger.Warn("the provider's discovery document has no code_challenge_methods_supported with S256: PKCE is sent, but the provider may not check it; code injection protection then depends on the provider",
 		zap.String("issuer", l.issuer), zap.String("reason", "pkce_not_advertised"))
+}
+
+// warnPAROff warns once per issuer when `par off` meets a provider whose discovery
+// document says require_pushed_authorization_requests: its logins will be refused.
+func (l *loginFlow) warnPAROff(ctx context.Context) {
+	md, err := l.client.Discover(ctx)
+	if err != nil || !md.RequirePushedAuthorizationRequests || l.client.Config().PAR != oidcflow.PAROff {
+		return
+	}
+	if _, done := parOffWarned.LoadOrStore(l.issuer, true); done {
+		return
+	}
+	l.logger.Warn("par is off, but the provider's discovery document says require_pushed_authorization_requests: it will refuse every login; remove `par off`",
+		zap.String("issuer", l.issuer), zap.String("reason", "par_off_but_required"))
 }
 
 // start begins the authorization-code flow and redirects the browser to the provider.
@@ -342,6 +360,12 @@ func (l *loginFlow) checkCallback(w http.ResponseWriter, r *http.Request) (*txRe
 		}
 	}
 	state := q.Get("state")
+	if state == "" && q.Has("error") && !q.Has("code") {
+		// A provider that cannot tell which request it refuses (a pushed request_uri used
+		// twice or expired) answers without state. Only the error code is shown: its
+		// description is not tied to any login of this browser.
+		return nil, opRefusal(q.Get("error"), "")
+	}
 	if state == "" {
 		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_missing_state", msg: "The sign-in response has no state parameter. Please sign in again."}
 	}
@@ -365,15 +389,7 @@ func (l *loginFlow) checkCallback(w http.ResponseWriter, r *http.Request) (*txRe
 		if q.Has("code") {
 			return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_ambiguous", msg: "The sign-in response carries both a code and an error; it was refused. Please sign in again."}
 		}
-		status := http.StatusBadRequest
-		if q.Get("error") == "access_denied" {
-			status = http.StatusForbidden
-		}
-		msg := "The sign-in service reported: " + web.Clip(q.Get("error"), 64)
-		if d := q.Get("error_description"); d != "" {
-			msg += " — " + web.Clip(d, maxErrorBytes)
-		}
-		return &rec, &callbackError{status: status, reason: "op_error", msg: msg, opErr: web.Clip(q.Get("error"), 64)}
+		return &rec, opRefusal(q.Get("error"), q.Get("error_description"))
 	}
 	code := q.Get("code")
 	if code == "" || len(code) > maxCodeBytes {
@@ -506,6 +522,36 @@ type IdentityBindingConfig struct {
 	Header string `json:"header,omitempty"`
 	// ACRValues are sent with the binding's authorization request.
 	ACRValues []string `json:"acr_values,omitempty"`
+}
+
+// requestRefusals are the authorization errors that refuse the gateway's own request
+// rather than the user, each with the mechanism it names: the answer is 502, as when the
+// token endpoint refuses the gateway.
+var requestRefusals = map[string]string{
+	"invalid_request_uri":    "the pushed authorization request (PAR) was already used or has expired",
+	"invalid_request_object": "the provider refused the signed request object (request_object signed)",
+	"invalid_request":        "the provider refused the authorization request",
+	"unauthorized_client":    "the provider does not allow this client this request",
+	"invalid_client":         "the provider does not know or accept this client",
+	"invalid_dpop_proof":     "the provider refused the DPoP proof",
+}
+
+// opRefusal is the callback's answer to an error response of the provider: 403 for
+// access_denied, 502 for a refusal of the gateway's request (requestRefusals), else 400.
+func opRefusal(code, description string) *callbackError {
+	code = web.Clip(code, 64)
+	e := &callbackError{status: http.StatusBadRequest, reason: "op_error", opErr: code, msg: "The sign-in service reported: " + code}
+	if d := description; d != "" {
+		e.msg += " — " + web.Clip(d, maxErrorBytes)
+	}
+	switch mechanism, ok := requestRefusals[code]; {
+	case code == "access_denied":
+		e.status = http.StatusForbidden
+	case ok:
+		e.status, e.err = http.StatusBadGateway, errors.New(mechanism)
+		e.msg = "The sign-in service refused this site's request (" + code + "). Please try again; if this keeps happening, contact the site's administrator."
+	}
+	return e
 }
 
 // exchangeError maps a provider failure to what the user sees; the details go to the log.

@@ -258,6 +258,33 @@ func TestFL06_OPErrorIsEscaped(t *testing.T) {
 	}
 }
 
+// An authorization error that refuses the gateway's own request is 502 and names the
+// mechanism in the log; without state (a used PAR request_uri) only the error code is
+// shown, never a description nobody's login asked for, and nothing is created.
+func TestFL06_OPRefusesTheGatewaysRequest(t *testing.T) {
+	g := newGateway(t)
+	g.op.SetFaults(oidctest.Faults{AuthorizeError: "invalid_request_object", AuthorizeErrorDescription: "request object signature invalid"})
+	resp, body := g.login("bindid-known", "/app")
+	g.assertRejectedLogin(resp, body, http.StatusBadGateway)
+	if !strings.Contains(body, "refused this site&#39;s request (invalid_request_object)") {
+		t.Errorf("page %q, want the 502 wording with the code", web.Clip(body, 400))
+	}
+
+	g2 := newGateway(t)
+	resp, body = g2.navigate(g2.browser, "/.trustgate/callback?error=invalid_request_uri&error_description=Call+0800+to+unlock+your+account")
+	g2.assertRejectedLogin(resp, body, http.StatusBadGateway)
+	if strings.Contains(body, "0800") || !strings.Contains(body, "invalid_request_uri") {
+		t.Errorf("stateless error page %q: want the code only, without the description", web.Clip(body, 400))
+	}
+	resp, _ = g2.navigate(g2.browser, "/.trustgate/callback?error=access_denied")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("stateless access_denied: %d, want 403", resp.StatusCode)
+	}
+	if g2.op.Counts().Token != 0 {
+		t.Error("token endpoint called on an error response")
+	}
+}
+
 func TestFL07_DuplicatedCallbackParameters(t *testing.T) {
 	for _, dup := range []string{"state", "code"} {
 		t.Run(dup+" twice", func(t *testing.T) {
@@ -744,6 +771,28 @@ func TestLIM07_LongInputs(t *testing.T) {
 			t.Error("a 100 KB code was sent to the token endpoint")
 		}
 	})
+}
+
+// `par off` against a provider that requires PAR: the first login logs one warning that
+// says what to remove, once per issuer.
+func TestPAROffAgainstRequiredPARWarns(t *testing.T) {
+	core, logs := observer.New(zapcore.WarnLevel)
+	g := newGateway(t, func(h *Handler, o *oidctest.Options) { h.PAR = "off" })
+	g.op.SetFaults(oidctest.Faults{DiscoveryExtra: map[string]any{"require_pushed_authorization_requests": true}})
+	parOffWarned.Delete(g.h.Issuer)
+	g.h.logger = zap.New(core)
+	for range 2 {
+		g.startLogin(g.newBrowser(), "/app")
+	}
+	n := 0
+	for _, e := range logs.All() {
+		if e.ContextMap()["reason"] == "par_off_but_required" && strings.Contains(e.Message, "remove `par off`") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d par_off_but_required warnings, want 1", n)
+	}
 }
 
 func TestWrongClientSecretIsAnOperatorError(t *testing.T) {

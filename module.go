@@ -111,9 +111,10 @@ type Handler struct {
 	// more than one Host name or runs behind a TLS-terminating proxy.
 	RedirectURL string `json:"redirect_url,omitempty"`
 
-	// TokenAuthMethod is how the gateway authenticates to the provider (token,
+	// TokenAuthMethod is how the gateway authenticates to the provider (token, PAR,
 	// backchannel authentication and introspection endpoints): client_secret_basic,
-	// client_secret_post, none, or private_key_jwt (with ClientKeys). Default:
+	// client_secret_post, none, private_key_jwt (with ClientKeys), or tls_client_auth /
+	// self_signed_tls_client_auth (with ClientCertificate). Default:
 	// client_secret_basic (none when there is no client secret). Caddyfile:
 	// token_auth_method <method>, or client_auth <method> [{ key ... alg ... kid ... }].
 	TokenAuthMethod string `json:"token_auth_method,omitempty"`

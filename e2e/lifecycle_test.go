@@ -33,6 +33,8 @@ type opGrant struct {
 	Rotated   bool   `json:"rotated"`
 	At        int64  `json:"at"` // Unix milliseconds
 	Error     string `json:"error"`
+	// ErrorDetail is the provider's own reason for Error, which it does not send.
+	ErrorDetail string `json:"error_detail"`
 }
 
 // opGrants lists the token endpoint's answers to clientID, oldest first.

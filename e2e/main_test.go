@@ -51,6 +51,13 @@ type env struct {
 	pkjwtURL               string          // a site that authenticates with private_key_jwt (clientauth_test.go)
 	parURL                 string          // a site with par required; its client requires PAR (par_test.go)
 	jarURL                 string          // a site with request_object signed; its client requires signed request objects (clientauth_test.go)
+	dpopURL                string          // private_key_jwt and dpop; its client needs DPoP-bound tokens (fapi_test.go)
+	mtlsURL                string          // client_auth tls_client_auth; its client is registered for mutual TLS (fapi_test.go)
+	fapiURL                string          // profile fapi2 with private_key_jwt and dpop (fapi_test.go)
+	mtlsPort               int             // the provider's TLS listener: its mtls_endpoint_aliases
+	mtlsCA                 string          // the test CA of mutual TLS (PEM), made at start
+	mtlsCert, mtlsKey      string          // the gateway's client certificate and key (PEM)
+	opTLSCert, opTLSKey    string          // the provider's TLS certificate and key (PEM)
 	pkjwtKeyFile           string          // its private key (PEM), made at start
 	pkjwtJWKS              json.RawMessage // the public half, registered at the provider
 	bearerURL              string          // an API site: bearer { audience apiAudience require_at_jwt }, /items/write/* requires scope items:write (bearer_test.go)
@@ -167,6 +174,13 @@ func setup() (cleanup func(), err error) {
 	if err := makeClientKey(); err != nil {
 		return cleanup, fmt.Errorf("the private_key_jwt client key: %w", err)
 	}
+	e2e.dpopURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.mtlsURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.fapiURL = fmt.Sprintf("http://localhost:%d", freePort())
+	e2e.mtlsPort = freePort()
+	if err := makeTestPKI(); err != nil {
+		return cleanup, fmt.Errorf("the mutual TLS test CA: %w", err)
+	}
 	e2e.redisPorts = [2]int{freePort(), freePort()}
 	e2e.bclPorts = [2]int{freePort(), freePort()}
 
@@ -210,13 +224,23 @@ func prerequisites() (chromium, node string, err error) {
 	return chromium, node, nil
 }
 
+// givenPorts are the ports freePort has handed out: the kernel may offer a closed port
+// again, and two sites on one port make an ambiguous Caddyfile.
+var givenPorts = map[int]bool{}
+
 func freePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !givenPorts[port] {
+			givenPorts[port] = true
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // startOP runs e2e/op/server.mjs (copied next to its installed node_modules) on port.
@@ -248,6 +272,13 @@ func startOP(node string, port int) (func(), error) {
 		RequirePAR bool `json:"require_pushed_authorization_requests,omitempty"`
 		// RequireJAR registers require_signed_request_object (RFC 9101 §10.5), ES256.
 		RequireJAR bool `json:"require_signed_request_object,omitempty"`
+		// DPoPBound registers dpop_bound_access_tokens (RFC 9449 §5.2).
+		DPoPBound bool `json:"dpop_bound_access_tokens,omitempty"`
+		// TLSSubjectDN registers tls_client_auth with this subject (RFC 8705 §2.1.2) and
+		// certificate-bound access tokens.
+		TLSSubjectDN string `json:"tls_client_auth_subject_dn,omitempty"`
+		// IDTokenAlg registers id_token_signed_response_alg (default RS256).
+		IDTokenAlg string `json:"id_token_signed_response_alg,omitempty"`
 	}
 	clients, _ := json.Marshal([]client{
 		{ClientID: plainClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.plainURL + "/.trustgate/callback", e2e.genericURL + "/.trustgate/callback"}, PostLogoutRedirectURIs: []string{e2e.plainURL + "/"}},
@@ -295,6 +326,9 @@ func startOP(node string, port int) (func(), error) {
 		{ClientID: pkjwtClientID, RedirectURIs: []string{e2e.pkjwtURL + "/.trustgate/callback"}, TokenEndpointAuthMethod: "private_key_jwt", JWKS: e2e.pkjwtJWKS},
 		{ClientID: jarClientID, RedirectURIs: []string{e2e.jarURL + "/.trustgate/callback"}, TokenEndpointAuthMethod: "private_key_jwt", JWKS: e2e.pkjwtJWKS, RequireJAR: true},
 		{ClientID: parClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.parURL + "/.trustgate/callback"}, RequirePAR: true},
+		{ClientID: dpopClientID, RedirectURIs: []string{e2e.dpopURL + "/.trustgate/callback"}, TokenEndpointAuthMethod: "private_key_jwt", JWKS: e2e.pkjwtJWKS, DPoPBound: true},
+		{ClientID: mtlsClientID, RedirectURIs: []string{e2e.mtlsURL + "/.trustgate/callback"}, TokenEndpointAuthMethod: "tls_client_auth", TLSSubjectDN: mtlsSubjectDN},
+		{ClientID: fapiClientID, RedirectURIs: []string{e2e.fapiURL + "/.trustgate/callback"}, TokenEndpointAuthMethod: "private_key_jwt", JWKS: e2e.pkjwtJWKS, RequirePAR: true, DPoPBound: true, IDTokenAlg: "ES256"},
 	})
 	e2e.opLog = filepath.Join(e2e.artifacts, "op.log")
 	logf, err := os.Create(e2e.opLog)
@@ -303,7 +337,8 @@ func startOP(node string, port int) (func(), error) {
 	}
 	cmd := exec.Command(node, "server.mjs")
 	cmd.Dir = opDir
-	cmd.Env = append(os.Environ(), fmt.Sprintf("OP_PORT=%d", port), "OP_CLIENTS="+string(clients), "DEBUG=")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("OP_PORT=%d", port), "OP_CLIENTS="+string(clients), "DEBUG=",
+		fmt.Sprintf("OP_MTLS_PORT=%d", e2e.mtlsPort), "OP_TLS_CERT="+e2e.opTLSCert, "OP_TLS_KEY="+e2e.opTLSKey, "OP_TLS_CA="+e2e.mtlsCA)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -394,6 +429,7 @@ func startCaddy(bin string) (func(), error) {
 	caddyfile += pkjwtSite(site)
 	caddyfile += site(e2e.parURL, parClientID, "tg_par", "identity", "par required", "")
 	caddyfile += jarSite(site)
+	caddyfile += fapiSites(site)
 	recipes, err := recipeSites()
 	if err != nil {
 		return func() { os.RemoveAll(dir) }, err
@@ -423,7 +459,7 @@ func startCaddy(bin string) (func(), error) {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}
 	}
-	for _, u := range []string{e2e.bearerURL, e2e.errorPagesURL, e2e.pkjwtURL, e2e.parURL, e2e.jarURL, e2e.cibaURL, e2e.entraURL, e2e.entraStrictURL, e2e.googleURL, e2e.keycloakURL, e2e.auth0URL} {
+	for _, u := range []string{e2e.bearerURL, e2e.errorPagesURL, e2e.pkjwtURL, e2e.parURL, e2e.jarURL, e2e.dpopURL, e2e.mtlsURL, e2e.fapiURL, e2e.cibaURL, e2e.entraURL, e2e.entraStrictURL, e2e.googleURL, e2e.keycloakURL, e2e.auth0URL} {
 		if err := waitHTTP(u+"/.trustgate/me", 20*time.Second); err != nil {
 			return done, fmt.Errorf("caddy did not come up: %w\n%s", err, tail(e2e.caddyLog))
 		}

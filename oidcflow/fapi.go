@@ -111,3 +111,23 @@ func applyMTLSAliases(meta *Metadata) {
 		}
 	}
 }
+
+// withClientAuthHint adds to a CodeClientRejected error what to check for the configured
+// client authentication, so that the log names the mechanism the provider refused.
+func (c *Client) withClientAuthHint(err error) error {
+	e, ok := err.(*Error)
+	if !ok || e.Code != CodeClientRejected {
+		return err
+	}
+	var hint string
+	switch c.cfg.AuthMethod {
+	case AuthPrivateKeyJWT:
+		hint = fmt.Sprintf("the provider refused the client assertion (private_key_jwt, key %s): check the public key registered there, the gateway's clock, and that it accepts the issuer as audience", c.cfg.ClientKeys[0].KID)
+	case AuthTLSClientAuth, AuthSelfSignedTLSClientAuth:
+		hint = fmt.Sprintf("the provider refused the client certificate (%s): check the subject or certificate registered there and that it trusts the certificate's CA", c.cfg.AuthMethod)
+	default:
+		return err
+	}
+	e.Err = fmt.Errorf("%w; %s", e.Err, hint)
+	return e
+}

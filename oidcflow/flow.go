@@ -156,7 +156,7 @@ func (c *Client) Exchange(ctx context.Context, code, redirectURL string, tx Tran
 	conf.RedirectURL = redirectURL
 	tok, err := conf.Exchange(oidc.ClientContext(ctx, c.cfg.HTTPClient), code, oauth2.VerifierOption(tx.Verifier))
 	if err != nil {
-		return nil, tokenEndpointError(err)
+		return nil, c.withClientAuthHint(tokenEndpointError(err))
 	}
 	rawID, _ := tok.Extra("id_token").(string)
 	return c.completeLogin(ctx, p, tokenSet{

@@ -66,7 +66,7 @@ func (c *Client) Refresh(ctx context.Context, r RefreshRequest) (*Login, error) 
 	src := p.oauth.TokenSource(oidc.ClientContext(ctx, c.cfg.HTTPClient), &oauth2.Token{RefreshToken: r.RefreshToken})
 	tok, err := src.Token()
 	if err != nil {
-		return nil, refreshEndpointError(err)
+		return nil, c.withClientAuthHint(refreshEndpointError(err))
 	}
 	if err := c.checkTokenType(tok.TokenType, " on refresh"); err != nil {
 		return nil, err

@@ -35,6 +35,22 @@
 // (its end-session page, GET /session/end, "Yes, sign me out"), to every client of that
 // provider session registered with backchannel_logout_uri.
 //
+// Bank-grade clients (FAPI): a client entry may carry dpop_bound_access_tokens (its access
+// tokens must be DPoP-bound; the provider requires a server nonce in every DPoP proof, so
+// the client's use_dpop_nonce retry runs on every first call), or token_endpoint_auth_method
+// tls_client_auth with tls_client_auth_subject_dn (mutual TLS, certificate-bound tokens).
+// Mutual TLS needs OP_MTLS_PORT, OP_TLS_CERT, OP_TLS_KEY and OP_TLS_CA (PEM files): the
+// provider then also listens with TLS on that port, asks for a client certificate from that
+// CA, and publishes the port's endpoints as mtls_endpoint_aliases (RFC 8705 §5).
+//
+// On-path tampering (POST /test/tamper, JSON {client_id, mode, key}): the next token request
+// of that client is altered before the provider reads it, as an attacker on the path or a
+// skewed clock would alter it, and the provider judges the result as it judges any request.
+// Modes: expired_assertion and assertion_wrong_aud re-sign the client assertion (ES256, with
+// key, the client's private JWK) with exp in the past or another aud; replay_assertion
+// sends the previous assertion of that client again (its jti reused); dpop_other_url sends
+// the DPoP proof the client made for its pushed authorization request instead.
+//
 // Users carry claims built from the provider documents in shared/seeds/: a BindID user with
 // alias and the full trust profile (000), the same without alias (a new user), and two
 // BankID-style users (003), the second with a non-ASCII name and address. acr/amr come
@@ -45,7 +61,9 @@
 // the login gets the first requested level the user can reach, else the default one, as a
 // real OP that cannot perform the requested method does. prompt=login and max_age are
 // oidc-provider's own: they show the login page again even with a live OP session.
-import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer as createHTTPSServer } from 'node:https';
 import Provider, { errors } from 'oidc-provider';
 
 const port = Number(process.env.OP_PORT || 0);
@@ -218,11 +236,18 @@ function clients() {
     backchannel_token_delivery_mode: 'poll',
     ...(c.backchannel_logout_uri ? { backchannel_logout_uri: c.backchannel_logout_uri, backchannel_logout_session_required: true } : {}),
     ...(c.userinfo_signed_response_alg ? { userinfo_signed_response_alg: c.userinfo_signed_response_alg } : {}),
+    ...(c.dpop_bound_access_tokens ? { dpop_bound_access_tokens: true } : {}),
+    ...(c.id_token_signed_response_alg ? { id_token_signed_response_alg: c.id_token_signed_response_alg } : {}),
+    ...(c.tls_client_auth_subject_dn ? { tls_client_auth_subject_dn: c.tls_client_auth_subject_dn, tls_client_certificate_bound_access_tokens: true } : {}),
   }));
 }
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: `rs-${randomBytes(4).toString('hex')}`, use: 'sig', alg: 'RS256' };
+// FAPI 2.0 allows PS256, ES256 or EdDSA only: clients with id_token_signed_response_alg
+// ES256 (the FAPI client) get ID tokens signed with this key.
+const { privateKey: ecPrivateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const ecSigningKey = { ...ecPrivateKey.export({ format: 'jwk' }), kid: `es-${randomBytes(4).toString('hex')}`, use: 'sig', alg: 'ES256' };
 // Never published: signs the forged userinfo of a client with userinfo_signing_key
 // "unpublished".
 const { privateKey: unpublishedKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -253,7 +278,8 @@ resourceServers.set(opaqueAudience, { scope: 'items:read items:write', audience:
 
 const configuration = {
   clients: clients(),
-  jwks: { keys: [signingKey] },
+  jwks: { keys: [signingKey, ecSigningKey] },
+  clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt', 'tls_client_auth', 'none'],
   cookies: { keys: [randomBytes(32).toString('hex')] },
   findAccount: async (ctx, id) => {
     const u = account(id);
@@ -306,6 +332,26 @@ const configuration = {
     // default policy) and RFC 7009 revocation, for the opaque tokens of opaqueAudience.
     introspection: { enabled: true },
     revocation: { enabled: true },
+    // DPoP with server nonces, always required: every client's first proof is answered
+    // use_dpop_nonce.
+    dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
+    // Mutual TLS (RFC 8705) on the TLS listener: the client certificate of the connection,
+    // verified against OP_TLS_CA by Node's TLS, its subject compared with the registration.
+    mTLS: {
+      enabled: true,
+      certificateBoundAccessTokens: true,
+      tlsClientAuth: true,
+      getCertificate: (ctx) => {
+        const peer = ctx.socket.getPeerCertificate?.();
+        return peer?.raw ? new X509Certificate(peer.raw).toString() : undefined;
+      },
+      certificateAuthorized: (ctx) => Boolean(ctx.socket.authorized),
+      certificateSubjectMatches: (ctx, property, expected) => {
+        if (property !== 'tls_client_auth_subject_dn') return false;
+        const peer = ctx.socket.getPeerCertificate?.();
+        return Boolean(peer?.subject) && `CN=${peer.subject.CN}` === expected;
+      },
+    },
     resourceIndicators: {
       enabled: true,
       getResourceServerInfo: async (ctx, resourceIndicator) => {
@@ -433,14 +479,67 @@ provider.use(async (ctx, next) => {
   if (ctx.status !== 200) return;
   const clientId = ctx.oidc?.client?.clientId;
   if (ctx.path === '/token' && ctx.body && typeof ctx.body === 'object') {
+    // bound: how the access token is sender-constrained (dpop: jkt, mtls: x5t#S256).
+    const at = ctx.oidc.entities?.AccessToken;
+    const bound = at?.jkt ? 'dpop' : (at?.['x5t#S256'] ? 'mtls' : '');
     for (const kind of ['access_token', 'id_token', 'refresh_token']) {
-      if (typeof ctx.body[kind] === 'string') issuedTokens.push({ client_id: clientId, kind, value: ctx.body[kind] });
+      if (typeof ctx.body[kind] === 'string') issuedTokens.push({ client_id: clientId, kind, value: ctx.body[kind], token_type: ctx.body.token_type, bound });
     }
   }
   if (ctx.path === '/me' && ctx.response.is('application/jwt') && typeof ctx.body === 'string') {
     ctx.body = resignUserinfo(ctx.body);
     issuedTokens.push({ client_id: clientId, kind: 'userinfo', value: ctx.body });
   }
+});
+
+// On-path tampering (see the top of this file): one pending mode per client, applied to its
+// next token request. The last client assertion and the last PAR DPoP proof of each client
+// are kept for replay_assertion and dpop_other_url.
+const tamper = new Map();
+const lastAssertion = new Map();
+const parProof = new Map();
+function resign(jwt, jwk, edit) {
+  const [h, body] = jwt.split('.');
+  const claims = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'));
+  edit(claims);
+  const input = `${h}.${b64url(claims)}`;
+  const key = createPrivateKey({ key: jwk, format: 'jwk' });
+  const signature = sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' });
+  const ok = verify('sha256', Buffer.from(input), { key: createPublicKey(key), dsaEncoding: 'ieee-p1363' }, signature);
+  console.log(`tamper re-signed ${JSON.stringify(claims)} with the key of x=${jwk.x} (self-check ${ok ? 'ok' : 'FAILED'})`);
+  return `${input}.${signature.toString('base64url')}`;
+}
+async function readBody(ctx) {
+  const chunks = [];
+  for await (const chunk of ctx.req) chunks.push(chunk);
+  return Buffer.concat(chunks).toString('utf8');
+}
+provider.use(async (ctx, next) => {
+  if (ctx.method === 'POST' && ctx.path === '/test/tamper') {
+    const { client_id: clientId, mode, key } = JSON.parse(await readBody(ctx));
+    tamper.set(clientId, { mode, key });
+    ctx.status = 204;
+    return;
+  }
+  const watched = ctx.method === 'POST' && (ctx.path === '/token' || ctx.path === '/request') && ctx.is('application/x-www-form-urlencoded');
+  if (!watched) return next();
+  const form = new URLSearchParams(await readBody(ctx));
+  const clientId = form.get('client_id');
+  if (ctx.path === '/request' && ctx.get('DPoP')) parProof.set(clientId, ctx.get('DPoP'));
+  const t = ctx.path === '/token' ? tamper.get(clientId) : undefined;
+  const assertion = form.get('client_assertion');
+  if (t) {
+    tamper.delete(clientId);
+    const now = Math.floor(Date.now() / 1000);
+    if (t.mode === 'expired_assertion') form.set('client_assertion', resign(assertion, t.key, (c) => { c.iat = now - 600; c.exp = now - 540; }));
+    if (t.mode === 'assertion_wrong_aud') form.set('client_assertion', resign(assertion, t.key, (c) => { c.aud = 'https://wrong-audience.example'; }));
+    if (t.mode === 'replay_assertion' && lastAssertion.has(clientId)) form.set('client_assertion', lastAssertion.get(clientId));
+    if (t.mode === 'dpop_other_url' && parProof.has(clientId)) ctx.req.headers.dpop = parProof.get(clientId);
+    console.log(`tamper client_id=${clientId} mode=${t.mode} path=${ctx.path}`);
+  }
+  if (assertion && !t) lastAssertion.set(clientId, assertion);
+  ctx.request.body = Object.fromEntries(form);
+  return next();
 });
 
 // Every answer of the token endpoint, so a test can count refresh grants per provider grant
@@ -457,10 +556,12 @@ function recordGrant(ctx, err) {
     account_id: token?.accountId,
     rotated: Boolean(entities.RotatedRefreshToken),
     at: Date.now(),
-    ...(err ? { error: `${err.error || err.name}: ${err.error_description || err.message}` } : {}),
+    // error_detail is the provider's own reason, which it does not send to the client
+    // (invalid_client says only "client authentication failed").
+    ...(err ? { error: `${err.error || err.name}: ${err.error_description || err.message}`, error_detail: err.error_detail || '' } : {}),
   };
   grants.push(g);
-  console.log(`grant ${g.grant_type} client_id=${g.client_id} grant_id=${g.grant_id ?? ''} rotated=${g.rotated}${g.error ? ` error=${g.error}` : ''}`);
+  console.log(`grant ${g.grant_type} client_id=${g.client_id} grant_id=${g.grant_id ?? ''} rotated=${g.rotated}${g.error ? ` error=${g.error} (${g.error_detail})` : ''}`);
 }
 provider.on('grant.success', (ctx) => recordGrant(ctx));
 provider.on('grant.error', (ctx, err) => recordGrant(ctx, err));
@@ -475,6 +576,11 @@ provider.on('backchannel.error', (ctx, err, client, accountId, sid) => {
   backchannelLogouts.push({ client_id: client.clientId, account_id: accountId, sid, at: Date.now(), error: err.message });
   console.log(`backchannel logout client_id=${client.clientId} sid=${sid} error=${err.message}`);
 });
+// Refused authorization and pushed requests, with the provider's reason (the page the
+// browser sees only says what the user may read).
+for (const event of ['authorization.error', 'pushed_authorization_request.error', 'backchannel_authentication.error']) {
+  provider.on(event, (ctx, err) => console.log(`${event} client_id=${ctx.oidc?.client?.clientId ?? ''} error=${err.error}: ${err.error_description}`));
+}
 provider.on('end_session.success', (ctx) => console.log(`end session client_id=${ctx.oidc.client?.clientId ?? ''}`));
 
 provider.use(async (ctx, next) => {
@@ -492,6 +598,24 @@ provider.use(async (ctx, next) => {
   }
   return next();
 });
+
+// Mutual TLS: the TLS listener and its endpoints as mtls_endpoint_aliases (RFC 8705 §5).
+const mtlsPort = Number(process.env.OP_MTLS_PORT || 0);
+if (mtlsPort) {
+  const mtlsBase = `https://127.0.0.1:${mtlsPort}`;
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.path === '/.well-known/openid-configuration' && ctx.status === 200) {
+      ctx.body.mtls_endpoint_aliases = Object.fromEntries(['token', 'userinfo', 'pushed_authorization_request', 'backchannel_authentication', 'introspection']
+        .map((name) => [`${name}_endpoint`, ctx.body[`${name}_endpoint`]?.replace(issuer, mtlsBase)]));
+    }
+  });
+  const mtlsServer = createHTTPSServer({
+    cert: readFileSync(process.env.OP_TLS_CERT), key: readFileSync(process.env.OP_TLS_KEY), ca: readFileSync(process.env.OP_TLS_CA),
+    requestCert: true, rejectUnauthorized: false,
+  }, provider.callback());
+  mtlsServer.listen(mtlsPort, '127.0.0.1', () => console.log(`mutual TLS endpoints at ${mtlsBase}`));
+}
 
 const server = provider.listen(port, '127.0.0.1', () => {
   const actual = server.address().port;

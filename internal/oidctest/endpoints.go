@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
@@ -106,7 +107,10 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
 		return
 	}
-	writeJSON(w, http.StatusOK, p.discoveryDocument())
+	doc := p.discoveryDocument()
+	f, _ := p.snapshot()
+	maps.Copy(doc, f.DiscoveryExtra)
+	writeJSON(w, http.StatusOK, doc)
 }
 
 func (p *Provider) discoveryDocument() map[string]any {

@@ -7,6 +7,9 @@ import "time"
 // every ID token issued (authorization_code, refresh_token and CIBA grants), after the normal
 // claims are built and before MutateIDToken runs.
 type Faults struct {
+	// DiscoveryExtra adds fields to the discovery document (or replaces them), as a
+	// provider with other metadata publishes them (require_pushed_authorization_requests).
+	DiscoveryExtra map[string]any
 	// IDTokenBadSignature flips the last byte of the ID token's signature.
 	IDTokenBadSignature bool
 	// IDTokenWrongIssuer sets iss to WrongIssuer.

@@ -331,6 +331,8 @@ func (l *loginFlow) callback(w http.ResponseWriter, r *http.Request) error {
 func (l *loginFlow) logRefusal(e *callbackError) {
 	level := zap.InfoLevel
 	switch {
+	case e.unbound:
+		level = zap.WarnLevel
 	case e.status >= 500:
 		level = zap.ErrorLevel
 	case e.status == http.StatusUnauthorized:
@@ -362,9 +364,20 @@ func (l *loginFlow) checkCallback(w http.ResponseWriter, r *http.Request) (*txRe
 	state := q.Get("state")
 	if state == "" && q.Has("error") && !q.Has("code") {
 		// A provider that cannot tell which request it refuses (a pushed request_uri used
-		// twice or expired) answers without state. Only the error code is shown: its
-		// description is not tied to any login of this browser.
-		return nil, opRefusal(q.Get("error"), "")
+		// twice or expired) answers without state. Nothing ties it to a login of this
+		// browser, so only a registered error code is shown, never its description.
+		code := q.Get("error")
+		if !slices.Contains(knownAuthorizationErrors, code) && requestRefusals[code] == "" {
+			code = "unrecognized_error"
+		}
+		e := opRefusal(code, "")
+		e.unbound = true
+		detail := "the provider reported an error"
+		if e.err != nil {
+			detail = e.err.Error()
+		}
+		e.err = fmt.Errorf("%s (an error response without state: not tied to any login, and anyone can send one)", detail)
+		return nil, e
 	}
 	if state == "" {
 		return nil, &callbackError{status: http.StatusBadRequest, reason: "callback_missing_state", msg: "The sign-in response has no state parameter. Please sign in again."}
@@ -522,61 +535,6 @@ type IdentityBindingConfig struct {
 	Header string `json:"header,omitempty"`
 	// ACRValues are sent with the binding's authorization request.
 	ACRValues []string `json:"acr_values,omitempty"`
-}
-
-// requestRefusals are the authorization errors that refuse the gateway's own request
-// rather than the user, each with the mechanism it names: the answer is 502, as when the
-// token endpoint refuses the gateway.
-var requestRefusals = map[string]string{
-	"invalid_request_uri":    "the pushed authorization request (PAR) was already used or has expired",
-	"invalid_request_object": "the provider refused the signed request object (request_object signed)",
-	"invalid_request":        "the provider refused the authorization request",
-	"unauthorized_client":    "the provider does not allow this client this request",
-	"invalid_client":         "the provider does not know or accept this client",
-	"invalid_dpop_proof":     "the provider refused the DPoP proof",
-}
-
-// opRefusal is the callback's answer to an error response of the provider: 403 for
-// access_denied, 502 for a refusal of the gateway's request (requestRefusals), else 400.
-func opRefusal(code, description string) *callbackError {
-	code = web.Clip(code, 64)
-	e := &callbackError{status: http.StatusBadRequest, reason: "op_error", opErr: code, msg: "The sign-in service reported: " + code}
-	if d := description; d != "" {
-		e.msg += " — " + web.Clip(d, maxErrorBytes)
-	}
-	switch mechanism, ok := requestRefusals[code]; {
-	case code == "access_denied":
-		e.status = http.StatusForbidden
-	case ok:
-		e.status, e.err = http.StatusBadGateway, errors.New(mechanism)
-		e.msg = "The sign-in service refused this site's request (" + code + "). Please try again; if this keeps happening, contact the site's administrator."
-	}
-	return e
-}
-
-// exchangeError maps a provider failure to what the user sees; the details go to the log.
-func exchangeError(err error) *callbackError {
-	reason := oidcflow.ReasonCode(err)
-	e := &callbackError{reason: reason, err: err}
-	var oe *oidcflow.Error
-	if errors.As(err, &oe) {
-		e.opErr = oe.OPError
-	}
-	switch {
-	case reason == oidcflow.CodeDiscovery:
-		e.status, e.msg = http.StatusServiceUnavailable, "The sign-in service is not reachable right now. Please try again in a moment."
-	case oidcflow.IsTemporary(err):
-		e.status, e.msg = http.StatusBadGateway, "The sign-in service did not answer properly. Please try again in a moment."
-	case reason == oidcflow.CodeTokenRejected:
-		e.status, e.msg = http.StatusBadRequest, "The sign-in service refused this sign-in (the link may have been used already). Please sign in again."
-	case reason == oidcflow.CodeResponseIssuer:
-		e.status, e.msg = http.StatusBadRequest, "This sign-in response comes from another sign-in service than the one it was sent to, so it was refused. Please sign in again."
-	case reason == oidcflow.CodeClientRejected || reason == oidcflow.CodeDPoPRejected:
-		e.status, e.msg = http.StatusBadGateway, "The sign-in service refused this site's request. The site's administrator has been told; please try again later."
-	default:
-		e.status, e.msg = http.StatusUnauthorized, "The sign-in could not be verified, so it was refused. Please sign in again; if this keeps happening, contact the site's administrator."
-	}
-	return e
 }
 
 // stateKey turns a login's state into a short non-reversible label for its replay key.

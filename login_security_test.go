@@ -270,11 +270,23 @@ func TestFL06_OPRefusesTheGatewaysRequest(t *testing.T) {
 		t.Errorf("page %q, want the 502 wording with the code", web.Clip(body, 400))
 	}
 
+	core, logs := observer.New(zapcore.InfoLevel)
 	g2 := newGateway(t)
+	g2.h.logger = zap.New(core)
 	resp, body = g2.navigate(g2.browser, "/.trustgate/callback?error=invalid_request_uri&error_description=Call+0800+to+unlock+your+account")
 	g2.assertRejectedLogin(resp, body, http.StatusBadGateway)
 	if strings.Contains(body, "0800") || !strings.Contains(body, "invalid_request_uri") {
 		t.Errorf("stateless error page %q: want the code only, without the description", web.Clip(body, 400))
+	}
+	// A code of the attacker's own is not shown either, and nothing logs at error level.
+	resp, body = g2.navigate(g2.browser, "/.trustgate/callback?error=Account_locked_call_0800")
+	if resp.StatusCode != http.StatusBadRequest || strings.Contains(body, "0800") || !strings.Contains(body, "unrecognized_error") || len(resp.Header.Values("Set-Cookie")) != 0 {
+		t.Errorf("unknown stateless error: %d %q, want 400 naming unrecognized_error, no cookie", resp.StatusCode, web.Clip(body, 300))
+	}
+	for _, e := range logs.All() {
+		if e.Level >= zapcore.ErrorLevel {
+			t.Errorf("a stateless error response logged at %s: %s %v", e.Level, e.Message, e.ContextMap())
+		}
 	}
 	resp, _ = g2.navigate(g2.browser, "/.trustgate/callback?error=access_denied")
 	if resp.StatusCode != http.StatusForbidden {

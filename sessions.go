@@ -355,4 +355,7 @@ type callbackError struct {
 	msg    string
 	err    error
 	opErr  string
+	// unbound: an error response without state, which anyone can send; logged at warn
+	// whatever its status, so that it cannot raise the operator's error alerts.
+	unbound bool
 }

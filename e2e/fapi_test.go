@@ -184,10 +184,7 @@ func TestE2EMutualTLSCIBA(t *testing.T) {
 // profile fapi2: the browser carries only client_id and request_uri (PAR), the client
 // authenticates with private_key_jwt, the tokens are DPoP-bound, and the login works.
 func TestE2EFAPI2Login(t *testing.T) {
-	q := authorizationQuery(t, e2e.fapiURL+"/fapi-page")
-	if len(q) != 2 || q.Get("client_id") != fapiClientID || q.Get("request_uri") == "" {
-		t.Errorf("authorization URL query = %v, want only client_id and request_uri", q)
-	}
+	wantPushedOnly(t, authorizationQuery(t, e2e.fapiURL+"/fapi-page"), fapiClientID)
 	b := newBrowser(t)
 	e := b.login(e2e.fapiURL+"/fapi", "bindid-new")
 	wantHeaders(t, e.Headers, map[string]string{"X-Auth-Subject": "123e4567-e89b-12d3-a456-426652340001"})

@@ -518,6 +518,13 @@ func (c *Client) fetchProvider() (*provider, error) {
 	if c.cfg.Profile == ProfileFAPI2 {
 		idAlgs = slices.DeleteFunc(idAlgs, func(a string) bool { return !slices.Contains(fapi2Algs, a) })
 		uiAlgs = slices.DeleteFunc(uiAlgs, func(a string) bool { return !slices.Contains(fapi2Algs, a) })
+		if len(uiAlgs) == 0 {
+			// An empty list would let go-oidc fall back to RS256.
+			uiAlgs = idAlgs
+		}
+		if c.cfg.DPoPKey == nil && !meta.TLSClientCertificateBoundAccessTokens {
+			return nil, newErr(CodeDiscovery, false, "profile fapi2 with mutual TLS and without dpop needs certificate-bound access tokens, and the OP's discovery document does not say tls_client_certificate_bound_access_tokens; turn on dpop")
+		}
 	}
 	if k := c.cfg.DPoPKey; k != nil && meta.DPoPSigningAlgs != nil && !slices.Contains(meta.DPoPSigningAlgs, k.Alg) {
 		return nil, newErr(CodeDiscovery, false, "dpop signs with %s, but the OP accepts DPoP proofs signed with %v only (dpop_signing_alg_values_supported)", k.Alg, meta.DPoPSigningAlgs)

@@ -102,8 +102,13 @@ func (c *Client) clientAssertion() (string, error) {
 // kid) and the JOSE header typ: client assertions and request objects.
 func (c *Client) signWithClientKey(typ string, claims map[string]any) (string, error) {
 	k := c.cfg.ClientKeys[0]
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Alg), Key: jose.JSONWebKey{Key: k.Key, KeyID: k.KID}},
-		(&jose.SignerOptions{}).WithType(jose.ContentType(typ)))
+	return signCompact(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Alg), Key: jose.JSONWebKey{Key: k.Key, KeyID: k.KID}},
+		(&jose.SignerOptions{}).WithType(jose.ContentType(typ)), claims)
+}
+
+// signCompact signs claims (as JSON) with key and returns the compact JWS.
+func signCompact(key jose.SigningKey, opts *jose.SignerOptions, claims map[string]any) (string, error) {
+	signer, err := jose.NewSigner(key, opts)
 	if err != nil {
 		return "", err
 	}

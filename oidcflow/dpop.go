@@ -49,11 +49,6 @@ const maxDPoPNonces = 16
 // gave one, and ath (base64url SHA-256 of the access token) when presenting one.
 func (c *Client) dpopProof(method string, u *url.URL, accessToken, nonce string) (string, error) {
 	k := c.cfg.DPoPKey
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Alg), Key: k.Key},
-		(&jose.SignerOptions{EmbedJWK: true}).WithType("dpop+jwt"))
-	if err != nil {
-		return "", err
-	}
 	htu := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
 	claims := map[string]any{"jti": newJTI(), "htm": method, "htu": htu.String(), "iat": c.cfg.Now().Unix()}
 	if nonce != "" {
@@ -63,15 +58,8 @@ func (c *Client) dpopProof(method string, u *url.URL, accessToken, nonce string)
 		sum := sha256.Sum256([]byte(accessToken))
 		claims["ath"] = base64.RawURLEncoding.EncodeToString(sum[:])
 	}
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		return "", err
-	}
-	jws, err := signer.Sign(payload)
-	if err != nil {
-		return "", err
-	}
-	return jws.CompactSerialize()
+	return signCompact(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Alg), Key: k.Key},
+		(&jose.SignerOptions{EmbedJWK: true}).WithType("dpop+jwt"), claims)
 }
 
 // authorization is the Authorization header value that presents accessToken to a resource
@@ -91,7 +79,9 @@ func (c *Client) checkTokenType(tt, when string) error {
 	case strings.EqualFold(tt, TokenTypeDPoP) && c.cfg.DPoPKey != nil:
 		return nil
 	case tt == "" || strings.EqualFold(tt, "bearer"):
-		if c.cfg.DPoPKey != nil && c.cfg.Profile == ProfileFAPI2 {
+		// With mutual TLS the token may be certificate-bound, which a Bearer type does not
+		// show (RFC 8705 §3): the binding is then the provider's, as fapi2 allows.
+		if c.cfg.DPoPKey != nil && c.cfg.Profile == ProfileFAPI2 && !usesMTLS(c.cfg.AuthMethod) {
 			return newErr(CodeTokenResponse, false, "token endpoint returned a Bearer token%s although the request carried a DPoP proof; profile fapi2 needs sender-constrained tokens: register the client with dpop_bound_access_tokens", when)
 		}
 		return nil
@@ -116,6 +106,11 @@ func (t *dpopTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !ok {
 		return t.next.RoundTrip(req)
 	}
+	if req.Body != nil && req.GetBody != nil {
+		// Every attempt sends a copy from GetBody; the original is closed, as a
+		// RoundTripper must.
+		defer req.Body.Close()
+	}
 	resp, err := t.send(req, accessToken)
 	if err != nil || !t.asksForNonce(resp) || (req.Body != nil && req.GetBody == nil) {
 		return resp, err
@@ -136,12 +131,27 @@ func (t *dpopTransport) target(req *http.Request) (string, bool) {
 	if err != nil || p == nil {
 		return "", false
 	}
-	u := url.URL{Scheme: req.URL.Scheme, Host: req.URL.Host, Path: req.URL.Path}
-	switch u.String() {
-	case p.meta.TokenEndpoint, p.meta.PushedAuthorizationRequestEndpoint:
+	if sameEndpoint(req.URL, p.meta.TokenEndpoint) || sameEndpoint(req.URL, p.meta.PushedAuthorizationRequestEndpoint) {
 		return "", true
 	}
 	return "", false
+}
+
+// sameEndpoint reports whether u is endpoint, whatever their queries (a provider may
+// publish its token endpoint with one), the case of scheme and host, and a default port.
+func sameEndpoint(u *url.URL, endpoint string) bool {
+	e, err := url.Parse(endpoint)
+	if err != nil || endpoint == "" {
+		return false
+	}
+	origin := func(v *url.URL) string {
+		scheme, host, port := strings.ToLower(v.Scheme), strings.ToLower(v.Hostname()), v.Port()
+		if port == "" || scheme == "https" && port == "443" || scheme == "http" && port == "80" {
+			return scheme + "://" + host
+		}
+		return scheme + "://" + host + ":" + port
+	}
+	return origin(u) == origin(e) && u.EscapedPath() == e.EscapedPath()
 }
 
 // send makes one attempt with a fresh proof (and the origin's nonce, if any), and keeps

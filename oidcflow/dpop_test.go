@@ -233,8 +233,12 @@ func TestCheckTokenType(t *testing.T) {
 		{true, "", "Bearer", true},
 		{true, ProfileFAPI2, "Bearer", false},
 		{true, ProfileFAPI2, "DPoP", true},
+		{true, ProfileFAPI2 + "+mtls", "Bearer", true}, // certificate-bound, as RFC 8705 issues it
 	} {
 		c := &Client{cfg: Config{Profile: tc.profile}}
+		if p, ok := strings.CutSuffix(tc.profile, "+mtls"); ok {
+			c.cfg.Profile, c.cfg.AuthMethod = p, AuthTLSClientAuth
+		}
 		if tc.dpop {
 			c.cfg.DPoPKey = key
 		}
@@ -265,5 +269,43 @@ func TestDPoPRejectedClassified(t *testing.T) {
 	}
 	if e := refreshEndpointError(re()); ReasonCode(e) != CodeDPoPRejected || !IsTemporary(e) {
 		t.Errorf("refresh: %v, want %s, temporary (the session is kept)", e, CodeDPoPRejected)
+	}
+}
+
+// Proofs go to the token endpoint however the provider writes its URL (a query, a default
+// port, upper case), and nowhere else on that host.
+func TestSameEndpoint(t *testing.T) {
+	for _, tc := range []struct {
+		req, endpoint string
+		same          bool
+	}{
+		{"https://idp.example/token?p=b2c_1_signin", "https://idp.example/token?p=b2c_1_signin", true},
+		{"https://idp.example/token", "https://IDP.example:443/token", true},
+		{"http://127.0.0.1:80/token", "http://127.0.0.1/token", true},
+		{"https://idp.example/token", "https://idp.example/token/", false},
+		{"https://idp.example/introspect", "https://idp.example/token", false},
+		{"https://idp.example:8443/token", "https://idp.example/token", false},
+		{"http://idp.example/token", "https://idp.example/token", false},
+		{"https://idp.example/token", "", false},
+	} {
+		u, _ := url.Parse(tc.req)
+		if got := sameEndpoint(u, tc.endpoint); got != tc.same {
+			t.Errorf("sameEndpoint(%s, %q) = %v, want %v", tc.req, tc.endpoint, got, tc.same)
+		}
+	}
+}
+
+// A 400 use_dpop_nonce without a DPoP-Nonce header gives nothing to retry with: one
+// request, and the caller sees the answer.
+func TestDPoPNoRetryWithoutNonce(t *testing.T) {
+	s := &dpopServer{t: t, stubborn: true} // nonce "": the header is sent empty, i.e. absent
+	c, base := dpopClient(t, s)
+	if st := dpopPost(t, c, base+"/token"); st != http.StatusBadRequest {
+		t.Errorf("token request: %d, want the provider's 400", st)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.paths) != 1 {
+		t.Errorf("requests %v, want 1 (no nonce, no retry)", s.paths)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // profile fapi2 turns PAR on and refuses every setting the FAPI 2.0 Security Profile
@@ -60,9 +62,12 @@ func TestFAPI2Profile(t *testing.T) {
 // Under fapi2 an authorization response without iss is refused even when the provider
 // does not advertise RFC 9207, and ID tokens signed with RS256 are not accepted.
 func TestFAPI2ResponseIssuerAndAlgs(t *testing.T) {
+	bound := true
 	issuer := discoveryServer(t, func(doc map[string]any, base string) {
 		doc["id_token_signing_alg_values_supported"] = []string{"RS256", "PS256"}
+		doc["userinfo_signing_alg_values_supported"] = []string{"RS256"}
 		doc["pushed_authorization_request_endpoint"] = base + "/par"
+		doc["tls_client_certificate_bound_access_tokens"] = bound
 	})
 	c, err := New(Config{Issuer: issuer, ClientID: "gw", Profile: ProfileFAPI2, AuthMethod: AuthTLSClientAuth, ClientCertificate: testClientCert(t)})
 	if err != nil {
@@ -79,6 +84,34 @@ func TestFAPI2ResponseIssuerAndAlgs(t *testing.T) {
 	if strings.Join(p.idAlgs, ",") != "PS256" {
 		t.Errorf("ID token algs %v, want PS256 only (RS256 is not FAPI 2)", p.idAlgs)
 	}
+	// The OP signs userinfo with RS256 only: a signed userinfo must then be refused, not
+	// verified with go-oidc's RS256 default.
+	if _, err := p.uiVerifier.Verify(context.Background(), rs256JWT(t)); err == nil || !strings.Contains(err.Error(), "RS256") {
+		t.Errorf("an RS256 userinfo under fapi2: %v, want refused for its algorithm", err)
+	}
+
+	// Mutual TLS without DPoP counts as sender-constrained only where the OP binds tokens
+	// to the certificate.
+	bound = false
+	c2, err := New(Config{Issuer: issuer, ClientID: "gw", Profile: ProfileFAPI2, AuthMethod: AuthTLSClientAuth, ClientCertificate: testClientCert(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if _, err := c2.Discover(context.Background()); ReasonCode(err) != CodeDiscovery || !strings.Contains(err.Error(), "tls_client_certificate_bound_access_tokens") {
+		t.Errorf("fapi2, mTLS, an OP that does not bind: %v, want a discovery error naming the flag", err)
+	}
+}
+
+// rs256JWT is a JWT signed RS256 by a throwaway key.
+func rs256JWT(t *testing.T) string {
+	t.Helper()
+	k, _ := rsa.GenerateKey(rand.Reader, 2048)
+	s, err := signCompact(jose.SigningKey{Algorithm: jose.RS256, Key: k}, nil, map[string]any{"sub": "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // With tls_client_auth the client calls the provider's mtls_endpoint_aliases (RFC 8705 §5)

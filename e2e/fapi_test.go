@@ -32,6 +32,8 @@ const (
 	// dpopClientID authenticates with private_key_jwt and is registered with
 	// dpop_bound_access_tokens; the provider requires a DPoP nonce.
 	dpopClientID = "trustgate-e2e-dpop"
+	// dpopTokenTTL is how long its access tokens live: the refresh test waits it out.
+	dpopTokenTTL = 6 * time.Second
 	// mtlsClientID authenticates with tls_client_auth (subject mtlsSubjectDN) at the
 	// provider's TLS listener; its access tokens are certificate-bound.
 	mtlsClientID  = "trustgate-e2e-mtls"
@@ -154,6 +156,38 @@ func TestE2EDPoPCIBA(t *testing.T) {
 	_, a := cibaLoginAt(t, e2e.dpopURL, false, user, "DPOP 1")
 	if a.status != http.StatusOK || a.body["status"] != "authenticated" {
 		t.Fatalf("poll after the approval: %d %v, want 200 authenticated", a.status, a.body)
+	}
+	wantBoundAccessTokens(t, dpopClientID, "dpop")
+}
+
+// A refresh with DPoP: after the access token's life, the next request makes the gateway
+// refresh with a proof (the provider refuses a refresh of a DPoP client without one) and
+// fetch userinfo with the new bound token; the session goes on.
+func TestE2EDPoPRefresh(t *testing.T) {
+	b := newBrowser(t)
+	b.login(e2e.dpopURL+"/dpop-refresh", "ase")
+	cookie := b.cookie(e2e.dpopURL, "tg_dpop")
+	before := len(opGrants(t, dpopClientID))
+	time.Sleep(dpopTokenTTL + time.Second)
+	deadline := time.Now().Add(15 * time.Second)
+	var refreshed []opGrant
+	for len(refreshed) == 0 && time.Now().Before(deadline) {
+		status, e, err := apiGet(e2e.dpopURL+"/dpop-refresh", cookie)
+		if err != nil || status != http.StatusOK || e.Headers.Get("X-Auth-Subject") != aseOvrebo.sub {
+			t.Fatalf("request after the token's life: %d %v %v, want 200 for %s", status, err, e.Headers.Get("X-Auth-Subject"), aseOvrebo.sub)
+		}
+		for _, g := range opGrants(t, dpopClientID)[before:] {
+			if g.Error != "" && g.Error != "use_dpop_nonce: nonce is required in the DPoP proof" {
+				t.Errorf("the provider refused a grant: %s (%s)", g.Error, g.ErrorDetail)
+			}
+			if g.GrantType == "refresh_token" && g.Error == "" {
+				refreshed = append(refreshed, g)
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if len(refreshed) == 0 {
+		t.Fatal("no refresh_token grant at the provider within 15 s after the access token expired")
 	}
 	wantBoundAccessTokens(t, dpopClientID, "dpop")
 }

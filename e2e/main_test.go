@@ -326,7 +326,8 @@ func startOP(node string, port int) (func(), error) {
 		{ClientID: pkjwtClientID, RedirectURIs: []string{e2e.pkjwtURL + "/.trustgate/callback"}, TokenEndpointAuthMethod: "private_key_jwt", JWKS: e2e.pkjwtJWKS},
 		{ClientID: jarClientID, RedirectURIs: []string{e2e.jarURL + "/.trustgate/callback"}, TokenEndpointAuthMethod: "private_key_jwt", JWKS: e2e.pkjwtJWKS, RequireJAR: true},
 		{ClientID: parClientID, ClientSecret: clientSecret, RedirectURIs: []string{e2e.parURL + "/.trustgate/callback"}, RequirePAR: true},
-		{ClientID: dpopClientID, RedirectURIs: []string{e2e.dpopURL + "/.trustgate/callback"}, TokenEndpointAuthMethod: "private_key_jwt", JWKS: e2e.pkjwtJWKS, DPoPBound: true},
+		{ClientID: dpopClientID, RedirectURIs: []string{e2e.dpopURL + "/.trustgate/callback"}, TokenEndpointAuthMethod: "private_key_jwt", JWKS: e2e.pkjwtJWKS, DPoPBound: true,
+			AccessTokenTTL: int(dpopTokenTTL / time.Second)},
 		{ClientID: mtlsClientID, RedirectURIs: []string{e2e.mtlsURL + "/.trustgate/callback"}, TokenEndpointAuthMethod: "tls_client_auth", TLSSubjectDN: mtlsSubjectDN},
 		{ClientID: fapiClientID, RedirectURIs: []string{e2e.fapiURL + "/.trustgate/callback"}, TokenEndpointAuthMethod: "private_key_jwt", JWKS: e2e.pkjwtJWKS, RequirePAR: true, DPoPBound: true, IDTokenAlg: "ES256"},
 	})

@@ -20,7 +20,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK_RUN := printf 'default:\nrace: -tags=race\n' | \
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -matrix ./...
 
-.PHONY: all build demo test bench e2e-deps vet staticcheck prereqs clean security-report xcaddy
+.PHONY: all build demo test bench bench-scale e2e-deps vet staticcheck prereqs clean security-report xcaddy
 
 all: build
 
@@ -79,6 +79,11 @@ xcaddy: prereqs
 # writes bench/RESULTS.md. Takes a few minutes; see bench/README.md.
 bench: prereqs
 	bench/run.sh
+
+# Sessions at scale: memory per session (memory store, Redis) and warm requests with
+# 1,000 / 100,000 / 1,000,000 sessions stored; writes bench/SCALE.md. Needs about 8 GB.
+bench-scale: prereqs
+	bench/scale.sh
 
 # chromium, redis-server, Node.js (apt, as root) and oidc-provider (npm ci into .cache/e2e/op).
 e2e-deps:

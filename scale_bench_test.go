@@ -1,0 +1,221 @@
+package trustgate
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/trustgate/trustgate/internal/oidctest"
+	"github.com/trustgate/trustgate/internal/redistest"
+	"github.com/trustgate/trustgate/session"
+)
+
+// BenchmarkSessionsAtScale measures the memory store with many sessions, for
+// bench/scale.sh (DESIGN.md, "Memory"): the Go heap each session takes, and warm
+// authenticated requests spread over the same number of active sessions (1000, every
+// n/1000-th) at each session count: what changes is only how many sessions the store holds. The
+// sessions are copies of a real login's session (the BindID user with the full trust
+// profile, its ID, access and refresh tokens), each decoded from JSON on its own, as a
+// login makes them, so no two share memory.
+//
+// Metrics: B/session (heap growth after GC ÷ sessions), ns/op (one request), p50-ns and
+// p99-ns (of the timed requests). Counts: TRUSTGATE_SCALE_SESSIONS (comma-separated;
+// default 1000,100000).
+func BenchmarkSessionsAtScale(b *testing.B) {
+	counts := []int{1000, 100_000}
+	if v := os.Getenv("TRUSTGATE_SCALE_SESSIONS"); v != "" {
+		counts = counts[:0]
+		for f := range strings.SplitSeq(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				b.Fatalf("TRUSTGATE_SCALE_SESSIONS: %q is not a count", f)
+			}
+			counts = append(counts, n)
+		}
+	}
+	for _, n := range counts {
+		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) { benchSessionsAt(b, n) })
+	}
+}
+
+func benchSessionsAt(b *testing.B, n int) {
+	g := newGateway(b)
+	g.h.logger = zap.NewNop()
+	g.mustLogin(oidctest.SubjectBindIDKnown)
+	template, err := json.Marshal(g.stored())
+	if err != nil {
+		b.Fatal(err)
+	}
+	store := session.NewMemoryStore(session.MemoryOptions{MaxSessions: n + 1})
+	b.Cleanup(func() { _ = store.Close() })
+	g.h.store = store
+
+	// Only the active ids are kept (every step-th), so that the measured heap is the
+	// sessions'.
+	const sample = 1000
+	step := max(1, n/sample)
+	ids := make([]string, 0, sample)
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	ctx := context.Background()
+	for i := range n {
+		s := sessionCopy(b, template, i)
+		if err := store.Put(ctx, s); err != nil {
+			b.Fatal(err)
+		}
+		if i%step == 0 && len(ids) < sample {
+			ids = append(ids, s.ID)
+		}
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if store.Len() != n {
+		b.Fatalf("store holds %d sessions, want %d", store.Len(), n)
+	}
+	perSession := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
+
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	reqs := make([]*http.Request, len(ids))
+	for i, id := range ids {
+		value, err := g.h.sessions.codec.Encode(g.h.sessions.cookieName, id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := httptest.NewRequest(http.MethodGet, "http://app.example.com/app", nil)
+		r.Header.Set("Cookie", g.h.sessions.cookieName+"="+value)
+		reqs[i] = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+	}
+	w := httptest.NewRecorder()
+	serve := func(i int) {
+		r := reqs[i%len(reqs)].Clone(reqs[i%len(reqs)].Context())
+		if err := g.h.ServeHTTP(w, r, next); err != nil || !strings.HasPrefix(r.Header.Get("X-Auth-Subject"), oidctest.SubjectBindIDKnown+"-") {
+			b.Fatalf("session %d not accepted: %v (%d)", i%len(reqs), err, w.Code)
+		}
+	}
+	for i := range reqs { // warm: every sampled session once
+		serve(i)
+	}
+	lat := make([]int64, 0, 1<<16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		start := time.Now()
+		serve(i)
+		if len(lat) < cap(lat) {
+			lat = append(lat, int64(time.Since(start)))
+		}
+		i++
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)/2]), "p50-ns")
+		b.ReportMetric(float64(lat[len(lat)*99/100]), "p99-ns")
+	}
+	b.ReportMetric(perSession, "B/session")
+	b.ReportMetric(float64(len(template)), "json-B")
+	runtime.KeepAlive(ids)
+}
+
+// BenchmarkRedisBytesPerSession measures what a session costs in Redis (DESIGN.md: 1.5 KiB,
+// encrypted): 10,000 copies of a real login's session are stored through the Redis store,
+// and Redis's own used_memory grows by B/session; keys/session counts the keys each adds
+// (the encrypted blob, the idle clock, the sub and sid indexes: every copy is its own user).
+func BenchmarkRedisBytesPerSession(b *testing.B) {
+	const n = 10_000
+	g := newGateway(b)
+	g.h.logger = zap.NewNop()
+	g.mustLogin(oidctest.SubjectBindIDKnown)
+	template, err := json.Marshal(g.stored())
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := redistest.Start(b)
+	rs, err := session.NewRedisStore(session.RedisOptions{Addrs: []string{srv.Addr()}, Secrets: [][]byte{[]byte(testSecret)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = rs.Close() })
+	ctx := context.Background()
+	before, keysBefore := redisMemory(b, srv.Addr())
+	for i := range n {
+		s := sessionCopy(b, template, i)
+		if err := rs.Put(ctx, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	after, keysAfter := redisMemory(b, srv.Addr())
+	for b.Loop() { // nothing to time: the figures are the metrics below
+	}
+	b.ReportMetric(float64(after-before)/n, "B/session")
+	b.ReportMetric(float64(keysAfter-keysBefore)/n, "keys/session")
+	b.ReportMetric(float64(len(template)), "json-B")
+}
+
+// redisMemory asks the Redis server at addr for used_memory and the number of keys, with
+// inline commands (no client library in the root package).
+func redisMemory(b *testing.B, addr string) (usedMemory, keys int64) {
+	b.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	rd := bufio.NewReader(conn)
+	if _, err := conn.Write([]byte("INFO memory\r\nDBSIZE\r\n")); err != nil {
+		b.Fatal(err)
+	}
+	head, _ := rd.ReadString('\n') // $<len> of the INFO bulk string
+	size, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "$")))
+	if err != nil {
+		b.Fatalf("INFO answer %q", head)
+	}
+	body := make([]byte, size+2)
+	if _, err := io.ReadFull(rd, body); err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(body), "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			usedMemory, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	dbsize, _ := rd.ReadString('\n') // :<n>
+	keys, _ = strconv.ParseInt(strings.TrimSpace(strings.TrimPrefix(dbsize, ":")), 10, 64)
+	return usedMemory, keys
+}
+
+// sessionCopy is session i decoded from the JSON of a real login's session, as its own
+// user: its own id, subject and provider session id (sid), so that the store's indexes
+// grow as they do with real users.
+func sessionCopy(b *testing.B, template []byte, i int) *session.Session {
+	s := new(session.Session)
+	if err := json.Unmarshal(template, s); err != nil {
+		b.Fatal(err)
+	}
+	s.ID = session.NewID()
+	s.Subject = fmt.Sprintf("%s-%d", s.Subject, i)
+	s.Claims["sub"] = s.Subject
+	s.Claims["sid"] = session.NewID()
+	return s
+}

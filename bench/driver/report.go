@@ -332,6 +332,7 @@ func (b *bench) report() error {
 		p("| (%s) | %.1f µs | %.2f× | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s |\n", s.key, s.caddyUsPerReq, s.caddyUsPerReq/byKey["a"].caddyUsPerReq,
 			s.caddyCores, s.wrkCores, s.upstreamCores, s.redisCores, s.irqCores, s.otherCores, s.machineCores, redis)
 	}
+	b.loginReport(p)
 	p("\n## Every round (req/s)\n\n| round | order |")
 	for _, c := range b.configs {
 		p(" (%s) |", c.key)

@@ -44,10 +44,43 @@ func decodeObject(b []byte) (map[string]any, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("trailing data after the JSON object")
 	}
-	if err := checkDuplicateKeys(b); err != nil {
-		return nil, err
+	// Duplicates collapse in the map: only when it holds fewer members than the text names
+	// is the slower check run, which says which name appears twice.
+	if topLevelMembers(b) != len(m) {
+		if err := checkDuplicateKeys(b); err != nil {
+			return nil, err
+		}
 	}
 	return m, nil
+}
+
+// topLevelMembers counts the members of the JSON object b (valid JSON, as the decoder has
+// just checked): the colons at depth 1 outside strings. It reads b once and allocates
+// nothing.
+func topLevelMembers(b []byte) int {
+	n, depth, inString, escaped := 0, 0, false, false
+	for _, c := range b {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+		case c == ':' && depth == 1:
+			n++
+		}
+	}
+	return n
 }
 
 // checkDuplicateKeys rejects an object whose top level names a member twice: two "sub"

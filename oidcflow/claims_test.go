@@ -203,3 +203,19 @@ func TestTimeClaim(t *testing.T) {
 		})
 	}
 }
+
+// topLevelMembers counts what the decoder keeps apart, whatever strings and nesting hold.
+func TestTopLevelMembers(t *testing.T) {
+	for in, want := range map[string]int{
+		`{}`:      0,
+		`{"a":1}`: 1,
+		`{"a":"x:y","b":{"c":1,"d":[{"e":2}]},"f":"\"}:"}`: 3,
+		`{"sub":"alice","s\u0075b":"mallory"}`:             2,
+		` { "a" : [ "]" , { "b" : "}" } ] , "c" : null } `: 2,
+		`{"a\\":1,"b":2}`: 2,
+	} {
+		if got := topLevelMembers([]byte(in)); got != want {
+			t.Errorf("topLevelMembers(%s) = %d, want %d", in, got, want)
+		}
+	}
+}

@@ -57,7 +57,7 @@ type options struct {
 	retries                                 int
 	quietWait                               time.Duration
 	loginDuration                           time.Duration
-	loginClients                            int
+	loginClients, loginRounds               int
 }
 
 func main() {
@@ -85,8 +85,9 @@ func realMain() int {
 	flag.StringVar(&o.logLevel, "caddy-log-level", "WARN", "Caddy's log level (WARN or ERROR keeps logging out of the measurement)")
 	flag.Float64Var(&o.maxOther, "max-other", 0.25, "a run during which processes the benchmark did not start used more cores than this is discarded and repeated")
 	flag.IntVar(&o.retries, "retries", 3, "how often a disturbed run is repeated before it is kept (and reported)")
-	flag.DurationVar(&o.loginDuration, "logins", 10*time.Second, "after the rounds, sign in to (b) and (c) again and again for this long each and report the gateway's CPU per login (0: skip)")
+	flag.DurationVar(&o.loginDuration, "logins", 8*time.Second, "after the rounds, sign in to (b) and (c) again and again for this long per run and report the gateway's CPU per login (0: skip)")
 	flag.IntVar(&o.loginClients, "login-clients", 8, "concurrent clients of the login runs")
+	flag.IntVar(&o.loginRounds, "login-rounds", 3, "login runs per site, alternating the sites")
 	flag.DurationVar(&o.quietWait, "quiet-wait", time.Minute, "before the rounds, wait up to this long for other processes to use at most -max-other cores")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: bench/run.sh [flags]   (or: make bench)\n\nLoad benchmark of trustgate against Caddy's plain reverse_proxy; see bench/README.md.\n\n")

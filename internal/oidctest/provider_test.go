@@ -1056,8 +1056,14 @@ func TestExpiringMapBounded(t *testing.T) {
 			t.Fatalf("len() after %d puts = %d, want <= 4", i+1, m.len())
 		}
 	}
-	if _, ok := m.get(now, "99"); !ok {
-		t.Errorf("get(newest) = absent, want present")
+	// First in, first out: the four newest are there, never a just-issued one evicted.
+	for i := 96; i < 100; i++ {
+		if _, ok := m.get(now, fmt.Sprint(i)); !ok {
+			t.Errorf("get(%d) = absent, want the 4 newest present", i)
+		}
+	}
+	if len(m.order) > 8 {
+		t.Errorf("order holds %d keys, want at most 2×max", len(m.order))
 	}
 	// Expired entries go first when full.
 	m2 := newExpiringMap[int](2)

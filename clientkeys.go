@@ -2,12 +2,9 @@ package trustgate
 
 import (
 	"cmp"
-	"crypto"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,6 +13,7 @@ import (
 
 	"github.com/trustgate/trustgate/internal/web"
 	"github.com/trustgate/trustgate/oidcflow"
+	"github.com/trustgate/trustgate/trust"
 )
 
 // ClientKeyConfig is one private key of the gateway for token_auth_method private_key_jwt
@@ -40,7 +38,7 @@ func loadClientKeys(cfgs []ClientKeyConfig, repl *caddy.Replacer) (keys []oidcfl
 		if text == "" {
 			return nil, "", fmt.Errorf("client key #%d is empty after expanding placeholders: is the file or environment variable it names there?", i+1)
 		}
-		signer, err := parsePrivateKey([]byte(text))
+		signer, err := trust.ParsePrivateKeyPEM([]byte(text))
 		if err != nil {
 			return nil, "", fmt.Errorf("client key #%d (%s): %w", i+1, c.KID, err)
 		}
@@ -114,7 +112,7 @@ func loadClientMaterial(keys []ClientKeyConfig, cert *ClientCertConfig, dpop *DP
 			if text == "" {
 				return m, errors.New("dpop key is empty after expanding placeholders: is the file or environment variable it names there?")
 			}
-			if m.dpop.Key, err = parsePrivateKey([]byte(text)); err != nil {
+			if m.dpop.Key, err = trust.ParsePrivateKeyPEM([]byte(text)); err != nil {
 				return m, fmt.Errorf("dpop key: %w", err)
 			}
 			fmt.Fprintf(h, "dpop\x00%s\x00", text)
@@ -123,37 +121,6 @@ func loadClientMaterial(keys []ClientKeyConfig, cert *ClientCertConfig, dpop *DP
 	}
 	m.sum = hex.EncodeToString(h.Sum(nil))
 	return m, nil
-}
-
-// parsePrivateKey reads the first PEM private key of b.
-func parsePrivateKey(b []byte) (crypto.Signer, error) {
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			return nil, errors.New("no PEM private key (PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY)")
-		}
-		var k any
-		var err error
-		switch block.Type {
-		case "PRIVATE KEY":
-			k, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			k, err = x509.ParseECPrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			k, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		default:
-			continue
-		}
-		if err != nil {
-			return nil, errors.New("the PEM private key cannot be parsed")
-		}
-		s, ok := k.(crypto.Signer)
-		if !ok {
-			return nil, errors.New("the PEM private key is neither RSA nor EC")
-		}
-		return s, nil
-	}
 }
 
 // serveClientJWKS serves the gateway's public client keys (private_key_jwt) at

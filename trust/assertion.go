@@ -48,10 +48,22 @@ func GenerateSigningKey() (SigningKey, error) {
 	return newSigningKey(priv)
 }
 
-// ParseSigningKey reads a PEM private key: PKCS#8 ("PRIVATE KEY"), SEC 1 ("EC PRIVATE
-// KEY", P-256 only) or PKCS#1 ("RSA PRIVATE KEY", at least 2048 bits). Other PEM blocks
-// before it, such as "EC PARAMETERS", are skipped. The ID is the key's thumbprint.
+// ParseSigningKey reads a PEM private key (ParsePrivateKeyPEM) for the assertion: ECDSA
+// P-256 or RSA of at least 2048 bits. The ID is the key's thumbprint.
 func ParseSigningKey(pemBytes []byte) (SigningKey, error) {
+	signer, err := ParsePrivateKeyPEM(pemBytes)
+	if err != nil {
+		return SigningKey{}, fmt.Errorf("signing key: %w", err)
+	}
+	return newSigningKey(signer)
+}
+
+// ParsePrivateKeyPEM reads the one PEM private key of pemBytes: PKCS#8 ("PRIVATE KEY"),
+// SEC 1 ("EC PRIVATE KEY") or PKCS#1 ("RSA PRIVATE KEY"). Other PEM blocks, such as "EC
+// PARAMETERS" or the certificate next to the key, are skipped; an encrypted key, a second
+// private key or PEM headers are refused, with a message that says what to give instead.
+// Errors never quote the key.
+func ParsePrivateKeyPEM(pemBytes []byte) (crypto.Signer, error) {
 	rest := pemBytes
 	var found *pem.Block
 	sawPEM := false
@@ -65,23 +77,21 @@ func ParseSigningKey(pemBytes []byte) (SigningKey, error) {
 		switch block.Type {
 		case "PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY":
 			if found != nil {
-				return SigningKey{}, errors.New("signing key: the PEM data holds more than one private key; give exactly one")
+				return nil, errors.New("the PEM data holds more than one private key; give exactly one")
 			}
 			found = block
 		case "ENCRYPTED PRIVATE KEY":
-			return SigningKey{}, errors.New("signing key: the private key is encrypted; give it unencrypted (protect the file instead)")
-		case "PUBLIC KEY", "RSA PUBLIC KEY", "CERTIFICATE":
-			// Ignored: a file may hold the certificate or public key next to the key.
+			return nil, errors.New("the private key is encrypted; give it unencrypted (protect the file instead)")
 		}
 	}
 	if found == nil {
 		if !sawPEM {
-			return SigningKey{}, errors.New("signing key: no PEM block found; expected -----BEGIN PRIVATE KEY-----")
+			return nil, errors.New("no PEM private key: no PEM block found (expected a PEM \"PRIVATE KEY\" block)")
 		}
-		return SigningKey{}, errors.New("signing key: no PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY block found")
+		return nil, errors.New("no PEM private key: no PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY block found")
 	}
 	if len(found.Headers) > 0 {
-		return SigningKey{}, errors.New("signing key: PEM headers are not supported (an encrypted legacy PEM key?); give an unencrypted key")
+		return nil, errors.New("PEM headers are not supported (an encrypted legacy PEM key?); give an unencrypted key")
 	}
 	var (
 		key any
@@ -96,13 +106,13 @@ func ParseSigningKey(pemBytes []byte) (SigningKey, error) {
 		key, err = x509.ParsePKCS1PrivateKey(found.Bytes)
 	}
 	if err != nil {
-		return SigningKey{}, fmt.Errorf("signing key: parsing %s: %w", found.Type, err)
+		return nil, fmt.Errorf("parsing %s: %w", found.Type, err)
 	}
 	signer, ok := key.(crypto.Signer)
 	if !ok {
-		return SigningKey{}, fmt.Errorf("signing key: unsupported key type %T; use ECDSA P-256 or RSA of at least %d bits", key, minRSABits)
+		return nil, fmt.Errorf("unsupported key type %T; use ECDSA P-256 or RSA of at least %d bits", key, minRSABits)
 	}
-	return newSigningKey(signer)
+	return signer, nil
 }
 
 // MarshalSigningKey encodes the private key as PKCS#8 PEM ("PRIVATE KEY"). The ID is not

@@ -318,20 +318,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.DPoP = &DPoPConfig{}
-			for nesting := d.Nesting(); d.NextBlock(nesting); {
-				key := d.Val()
-				var v string
-				if !d.AllArgs(&v) {
-					return d.ArgErr()
-				}
-				switch key {
-				case "key":
-					h.DPoP.Key = v
-				case "alg":
-					h.DPoP.Alg = v
-				default:
-					return d.Errf("unrecognized dpop option '%s' (want key, alg)", key)
-				}
+			if err := unmarshalStringBlock(d, "dpop", map[string]*string{"key": &h.DPoP.Key, "alg": &h.DPoP.Alg}); err != nil {
+				return err
 			}
 		case "profile":
 			if !d.AllArgs(&h.Profile) {

@@ -1,7 +1,10 @@
 package trustgate
 
 import (
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -330,26 +333,30 @@ func unmarshalClientKeys(d *caddyfile.Dispenser) ([]ClientKeyConfig, error) {
 }
 
 // unmarshalClientCertificate parses the block of `client_auth tls_client_auth`: the
-// certificate and its key, each once.
+// certificate and its key, both required.
 func unmarshalClientCertificate(d *caddyfile.Dispenser) (*ClientCertConfig, error) {
 	c := &ClientCertConfig{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		key := d.Val()
-		var v string
-		if !d.AllArgs(&v) {
-			return nil, d.ArgErr()
-		}
-		switch key {
-		case "cert":
-			c.Cert = v
-		case "key":
-			c.Key = v
-		default:
-			return nil, d.Errf("unrecognized client_auth %s option '%s' (want cert, key)", "tls_client_auth", key)
-		}
+	if err := unmarshalStringBlock(d, "client_auth tls_client_auth", map[string]*string{"cert": &c.Cert, "key": &c.Key}); err != nil {
+		return nil, err
 	}
 	if c.Cert == "" || c.Key == "" {
-		return nil, d.Errf("client_auth %s needs a block with cert and key", "tls_client_auth")
+		return nil, d.Err("client_auth tls_client_auth needs a block with cert and key")
 	}
 	return c, nil
+}
+
+// unmarshalStringBlock parses a block of `<name> <value>` lines into fields; what names the
+// block in errors.
+func unmarshalStringBlock(d *caddyfile.Dispenser, what string, fields map[string]*string) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		dst, ok := fields[key]
+		if !ok {
+			return d.Errf("unrecognized %s option '%s' (want %s)", what, key, strings.Join(slices.Sorted(maps.Keys(fields)), ", "))
+		}
+		if !d.AllArgs(dst) {
+			return d.ArgErr()
+		}
+	}
+	return nil
 }

@@ -56,13 +56,7 @@ func BenchmarkSessionsAtScale(b *testing.B) {
 }
 
 func benchSessionsAt(b *testing.B, n int) {
-	g := newGateway(b)
-	g.h.logger = zap.NewNop()
-	g.mustLogin(oidctest.SubjectBindIDKnown)
-	template, err := json.Marshal(g.stored())
-	if err != nil {
-		b.Fatal(err)
-	}
+	g, template := loggedInTemplate(b)
 	store := session.NewMemoryStore(session.MemoryOptions{MaxSessions: n + 1})
 	b.Cleanup(func() { _ = store.Close() })
 	g.h.store = store
@@ -143,13 +137,7 @@ func benchSessionsAt(b *testing.B, n int) {
 // (the encrypted blob, the idle clock, the sub and sid indexes: every copy is its own user).
 func BenchmarkRedisBytesPerSession(b *testing.B) {
 	const n = 10_000
-	g := newGateway(b)
-	g.h.logger = zap.NewNop()
-	g.mustLogin(oidctest.SubjectBindIDKnown)
-	template, err := json.Marshal(g.stored())
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, template := loggedInTemplate(b)
 	srv := redistest.Start(b)
 	rs, err := session.NewRedisStore(session.RedisOptions{Addrs: []string{srv.Addr()}, Secrets: [][]byte{[]byte(testSecret)}})
 	if err != nil {
@@ -203,6 +191,19 @@ func redisMemory(b *testing.B, addr string) (usedMemory, keys int64) {
 	dbsize, _ := rd.ReadString('\n') // :<n>
 	keys, _ = strconv.ParseInt(strings.TrimSpace(strings.TrimPrefix(dbsize, ":")), 10, 64)
 	return usedMemory, keys
+}
+
+// loggedInTemplate logs the BindID user with the full trust profile in at a quiet gateway
+// and returns it with the JSON of the session made: what sessionCopy copies.
+func loggedInTemplate(b *testing.B) (*gateway, []byte) {
+	g := newGateway(b)
+	g.h.logger = zap.NewNop()
+	g.mustLogin(oidctest.SubjectBindIDKnown)
+	template, err := json.Marshal(g.stored())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return g, template
 }
 
 // sessionCopy is session i decoded from the JSON of a real login's session, as its own

@@ -195,3 +195,30 @@ func testClientCert(t *testing.T) *tls.Certificate {
 	leaf, _ := x509.ParseCertificate(der)
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k, Leaf: leaf}
 }
+
+// A DPoP key whose algorithm the OP does not accept is a discovery error that names both,
+// not a login that fails at the token endpoint.
+func TestDPoPAlgNotAcceptedByOP(t *testing.T) {
+	issuer := discoveryServer(t, func(doc map[string]any, base string) {
+		doc["dpop_signing_alg_values_supported"] = []string{"ES256"}
+	})
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	c, err := New(Config{Issuer: issuer, ClientID: "gw", ClientSecret: "s", DPoPKey: &ClientKey{Key: rsaKey, Alg: "PS256"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Discover(context.Background()); ReasonCode(err) != CodeDiscovery || !strings.Contains(err.Error(), "dpop signs with PS256") {
+		t.Errorf("Discover = %v, want a discovery error naming PS256 and the OP's list", err)
+	}
+}
+
+// A CA certificate is not a client certificate.
+func TestClientCertificateNotCA(t *testing.T) {
+	cert := testClientCert(t)
+	cert.Leaf.IsCA = true
+	err := Check(Config{Issuer: "https://bank.example", ClientID: "gw", AuthMethod: AuthTLSClientAuth, ClientCertificate: cert})
+	if err == nil || !strings.Contains(err.Error(), "is a CA certificate") {
+		t.Errorf("Check with a CA certificate = %v, want refused", err)
+	}
+}

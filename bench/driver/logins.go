@@ -104,26 +104,45 @@ func (b *bench) loginRun(ctx context.Context, key string, s *site) (*loginResult
 // loginOnce is one complete login at s with a fresh browser (cookie jar): it must end at
 // the upstream with a session cookie.
 func loginOnce(ctx context.Context, s *site) error {
-	jar, _ := cookiejar.New(nil)
-	client := &http.Client{Jar: jar, Timeout: 30 * time.Second}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url()+"/__login", nil)
-	req.Header.Set("Accept", "text/html")
-	resp, err := client.Do(req)
+	jar, _, err := signIn(ctx, s, "/__login")
 	if err != nil {
 		return err
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if sessionCookie(jar, s) == nil {
+		return fmt.Errorf("no %s cookie after the login", s.cookieName)
+	}
+	return nil
+}
+
+// signIn signs in at s as a browser would, with a fresh cookie jar: it navigates to path,
+// follows the redirects through the provider (which logs bindid-known in without a page)
+// and back, and returns the jar and the upstream's answer, which must be 200.
+func signIn(ctx context.Context, s *site, path string) (*cookiejar.Jar, string, error) {
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url()+path, nil)
+	req.Header.Set("Accept", "text/html")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("the login ended at %s with %s", resp.Request.URL.Path, resp.Status)
+		return nil, "", fmt.Errorf("the login ended at %s with %s: %.300s", resp.Request.URL.Path, resp.Status, body)
 	}
+	return jar, string(body), nil
+}
+
+// sessionCookie is s's session cookie in jar, or nil.
+func sessionCookie(jar *cookiejar.Jar, s *site) *http.Cookie {
 	u, _ := url.Parse(s.url() + "/")
 	for _, ck := range jar.Cookies(u) {
 		if ck.Name == s.cookieName {
-			return nil
+			return ck
 		}
 	}
-	return fmt.Errorf("no %s cookie after the login", s.cookieName)
+	return nil
 }
 
 func selfCPU() time.Duration {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -248,20 +246,11 @@ func (b *bench) controlCookie(name string) (string, error) {
 // provider (which logs "bindid-known" in without a page) back to the site, and returns the
 // session cookie as "name=value". The upstream must have received the user's subject.
 func (b *bench) login(ctx context.Context, s *site) (string, error) {
-	jar, _ := cookiejar.New(nil)
-	client := &http.Client{Jar: jar, Timeout: 30 * time.Second}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url()+"/__probe", nil)
-	req.Header.Set("Accept", "text/html")
-	resp, err := client.Do(req)
+	jar, body, err := signIn(ctx, s, "/__probe")
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w\nCaddy's log:\n%s", err, tailFile(b.caddy.logPath, 20))
 	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("the login ended at %s with %s: %.300s\nCaddy's log:\n%s", resp.Request.URL, resp.Status, body, tailFile(b.caddy.logPath, 20))
-	}
-	subject, n, err := parseProbe(string(body))
+	subject, n, err := parseProbe(body)
 	if err != nil {
 		return "", fmt.Errorf("upstream probe: %w", err)
 	}
@@ -276,11 +265,8 @@ func (b *bench) login(ctx context.Context, s *site) (string, error) {
 	if m := s.match; m != nil && n != len(m.headers) && (!again || prev != n) {
 		b.problem("(%s) trustgate sent %d identity headers, but its control (%s) forwards %d: update %s in bench/driver", s.key, n, m.key, len(m.headers), m.name)
 	}
-	u, _ := url.Parse(s.url() + "/")
-	for _, ck := range jar.Cookies(u) {
-		if ck.Name == s.cookieName {
-			return ck.Name + "=" + ck.Value, nil
-		}
+	if ck := sessionCookie(jar, s); ck != nil {
+		return ck.Name + "=" + ck.Value, nil
 	}
 	return "", fmt.Errorf("no %q cookie after the login", s.cookieName)
 }

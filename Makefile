@@ -20,7 +20,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK_RUN := printf 'default:\nrace: -tags=race\n' | \
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -matrix ./...
 
-.PHONY: all build demo test bench bench-scale e2e-deps vet staticcheck prereqs clean security-report xcaddy
+.PHONY: all build demo test bench bench-scale e2e-deps vet staticcheck prereqs clean security-report xcaddy soak chaos
 
 all: build
 
@@ -84,6 +84,19 @@ bench: prereqs
 # 1,000 / 100,000 / 1,000,000 sessions stored; writes bench/SCALE.md. Needs about 8 GB.
 bench-scale: prereqs
 	bench/scale.sh
+
+# Soak: three gateway instances on one Redis at 80% of their measured capacity for 10 minutes,
+# logins and logouts mixed in; fails on any error, a lost session, or RSS or goroutines still
+# growing (> 5% over the last 5 minutes). SOAK_DURATION=1m for a quick run (results then go to
+# a temporary directory). Writes the "soak" section of bench/RESULTS.md and bench/soak-*.svg.
+soak: prereqs
+	$(GO) test -tags soak -run TestSoak -count=1 -v -timeout 30m ./bench/fault
+
+# Chaos: under load, kill the Sentinel primary, stop the OpenID Provider, let 1,000 sessions'
+# access tokens expire at once, restart Redis empty; fails when a criterion fails (see
+# bench/fault). Writes the "chaos" section of bench/RESULTS.md.
+chaos: prereqs
+	$(GO) test -tags chaos -run TestChaos -count=1 -v -timeout 30m ./bench/fault
 
 # chromium, redis-server, Node.js (apt, as root) and oidc-provider (npm ci into .cache/e2e/op).
 e2e-deps:

@@ -58,6 +58,10 @@ type options struct {
 	quietWait                               time.Duration
 	loginDuration                           time.Duration
 	loginClients, loginRounds               int
+	peerLogins                              bool   // the same login load against Apache mod_auth_openidc
+	apacheBin, apacheModules, apacheUser    string // the peer's binary, module directory, and user when run as root
+	opAlg                                   string // the provider's signing algorithm
+	peerShmMax                              int    // OIDCCacheShmMax of the peer; 0: the module's default
 }
 
 func main() {
@@ -88,6 +92,12 @@ func realMain() int {
 	flag.DurationVar(&o.loginDuration, "logins", 8*time.Second, "after the rounds, sign in to (b) and (c) again and again for this long per run and report the gateway's CPU per login (0: skip)")
 	flag.IntVar(&o.loginClients, "login-clients", 8, "concurrent clients of the login runs")
 	flag.IntVar(&o.loginRounds, "login-rounds", 3, "login runs per site, alternating the sites")
+	flag.BoolVar(&o.peerLogins, "peer-logins", true, "run the same login load against Apache mod_auth_openidc on the same provider, alternating with (b) and (c), and report the ratio (false: for machines without apt)")
+	flag.StringVar(&o.apacheBin, "apache", "apache2", "the Apache httpd binary of the peer (looked up in PATH, then /usr/sbin)")
+	flag.StringVar(&o.apacheModules, "apache-modules", "/usr/lib/apache2/modules", "the directory of Apache's modules (mod_auth_openidc.so, mod_mpm_event.so, ...)")
+	flag.StringVar(&o.apacheUser, "apache-user", "www-data", "the user and group Apache's workers run as when the driver runs as root")
+	flag.IntVar(&o.peerShmMax, "peer-shm-max", 0, "the peer's OIDCCacheShmMax: entries of mod_auth_openidc's shm session cache (0: its default, 500)")
+	flag.StringVar(&o.opAlg, "op-alg", "RS256", "the provider's ID token signing algorithm, RS256 (what most providers use) or ES256")
 	flag.DurationVar(&o.quietWait, "quiet-wait", time.Minute, "before the rounds, wait up to this long for other processes to use at most -max-other cores")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: bench/run.sh [flags]   (or: make bench)\n\nLoad benchmark of trustgate against Caddy's plain reverse_proxy; see bench/README.md.\n\n")
@@ -238,6 +248,7 @@ type bench struct {
 	env        []string // for Caddy: private XDG dirs
 	secret     string
 	op         *oidctest.Provider
+	apache     *apachePeer // the login benchmark's peer (-peer-logins), nil without it
 	upstream   *proc
 	upAddr     string
 	redis      *proc
@@ -287,6 +298,16 @@ func (b *bench) run(ctx context.Context) error {
 			return err
 		}
 	}
+	if b.peerEnabled() {
+		p, err := findApache(o.apacheBin)
+		if err != nil {
+			return err
+		}
+		o.apacheBin = p
+		if _, err := os.Stat(filepath.Join(o.apacheModules, "mod_auth_openidc.so")); err != nil {
+			return fmt.Errorf("mod_auth_openidc is missing (%v): install it with: sudo apt-get install -y libapache2-mod-auth-openidc (bench/run.sh does, as root), or skip the peer with -peer-logins=false", err)
+		}
+	}
 	if _, err := exec.LookPath("go"); err != nil && o.cpuProfile {
 		return errors.New("-cpuprofile needs `go tool pprof`, but go is not in PATH")
 	}
@@ -303,7 +324,7 @@ func (b *bench) run(ctx context.Context) error {
 	key := make([]byte, 48)
 	_, _ = rand.Read(key)
 	b.secret = base64.RawStdEncoding.EncodeToString(key)
-	b.facts = collectFacts(o)
+	b.facts = collectFacts(o, b.peerEnabled())
 	b.results = map[string][]*runResult{}
 	b.redone = map[string]int{}
 
@@ -435,6 +456,7 @@ func (b *bench) checkLogs() {
 
 // shutdown stops every process the driver started, Caddy first.
 func (b *bench) shutdown() {
+	b.stopApache()
 	if b.caddy != nil {
 		b.caddy.stop(10 * time.Second)
 	}

@@ -47,6 +47,9 @@ func (o *options) check() error {
 	if !seen["a"] {
 		o.configs = "a," + o.configs // every ratio is to a, measured in the same run
 	}
+	if o.opAlg != "RS256" && o.opAlg != "ES256" {
+		return errors.New("-op-alg must be RS256 or ES256")
+	}
 	lvl := strings.ToUpper(o.logLevel)
 	if lvl != "WARN" && lvl != "ERROR" {
 		return errors.New("-caddy-log-level must be WARN or ERROR")

@@ -122,26 +122,72 @@ func ticks(n float64) time.Duration { return time.Duration(n / clockTicks * floa
 
 // pidCPUTime reads utime+stime from /proc/<pid>/stat.
 func pidCPUTime(pid int) (time.Duration, error) {
+	st, err := readStat(pid)
+	return st.self, err
+}
+
+// procStat is what the driver reads from /proc/<pid>/stat.
+type procStat struct {
+	pgrp     int
+	self     time.Duration // utime + stime
+	children time.Duration // cutime + cstime: children that exited and were waited for
+}
+
+func readStat(pid int) (procStat, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return procStat{}, err
 	}
 	// The command name (field 2) is in parentheses and may contain spaces.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+		return procStat{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
 	}
 	fields := strings.Fields(string(b[i+1:]))
-	// fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(fields) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	// fields[0] is field 3 (state); pgrp is field 5, utime, stime, cutime and cstime are
+	// fields 14 to 17.
+	if len(fields) < 15 {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: too few fields", pid)
 	}
-	u, err1 := strconv.ParseFloat(fields[11], 64)
-	s, err2 := strconv.ParseFloat(fields[12], 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	var v [4]float64
+	var errs []error
+	for k := range v {
+		var err error
+		v[k], err = strconv.ParseFloat(fields[11+k], 64)
+		errs = append(errs, err)
 	}
-	return ticks(u + s), nil
+	pgrp, err := strconv.Atoi(fields[2])
+	if err := errors.Join(append(errs, err)...); err != nil {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return procStat{pgrp: pgrp, self: ticks(v[0] + v[1]), children: ticks(v[2] + v[3])}, nil
+}
+
+// groupCPUTime is the CPU time so far of the process group led by pid (Apache: its parent
+// and the worker processes it forked), with the workers that already exited (the leader's
+// cutime and cstime).
+func groupCPUTime(pid int) (time.Duration, error) {
+	leader, err := readStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	total := leader.self + leader.children
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil || n == pid {
+			continue
+		}
+		st, err := readStat(n)
+		if err != nil || st.pgrp != pid {
+			continue // gone meanwhile, or another group
+		}
+		total += st.self
+	}
+	return total, nil
 }
 
 // machineCPU is the machine-wide CPU time from the first line of /proc/stat: proc is the

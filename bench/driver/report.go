@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/trustgate/trustgate/bench/internal/results"
 )
 
 // facts describes the machine and the software of a run.
@@ -30,9 +32,13 @@ type facts struct {
 	invokedAs     string
 	effective     string
 	caddyLogLines int
+	// the login benchmark's peer (-peer-logins): `apache2 -v` and the module package
+	apacheVersion, moduleVersion string
+	apacheLogLines               int
+	peerEvictions                int // mod_auth_openidc's "dropping LRU entry" warnings
 }
 
-func collectFacts(o *options) facts {
+func collectFacts(o *options, peer bool) facts {
 	f := facts{
 		cores:      runtime.NumCPU(),
 		cpuModel:   cpuModel(),
@@ -55,6 +61,9 @@ func collectFacts(o *options) facts {
 			f.redisVersion = v
 		}
 	}
+	if peer {
+		f.apacheVersion, f.moduleVersion = apacheVersions(o.apacheBin)
+	}
 	f.commit = firstLine(command("git", "rev-parse", "--short=12", "HEAD"))
 	// The report itself (the previous run's) does not count as a change to the measured code.
 	if f.commit != "" && strings.TrimSpace(command("git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/RESULTS.md")) != "" {
@@ -68,6 +77,10 @@ func collectFacts(o *options) facts {
 		o.rounds, o.duration, o.threads, o.conns, o.pause, o.warmup, o.configs, o.maxOther, o.retries, o.quietWait, o.logLevel, o.cpuProfile)
 	if o.cpuProfile {
 		f.effective += fmt.Sprintf(" -profile-config %s -profile-seconds %d", o.profileConfig, o.profileSeconds)
+	}
+	f.effective += fmt.Sprintf(" -logins %s -login-clients %d -login-rounds %d -peer-logins=%t -op-alg %s", o.loginDuration, o.loginClients, o.loginRounds, o.peerLogins, o.opAlg)
+	if o.peerLogins && o.peerShmMax > 0 {
+		f.effective += fmt.Sprintf(" -peer-shm-max %d", o.peerShmMax)
 	}
 	return f
 }
@@ -224,7 +237,7 @@ func (b *bench) report() error {
 	var w strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
 
-	p("# trustgate load benchmark\n\n")
+	p("## Load benchmark (`make bench`)\n\n")
 	p("Written by `bench/run.sh` (`make bench`); how to read it: [README.md](README.md). ")
 	p("One Caddy process serves every configuration; each row is the median of %s of %s, ", plural(o.rounds, "interleaved round"), o.duration)
 	p("`wrk -t%d -c%d --latency`, against a trivial upstream, on this machine; the order of the configurations rotates by one each round. ", o.threads, o.conns)
@@ -291,8 +304,11 @@ func (b *bench) report() error {
 	if f.cpuQuota != "" {
 		p(", cgroup cpu.max %s", f.cpuQuota)
 	}
-	p("; Linux %s; %s; %s; Caddy %s; Redis %s; commit %s; %s. Load average before %s, after %s.\n\n",
-		f.kernel, f.goVersion, f.wrkVersion, f.caddyVersion, f.redisVersion, f.commit, f.date.Format("2006-01-02 15:04 MST"), f.loadBefore, f.loadAfter)
+	p("; Linux %s; %s; %s; Caddy %s; Redis %s", f.kernel, f.goVersion, f.wrkVersion, f.caddyVersion, f.redisVersion)
+	if f.apacheVersion != "" {
+		p("; %s with mod_auth_openidc %s", f.apacheVersion, f.moduleVersion)
+	}
+	p("; commit %s; %s. Load average before %s, after %s.\n\n", f.commit, f.date.Format("2006-01-02 15:04 MST"), f.loadBefore, f.loadAfter)
 	p("Command: `%s`", f.invokedAs)
 	if f.invokedAs != f.effective {
 		p(" — with every setting: `%s`", f.effective)
@@ -300,7 +316,7 @@ func (b *bench) report() error {
 	p("\n\n")
 
 	if notes := b.notes(sums, byKey); len(notes) > 0 || len(b.problems) > 0 {
-		p("## Warnings\n\n")
+		p("### Warnings\n\n")
 		for _, pr := range b.problems {
 			p("- **Not trustworthy:** %s\n", strings.ReplaceAll(pr, "\n", " "))
 		}
@@ -310,7 +326,7 @@ func (b *bench) report() error {
 		p("\n")
 	}
 
-	p("## Where the CPU went (medians of the rounds)\n\n")
+	p("### Where the CPU went (medians of the rounds)\n\n")
 	p("Cores = CPU seconds per second of the run, from `/proc`. \"softirq\" is kernel time in interrupts and softirqs (mostly loopback TCP); ")
 	switch {
 	case !irqTimeKnown:
@@ -333,7 +349,7 @@ func (b *bench) report() error {
 			s.caddyCores, s.wrkCores, s.upstreamCores, s.redisCores, s.irqCores, s.otherCores, s.machineCores, redis)
 	}
 	b.loginReport(p)
-	p("\n## Every round (req/s)\n\n| round | order |")
+	p("\n### Every round (req/s)\n\n| round | order |")
 	for _, c := range b.configs {
 		p(" (%s) |", c.key)
 	}
@@ -379,7 +395,7 @@ func (b *bench) report() error {
 	p(".\n\n")
 
 	if pr := b.profile; pr != nil {
-		p("## CPU profile of Caddy, configuration (%s)\n\n", o.profileConfig)
+		p("### CPU profile of Caddy, configuration (%s)\n\n", o.profileConfig)
 		p("A second Caddy process with the same sites and `admin 127.0.0.1:<port>` (the measured one runs with `admin off`), a new login where the configuration needs one, then `GET /debug/pprof/profile?seconds=%d` while wrk loaded (%s) (%s req/s with the profiler attached; not comparable with the table). ",
 			o.profileSeconds, o.profileConfig, thousands(pr.run.RPS))
 		rel := pr.path
@@ -400,7 +416,7 @@ func (b *bench) report() error {
 		p("\n```text\n$ go tool pprof -top -nodecount=25 caddy %s\n%s\n```\n\n", filepath.Base(rel), pr.top)
 	}
 
-	p("## How it ran\n\n")
+	p("### How it ran\n\n")
 	p("Caddyfile (ports are chosen per run; the `secret` is random per run):\n\n```caddyfile\n%s```\n\n", strings.ReplaceAll(b.caddyfile(0), b.secret, "<random per run>"))
 	p("wrk commands (the cookie is the session of a scripted login as `bindid-known` at the in-process provider, %s):\n\n```sh\n", b.op.Issuer())
 	for _, c := range b.configs {
@@ -418,11 +434,19 @@ func (b *bench) report() error {
 		p("wrk %s   # (%s)\n", strings.Join(args, " "), c.key)
 	}
 	p("```\n\nCaddy wrote %d log lines at level %s (%s/caddy.log).\n", f.caddyLogLines, o.logLevel, o.workDir)
+	if b.apache != nil && b.loginStats(peerKey) != nil {
+		dir := filepath.Join(o.workDir, "apache")
+		p("\nThe login benchmark's peer, `%s -d %s -f %s/apache.conf -DFOREGROUND` (the port is chosen per run, the client secret and the passphrase are random per run):\n\n```apache\n%s```\n",
+			filepath.Base(o.apacheBin), dir, o.workDir, b.apacheConf(dir, filepath.Join(o.workDir, "apache-error.log"), false))
+	}
 
 	out := w.String()
 	fmt.Println()
 	fmt.Print(out)
-	if err := os.WriteFile(o.out, []byte(out), 0o644); err != nil {
+	if err := dropWholeFileReport(o.out); err != nil {
+		return err
+	}
+	if err := results.WriteSection(o.out, "bench", out); err != nil {
 		return fmt.Errorf("write %s: %w", o.out, err)
 	}
 	b.logf("wrote %s", o.out)
@@ -497,4 +521,22 @@ func pairedRatios(xs, base []float64) []float64 {
 		rs[i] = xs[i] / base[i]
 	}
 	return rs
+}
+
+// oldReportHeading began the whole file when the driver wrote all of RESULTS.md.
+const oldReportHeading = "# trustgate load benchmark\n"
+
+// dropWholeFileReport turns a RESULTS.md that an earlier driver wrote as a whole (it begins
+// with oldReportHeading) into one that results.WriteSection keeps sections in: the old report
+// goes, sections other programs appended after it stay, under results.Title.
+func dropWholeFileReport(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil || !strings.HasPrefix(string(data), oldReportHeading) {
+		return nil // missing (WriteSection creates it) or already in sections
+	}
+	rest := ""
+	if i := strings.Index(string(data), "<!-- begin "); i >= 0 {
+		rest = "\n" + string(data[i:])
+	}
+	return os.WriteFile(path, []byte(results.Title+rest), 0o644)
 }

@@ -82,7 +82,16 @@ func (b *bench) startBackends(ctx context.Context) error {
 		}
 	}
 
-	op, err := oidctest.New(oidctest.Options{})
+	// The benchmark mode of the provider: it signs with a fixed, pre-generated key and keeps
+	// everything in memory. The peer's client is registered with its exact redirect URI.
+	clients := []oidctest.Client{oidctest.DefaultClient()}
+	if b.peerEnabled() {
+		if b.apache, err = newApachePeer(); err != nil {
+			return err
+		}
+		clients = append(clients, b.apache.client())
+	}
+	op, err := oidctest.NewBench(oidctest.Options{Clients: clients, SigningAlg: b.o.opAlg})
 	if err != nil {
 		return fmt.Errorf("OpenID Provider: %w", err)
 	}
@@ -246,7 +255,7 @@ func (b *bench) controlCookie(name string) (string, error) {
 // provider (which logs "bindid-known" in without a page) back to the site, and returns the
 // session cookie as "name=value". The upstream must have received the user's subject.
 func (b *bench) login(ctx context.Context, s *site) (string, error) {
-	jar, body, err := signIn(ctx, s, "/__probe")
+	jar, body, err := signIn(ctx, s.url(), "/__probe")
 	if err != nil {
 		return "", fmt.Errorf("%w\nCaddy's log:\n%s", err, tailFile(b.caddy.logPath, 20))
 	}
@@ -265,7 +274,7 @@ func (b *bench) login(ctx context.Context, s *site) (string, error) {
 	if m := s.match; m != nil && n != len(m.headers) && (!again || prev != n) {
 		b.problem("(%s) trustgate sent %d identity headers, but its control (%s) forwards %d: update %s in bench/driver", s.key, n, m.key, len(m.headers), m.name)
 	}
-	if ck := sessionCookie(jar, s); ck != nil {
+	if ck := sessionCookie(jar, s.url(), s.cookieName); ck != nil {
 		return ck.Name + "=" + ck.Value, nil
 	}
 	return "", fmt.Errorf("no %q cookie after the login", s.cookieName)

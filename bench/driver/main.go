@@ -16,7 +16,10 @@
 // It reports per configuration the median of the rounds (req/s, p50, p99), the min-max of
 // req/s, and the ratio to a: the median over the rounds of each run's req/s over a's run in
 // the same round. Diagnostics: CPU per request and per process, Redis commands per request,
-// upstream request counts. It prints the table and writes it to bench/RESULTS.md. At the end,
+// upstream request counts. After the rounds it measures logins under load against (b) and (c)
+// and, with -peer-logins (the default), against Apache mod_auth_openidc on the same provider
+// (apache.go). It prints the report and writes it as the "bench" section of bench/RESULTS.md
+// (bench/internal/results). At the end,
 // with -cpuprofile (the default), it restarts Caddy with its admin API on a loopback port and
 // records a CPU profile of configuration b (or -profile-config) under load.
 //
@@ -84,7 +87,7 @@ func realMain() int {
 	flag.BoolVar(&o.cpuProfile, "cpuprofile", true, "after the rounds, restart Caddy with its admin API on a loopback port and record a CPU profile of configuration -profile-config under load")
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 10, "length of the CPU profile")
 	flag.StringVar(&o.profileConfig, "profile-config", "b", "the configuration loaded while the CPU profile is taken")
-	flag.StringVar(&o.out, "out", "bench/RESULTS.md", "where to write the results (markdown)")
+	flag.StringVar(&o.out, "out", "bench/RESULTS.md", "the markdown file whose \"bench\" section the results replace (other programs own the other sections)")
 	flag.StringVar(&o.workDir, "workdir", ".cache/bench/run", "logs, Caddyfile, Caddy's data dirs and the profile (emptied at the start)")
 	flag.StringVar(&o.logLevel, "caddy-log-level", "WARN", "Caddy's log level (WARN or ERROR keeps logging out of the measurement)")
 	flag.Float64Var(&o.maxOther, "max-other", 0.25, "a run during which processes the benchmark did not start used more cores than this is discarded and repeated")

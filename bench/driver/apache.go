@@ -212,5 +212,5 @@ func findApache(name string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("Apache not found (-apache %s): install it with: sudo apt-get install -y apache2 libapache2-mod-auth-openidc (bench/run.sh does, as root), or skip the peer with -peer-logins=false", name)
+	return "", fmt.Errorf("apache2 not found (-apache %s): install it with: sudo apt-get install -y apache2 libapache2-mod-auth-openidc (bench/run.sh does, as root), or skip the peer with -peer-logins=false", name)
 }

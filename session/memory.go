@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"hash/maphash"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -101,6 +102,13 @@ type MemoryStore struct {
 	locks    map[[sha256.Size]byte]lockEntry // key hash -> hold; guarded by lockMu
 	maxLocks int                             // guarded by lockMu
 
+	// packer packs the sessions nobody used since the janitor's last pass; matchSeed
+	// seeds entry.subHash and entry.sidHash.
+	packer    packer
+	matchSeed maphash.Seed
+	// coolAfter is how long a session stays decoded after its last use (SweepInterval).
+	coolAfter int64
+
 	recordMu   sync.Mutex
 	records    map[[sha256.Size]byte]recordEntry // key hash -> record; guarded by recordMu
 	maxRecords int                               // guarded by recordMu
@@ -110,14 +118,23 @@ type MemoryStore struct {
 	stopped   chan struct{} // closed when the janitor has returned
 }
 
-// entry is a stored session. Everything but lastSeen and idx is immutable
-// after Put, so Get reads it without holding mu.
+// entry is a stored session. Everything but hot, packed, lastSeen and idx is
+// immutable after Put, so Get reads it without holding mu.
+//
+// A session is held decoded (hot) from its Put until the janitor finds it unused
+// for coolAfter; the janitor then packs it (packed, see pack.go) and drops the
+// decoded form, and the next Get decodes it again. packed is always stored
+// before hot is cleared, so a Get that sees hot nil finds packed set.
 type entry struct {
 	id       string
-	s        *Session
-	expires  int64 // unix ns, absolute end
-	idle     int64 // ns; 0 = no idle timeout
-	touch    int64 // ns; Get stores lastSeen only when it has moved by this much
+	hot      atomic.Pointer[Session]
+	packed   atomic.Pointer[[]byte]
+	version  uint64 // hot's Version
+	subHash  uint64 // matchHash of issuer and subject
+	sidHash  uint64 // matchHash of issuer and sid ("" when none)
+	expires  int64  // unix ns, absolute end
+	idle     int64  // ns; 0 = no idle timeout
+	touch    int64  // ns; Get stores lastSeen only when it has moved by this much
 	lastSeen atomic.Int64
 	idx      int // position in MemoryStore.list; guarded by mu
 }
@@ -163,6 +180,8 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 		locks:       make(map[[sha256.Size]byte]lockEntry),
 		maxLocks:    opts.MaxLocks,
 		records:     make(map[[sha256.Size]byte]recordEntry),
+		matchSeed:   maphash.MakeSeed(),
+		coolAfter:   int64(opts.SweepInterval),
 		maxRecords:  opts.MaxRecords,
 		done:        make(chan struct{}),
 		stopped:     make(chan struct{}),
@@ -194,7 +213,45 @@ func (m *MemoryStore) Get(_ context.Context, id string) (*Session, error) {
 	if now-last >= e.touch {
 		e.lastSeen.Store(now)
 	}
-	return e.s, nil
+	if s := e.hot.Load(); s != nil {
+		return s, nil
+	}
+	return m.warm(e)
+}
+
+// warm decodes the packed session of a cooled entry and makes it hot again. A packed form
+// that does not decode (a bug, never a user's doing) ends the session.
+func (m *MemoryStore) warm(e *entry) (*Session, error) {
+	s, err := m.unpacked(e)
+	if err != nil {
+		m.mu.Lock()
+		if m.sessions[e.id] == e {
+			m.removeLocked(e.idx)
+		}
+		m.mu.Unlock()
+		return nil, ErrNotFound
+	}
+	if !e.hot.CompareAndSwap(nil, s) {
+		return e.hot.Load(), nil // another Get warmed it first: share its pointer
+	}
+	return s, nil
+}
+
+// unpacked returns the session of e: the hot one, else decoded from packed.
+func (m *MemoryStore) unpacked(e *entry) (*Session, error) {
+	if s := e.hot.Load(); s != nil {
+		return s, nil
+	}
+	p := e.packed.Load()
+	if p == nil {
+		return nil, errPacked
+	}
+	s, err := m.packer.unpack(*p, e.id)
+	if err != nil {
+		return nil, err
+	}
+	s.Version = e.version
+	return s, nil
 }
 
 // Reload is Get: the memory store has no cache in front of it, so the
@@ -225,10 +282,12 @@ func (m *MemoryStore) put(s *Session, want *entry) error {
 	now := unixNano(m.now())
 	e := &entry{
 		id:      s.ID,
-		s:       s,
+		subHash: m.matchHash(s.Issuer, s.Subject),
+		sidHash: m.matchHash(s.Issuer, s.SID()),
 		expires: unixNano(s.ExpiresAt),
 		touch:   maxTouchResolution,
 	}
+	e.hot.Store(s)
 	if s.IdleTimeout > 0 {
 		e.idle = int64(s.IdleTimeout)
 		e.touch = min(maxTouchResolution, e.idle/16)
@@ -244,16 +303,17 @@ func (m *MemoryStore) put(s *Session, want *entry) error {
 		return ErrConflict
 	}
 	if old := m.sessions[s.ID]; old != nil {
-		if old.s == s {
+		if old.hot.Load() == s {
 			return errStoredSession
 		}
-		s.Version = old.s.Version + 1
+		s.Version = old.version + 1
+		e.version = s.Version
 		e.idx = old.idx
 		m.list[e.idx] = e
 		m.sessions[s.ID] = e
 		return nil
 	}
-	s.Version = 1
+	s.Version, e.version = 1, 1
 	for len(m.list) >= m.maxSessions {
 		m.evictLocked(now)
 	}
@@ -275,7 +335,7 @@ func (m *MemoryStore) Update(ctx context.Context, s *Session) error {
 	switch {
 	case old == nil:
 		return ErrNotFound
-	case old.s.Version != s.Version:
+	case old.version != s.Version:
 		return ErrConflict
 	}
 	// Put re-checks under the lock that the entry it replaces is still there.
@@ -300,8 +360,19 @@ func (m *MemoryStore) DeleteMatching(_ context.Context, match Match) (int, error
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := 0
+	if match.Subject == "" && match.SID == "" {
+		return 0, nil
+	}
+	sub, sid := m.matchHash(match.Issuer, match.Subject), m.matchHash(match.Issuer, match.SID)
 	for i := 0; i < len(m.list); {
-		if match.Matches(m.list[i].s) {
+		e := m.list[i]
+		if (match.Subject != "" && e.subHash != sub) || (match.SID != "" && e.sidHash != sid) {
+			i++
+			continue
+		}
+		// A candidate (or a hash collision): decide on the session itself. One that does not
+		// decode is dropped too: it could be one the logout means.
+		if s, err := m.unpacked(e); err != nil || match.Matches(s) {
 			m.removeLocked(i) // moves the last entry to i: look at i again
 			n++
 			continue
@@ -309,6 +380,16 @@ func (m *MemoryStore) DeleteMatching(_ context.Context, match Match) (int, error
 		i++
 	}
 	return n, nil
+}
+
+// matchHash hashes an issuer and a subject or sid for DeleteMatching's first filter.
+func (m *MemoryStore) matchHash(issuer, v string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(m.matchSeed)
+	h.WriteString(issuer)
+	h.WriteByte(0)
+	h.WriteString(v)
+	return h.Sum64()
 }
 
 // SetMaxSessions changes the session bound (config reload). n <= 0 means

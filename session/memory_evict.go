@@ -21,16 +21,25 @@ func (m *MemoryStore) janitor(interval time.Duration) {
 		case <-m.done:
 			return
 		case <-t.C:
-			m.sweep()
+			m.Sweep()
 		}
 	}
 }
 
-// sweep removes every expired session, Once key, lock and record. It holds each
-// lock for at most sweepBatch entries at a time.
-func (m *MemoryStore) sweep() {
+// Sweep is the janitor's pass, which it runs every SweepInterval: it removes every expired
+// session, Once key, lock and record, and packs the sessions nobody has used for a
+// SweepInterval (a packed session costs about a sixth of the memory; its next Get decodes it
+// again). It holds each lock for at most sweepBatch entries at a time, and packs outside the
+// lock. Tests and benchmarks call it to reach the janitor's steady state without waiting.
+func (m *MemoryStore) Sweep() {
 	now := unixNano(m.now())
+	m.sweepSessions(now)
+	m.cool(now)
+	m.sweepRest(now)
+}
 
+// sweepSessions removes the expired sessions.
+func (m *MemoryStore) sweepSessions(now int64) {
 	m.mu.RLock()
 	i := len(m.list) - 1
 	m.mu.RUnlock()
@@ -50,7 +59,11 @@ func (m *MemoryStore) sweep() {
 	m.mu.Lock()
 	m.list = shrink(m.list)
 	m.mu.Unlock()
+}
 
+// sweepRest removes the expired Once keys, locks and records.
+func (m *MemoryStore) sweepRest(now int64) {
+	var i int
 	m.onceMu.Lock()
 	i = len(m.onceList) - 1
 	m.onceMu.Unlock()
@@ -77,6 +90,42 @@ func (m *MemoryStore) sweep() {
 	m.recordMu.Lock()
 	m.sweepRecordsLocked(now)
 	m.recordMu.Unlock()
+}
+
+// cool packs the sessions last used coolAfter or more before now and drops their decoded
+// form. It collects a batch under the read lock and packs it without any lock.
+func (m *MemoryStore) cool(now int64) {
+	batch := make([]*entry, 0, sweepBatch)
+	for start := 0; ; start += sweepBatch {
+		batch = batch[:0]
+		m.mu.RLock()
+		end := min(start+sweepBatch, len(m.list))
+		for _, e := range m.list[min(start, end):end] {
+			if now-e.lastSeen.Load() >= m.coolAfter && e.hot.Load() != nil {
+				batch = append(batch, e)
+			}
+		}
+		m.mu.RUnlock()
+		for _, e := range batch {
+			s := e.hot.Load()
+			if s == nil {
+				continue
+			}
+			if e.packed.Load() == nil {
+				p, err := m.packer.pack(s)
+				if err != nil {
+					continue // claims that do not encode: stays decoded
+				}
+				e.packed.Store(&p)
+			}
+			if now-e.lastSeen.Load() >= m.coolAfter { // not used meanwhile
+				e.hot.CompareAndSwap(s, nil)
+			}
+		}
+		if end < start+sweepBatch {
+			return
+		}
+	}
 }
 
 // evictLocked removes one session: an expired one among a random sample if

@@ -460,7 +460,9 @@ func TestMemoryStoreJanitorRemovesExpired(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if got, err := m.Get(ctx, live.ID); err != nil || got != live {
+	// The janitor packed the live session (unused for a sweep interval): Get decodes an equal
+	// copy.
+	if got, err := m.Get(ctx, live.ID); err != nil || got.ID != live.ID || got.Subject != live.Subject || got.Version != live.Version {
 		t.Errorf("Get(live) = (%v, %v), want the live session", got, err)
 	}
 	if ok, _ := m.Once(ctx, "new", time.Hour); ok {

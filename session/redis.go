@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -159,6 +158,7 @@ type RedisStore struct {
 	cacheHits   atomic.Uint64 // Get answered by the local cache
 	cacheMisses atomic.Uint64 // Get that read Redis
 	keys        keyring
+	packer      *packer // fixed: every instance reads what any other wrote
 	prefix      string
 	channel     string
 	sender      string // random id of this instance in invalidation messages
@@ -292,6 +292,7 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 	s := &RedisStore{
 		client:      client,
 		keys:        keys,
+		packer:      &packer{fixed: true},
 		prefix:      opts.KeyPrefix,
 		channel:     opts.KeyPrefix + "invalidate",
 		sender:      randomTag(),
@@ -434,14 +435,14 @@ func (s *RedisStore) load(ctx context.Context, id string, h *[sha256.Size]byte, 
 			}
 			return nil, ErrNotFound
 		}
-		sess = new(Session)
-		if json.Unmarshal(plaintext, sess) != nil || sess.ExpiresAt.IsZero() {
+		var err error
+		sess, err = s.packer.decodeStored(plaintext, id)
+		if err != nil || sess.ExpiresAt.IsZero() {
 			if old != nil {
 				s.cache.remove(old)
 			}
 			return nil, ErrNotFound
 		}
-		sess.ID = id
 	}
 
 	e := &cacheEntry{

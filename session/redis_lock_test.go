@@ -288,8 +288,12 @@ func TestRedisStoreRefreshedAtRoundTrip(t *testing.T) {
 	if !ok {
 		t.Fatal("the stored blob does not open")
 	}
+	body, _, err := a.packer.inflate(plaintext)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(plaintext, &fields); err != nil {
+	if err := json.Unmarshal(body, &fields); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := fields["refreshed_at"]; ok {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -84,8 +83,8 @@ func (s *RedisStore) DeleteMatching(ctx context.Context, m Match) (int, error) {
 		if !ok {
 			continue // another secret's (rotation) or damaged: leave it
 		}
-		var sess Session
-		if json.Unmarshal(plaintext, &sess) != nil || !m.Matches(&sess) {
+		sess, err := s.packer.decodeStored(plaintext, "")
+		if err != nil || !m.Matches(sess) {
 			continue // changed since it was indexed, or another subject's sid
 		}
 		c.subKey = s.subIndexKey(sess.Issuer, sess.Subject)

@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -63,7 +62,7 @@ func (s *RedisStore) put(ctx context.Context, sess *Session, mustExist bool) err
 
 	version := sess.Version
 	sess.Version++
-	plaintext, err := json.Marshal(sess)
+	plaintext, err := s.packer.pack(sess)
 	if err != nil {
 		sess.Version = version
 		return fmt.Errorf("session: put: encoding: %w", err)

@@ -1,0 +1,304 @@
+package session
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// The packed form of a session: how the memory store holds a session nobody has used for a
+// while, in about a sixth of the memory of the decoded one (bench/RESULTS.md, "scale").
+//
+//	byte 0    packVersion
+//	byte 1    the dictionary: 0 none, 1 the packer's learned dictionary, 2 staticDict
+//	the rest  raw DEFLATE (RFC 1951) of:
+//	          uvarint length, the session as JSON without its ID token
+//	          one byte: 0 no ID token, 1 the ID token as a string, 2 the ID token as its three
+//	          decoded JWS parts (header, payload, signature), each uvarint length and bytes
+//
+// The ID token is held decoded because its payload repeats most of the claims: DEFLATE finds
+// the repeat in decoded JSON, not across base64. A token whose parts are not canonical
+// base64url is held as it came, so that unpack always gives back the exact string.
+//
+// A learned dictionary (the memory store's) is staticDict and the skeleton of the first
+// session packed: its JSON with every string emptied and every number zeroed, and its ID
+// token's JOSE header, so that the claim names and the nesting of this gateway's provider cost
+// nothing in each session. It holds no value of any user, and lives as long as the packer (the
+// sessions packed with it need it). A fixed packer (the Redis store's: every instance must
+// read what any other wrote) uses staticDict alone.
+const (
+	packVersion  = 1
+	packNoDict   = 0
+	packDict     = 1
+	packStatic   = 2
+	idTokenNone  = 0
+	idTokenRaw   = 1
+	idTokenParts = 2
+	// packLevel: flate's fast encoder (level 1) makes no use of the dictionary (1,272
+	// bytes for bench/scale's session against 913 at the default level).
+	packLevel = flate.DefaultCompression
+	// maxUnpacked bounds what unpack inflates (the input is our own, but a bug must not
+	// inflate without end).
+	maxUnpacked = 1 << 20
+)
+
+var errPacked = errors.New("session: packed form is damaged")
+
+// staticDict is the names every session has, and the most common claims': the dictionary of
+// a fixed packer and the start of a learned one. Changing it makes the packed sessions stored
+// before unreadable: add a new dictionary id instead.
+const staticDict = `{"iss":"","client_id":"","sub":"","claims":{"acr":"","address":{"country":"","locality":"","postal_code":"","street_address":""},` +
+	`"amr":[""],"at_hash":"","aud":"","auth_time":0,"azp":"","birthdate":"","email":"","email_verified":true,"exp":0,` +
+	`"family_name":"","given_name":"","groups":[""],"iat":0,"iss":"","locale":"","name":"","nonce":"","phone_number":"",` +
+	`"phone_number_verified":true,"picture":"","preferred_username":"","roles":[""],"sid":"","sub":"","updated_at":0},` +
+	`"access_token":"","refresh_token":"","token_expiry":"","refreshed_at":"","created_at":"","expires_at":"",` +
+	`"idle_timeout":0,"step_ups":[],"binding":"","version":0}{"alg":"RS256","kid":"","typ":"JWT"}`
+
+var staticDictBytes = []byte(staticDict)
+
+// packer packs and unpacks sessions. It is safe for concurrent use.
+type packer struct {
+	fixed   bool                   // use staticDict alone, never learn
+	dict    atomic.Pointer[[]byte] // nil until the first pack
+	learnMu sync.Mutex
+	writers sync.Pool // *flate.Writer for the learned dictionary
+	readers sync.Pool // io.ReadCloser that is also a flate.Resetter
+}
+
+// packedSession is a Session as JSON without the ID token: the outer field hides the embedded
+// one and is always empty.
+type packedSession struct {
+	*Session
+	IDToken string `json:"id_token,omitempty"`
+}
+
+// pack returns the packed form of s. It fails only when s does not encode as JSON.
+func (p *packer) pack(s *Session) ([]byte, error) {
+	body, err := json.Marshal(packedSession{Session: s})
+	if err != nil {
+		return nil, err
+	}
+	parts, partsOK := jwsParts(s.IDToken)
+	var plain bytes.Buffer
+	plain.Grow(len(body) + len(s.IDToken) + 16)
+	plain.Write(binary.AppendUvarint(nil, uint64(len(body))))
+	plain.Write(body)
+	switch {
+	case s.IDToken == "":
+		plain.WriteByte(idTokenNone)
+	case partsOK:
+		plain.WriteByte(idTokenParts)
+		for _, part := range parts {
+			plain.Write(binary.AppendUvarint(nil, uint64(len(part))))
+			plain.Write(part)
+		}
+	default:
+		plain.WriteByte(idTokenRaw)
+		plain.Write(binary.AppendUvarint(nil, uint64(len(s.IDToken))))
+		plain.WriteString(s.IDToken)
+	}
+
+	dict := p.learn(body, parts, partsOK)
+	out := bytes.NewBuffer(make([]byte, 0, plain.Len()/2+64))
+	out.WriteByte(packVersion)
+	if p.fixed {
+		out.WriteByte(packStatic)
+	} else {
+		out.WriteByte(packDict)
+	}
+	w, _ := p.writers.Get().(*flate.Writer)
+	if w == nil {
+		w, _ = flate.NewWriterDict(out, packLevel, dict) // only fails for a bad level
+	} else {
+		w.Reset(out)
+	}
+	w.Write(plain.Bytes()) // a bytes.Buffer does not fail
+	w.Close()
+	p.writers.Put(w)
+	return bytes.Clone(out.Bytes()), nil
+}
+
+// learn returns the dictionary, making it from this session when it is the first.
+func (p *packer) learn(body []byte, parts [3][]byte, partsOK bool) []byte {
+	if p.fixed {
+		return staticDictBytes
+	}
+	if d := p.dict.Load(); d != nil {
+		return *d
+	}
+	p.learnMu.Lock()
+	defer p.learnMu.Unlock()
+	if d := p.dict.Load(); d != nil {
+		return *d
+	}
+	d := append([]byte(nil), staticDict...)
+	d = appendSkeleton(d, body)
+	if partsOK {
+		d = append(d, parts[0]...) // the JOSE header: alg, kid, typ
+		d = appendSkeleton(d, parts[1])
+	}
+	p.dict.Store(&d)
+	return d
+}
+
+// unpack decodes a packed session and gives it the id (which the packed form does not hold).
+func (p *packer) unpack(packed []byte, id string) (*Session, error) {
+	body, rest, err := p.inflate(packed)
+	if err != nil {
+		return nil, err
+	}
+	s := new(Session)
+	if err := json.Unmarshal(body, s); err != nil {
+		return nil, errPacked
+	}
+	kind, rest := rest[0], rest[1:]
+	switch kind {
+	case idTokenNone:
+	case idTokenRaw:
+		tok, tail, ok := cutUvarint(rest)
+		if !ok || len(tail) != 0 {
+			return nil, errPacked
+		}
+		s.IDToken = string(tok)
+	case idTokenParts:
+		var b strings.Builder
+		for i := range 3 {
+			part, tail, ok := cutUvarint(rest)
+			if !ok {
+				return nil, errPacked
+			}
+			if i > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(base64.RawURLEncoding.EncodeToString(part))
+			rest = tail
+		}
+		if len(rest) != 0 {
+			return nil, errPacked
+		}
+		s.IDToken = b.String()
+	default:
+		return nil, errPacked
+	}
+	s.ID = id
+	return s, nil
+}
+
+// inflate returns the JSON of a packed session and what follows it (the ID token).
+func (p *packer) inflate(packed []byte) (body, rest []byte, err error) {
+	if len(packed) < 2 || packed[0] != packVersion || packed[1] > packStatic {
+		return nil, nil, errPacked
+	}
+	var dict []byte
+	switch packed[1] {
+	case packStatic:
+		dict = staticDictBytes
+	case packDict:
+		d := p.dict.Load()
+		if d == nil {
+			return nil, nil, errPacked
+		}
+		dict = *d
+	}
+	src := bytes.NewReader(packed[2:])
+	r, _ := p.readers.Get().(io.ReadCloser)
+	if r == nil {
+		r = flate.NewReaderDict(src, dict)
+	} else if err := r.(flate.Resetter).Reset(src, dict); err != nil {
+		return nil, nil, errPacked
+	}
+	plain, err := io.ReadAll(io.LimitReader(r, maxUnpacked))
+	p.readers.Put(r)
+	if err != nil {
+		return nil, nil, errPacked
+	}
+	body, rest, ok := cutUvarint(plain)
+	if !ok || len(rest) < 1 {
+		return nil, nil, errPacked
+	}
+	return body, rest, nil
+}
+
+// cutUvarint reads a uvarint length and that many bytes.
+func cutUvarint(b []byte) (field, rest []byte, ok bool) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return nil, nil, false
+	}
+	return b[k : k+int(n)], b[k+int(n):], true
+}
+
+// jwsParts decodes a compact JWS into its three parts when each is canonical (strict,
+// unpadded) base64url, so that encoding them again gives back tok exactly.
+func jwsParts(tok string) (parts [3][]byte, ok bool) {
+	segs := strings.Split(tok, ".")
+	if len(segs) != 3 {
+		return parts, false
+	}
+	enc := base64.RawURLEncoding.Strict()
+	for i, seg := range segs {
+		b, err := enc.DecodeString(seg)
+		if err != nil || base64.RawURLEncoding.EncodeToString(b) != seg {
+			return parts, false
+		}
+		parts[i] = b
+	}
+	return parts, true
+}
+
+// appendSkeleton appends the JSON document js with every string value emptied and every
+// number zeroed: its names and nesting without its values. Invalid JSON appends nothing.
+func appendSkeleton(dst, js []byte) []byte {
+	var v any
+	if json.Unmarshal(js, &v) != nil {
+		return dst
+	}
+	out, err := json.Marshal(skeleton(v))
+	if err != nil {
+		return dst
+	}
+	return append(dst, out...)
+}
+
+func skeleton(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(v))
+		for k, x := range v {
+			m[k] = skeleton(x)
+		}
+		return m
+	case []any:
+		l := make([]any, len(v))
+		for i, x := range v {
+			l[i] = skeleton(x)
+		}
+		return l
+	case string:
+		return ""
+	case float64:
+		return 0
+	}
+	return v // bool, nil
+}
+
+// decodeStored decodes a session the Redis store kept: packed, or JSON as stored before the
+// packed form (a JSON document starts with '{', a packed one with packVersion).
+func (p *packer) decodeStored(plaintext []byte, id string) (*Session, error) {
+	if len(plaintext) > 0 && plaintext[0] == '{' {
+		s := new(Session)
+		if err := json.Unmarshal(plaintext, s); err != nil {
+			return nil, errPacked
+		}
+		s.ID = id
+		return s, nil
+	}
+	return p.unpack(plaintext, id)
+}

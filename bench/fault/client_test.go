@@ -198,6 +198,17 @@ func (b *browser) logout(ctx context.Context, base string) error {
 	return nil
 }
 
+// cookie is the browser's session cookie for base as "name=value", or "".
+func (b *browser) cookie(base string) string {
+	u, _ := url.Parse(base + "/")
+	for _, c := range b.jar.Cookies(u) {
+		if c.Name == sessionCookieName {
+			return c.Name + "=" + c.Value
+		}
+	}
+	return ""
+}
+
 // startLogin runs a login up to the provider's redirect back to the gateway and returns the
 // callback URL (with the code) without visiting it.
 func (b *browser) startLogin(ctx context.Context, base, issuer string) (string, error) {

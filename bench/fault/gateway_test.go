@@ -66,6 +66,9 @@ type instance struct {
 // URL is the site's base URL, without a trailing slash.
 func (g *instance) URL() string { return "http://127.0.0.1:" + strconv.Itoa(g.port) }
 
+// sessionCookieName is the gateways' cookie_name (with insecure_cookie, no __Host- prefix).
+const sessionCookieName = "fault"
+
 // storeConfig is the inside of a `session_store redis { ... }` block, one directive a line.
 type storeConfig []string
 
@@ -179,14 +182,14 @@ http://:%d {
 		client_id %s
 		client_secret %s
 		secret %s
-		cookie_name fault
+		cookie_name %s
 		insecure_cookie
 		session_store redis {
 %s		}
 	}
 	respond "ok {http.auth.user.id}" 200
 }
-`, g.adminPort, g.port, o.issuer, oidctest.DefaultClientID, oidctest.DefaultClientSecret, o.secret, store.String())
+`, g.adminPort, g.port, o.issuer, oidctest.DefaultClientID, oidctest.DefaultClientSecret, o.secret, sessionCookieName, store.String())
 }
 
 // waitReady waits until the site's healthz answers 200 and the admin endpoint answers.

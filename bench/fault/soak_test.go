@@ -5,6 +5,7 @@ package fault
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -91,6 +92,11 @@ func TestSoak(t *testing.T) {
 		t.Errorf("sessions lost: %d (signed-in browsers refused with 401) during the load, %d at the end: a session ended before its logout or expiry; %s",
 			capacity.lost.Load()+soak.lost.Load(), len(finalLost), strings.Join(finalLost[:min(5, len(finalLost))], "; "))
 	}
+	accepted := capacity.accepted.Load() + soak.accepted.Load()
+	checkedOut := capacity.checked.Load() + soak.checked.Load()
+	if accepted > 0 {
+		t.Errorf("logged-out sessions accepted: %d of %d checks, %v after the logout: a logout did not reach every instance", accepted, checkedOut, logoutPropagation)
+	}
 	if reuse != 0 {
 		t.Errorf("the provider saw %d reused refresh tokens: a refresh reached it twice with one token", reuse)
 	}
@@ -167,6 +173,7 @@ func TestSoak(t *testing.T) {
 	p("\n| criterion | result | verdict |\n|---|---|---|\n")
 	p("| zero errors | %d | %s |\n", capacity.errors.Load()+soak.errors.Load(), verdict(errorsOK))
 	p("| no session lost | %d lost | %s |\n", lost, verdict(lost == 0))
+	p("| a logged-out session is refused on every instance %v after the logout | %d of %d checks accepted it | %s |\n", logoutPropagation, accepted, checkedOut, verdict(accepted == 0))
 	p("| RSS and goroutines level off (≤ 5%% growth) | see above | %s |\n", verdict(!slices.ContainsFunc(rows, func(r growthRow) bool { return !r.rssOK || !r.gorOK })))
 	p("\n![RSS over the soak](soak-rss.svg)\n\n![Goroutines over the soak](soak-goroutines.svg)\n")
 	writeSection(t, dir, "soak", b.String())
@@ -214,11 +221,15 @@ type runStats struct {
 	elapsed                time.Duration
 	requests, logins, http atomic.Int64
 	errors, lost           atomic.Int64
-	mu                     sync.Mutex
-	errs                   []string
-	latencies              []time.Duration // every 8th request
-	samples                [][]point       // per instance
-	sampleErr              atomic.Pointer[error]
+	// loggedOut are the cookies of sessions logged out, checked again a while later;
+	// accepted counts those still accepted then.
+	loggedOut         chan loggedOutCookie
+	checked, accepted atomic.Int64
+	mu                sync.Mutex
+	errs              []string
+	latencies         []time.Duration // every 8th request
+	samples           [][]point       // per instance
+	sampleErr         atomic.Pointer[error]
 }
 
 func (r *runStats) opsPerSec() float64 {
@@ -264,7 +275,7 @@ func (r *runStats) points(i int) []point {
 // run drives the load for d at rate operations/s (0: full speed), sampling every instance's
 // RSS and goroutines every sampleEvery (0: no sampling).
 func (s *soakLoad) run(ctx context.Context, d time.Duration, rate float64, sampleEvery time.Duration) *runStats {
-	st := &runStats{samples: make([][]point, len(s.gws))}
+	st := &runStats{samples: make([][]point, len(s.gws)), loggedOut: make(chan loggedOutCookie, 10000)}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	start := time.Now()
@@ -275,17 +286,21 @@ func (s *soakLoad) run(ctx context.Context, d time.Duration, rate float64, sampl
 			defer wg.Done()
 			tick := time.NewTicker(sampleEvery)
 			defer tick.Stop()
-			for {
+			for ctx.Err() == nil {
 				s.sample(st, time.Since(start))
 				select {
 				case <-ctx.Done():
-					s.sample(st, time.Since(start))
-					return
+					return // no sample at the end: the load has stopped then
 				case <-tick.C:
 				}
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.checkLoggedOut(ctx, st)
+	}()
 	p := newPacer(ctx, rate)
 	var next atomic.Int64
 	for range s.workers {
@@ -328,7 +343,14 @@ func (s *soakLoad) op(ctx context.Context, st *runStats, n int64) {
 	base := s.gws[inst].URL()
 	if !u.loggedIn || n%int64(s.logoutEvery) == 0 {
 		if u.loggedIn {
+			old := u.cookie(base)
 			err := u.logout(ctx, base)
+			if err == nil && old != "" {
+				select {
+				case st.loggedOut <- loggedOutCookie{cookie: old, at: time.Now()}:
+				default:
+				}
+			}
 			st.http.Add(1)
 			if ctx.Err() != nil {
 				return
@@ -367,5 +389,53 @@ func (s *soakLoad) op(ctx context.Context, st *runStats, n int64) {
 			st.lost.Add(1)
 		}
 		st.fail("browser %d at %s: %v %.100q", u.id, s.gws[inst].name, r, r.body)
+	}
+}
+
+// loggedOutCookie is a session cookie whose session was logged out at at.
+type loggedOutCookie struct {
+	cookie string
+	at     time.Time
+}
+
+// logoutPropagation is how long after a logout every instance must refuse the session: the
+// README promises "within a second" (the invalidation is published to every instance).
+const logoutPropagation = 1500 * time.Millisecond
+
+// checkLoggedOut sends each logged-out session's cookie, logoutPropagation after its
+// logout, to every instance: each must refuse it (401), or the logout did not hold.
+func (s *soakLoad) checkLoggedOut(ctx context.Context, st *runStats) {
+	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	for {
+		var c loggedOutCookie
+		select {
+		case <-ctx.Done():
+			return
+		case c = <-st.loggedOut:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(c.at.Add(logoutPropagation))):
+		}
+		for _, g := range s.gws {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.URL()+"/after-logout", nil)
+			req.Header.Set("Accept", "application/json")
+			req.Header.Set("Cookie", c.cookie)
+			resp, err := client.Do(req)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				st.fail("checking a logged-out session at %s: %v", g.name, err)
+				continue
+			}
+			resp.Body.Close()
+			st.checked.Add(1)
+			if resp.StatusCode != http.StatusUnauthorized {
+				st.accepted.Add(1)
+				st.fail("a session logged out %v ago was answered %s at %s, want 401", time.Since(c.at).Round(time.Millisecond), resp.Status, g.name)
+			}
+		}
 	}
 }

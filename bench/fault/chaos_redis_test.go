@@ -98,7 +98,7 @@ func chaosSentinelFailover(t *testing.T, rep *chaosReport, nUsers int) {
 		sr.measure("first / last failure after the kill", "%.1f s / %.1f s", es.first.Sub(killAt).Seconds(), es.last.Sub(killAt).Seconds())
 	}
 	sr.measure("statuses of the failed requests", "%s", es.statusList())
-	sr.measure("fresh logins during the run", "%d, %d failed (%v)", len(fresh), len(loginFails), loginFailStatuses)
+	sr.measure("fresh logins during the run", "%d, %d failed (%s)", len(fresh), len(loginFails), countList(loginFailStatuses))
 	sr.measure("sessions checked after the failover", "%d on 3 instances each", checked)
 
 	sr.check(t, es.window() <= 10*time.Second, "errors last at most a few seconds (≤ 10 s)", fmt.Sprintf("%.1f s", es.window().Seconds()),
@@ -114,6 +114,14 @@ func chaosSentinelFailover(t *testing.T, rep *chaosReport, nUsers int) {
 	}
 	sr.check(t, tail == 0, "requests succeed again by themselves", fmt.Sprintf("%d failures later than 5 s after the promotion", tail),
 		"the gateways did not recover from the failover without help")
+	badLogins := 0
+	for _, l := range fresh {
+		if l.err != nil && !(strings.HasPrefix(l.status, "503 ") && strings.Contains(l.status, "Retry-After")) {
+			badLogins++
+		}
+	}
+	sr.check(t, badLogins == 0, "a login during the failover fails only with 503 and Retry-After", fmt.Sprintf("%d other failures (%s)", badLogins, countList(loginFailStatuses)),
+		"a login whose session cannot be written must answer 503 with Retry-After, so the browser can try again")
 	sr.check(t, lostOld == 0, "no session lost (logged in > 1 s before the kill)", fmt.Sprintf("%d of %d lost", lostOld, checked),
 		"sessions that had long reached Redis were gone after the failover")
 	sr.note("Sessions whose login completed within 1 s before the kill, or during the failover, and were lost: %d (not asserted: the store writes to the primary and does not wait for the replica, so a write in the last instant before a crash can be lost; on loopback replication takes well under a millisecond).", lostRecent)
@@ -314,7 +322,7 @@ func chaosRedisRestart(t *testing.T, rep *chaosReport, nUsers int) {
 	sr.measure("Redis killed and answering again", "%.2f s", restarted.Seconds())
 	sr.measure("browsers with 0 / 1 / more logins after the restart", "%d / %d / %d", zero, one, more)
 	sr.measure("longest time from the restart to a browser's new login", "%.1f s", slowest.Seconds())
-	sr.measure("navigations that did not end at the page", "%d (%v)", len(failures), failStatus)
+	sr.measure("navigations that did not end at the page", "%d (%s)", len(failures), countList(failStatus))
 	sr.check(t, zero == 0, "sessions are gone: every browser signs in again", fmt.Sprintf("%d of %d never sent to the provider", zero, nUsers),
 		"a session Redis no longer has was still accepted to the end of the run")
 	sr.check(t, more == 0, "exactly one login per browser", fmt.Sprintf("%d of %d signed in more than once", more, nUsers),

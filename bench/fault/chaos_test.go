@@ -167,12 +167,15 @@ func (e errorSummary) window() time.Duration {
 	return e.last.Sub(e.first)
 }
 
-func (e errorSummary) statusList() string {
-	if len(e.statuses) == 0 {
+func (e errorSummary) statusList() string { return countList(e.statuses) }
+
+// countList formats counts by name as "a ×2, b ×1", or "none".
+func countList(m map[string]int) string {
+	if len(m) == 0 {
 		return "none"
 	}
 	var keys []string
-	for k, n := range e.statuses {
+	for k, n := range m {
 		keys = append(keys, fmt.Sprintf("%s ×%d", k, n))
 	}
 	slices.Sort(keys)

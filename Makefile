@@ -81,7 +81,8 @@ bench: prereqs
 	bench/run.sh
 
 # Sessions at scale: memory per session (memory store, Redis) and warm requests with
-# 1,000 / 100,000 / 1,000,000 sessions stored; writes bench/SCALE.md. Needs about 8 GB.
+# 1,000 / 100,000 / 1,000,000 sessions stored, and 5 minutes of churn at max_sessions; writes
+# the "scale" section of bench/RESULTS.md and its charts. Needs about 4 GB and 10 minutes.
 bench-scale: prereqs
 	bench/scale.sh
 

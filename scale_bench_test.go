@@ -57,68 +57,14 @@ func BenchmarkSessionsAtScale(b *testing.B) {
 }
 
 func benchSessionsAt(b *testing.B, n int) {
-	g, template := loggedInTemplate(b)
-	// The store's clock runs ahead of the real one by skew, so that the benchmark can let a
-	// sweep interval pass without waiting for it.
-	var skew atomic.Int64
-	store := session.NewMemoryStore(session.MemoryOptions{
-		MaxSessions: n + 1,
-		Now:         func() time.Time { return time.Now().Add(time.Duration(skew.Load())) },
-	})
-	b.Cleanup(func() { _ = store.Close() })
+	g, template := loggedInTemplate(b, oidctest.SubjectBindIDKnown)
+	store, ids, perSession := fillStore(b, template, n)
 	g.h.store = store
-
-	// Only the active ids are kept (every step-th), so that the measured heap is the
-	// sessions'.
-	const sample = 1000
-	step := max(1, n/sample)
-	ids := make([]string, 0, sample)
-	runtime.GC()
-	var before runtime.MemStats
-	runtime.ReadMemStats(&before)
-	ctx := context.Background()
-	for i := range n {
-		s := sessionCopy(b, template, i)
-		if err := store.Put(ctx, s); err != nil {
+	serve := warmServer(b, g, ids)
+	for i := range ids { // warm: every sampled session once
+		if err := serve(i); err != nil {
 			b.Fatal(err)
 		}
-		if i%step == 0 && len(ids) < sample {
-			ids = append(ids, s.ID)
-		}
-	}
-	// The steady state of a store whose sessions are mostly idle: a sweep interval later the
-	// janitor has packed every session nobody used (the active ones are decoded again by the
-	// warm-up requests below, as in production).
-	skew.Store(int64(session.DefaultSweepInterval + time.Second))
-	store.Sweep()
-	runtime.GC()
-	var after runtime.MemStats
-	runtime.ReadMemStats(&after)
-	if store.Len() != n {
-		b.Fatalf("store holds %d sessions, want %d", store.Len(), n)
-	}
-	perSession := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
-
-	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
-	reqs := make([]*http.Request, len(ids))
-	for i, id := range ids {
-		value, err := g.h.sessions.codec.Encode(g.h.sessions.cookieName, id)
-		if err != nil {
-			b.Fatal(err)
-		}
-		r := httptest.NewRequest(http.MethodGet, "http://app.example.com/app", nil)
-		r.Header.Set("Cookie", g.h.sessions.cookieName+"="+value)
-		reqs[i] = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
-	}
-	w := httptest.NewRecorder()
-	serve := func(i int) {
-		r := reqs[i%len(reqs)].Clone(reqs[i%len(reqs)].Context())
-		if err := g.h.ServeHTTP(w, r, next); err != nil || !strings.HasPrefix(r.Header.Get("X-Auth-Subject"), oidctest.SubjectBindIDKnown+"-") {
-			b.Fatalf("session %d not accepted: %v (%d)", i%len(reqs), err, w.Code)
-		}
-	}
-	for i := range reqs { // warm: every sampled session once
-		serve(i)
 	}
 	lat := make([]int64, 0, 1<<16)
 	b.ReportAllocs()
@@ -126,7 +72,9 @@ func benchSessionsAt(b *testing.B, n int) {
 	i := 0
 	for b.Loop() {
 		start := time.Now()
-		serve(i)
+		if err := serve(i); err != nil {
+			b.Fatal(err)
+		}
 		if len(lat) < cap(lat) {
 			lat = append(lat, int64(time.Since(start)))
 		}
@@ -143,13 +91,79 @@ func benchSessionsAt(b *testing.B, n int) {
 	runtime.KeepAlive(ids)
 }
 
+// fillStore stores n copies of the session template in a new memory store and lets a sweep
+// interval pass, so that the janitor has packed them all, as it does with sessions nobody
+// uses: the steady state of a store whose sessions are mostly idle. It returns the store,
+// the ids of 1,000 of the sessions spread over the store (every n/1000-th: the active ones;
+// their first request decodes them again, as in production) and the heap each session takes.
+func fillStore(b *testing.B, template []byte, n int) (*session.MemoryStore, []string, float64) {
+	// The store's clock runs ahead of the real one by skew, so that the benchmark can let a
+	// sweep interval pass without waiting for it.
+	var skew atomic.Int64
+	store := session.NewMemoryStore(session.MemoryOptions{
+		MaxSessions: n + 1,
+		Now:         func() time.Time { return time.Now().Add(time.Duration(skew.Load())) },
+	})
+	b.Cleanup(func() { _ = store.Close() })
+	const sample = 1000
+	step := max(1, n/sample)
+	ids := make([]string, 0, sample)
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	ctx := context.Background()
+	for i := range n {
+		s := sessionCopy(b, template, i)
+		if err := store.Put(ctx, s); err != nil {
+			b.Fatal(err)
+		}
+		if i%step == 0 && len(ids) < sample {
+			ids = append(ids, s.ID)
+		}
+	}
+	skew.Store(int64(session.DefaultSweepInterval + time.Second))
+	store.Sweep()
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if store.Len() != n {
+		b.Fatalf("store holds %d sessions, want %d", store.Len(), n)
+	}
+	return store, ids, float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
+}
+
+// warmServer returns serve(i): warm authenticated request i through the gateway's ServeHTTP
+// (the upstream a no-op), with the session cookie of ids[i % len(ids)] and a fresh Caddy
+// replacer, as Caddy gives each request; an error when the session was not accepted.
+func warmServer(b *testing.B, g *gateway, ids []string) func(i int) error {
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	reqs := make([]*http.Request, len(ids))
+	for i, id := range ids {
+		value, err := g.h.sessions.codec.Encode(g.h.sessions.cookieName, id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		reqs[i] = httptest.NewRequest(http.MethodGet, "http://app.example.com/app", nil)
+		reqs[i].Header.Set("Cookie", g.h.sessions.cookieName+"="+value)
+	}
+	w := httptest.NewRecorder()
+	base := context.Background()
+	return func(i int) error {
+		r := reqs[i%len(reqs)].Clone(context.WithValue(base, caddy.ReplacerCtxKey, caddy.NewReplacer()))
+		if err := g.h.ServeHTTP(w, r, next); err != nil || !strings.HasPrefix(r.Header.Get("X-Auth-Subject"), oidctest.SubjectBindIDKnown+"-") {
+			return fmt.Errorf("session %d not accepted: %v (%d)", i%len(reqs), err, w.Code)
+		}
+		return nil
+	}
+}
+
 // BenchmarkRedisBytesPerSession measures what a session costs in Redis (DESIGN.md: 1.5 KiB,
 // encrypted): 10,000 copies of a real login's session are stored through the Redis store,
 // and Redis's own used_memory grows by B/session; keys/session counts the keys each adds
 // (the encrypted blob, the idle clock, the sub and sid indexes: every copy is its own user).
 func BenchmarkRedisBytesPerSession(b *testing.B) {
 	const n = 10_000
-	_, template := loggedInTemplate(b)
+	_, template := loggedInTemplate(b, oidctest.SubjectBindIDKnown)
 	srv := redistest.Start(b)
 	rs, err := session.NewRedisStore(session.RedisOptions{Addrs: []string{srv.Addr()}, Secrets: [][]byte{[]byte(testSecret)}})
 	if err != nil {
@@ -207,10 +221,10 @@ func redisMemory(b *testing.B, addr string) (usedMemory, keys int64) {
 
 // loggedInTemplate logs the BindID user with the full trust profile in at a quiet gateway
 // and returns it with the JSON of the session made: what sessionCopy copies.
-func loggedInTemplate(b *testing.B) (*gateway, []byte) {
+func loggedInTemplate(b *testing.B, subject string) (*gateway, []byte) {
 	g := newGateway(b)
 	g.h.logger = zap.NewNop()
-	g.mustLogin(oidctest.SubjectBindIDKnown)
+	g.mustLogin(subject)
 	template, err := json.Marshal(g.stored())
 	if err != nil {
 		b.Fatal(err)

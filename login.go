@@ -228,9 +228,22 @@ func (l *loginFlow) evictPending(w http.ResponseWriter, r *http.Request) {
 		name    string
 		created int64
 	}
+	isTx := func(c *http.Cookie) bool {
+		return len(c.Name) > len(l.sessions.txPrefix) && c.Name[:len(l.sessions.txPrefix)] == l.sessions.txPrefix
+	}
+	cookies := r.Cookies()
+	n := 0
+	for _, c := range cookies {
+		if isTx(c) {
+			n++
+		}
+	}
+	if n < maxPendingLogins { // the usual case: nothing to evict, nothing to decrypt
+		return
+	}
 	var all []pending
-	for _, c := range r.Cookies() {
-		if len(c.Name) <= len(l.sessions.txPrefix) || c.Name[:len(l.sessions.txPrefix)] != l.sessions.txPrefix {
+	for _, c := range cookies {
+		if !isTx(c) {
 			continue
 		}
 		var rec txRecord
@@ -239,9 +252,6 @@ func (l *loginFlow) evictPending(w http.ResponseWriter, r *http.Request) {
 			created = rec.Created
 		}
 		all = append(all, pending{c.Name, created})
-	}
-	if len(all) < maxPendingLogins {
-		return
 	}
 	slices.SortFunc(all, func(a, b pending) int { return int(a.created - b.created) })
 	for _, p := range all[:len(all)-(maxPendingLogins-1)] {

@@ -266,9 +266,11 @@ type bench struct {
 	disturbed  int            // runs kept although disturbed (after -retries)
 	noisyStart string         // the machine was not quiet when the rounds began
 	profile    *profileResult
-	facts      facts
-	forwarded  map[string]int // per trustgate site: X-Auth-* and X-Trust-* headers the upstream got at the login
-	logins     []*loginResult // the login runs (logins.go)
+	// loginProfile is where Caddy's CPU went during logins (profileLogins).
+	loginProfile *loginProfile
+	facts        facts
+	forwarded    map[string]int // per trustgate site: X-Auth-* and X-Trust-* headers the upstream got at the login
+	logins       []*loginResult // the login runs (logins.go)
 }
 
 func (b *bench) problem(format string, args ...any) {

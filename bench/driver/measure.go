@@ -387,7 +387,7 @@ func (b *bench) profileRun(ctx context.Context) error {
 		pr.shares = append(pr.shares, share)
 	}
 	b.profile = pr
-	return nil
+	return b.profileLogins(ctx, adminPort)
 }
 
 // profileParts are the slices of the profile reported as shares of Caddy's CPU time.

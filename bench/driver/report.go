@@ -415,6 +415,14 @@ func (b *bench) report() error {
 		}
 		p("\n```text\n$ go tool pprof -top -nodecount=25 caddy %s\n%s\n```\n\n", filepath.Base(rel), pr.top)
 	}
+	b.loginProfileReport(p, func(path string) string {
+		if wd, err := os.Getwd(); err == nil {
+			if r, err := filepath.Rel(wd, path); err == nil {
+				return r
+			}
+		}
+		return path
+	})
 
 	p("### How it ran\n\n")
 	p("Caddyfile (ports are chosen per run; the `secret` is random per run):\n\n```caddyfile\n%s```\n\n", strings.ReplaceAll(b.caddyfile(0), b.secret, "<random per run>"))

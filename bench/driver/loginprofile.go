@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// loginProfileParts are the slices of Caddy's CPU under the login load, as shares of its samples.
+var loginProfileParts = []struct{ name, focus, ignore string }{
+	{"trustgate's own work (its ServeHTTP without `reverse_proxy` and without the calls to the provider)", `trustgate\.\(\*Handler\)\.ServeHTTP`, `reverseproxy\.|net/http\.\(\*Client\)|net/http\.\(\*Transport\)|net/http\.\(\*persistConn\)`},
+	{"calls to the provider (Go's HTTP client: token, userinfo; its connection goroutines included)", `net/http\.\(\*Client\)|net/http\.\(\*Transport\)|net/http\.\(\*persistConn\)`, ""},
+	{"signature checks (ID token; crypto/rsa, crypto/ecdsa)", `crypto/rsa\.|crypto/ecdsa\.|crypto/internal/fips140/(rsa|ecdsa|bigmod|nistec)`, ""},
+	{"JSON (token response, ID token, claims, userinfo, sessions)", `encoding/json\.`, ""},
+	{"`reverse_proxy` (the first request upstream)", `reverseproxy\.\(\*Handler\)\.ServeHTTP`, ""},
+	{"Caddy's HTTP server outside every handler (reading requests, writing responses)", `net/http\.\(\*conn\)\.serve`, `caddyhttp\.\(\*Server\)\.ServeHTTP`},
+	{"garbage collector, background workers", `runtime\.gcBgMarkWorker`, ""},
+	{"syscalls (network reads and writes)", `syscall\.Syscall|syscall\.RawSyscall`, ""},
+}
+
+// profileLogins records a CPU profile of the Caddy process that profileRun started (with its
+// admin API on adminPort) while the login clients sign in to (b), and keeps the shares of
+// loginProfileParts. It runs after the measured login runs, so it disturbs none of them.
+func (b *bench) profileLogins(ctx context.Context, adminPort int) error {
+	s := b.sites["b"]
+	if s == nil || b.o.loginDuration <= 0 {
+		return nil
+	}
+	t := loginTarget{key: "b", url: s.url(), cookieName: s.cookieName, cpu: b.caddy.cpuTime}
+	seconds := b.o.profileSeconds
+	b.logf("CPU profile of Caddy under the login load, (b), %ds", seconds)
+	pr := &loginProfile{path: filepath.Join(b.work, "caddy-logins.cpu.pprof")}
+	fetched := make(chan error, 1)
+	lead := 2 * time.Second
+	go func() {
+		select {
+		case <-time.After(lead):
+		case <-ctx.Done():
+			fetched <- ctx.Err()
+			return
+		}
+		fetched <- fetchProfile(ctx, adminPort, seconds, pr.path)
+	}()
+	saved := b.o.loginDuration
+	b.o.loginDuration = lead + time.Duration(seconds)*time.Second + 2*time.Second
+	r, err := b.loginRun(ctx, t)
+	b.o.loginDuration = saved
+	if err != nil {
+		return err
+	}
+	if err := <-fetched; err != nil {
+		return fmt.Errorf("fetch the login profile: %w", err)
+	}
+	if r.failures > 0 {
+		b.problem("(b) %d logins failed during the login profile; the first: %s", r.failures, r.firstFailure)
+	}
+	pr.logins = r.logins
+	pr.perLogin = perLogin(r.serverCPU, r)
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=40", b.o.caddyBin, pr.path).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go tool pprof: %v\n%s", err, out)
+	}
+	pr.top = strings.TrimSpace(string(out))
+	for _, part := range loginProfileParts {
+		share, err := pprofShare(ctx, b.o.caddyBin, pr.path, part.focus, part.ignore)
+		if err != nil {
+			return err
+		}
+		pr.shares = append(pr.shares, share)
+	}
+	b.loginProfile = pr
+	return nil
+}
+
+type loginProfile struct {
+	path     string
+	logins   int64
+	perLogin float64 // µs of Caddy CPU per login during the profile
+	top      string
+	shares   []string // of loginProfileParts
+}
+
+// loginProfileReport is the section on where Caddy's CPU goes during logins.
+func (b *bench) loginProfileReport(p func(string, ...any), rel func(string) string) {
+	pr := b.loginProfile
+	if pr == nil {
+		return
+	}
+	p("### CPU profile of Caddy under the login load, (b)\n\n")
+	p("The same Caddy process as the profile above, while the login clients signed in to (b) (%d logins, %.0f µs of Caddy CPU per login with the profiler attached). Profile: `%s`.\n\n", pr.logins, pr.perLogin, rel(pr.path))
+	p("Shares of Caddy's CPU samples (stacks matching `-focus`, not `-ignore`; they overlap):\n\n| part | focus | share |\n|---|---|---:|\n")
+	for i, part := range loginProfileParts {
+		f := "`" + part.focus + "`"
+		if part.ignore != "" {
+			f += ", ignore `" + part.ignore + "`"
+		}
+		p("| %s | %s | %s |\n", part.name, strings.ReplaceAll(f, "|", "\\|"), pr.shares[i])
+	}
+	p("\n<details><summary><code>go tool pprof -top -cum -nodecount=40 caddy %s</code></summary>\n\n```text\n%s\n```\n\n</details>\n\n", filepath.Base(pr.path), pr.top)
+}

@@ -34,6 +34,19 @@ var transport = &http.Transport{
 	IdleConnTimeout:     30 * time.Second,
 }
 
+// transportKey is the context key of a worker's own transport (withOwnConnections).
+type transportKey struct{}
+
+// withOwnConnections gives the requests made with the returned context a transport of their
+// own that keeps exactly one connection per host: a worker that does so holds one
+// keep-alive connection to each instance for the whole run, so the instances' goroutine
+// counts (a goroutine per connection) do not wander with the shared pool's size.
+func withOwnConnections(ctx context.Context) context.Context {
+	t := transport.Clone()
+	t.MaxConnsPerHost, t.MaxIdleConnsPerHost, t.IdleConnTimeout = 1, 1, 5*time.Minute
+	return context.WithValue(ctx, transportKey{}, t)
+}
+
 // browser is one simulated user: a cookie jar (cookies are per host, not per port, so one jar
 // serves all three instances on 127.0.0.1, as a browser behind one load balancer would), and
 // whether it is signed in. A browser is used by one goroutine at a time (mu).
@@ -101,7 +114,13 @@ func (b *browser) do(ctx context.Context, method, u, accept string) result {
 	if method == http.MethodPost {
 		req.Header.Set("Sec-Fetch-Site", "same-origin")
 	}
-	resp, err := b.client.Do(req)
+	client := b.client
+	if t, ok := ctx.Value(transportKey{}).(*http.Transport); ok {
+		c := *client
+		c.Transport = t
+		client = &c
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		r.err, r.end = err, time.Now()
 		return r

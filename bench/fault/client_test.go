@@ -59,6 +59,9 @@ type browser struct {
 	// logins counts completed logins; authorizeHops the redirects to the provider.
 	logins, authorizeHops int
 	loginAt               time.Time // when the current session's login completed
+	// unknown is set when a login or logout was cut off by the end of a run: the browser
+	// may or may not be signed in, and its next login may find it signed in already.
+	unknown bool
 }
 
 func newBrowser(id int) *browser {
@@ -199,6 +202,11 @@ func (b *browser) navigate(ctx context.Context, base, path, issuer string) navig
 func (b *browser) login(ctx context.Context, base, issuer string) error {
 	nav := b.navigate(ctx, base, "/", issuer)
 	b.authorizeHops += nav.authorizeHops
+	if b.unknown && good(nav.final) && nav.authorizeHops == 0 {
+		b.unknown, b.loggedIn = false, true // still signed in from before
+		return nil
+	}
+	b.unknown = false
 	if !good(nav.final) || nav.authorizeHops != 1 {
 		return fmt.Errorf("login at %s: %d hops, %d to the provider, ended with %v %.200q", base, nav.hops, nav.authorizeHops, nav.final, nav.final.body)
 	}

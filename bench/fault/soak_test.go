@@ -165,7 +165,7 @@ func TestSoak(t *testing.T) {
 	p("| errors | %d | %d |\n", capacity.errors.Load(), soak.errors.Load())
 	p("| sessions lost | %d | %d (+ %d at the final check) |\n\n", capacity.lost.Load(), soak.lost.Load(), len(finalLost))
 	p("Refreshes at the provider during the soak: %d (refresh tokens reused: %d).\n\n", refreshes, reuse)
-	p("Level-off over the last %v: a straight line fitted (least squares) to the samples of the window (every %v), its value at the start → at the end; each load worker keeps one connection to each instance, so the goroutine count does not follow the client's connection pool:\n\n", window, sampleEvery)
+	p("Level-off over the last %v (samples every %v): the lowest sample of the window's first half → the lowest of its second half, so that what comes and goes (requests in flight, the connections of a wave of refreshes) does not count and what stays does; each load worker keeps one connection to each instance:\n\n", window, sampleEvery)
 	p("| instance | RSS | growth | goroutines | growth | verdict |\n|---|---|---:|---|---:|---|\n")
 	for _, r := range rows {
 		p("| %s | %s → %s | %+.1f%% | %.0f → %.0f | %+.1f%% | %s |\n", r.name, mib(r.rss0), mib(r.rss1), 100*r.rssGrowth, r.gor0, r.gor1, 100*r.gorGrowth, verdict(r.rssOK && r.gorOK))
@@ -180,29 +180,22 @@ func TestSoak(t *testing.T) {
 	t.Logf("\n%s", b.String())
 }
 
-// levelAt fits a straight line (least squares) to the samples at or after from and returns
-// its values at the first and the last of them: a trend over the whole window, which the
-// ups and downs of single samples (a goroutine per request in flight) barely move.
+// levelAt is the lowest sample in the first half of the samples at or after from, and the
+// lowest in the second half: the floor of each half. What stays (a leaked goroutine, memory
+// that is never freed) raises the floor; what comes and goes (requests in flight, the
+// connections of a wave of refreshes, a heap before its next collection) does not. Each
+// half of a 5-minute window is longer than the refresh period of the soak's sessions.
 func levelAt(pts []point, from time.Duration, f func(point) float64) (start, end float64) {
-	var xs, ys []float64
+	var ys []float64
 	for _, p := range pts {
 		if p.at >= from {
-			xs = append(xs, p.at.Seconds())
 			ys = append(ys, f(p))
 		}
 	}
-	if len(xs) < 2 {
+	if len(ys) < 2 {
 		return 1, 1
 	}
-	n := float64(len(xs))
-	var sx, sy, sxx, sxy float64
-	for i := range xs {
-		sx, sy, sxx, sxy = sx+xs[i], sy+ys[i], sxx+xs[i]*xs[i], sxy+xs[i]*ys[i]
-	}
-	slope := (n*sxy - sx*sy) / (n*sxx - sx*sx)
-	mean := sy / n
-	at := func(x float64) float64 { return mean + slope*(x-sx/n) }
-	return at(xs[0]), at(xs[len(xs)-1])
+	return slices.Min(ys[:len(ys)/2]), slices.Min(ys[len(ys)/2:])
 }
 
 // soakLoad is the soak's traffic: signed-in requests with logouts and logins mixed in.
@@ -358,9 +351,10 @@ func (s *soakLoad) op(ctx context.Context, st *runStats, n int64) {
 			}
 			st.http.Add(1)
 			if ctx.Err() != nil {
-				// The run ended under the logout: it may have reached the gateway, so the
-				// session's state is unknown and the final check leaves the browser out.
-				u.loggedIn = false
+				// The run ended under the logout: it may or may not have reached the
+				// gateway. The final check leaves the browser out, and its next login
+				// may find it still signed in.
+				u.loggedIn, u.unknown = false, true
 				return
 			}
 			if err != nil {
@@ -372,6 +366,7 @@ func (s *soakLoad) op(ctx context.Context, st *runStats, n int64) {
 		err := u.login(ctx, next.URL(), s.issuer)
 		st.http.Add(4)
 		if ctx.Err() != nil {
+			u.unknown = true // cut off by the end of the run: signed in or not
 			return
 		}
 		if err != nil {

@@ -75,7 +75,8 @@ type MemoryOptions struct {
 // MemoryStore is the embedded [Store]: sessions live in this process's
 // memory. It is safe for concurrent use.
 //
-// Get, the per-request path, takes only a read lock and does not allocate;
+// Get, the per-request path, takes only a read lock and does not allocate
+// (except the first Get of a session the janitor packed, which decodes it);
 // the idle clock of a session is an atomic last-seen time with a resolution
 // of one second or a sixteenth of the session's IdleTimeout, whichever is
 // smaller (a session may therefore end up to that much before its idle
@@ -106,8 +107,11 @@ type MemoryStore struct {
 	// seeds entry.subHash and entry.sidHash.
 	packer    packer
 	matchSeed maphash.Seed
-	// coolAfter is how long a session stays decoded after its last use (SweepInterval).
+	// coolAfter is how long a session stays decoded after its last use, and coolEvery how
+	// often the janitor looks for such sessions (coolTimes).
 	coolAfter int64
+	coolEvery time.Duration
+	coolMu    sync.Mutex
 
 	recordMu   sync.Mutex
 	records    map[[sha256.Size]byte]recordEntry // key hash -> record; guarded by recordMu
@@ -122,7 +126,7 @@ type MemoryStore struct {
 // immutable after Put, so Get reads it without holding mu.
 //
 // A session is held decoded (hot) from its Put until the janitor finds it unused
-// for coolAfter; the janitor then packs it (packed, see pack.go) and drops the
+// for coolAfter (30 s); the janitor then packs it (packed, see pack.go) and drops the
 // decoded form, and the next Get decodes it again. packed is always stored
 // before hot is cleared, so a Get that sees hot nil finds packed set.
 type entry struct {
@@ -169,6 +173,7 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	coolAfter, coolEvery := coolTimes(opts.SweepInterval)
 	m := &MemoryStore{
 		now:         opts.Now,
 		sessions:    make(map[string]*entry),
@@ -181,7 +186,8 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 		maxLocks:    opts.MaxLocks,
 		records:     make(map[[sha256.Size]byte]recordEntry),
 		matchSeed:   maphash.MakeSeed(),
-		coolAfter:   int64(opts.SweepInterval),
+		coolAfter:   int64(coolAfter),
+		coolEvery:   coolEvery,
 		maxRecords:  opts.MaxRecords,
 		done:        make(chan struct{}),
 		stopped:     make(chan struct{}),
@@ -232,7 +238,9 @@ func (m *MemoryStore) warm(e *entry) (*Session, error) {
 		return nil, ErrNotFound
 	}
 	if !e.hot.CompareAndSwap(nil, s) {
-		return e.hot.Load(), nil // another Get warmed it first: share its pointer
+		if cur := e.hot.Load(); cur != nil {
+			return cur, nil // another Get warmed it first: share its pointer
+		}
 	}
 	return s, nil
 }
@@ -251,6 +259,7 @@ func (m *MemoryStore) unpacked(e *entry) (*Session, error) {
 		return nil, err
 	}
 	s.Version = e.version
+	s.stored.Store(true)
 	return s, nil
 }
 
@@ -303,7 +312,7 @@ func (m *MemoryStore) put(s *Session, want *entry) error {
 		return ErrConflict
 	}
 	if old := m.sessions[s.ID]; old != nil {
-		if old.hot.Load() == s {
+		if s.stored.Load() {
 			return errStoredSession
 		}
 		s.Version = old.version + 1
@@ -311,6 +320,7 @@ func (m *MemoryStore) put(s *Session, want *entry) error {
 		e.idx = old.idx
 		m.list[e.idx] = e
 		m.sessions[s.ID] = e
+		s.stored.Store(true)
 		return nil
 	}
 	s.Version, e.version = 1, 1
@@ -320,6 +330,7 @@ func (m *MemoryStore) put(s *Session, want *entry) error {
 	e.idx = len(m.list)
 	m.list = append(m.list, e)
 	m.sessions[s.ID] = e
+	s.stored.Store(true)
 	return nil
 }
 
@@ -357,29 +368,61 @@ func (m *MemoryStore) Delete(_ context.Context, id string) error {
 // back-channel logouts are rare next to requests, and the scan takes milliseconds even at
 // the default bound.
 func (m *MemoryStore) DeleteMatching(_ context.Context, match Match) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	n := 0
 	if match.Subject == "" && match.SID == "" {
 		return 0, nil
 	}
+	// The candidates are found under the read lock (requests go on) by the hashes of issuer
+	// and subject or sid, and decided on their sessions without any lock, since a packed one
+	// must be decoded; only the removal takes the write lock.
 	sub, sid := m.matchHash(match.Issuer, match.Subject), m.matchHash(match.Issuer, match.SID)
-	for i := 0; i < len(m.list); {
-		e := m.list[i]
-		if (match.Subject != "" && e.subHash != sub) || (match.SID != "" && e.sidHash != sid) {
-			i++
+	candidate := func(e *entry) bool {
+		return (match.Subject == "" || e.subHash == sub) && (match.SID == "" || e.sidHash == sid)
+	}
+	var found []*entry
+	m.mu.RLock()
+	for _, e := range m.list {
+		if candidate(e) {
+			found = append(found, e)
+		}
+	}
+	m.mu.RUnlock()
+	// One that does not decode is ended too: it could be one the logout means.
+	matches := func(e *entry) bool {
+		s, err := m.unpacked(e)
+		return err != nil || match.Matches(s)
+	}
+	var victims []*entry
+	for _, e := range found {
+		if matches(e) {
+			victims = append(victims, e)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, e := range victims {
+		cur := m.sessions[e.id]
+		if cur == nil {
 			continue
 		}
-		// A candidate (or a hash collision): decide on the session itself. One that does not
-		// decode is dropped too: it could be one the logout means.
-		if s, err := m.unpacked(e); err != nil || match.Matches(s) {
-			m.removeLocked(i) // moves the last entry to i: look at i again
-			n++
+		// Replaced meanwhile (a refresh, say): decide on the new version, here under the
+		// lock; it is rare.
+		if cur != e && !(candidate(cur) && matches(cur)) {
 			continue
 		}
-		i++
+		m.removeLocked(cur.idx)
+		n++
 	}
 	return n, nil
+}
+
+// coolTimes returns how long a session stays decoded after its last use (30 s, or the sweep
+// interval when that is shorter) and how often the janitor packs the ones past that (a third
+// of it). 30 s keeps a user who reads a page and clicks on decoded, and bounds the decoded
+// sessions by the logins of the last 40 s at most.
+func coolTimes(sweep time.Duration) (after, every time.Duration) {
+	after = min(30*time.Second, sweep)
+	return after, max(after/3, time.Millisecond)
 }
 
 // matchHash hashes an issuer and a subject or sid for DeleteMatching's first filter.

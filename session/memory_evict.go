@@ -16,25 +16,30 @@ func (m *MemoryStore) janitor(interval time.Duration) {
 	defer close(m.stopped)
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	c := time.NewTicker(m.coolEvery)
+	defer c.Stop()
 	for {
 		select {
 		case <-m.done:
 			return
 		case <-t.C:
 			m.Sweep()
+		case <-c.C:
+			m.cool(unixNano(m.now()), m.coolEvery/2)
 		}
 	}
 }
 
 // Sweep is the janitor's pass, which it runs every SweepInterval: it removes every expired
-// session, Once key, lock and record, and packs the sessions nobody has used for a
-// SweepInterval (a packed session costs about a sixth of the memory; its next Get decodes it
-// again). It holds each lock for at most sweepBatch entries at a time, and packs outside the
-// lock. Tests and benchmarks call it to reach the janitor's steady state without waiting.
+// session, Once key, lock and record, and packs the sessions nobody has used for 30 s (or
+// SweepInterval, when shorter), which it also does every 10 s: a packed session costs about a
+// sixth of the memory, and its next Get decodes it again. It holds each lock for at most
+// sweepBatch entries at a time, and packs outside the lock. Tests and benchmarks call it to
+// reach the janitor's steady state without waiting.
 func (m *MemoryStore) Sweep() {
 	now := unixNano(m.now())
 	m.sweepSessions(now)
-	m.cool(now)
+	m.cool(now, 0)
 	m.sweepRest(now)
 }
 
@@ -92,16 +97,22 @@ func (m *MemoryStore) sweepRest(now int64) {
 	m.recordMu.Unlock()
 }
 
-// cool packs the sessions last used coolAfter or more before now and drops their decoded
-// form. It collects a batch under the read lock and packs it without any lock.
-func (m *MemoryStore) cool(now int64) {
+// cool packs the live sessions last used coolAfter or more before now and drops their
+// decoded form. It collects a batch under the read lock and packs it without any lock;
+// coolMu keeps two passes (the janitor's and a Sweep call) from packing the same entry at
+// once. A pass stops after budget (the janitor gives it half its period, so that removing
+// expired sessions is never held up for long); the next pass goes on. Zero: no limit.
+func (m *MemoryStore) cool(now int64, budget time.Duration) {
+	m.coolMu.Lock()
+	defer m.coolMu.Unlock()
+	began := time.Now()
 	batch := make([]*entry, 0, sweepBatch)
 	for start := 0; ; start += sweepBatch {
 		batch = batch[:0]
 		m.mu.RLock()
 		end := min(start+sweepBatch, len(m.list))
 		for _, e := range m.list[min(start, end):end] {
-			if now-e.lastSeen.Load() >= m.coolAfter && e.hot.Load() != nil {
+			if last := e.lastSeen.Load(); now-last >= m.coolAfter && !e.expired(now, last) && e.hot.Load() != nil {
 				batch = append(batch, e)
 			}
 		}
@@ -121,6 +132,9 @@ func (m *MemoryStore) cool(now int64) {
 			if now-e.lastSeen.Load() >= m.coolAfter { // not used meanwhile
 				e.hot.CompareAndSwap(s, nil)
 			}
+		}
+		if budget > 0 && time.Since(began) >= budget {
+			return
 		}
 		if end < start+sweepBatch {
 			return

@@ -2,17 +2,19 @@ package session
 
 import (
 	"encoding/json"
+	"fmt"
+	"reflect"
 	"testing"
 	"time"
 )
 
-// coolStore is a memory store whose janitor never runs on its own (the test calls Sweep),
-// with a sweep interval of a minute and a settable clock.
+// coolStore is a memory store with a sweep interval of an hour (its janitor does not run
+// during a test: the test calls Sweep), so sessions are packed 30 s after their last use,
+// and a settable clock.
 func coolStore(t *testing.T) (*MemoryStore, *fakeClock) {
 	t.Helper()
 	clock := newFakeClock()
 	m := newTestStore(t, MemoryOptions{SweepInterval: time.Hour, Now: clock.Now})
-	m.coolAfter = int64(time.Minute)
 	return m, clock
 }
 
@@ -36,22 +38,25 @@ func TestMemoryStoreCoolsUnusedSessions(t *testing.T) {
 	mustPut(t, m, used)
 	want, _ := json.Marshal(s)
 
-	clock.Advance(30 * time.Second)
+	clock.Advance(50 * time.Second)
 	m.Get(ctx, used.ID)
-	clock.Advance(40 * time.Second)
+	clock.Advance(20 * time.Second)
 	m.Sweep()
 	if !isCold(m, s.ID) {
-		t.Fatal("a session unused for longer than the sweep interval is still decoded")
+		t.Fatal("a session unused for 70 s is still decoded")
 	}
 	if isCold(m, used.ID) {
-		t.Fatal("a session used 40 s ago was packed")
+		t.Fatal("a session used 20 s ago was packed")
 	}
 	got, err := m.Get(ctx, s.ID)
 	if err != nil {
 		t.Fatalf("Get after packing = %v", err)
 	}
-	if b, _ := json.Marshal(got); string(b) != string(want) || got.ID != s.ID || got.IDToken != s.IDToken {
+	if b, _ := json.Marshal(got); string(b) != string(want) || got.ID != s.ID || got.IDToken != s.IDToken || !reflect.DeepEqual(got.Claims, s.Claims) {
 		t.Fatalf("Get after packing gave\n %s\nwant\n %s", b, want)
+	}
+	if err := m.Put(ctx, got); err != errStoredSession {
+		t.Errorf("Put of the session Get decoded = %v, want errStoredSession (others may be reading it)", err)
 	}
 	again, _ := m.Get(ctx, s.ID)
 	if again != got {
@@ -178,8 +183,8 @@ func TestMemoryStoreGetsDuringCooling(t *testing.T) {
 				default:
 				}
 				s, err := m.Get(t.Context(), ids[i%len(ids)])
-				if err != nil || s.ID != ids[i%len(ids)] || s.Claims["email"] == nil {
-					errs <- err
+				if err != nil || s == nil || s.ID != ids[i%len(ids)] || s.Claims["email"] == nil {
+					errs <- fmt.Errorf("Get(%d) = (%v, %v), want the whole session", i%len(ids), s, err)
 					return
 				}
 			}
@@ -195,4 +200,45 @@ func TestMemoryStoreGetsDuringCooling(t *testing.T) {
 			t.Fatalf("a Get during packing failed: %v", err)
 		}
 	}
+}
+
+// A back-channel logout decides on packed sessions without blocking requests for their
+// decoding: Gets of other sessions go on while it runs (run with -race), and a session
+// replaced meanwhile (a refresh) is ended too when it still matches.
+func TestMemoryStoreDeleteMatchingWhileServing(t *testing.T) {
+	m, clock := coolStore(t)
+	ctx := t.Context()
+	var alice []*Session
+	for range 200 {
+		s := packSample(t, "alice")
+		s.CreatedAt, s.ExpiresAt = clock.Now(), clock.Now().Add(24*time.Hour)
+		mustPut(t, m, s)
+		alice = append(alice, s)
+	}
+	bob := packSample(t, "bob")
+	bob.CreatedAt, bob.ExpiresAt = clock.Now(), clock.Now().Add(24*time.Hour)
+	mustPut(t, m, bob)
+	clock.Advance(2 * time.Minute)
+	m.Sweep()
+	done := make(chan error, 1)
+	go func() {
+		for range 2000 {
+			if s, err := m.Get(ctx, bob.ID); err != nil || s.Subject != "bob" {
+				done <- fmt.Errorf("Get(bob) during the logout = (%v, %v)", s, err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	n, err := m.DeleteMatching(ctx, Match{Issuer: "https://op.example", Subject: "alice"})
+	if err != nil || n != len(alice) {
+		t.Fatalf("DeleteMatching = (%d, %v), want %d", n, err, len(alice))
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if m.Len() != 1 {
+		t.Errorf("Len = %d, want 1 (bob)", m.Len())
+	}
+	checkIndex(t, m)
 }

@@ -2,7 +2,6 @@ package session
 
 import (
 	"bytes"
-	"compress/flate"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/klauspost/compress/flate"
 )
 
 // The packed form of a session: how the memory store holds a session nobody has used for a
@@ -18,6 +19,7 @@ import (
 //
 //	byte 0    packVersion
 //	byte 1    the dictionary: 0 none, 1 the packer's learned dictionary, 2 staticDict
+//	uvarint   the length of what follows once inflated (at most maxUnpacked)
 //	the rest  raw DEFLATE (RFC 1951) of:
 //	          uvarint length, the session as JSON without its ID token
 //	          one byte: 0 no ID token, 1 the ID token as a string, 2 the ID token as its three
@@ -28,10 +30,12 @@ import (
 // base64url is held as it came, so that unpack always gives back the exact string.
 //
 // A learned dictionary (the memory store's) is staticDict and the skeleton of the first
-// session packed: its JSON with every string emptied and every number zeroed, and its ID
-// token's JOSE header, so that the claim names and the nesting of this gateway's provider cost
-// nothing in each session. It holds no value of any user, and lives as long as the packer (the
-// sessions packed with it need it). A fixed packer (the Redis store's: every instance must
+// session packed: the names of its fields and of its claims (the top level of the claims and
+// of the ID token's payload), each with an empty value, and its ID token's JOSE header, so
+// that the claim names of this gateway's provider cost nothing in each session. It holds no
+// value of any user (no string, number, boolean, array element or nested member name, which
+// can be a user's role or organisation), and lives as long as the packer (the sessions
+// packed with it need it). A fixed packer (the Redis store's: every instance must
 // read what any other wrote) uses staticDict alone.
 const (
 	packVersion  = 1
@@ -41,15 +45,21 @@ const (
 	idTokenNone  = 0
 	idTokenRaw   = 1
 	idTokenParts = 2
-	// packLevel: flate's fast encoder (level 1) makes no use of the dictionary (1,272
-	// bytes for bench/scale's session against 913 at the default level).
-	packLevel = flate.DefaultCompression
-	// maxUnpacked bounds what unpack inflates (the input is our own, but a bug must not
-	// inflate without end).
+	// packLevel: klauspost/compress's level 5 packs bench/scale's session as small as the
+	// standard library's default level in about a third of the time (its Reset does not
+	// clear the hash tables); level 1 makes little use of the dictionary.
+	packLevel = 5
+	// maxUnpacked bounds a packed session: pack refuses a larger one (the memory store keeps
+	// it decoded, the Redis store writes it as JSON) and unpack refuses to inflate more.
 	maxUnpacked = 1 << 20
+	// maxDict bounds a learned dictionary; DEFLATE's window is 32 KiB.
+	maxDict = 16 << 10
 )
 
-var errPacked = errors.New("session: packed form is damaged")
+var (
+	errPacked   = errors.New("session: packed form is damaged")
+	errTooLarge = errors.New("session: too large to pack")
+)
 
 // staticDict is the names every session has, and the most common claims': the dictionary of
 // a fixed packer and the start of a learned one. Changing it makes the packed sessions stored
@@ -79,7 +89,8 @@ type packedSession struct {
 	IDToken string `json:"id_token,omitempty"`
 }
 
-// pack returns the packed form of s. It fails only when s does not encode as JSON.
+// pack returns the packed form of s. It fails when s does not encode as JSON or its packed
+// form would inflate to more than maxUnpacked.
 func (p *packer) pack(s *Session) ([]byte, error) {
 	body, err := json.Marshal(packedSession{Session: s})
 	if err != nil {
@@ -105,6 +116,9 @@ func (p *packer) pack(s *Session) ([]byte, error) {
 		plain.WriteString(s.IDToken)
 	}
 
+	if plain.Len() > maxUnpacked {
+		return nil, errTooLarge
+	}
 	dict := p.learn(body, parts, partsOK)
 	out := bytes.NewBuffer(make([]byte, 0, plain.Len()/2+64))
 	out.WriteByte(packVersion)
@@ -113,6 +127,7 @@ func (p *packer) pack(s *Session) ([]byte, error) {
 	} else {
 		out.WriteByte(packDict)
 	}
+	out.Write(binary.AppendUvarint(nil, uint64(plain.Len())))
 	w, _ := p.writers.Get().(*flate.Writer)
 	if w == nil {
 		w, _ = flate.NewWriterDict(out, packLevel, dict) // only fails for a bad level
@@ -141,8 +156,13 @@ func (p *packer) learn(body []byte, parts [3][]byte, partsOK bool) []byte {
 	d := append([]byte(nil), staticDict...)
 	d = appendSkeleton(d, body)
 	if partsOK {
-		d = append(d, parts[0]...) // the JOSE header: alg, kid, typ
+		if len(parts[0]) <= 512 {
+			d = append(d, parts[0]...) // the JOSE header: alg, kid, typ
+		}
 		d = appendSkeleton(d, parts[1])
+	}
+	if len(d) > maxDict {
+		d = d[:maxDict]
 	}
 	p.dict.Store(&d)
 	return d
@@ -207,14 +227,25 @@ func (p *packer) inflate(packed []byte) (body, rest []byte, err error) {
 		}
 		dict = *d
 	}
-	src := bytes.NewReader(packed[2:])
+	size, k := binary.Uvarint(packed[2:])
+	if k <= 0 || size > maxUnpacked {
+		return nil, nil, errPacked
+	}
+	src := bytes.NewReader(packed[2+k:])
 	r, _ := p.readers.Get().(io.ReadCloser)
 	if r == nil {
 		r = flate.NewReaderDict(src, dict)
 	} else if err := r.(flate.Resetter).Reset(src, dict); err != nil {
 		return nil, nil, errPacked
 	}
-	plain, err := io.ReadAll(io.LimitReader(r, maxUnpacked))
+	plain := make([]byte, size)
+	_, err = io.ReadFull(r, plain)
+	if err == nil { // exactly size bytes: the stream must end here
+		var one [1]byte
+		if n, _ := r.Read(one[:]); n != 0 {
+			err = errPacked
+		}
+	}
 	p.readers.Put(r)
 	if err != nil {
 		return nil, nil, errPacked
@@ -253,40 +284,31 @@ func jwsParts(tok string) (parts [3][]byte, ok bool) {
 	return parts, true
 }
 
-// appendSkeleton appends the JSON document js with every string value emptied and every
-// number zeroed: its names and nesting without its values. Invalid JSON appends nothing.
+// appendSkeleton appends the names of the JSON object js, and of its "claims" member, each
+// with an empty value: {"a":"","claims":{"b":""}}. Nothing else of js (values, array
+// elements, names of nested members) is kept. Anything but a JSON object appends nothing.
 func appendSkeleton(dst, js []byte) []byte {
-	var v any
-	if json.Unmarshal(js, &v) != nil {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(js, &top) != nil {
 		return dst
 	}
-	out, err := json.Marshal(skeleton(v))
+	sk := make(map[string]any, len(top))
+	for name, v := range top {
+		sk[name] = ""
+		var claims map[string]json.RawMessage
+		if name == "claims" && json.Unmarshal(v, &claims) == nil {
+			names := make(map[string]string, len(claims))
+			for c := range claims {
+				names[c] = ""
+			}
+			sk[name] = names
+		}
+	}
+	out, err := json.Marshal(sk)
 	if err != nil {
 		return dst
 	}
 	return append(dst, out...)
-}
-
-func skeleton(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(v))
-		for k, x := range v {
-			m[k] = skeleton(x)
-		}
-		return m
-	case []any:
-		l := make([]any, len(v))
-		for i, x := range v {
-			l[i] = skeleton(x)
-		}
-		return l
-	case string:
-		return ""
-	case float64:
-		return 0
-	}
-	return v // bool, nil
 }
 
 // decodeStored decodes a session the Redis store kept: packed, or JSON as stored before the

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -63,6 +64,9 @@ func (s *RedisStore) put(ctx context.Context, sess *Session, mustExist bool) err
 	version := sess.Version
 	sess.Version++
 	plaintext, err := s.packer.pack(sess)
+	if errors.Is(err, errTooLarge) { // more than maxUnpacked: stored as JSON, which reads too
+		plaintext, err = json.Marshal(sess)
+	}
 	if err != nil {
 		sess.Version = version
 		return fmt.Errorf("session: put: encoding: %w", err)

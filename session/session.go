@@ -92,8 +92,10 @@ type Session struct {
 	// rendered from this session. It costs one pointer, is safe for
 	// concurrent use (Load/Store or CompareAndSwap), and is neither
 	// persisted, compared nor copied by Clone. Because a stored Session never
-	// changes, whatever is derived from it can be cached here for the
-	// session's lifetime:
+	// changes, whatever is derived from it can be cached here for as long as
+	// the store hands out this Session (a store may decode a session again,
+	// for example the memory store after packing it, and hand out a new one
+	// with an empty Cache at the same Version):
 	//
 	//	if p := s.Cache.Load(); p != nil {
 	//		return (*p).(rendered)
@@ -102,6 +104,10 @@ type Session struct {
 	//	s.Cache.CompareAndSwap(nil, &v)
 	//	return v.(rendered)
 	Cache atomic.Pointer[any] `json:"-"`
+
+	// stored is set when the memory store has stored this very Session (a Put, or a Get
+	// that decoded it), so that Put refuses it: it may be read by other goroutines.
+	stored atomic.Bool
 }
 
 // Clone returns a copy of s that may be modified and stored. The Claims map

@@ -148,6 +148,7 @@ func startInstance(tb testing.TB, name string, o gatewayOptions) (*instance, err
 		g.kill()
 		if tb.Failed() {
 			tb.Logf("%s log (last 15 lines):\n%s", name, g.logTail(15))
+			keepLog(tb, g)
 		}
 	})
 	if err := g.waitReady(30 * time.Second); err != nil {
@@ -333,4 +334,23 @@ func waitHealthy(ctx context.Context, gws []*instance, timeout time.Duration) er
 		}
 	}
 	return nil
+}
+
+// keepLog copies a failed test's instance log out of its temporary directory, which the
+// test's end removes, to <tmp>/trustgate-fault-logs.
+func keepLog(tb testing.TB, g *instance) {
+	dir := filepath.Join(os.TempDir(), "trustgate-fault-logs")
+	data, err := os.ReadFile(g.logPath)
+	if err == nil {
+		err = os.MkdirAll(dir, 0o755)
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(tb.Name()) + "-" + g.name + ".log"
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, name), data, 0o644)
+	}
+	if err != nil {
+		tb.Logf("keeping %s's log: %v", g.name, err)
+		return
+	}
+	tb.Logf("%s's whole log: %s", g.name, filepath.Join(dir, name))
 }

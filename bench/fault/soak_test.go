@@ -5,6 +5,7 @@ package fault
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -433,11 +434,17 @@ func (s *soakLoad) checkLoggedOut(ctx context.Context, st *runStats) {
 				st.fail("checking a logged-out session at %s: %v", g.name, err)
 				continue
 			}
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			resp.Body.Close()
 			st.checked.Add(1)
-			if resp.StatusCode != http.StatusUnauthorized {
+			switch {
+			case resp.StatusCode == http.StatusUnauthorized:
+			case resp.StatusCode < 300:
 				st.accepted.Add(1)
-				st.fail("a session logged out %v ago was answered %s at %s, want 401", time.Since(c.at).Round(time.Millisecond), resp.Status, g.name)
+				st.fail("a session logged out %v ago was accepted (%s) at %s, want 401", time.Since(c.at).Round(time.Millisecond), resp.Status, g.name)
+			default:
+				st.fail("a session logged out %v ago was answered %s (Retry-After %q) %.200q at %s, want 401",
+					time.Since(c.at).Round(time.Millisecond), resp.Status, resp.Header.Get("Retry-After"), body, g.name)
 			}
 		}
 	}

@@ -91,12 +91,14 @@ bench-scale: prereqs
 # growing (> 5% over the last 5 minutes). SOAK_DURATION=1m for a quick run (results then go to
 # a temporary directory). Writes the "soak" section of bench/RESULTS.md and bench/soak-*.svg.
 soak: prereqs
+	@command -v redis-server >/dev/null 2>&1 || scripts/e2e-deps.sh
 	$(GO) test -tags soak -run TestSoak -count=1 -v -timeout 30m ./bench/fault
 
 # Chaos: under load, kill the Sentinel primary, stop the OpenID Provider, let 1,000 sessions'
 # access tokens expire at once, restart Redis empty; fails when a criterion fails (see
 # bench/fault). Writes the "chaos" section of bench/RESULTS.md.
 chaos: prereqs
+	@command -v redis-server >/dev/null 2>&1 || scripts/e2e-deps.sh
 	$(GO) test -tags chaos -run TestChaos -count=1 -v -timeout 30m ./bench/fault
 
 # chromium, redis-server, Node.js (apt, as root) and oidc-provider (npm ci into .cache/e2e/op).

@@ -234,7 +234,10 @@ func loggedInTemplate(b *testing.B, subject string) (*gateway, []byte) {
 
 // sessionCopy is session i decoded from the JSON of a real login's session, as its own
 // user: its own id, subject and provider session id (sid), so that the store's indexes
-// grow as they do with real users.
+// grow as they do with real users. Its access token does not expire for a day: the copies
+// share the template's refresh token, which the provider refuses after its first use, so
+// a refresh during a long run (BenchmarkSessionChurn: 5 minutes, the provider's access
+// tokens live 5) would end them.
 func sessionCopy(b *testing.B, template []byte, i int) *session.Session {
 	s := new(session.Session)
 	if err := json.Unmarshal(template, s); err != nil {
@@ -244,5 +247,6 @@ func sessionCopy(b *testing.B, template []byte, i int) *session.Session {
 	s.Subject = fmt.Sprintf("%s-%d", s.Subject, i)
 	s.Claims["sub"] = s.Subject
 	s.Claims["sid"] = session.NewID()
+	s.TokenExpiry = time.Now().Add(24 * time.Hour)
 	return s
 }

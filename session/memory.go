@@ -127,20 +127,29 @@ type MemoryStore struct {
 //
 // A session is held decoded (hot) from its Put until the janitor finds it unused
 // for coolAfter (30 s); the janitor then packs it (packed, see pack.go) and drops the
-// decoded form, and the next Get decodes it again. packed is always stored
-// before hot is cleared, so a Get that sees hot nil finds packed set.
+// decoded form, and the next Get decodes it again. packed is written once, by
+// the janitor, before it clears hot (an atomic), and read only by whoever has
+// seen hot nil: the atomic orders the write before every read.
 type entry struct {
 	id       string
 	hot      atomic.Pointer[Session]
-	packed   atomic.Pointer[[]byte]
+	packed   []byte // see above; nil until the janitor first packs the session
 	version  uint64 // hot's Version
-	subHash  uint64 // matchHash of issuer and subject
-	sidHash  uint64 // matchHash of issuer and sid ("" when none)
+	subHash  uint32 // matchHash of issuer and subject
+	sidHash  uint32 // matchHash of issuer and sid ("" when none)
 	expires  int64  // unix ns, absolute end
 	idle     int64  // ns; 0 = no idle timeout
-	touch    int64  // ns; Get stores lastSeen only when it has moved by this much
 	lastSeen atomic.Int64
 	idx      int // position in MemoryStore.list; guarded by mu
+}
+
+// touch is how far lastSeen must have moved before Get stores it again: a second, or a
+// sixteenth of the idle timeout when that is shorter.
+func (e *entry) touch() int64 {
+	if e.idle > 0 {
+		return min(maxTouchResolution, e.idle/16)
+	}
+	return maxTouchResolution
 }
 
 // expired reports whether the entry is past its absolute or idle end at now,
@@ -216,7 +225,7 @@ func (m *MemoryStore) Get(_ context.Context, id string) (*Session, error) {
 		m.mu.Unlock()
 		return nil, ErrNotFound
 	}
-	if now-last >= e.touch {
+	if now-last >= e.touch() {
 		e.lastSeen.Store(now)
 	}
 	if s := e.hot.Load(); s != nil {
@@ -250,11 +259,10 @@ func (m *MemoryStore) unpacked(e *entry) (*Session, error) {
 	if s := e.hot.Load(); s != nil {
 		return s, nil
 	}
-	p := e.packed.Load()
-	if p == nil {
+	if e.packed == nil {
 		return nil, errPacked
 	}
-	s, err := m.packer.unpack(*p, e.id)
+	s, err := m.packer.unpack(e.packed, e.id)
 	if err != nil {
 		return nil, err
 	}
@@ -294,12 +302,10 @@ func (m *MemoryStore) put(s *Session, want *entry) error {
 		subHash: m.matchHash(s.Issuer, s.Subject),
 		sidHash: m.matchHash(s.Issuer, s.SID()),
 		expires: unixNano(s.ExpiresAt),
-		touch:   maxTouchResolution,
 	}
 	e.hot.Store(s)
 	if s.IdleTimeout > 0 {
 		e.idle = int64(s.IdleTimeout)
-		e.touch = min(maxTouchResolution, e.idle/16)
 	}
 	e.lastSeen.Store(now)
 
@@ -426,13 +432,13 @@ func coolTimes(sweep time.Duration) (after, every time.Duration) {
 }
 
 // matchHash hashes an issuer and a subject or sid for DeleteMatching's first filter.
-func (m *MemoryStore) matchHash(issuer, v string) uint64 {
+func (m *MemoryStore) matchHash(issuer, v string) uint32 {
 	var h maphash.Hash
 	h.SetSeed(m.matchSeed)
 	h.WriteString(issuer)
 	h.WriteByte(0)
 	h.WriteString(v)
-	return h.Sum64()
+	return uint32(h.Sum64())
 }
 
 // SetMaxSessions changes the session bound (config reload). n <= 0 means

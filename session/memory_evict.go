@@ -122,12 +122,12 @@ func (m *MemoryStore) cool(now int64, budget time.Duration) {
 			if s == nil {
 				continue
 			}
-			if e.packed.Load() == nil {
+			if e.packed == nil { // only this pass writes it (coolMu), before clearing hot
 				p, err := m.packer.pack(s)
 				if err != nil {
-					continue // claims that do not encode: stays decoded
+					continue // claims that do not encode, or too large: stays decoded
 				}
-				e.packed.Store(&p)
+				e.packed = p
 			}
 			if now-e.lastSeen.Load() >= m.coolAfter { // not used meanwhile
 				e.hot.CompareAndSwap(s, nil)

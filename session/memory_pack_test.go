@@ -22,7 +22,7 @@ func isCold(m *MemoryStore, id string) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	e := m.sessions[id]
-	return e != nil && e.hot.Load() == nil && e.packed.Load() != nil
+	return e != nil && e.hot.Load() == nil && e.packed != nil
 }
 
 // A session unused for a sweep interval is packed; Get gives back an equal session, at the
@@ -149,8 +149,7 @@ func TestMemoryStoreDamagedPackEndsTheSession(t *testing.T) {
 	m.mu.RLock()
 	e := m.sessions[s.ID]
 	m.mu.RUnlock()
-	bad := []byte{packVersion, packDict, 0xff, 0xff}
-	e.packed.Store(&bad)
+	e.packed = []byte{packVersion, packDict, 0xff, 0xff}
 	if got, err := m.Get(t.Context(), s.ID); err != ErrNotFound {
 		t.Fatalf("Get = (%v, %v), want ErrNotFound", got, err)
 	}

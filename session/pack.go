@@ -31,7 +31,8 @@ import (
 //
 // A learned dictionary (the memory store's) is staticDict and the skeleton of the first
 // session packed: the names of its fields and of its claims (the top level of the claims and
-// of the ID token's payload), each with an empty value, and its ID token's JOSE header, so
+// of the ID token's payload), each with an empty value, its issuer and client id (the
+// gateway's configuration), and its ID token's JOSE header, so
 // that the claim names of this gateway's provider cost nothing in each session. It holds no
 // value of any user (no string, number, boolean, array element or nested member name, which
 // can be a user's role or organisation), and lives as long as the packer (the sessions
@@ -119,7 +120,7 @@ func (p *packer) pack(s *Session) ([]byte, error) {
 	if plain.Len() > maxUnpacked {
 		return nil, errTooLarge
 	}
-	dict := p.learn(body, parts, partsOK)
+	dict := p.learn(s, body, parts, partsOK)
 	out := bytes.NewBuffer(make([]byte, 0, plain.Len()/2+64))
 	out.WriteByte(packVersion)
 	if p.fixed {
@@ -141,7 +142,7 @@ func (p *packer) pack(s *Session) ([]byte, error) {
 }
 
 // learn returns the dictionary, making it from this session when it is the first.
-func (p *packer) learn(body []byte, parts [3][]byte, partsOK bool) []byte {
+func (p *packer) learn(s *Session, body []byte, parts [3][]byte, partsOK bool) []byte {
 	if p.fixed {
 		return staticDictBytes
 	}
@@ -154,6 +155,12 @@ func (p *packer) learn(body []byte, parts [3][]byte, partsOK bool) []byte {
 		return *d
 	}
 	d := append([]byte(nil), staticDict...)
+	// The provider and this client, as the session and its claims name them: configuration,
+	// the same in every session of this gateway.
+	if len(s.Issuer)+len(s.ClientID) <= 512 {
+		q, _ := json.Marshal(map[string]string{"iss": s.Issuer, "client_id": s.ClientID, "aud": s.ClientID, "azp": s.ClientID})
+		d = append(d, q...)
+	}
 	d = appendSkeleton(d, body)
 	if partsOK {
 		if len(parts[0]) <= 512 {

@@ -268,6 +268,14 @@ func chaosExpiryHerd(t *testing.T, rep *chaosReport, nSessions int) {
 		"a refresh token reached the provider twice: the second use is refused and, with rotation, can end the session")
 	sr.check(t, final.Refresh == after.Refresh, "no further refresh for the refreshed sessions", fmt.Sprintf("%d more", final.Refresh-after.Refresh),
 		"a session refreshed once should not be refreshed again at its next request")
-	sr.check(t, failed == 0, "every request succeeds", fmt.Sprintf("%d of %d failed %v", failed, len(res)+len(second), statuses),
+	sr.check(t, failed == 0, "every request succeeds", failedOf(failed, len(res)+len(second), statuses),
 		"requests of sessions with expired tokens must wait for the refresh and be served")
+}
+
+// failedOf says how many of total requests failed, and with which statuses when any did.
+func failedOf(failed, total int, statuses map[string]int) string {
+	if len(statuses) == 0 {
+		return fmt.Sprintf("%d of %d failed", failed, total)
+	}
+	return fmt.Sprintf("%d of %d failed (statuses %v)", failed, total, statuses)
 }

@@ -82,7 +82,7 @@ func machine(full bool) string {
 	commit := "unknown"
 	if out, err := exec.Command("git", "-C", "../..", "rev-parse", "--short=12", "HEAD").Output(); err == nil {
 		commit = strings.TrimSpace(string(out))
-		if out, err := exec.Command("git", "-C", "../..", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(out) > 0 {
+		if out, err := exec.Command("git", "-C", "../..", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/RESULTS.md", ":(exclude)bench/*.svg", ":(exclude)*.md").Output(); err == nil && len(out) > 0 {
 			commit += " (with uncommitted changes)"
 		}
 	}

@@ -79,8 +79,23 @@ type packer struct {
 	fixed   bool                   // use staticDict alone, never learn
 	dict    atomic.Pointer[[]byte] // nil until the first pack
 	learnMu sync.Mutex
-	writers sync.Pool // *flate.Writer for the learned dictionary
-	readers sync.Pool // io.ReadCloser that is also a flate.Resetter
+	// writers and readers keep a few flate writers (for the packer's one dictionary) and
+	// readers for reuse. Not a sync.Pool: that drops what it holds at every garbage
+	// collection, and a writer is about 800 KB to make again, which under a login load (a
+	// collection every few logins) made nearly every Redis write build one.
+	poolOnce sync.Once
+	writers  chan *flate.Writer
+	readers  chan io.ReadCloser // each also a flate.Resetter
+}
+
+// Writers and readers a packer keeps: enough for the cores of a typical gateway host.
+const keptWriters, keptReaders = 4, 8
+
+func (p *packer) pools() {
+	p.poolOnce.Do(func() {
+		p.writers = make(chan *flate.Writer, keptWriters)
+		p.readers = make(chan io.ReadCloser, keptReaders)
+	})
 }
 
 // packedSession is a Session as JSON without the ID token: the outer field hides the embedded
@@ -129,15 +144,20 @@ func (p *packer) pack(s *Session) ([]byte, error) {
 		out.WriteByte(packDict)
 	}
 	out.Write(binary.AppendUvarint(nil, uint64(plain.Len())))
-	w, _ := p.writers.Get().(*flate.Writer)
-	if w == nil {
-		w, _ = flate.NewWriterDict(out, packLevel, dict) // only fails for a bad level
-	} else {
+	p.pools()
+	var w *flate.Writer
+	select {
+	case w = <-p.writers:
 		w.Reset(out)
+	default:
+		w, _ = flate.NewWriterDict(out, packLevel, dict) // only fails for a bad level
 	}
 	w.Write(plain.Bytes()) // a bytes.Buffer does not fail
 	w.Close()
-	p.writers.Put(w)
+	select {
+	case p.writers <- w:
+	default:
+	}
 	return bytes.Clone(out.Bytes()), nil
 }
 
@@ -239,11 +259,15 @@ func (p *packer) inflate(packed []byte) (body, rest []byte, err error) {
 		return nil, nil, errPacked
 	}
 	src := bytes.NewReader(packed[2+k:])
-	r, _ := p.readers.Get().(io.ReadCloser)
-	if r == nil {
+	p.pools()
+	var r io.ReadCloser
+	select {
+	case r = <-p.readers:
+		if err := r.(flate.Resetter).Reset(src, dict); err != nil {
+			return nil, nil, errPacked
+		}
+	default:
 		r = flate.NewReaderDict(src, dict)
-	} else if err := r.(flate.Resetter).Reset(src, dict); err != nil {
-		return nil, nil, errPacked
 	}
 	plain := make([]byte, size)
 	_, err = io.ReadFull(r, plain)
@@ -253,7 +277,10 @@ func (p *packer) inflate(packed []byte) (body, rest []byte, err error) {
 			err = errPacked
 		}
 	}
-	p.readers.Put(r)
+	select {
+	case p.readers <- r:
+	default:
+	}
 	if err != nil {
 		return nil, nil, errPacked
 	}

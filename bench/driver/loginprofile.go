@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 )
 
 // loginProfileParts are the slices of Caddy's CPU under the login load, as shares of its samples.
-var loginProfileParts = []struct{ name, focus, ignore string }{
+var loginProfileParts = []profilePart{
 	{"trustgate's own work (its ServeHTTP without `reverse_proxy` and without the calls to the provider)", `trustgate\.\(\*Handler\)\.ServeHTTP`, `reverseproxy\.|net/http\.\(\*Client\)|net/http\.\(\*Transport\)|net/http\.\(\*persistConn\)`},
 	{"calls to the provider (Go's HTTP client: token, userinfo; its connection goroutines included)", `net/http\.\(\*Client\)|net/http\.\(\*Transport\)|net/http\.\(\*persistConn\)`, ""},
 	{"signature checks (ID token; crypto/rsa, crypto/ecdsa)", `crypto/rsa\.|crypto/ecdsa\.|crypto/internal/fips140/(rsa|ecdsa|bigmod|nistec)`, ""},
@@ -59,17 +57,8 @@ func (b *bench) profileLogins(ctx context.Context, adminPort int) error {
 	}
 	pr.logins = r.logins
 	pr.perLogin = perLogin(r.serverCPU, r)
-	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=40", b.o.caddyBin, pr.path).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("go tool pprof: %v\n%s", err, out)
-	}
-	pr.top = strings.TrimSpace(string(out))
-	for _, part := range loginProfileParts {
-		share, err := pprofShare(ctx, b.o.caddyBin, pr.path, part.focus, part.ignore)
-		if err != nil {
-			return err
-		}
-		pr.shares = append(pr.shares, share)
+	if pr.top, pr.shares, err = readProfile(ctx, b.o.caddyBin, pr.path, loginProfileParts, "-cum", "-nodecount=40"); err != nil {
+		return err
 	}
 	b.loginProfile = pr
 	return nil
@@ -91,13 +80,6 @@ func (b *bench) loginProfileReport(p func(string, ...any), rel func(string) stri
 	}
 	p("### CPU profile of Caddy under the login load, (b)\n\n")
 	p("The same Caddy process as the profile above, while the login clients signed in to (b) (%d logins, %.0f µs of Caddy CPU per login with the profiler attached). Profile: `%s`.\n\n", pr.logins, pr.perLogin, rel(pr.path))
-	p("Shares of Caddy's CPU samples (stacks matching `-focus`, not `-ignore`; they overlap):\n\n| part | focus | share |\n|---|---|---:|\n")
-	for i, part := range loginProfileParts {
-		f := "`" + part.focus + "`"
-		if part.ignore != "" {
-			f += ", ignore `" + part.ignore + "`"
-		}
-		p("| %s | %s | %s |\n", part.name, strings.ReplaceAll(f, "|", "\\|"), pr.shares[i])
-	}
+	sharesTable(p, loginProfileParts, pr.shares)
 	p("\n<details><summary><code>go tool pprof -top -cum -nodecount=40 caddy %s</code></summary>\n\n```text\n%s\n```\n\n</details>\n\n", filepath.Base(pr.path), pr.top)
 }

@@ -374,24 +374,49 @@ func (b *bench) profileRun(ctx context.Context) error {
 	if err := <-fetched; err != nil {
 		return fmt.Errorf("fetch the profile: %w", err)
 	}
-	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=25", b.o.caddyBin, pr.path).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("go tool pprof: %v\n%s", err, out)
-	}
-	pr.top = strings.TrimSpace(string(out))
-	for _, part := range profileParts {
-		share, err := pprofShare(ctx, b.o.caddyBin, pr.path, part.focus, part.ignore)
-		if err != nil {
-			return err
-		}
-		pr.shares = append(pr.shares, share)
+	if pr.top, pr.shares, err = readProfile(ctx, b.o.caddyBin, pr.path, profileParts, "-nodecount=25"); err != nil {
+		return err
 	}
 	b.profile = pr
 	return b.profileLogins(ctx, adminPort)
 }
 
+// profilePart is a slice of a CPU profile reported as a share of Caddy's samples: the stacks
+// matching focus and not ignore (pprof's -focus, -ignore).
+type profilePart struct{ name, focus, ignore string }
+
+// readProfile returns `go tool pprof -top` of the profile at path (with the extra flags) and
+// the share of each part.
+func readProfile(ctx context.Context, bin, path string, parts []profilePart, flags ...string) (top string, shares []string, err error) {
+	args := append(append([]string{"tool", "pprof", "-top"}, flags...), bin, path)
+	out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
+	if err != nil {
+		return "", nil, fmt.Errorf("go tool pprof: %v\n%s", err, out)
+	}
+	for _, part := range parts {
+		share, err := pprofShare(ctx, bin, path, part.focus, part.ignore)
+		if err != nil {
+			return "", nil, err
+		}
+		shares = append(shares, share)
+	}
+	return strings.TrimSpace(string(out)), shares, nil
+}
+
+// sharesTable writes the table of the parts' shares.
+func sharesTable(p func(string, ...any), parts []profilePart, shares []string) {
+	p("Shares of Caddy's CPU samples (stacks matching `-focus`, not `-ignore`; they overlap):\n\n| part | focus | share |\n|---|---|---:|\n")
+	for i, part := range parts {
+		f := "`" + part.focus + "`"
+		if part.ignore != "" {
+			f += ", ignore `" + part.ignore + "`"
+		}
+		p("| %s | %s | %s |\n", part.name, strings.ReplaceAll(f, "|", "\\|"), shares[i])
+	}
+}
+
 // profileParts are the slices of the profile reported as shares of Caddy's CPU time.
-var profileParts = []struct{ name, focus, ignore string }{
+var profileParts = []profilePart{
 	{"trustgate's own code (its ServeHTTP without the handlers after it)", `trustgate\.\(\*Handler\)\.ServeHTTP`, `reverseproxy\.`},
 	{"`reverse_proxy` (its ServeHTTP, the upstream round trip included)", `reverseproxy\.\(\*Handler\)\.ServeHTTP`, ""},
 	{"zap (log entries and fields built on the request path, whatever the level)", `go\.uber\.org/zap`, ""},

@@ -420,14 +420,7 @@ func (b *bench) report() error {
 			}
 		}
 		p("Profile: `%s` (`go tool pprof -http=127.0.0.1:0 .cache/bench/caddy %s`).\n\n", rel, rel)
-		p("Shares of Caddy's CPU samples (stacks matching `-focus`, not `-ignore`; they overlap):\n\n| part | focus | share |\n|---|---|---:|\n")
-		for i, part := range profileParts {
-			f := "`" + part.focus + "`"
-			if part.ignore != "" {
-				f += ", ignore `" + part.ignore + "`"
-			}
-			p("| %s | %s | %s |\n", part.name, strings.ReplaceAll(f, "|", "\\|"), pr.shares[i])
-		}
+		sharesTable(p, profileParts, pr.shares)
 		p("\n```text\n$ go tool pprof -top -nodecount=25 caddy %s\n%s\n```\n\n", filepath.Base(rel), pr.top)
 	}
 	b.loginProfileReport(p, func(path string) string {

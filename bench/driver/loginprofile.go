@@ -31,21 +31,9 @@ func (b *bench) profileLogins(ctx context.Context, adminPort int) error {
 	seconds := b.o.profileSeconds
 	b.logf("CPU profile of Caddy under the login load, (b), %ds", seconds)
 	pr := &loginProfile{path: filepath.Join(b.work, "caddy-logins.cpu.pprof")}
-	fetched := make(chan error, 1)
 	lead := 2 * time.Second
-	go func() {
-		select {
-		case <-time.After(lead):
-		case <-ctx.Done():
-			fetched <- ctx.Err()
-			return
-		}
-		fetched <- fetchProfile(ctx, adminPort, seconds, pr.path)
-	}()
-	saved := b.o.loginDuration
-	b.o.loginDuration = lead + time.Duration(seconds)*time.Second + 2*time.Second
-	r, err := b.loginRun(ctx, t)
-	b.o.loginDuration = saved
+	fetched := fetchProfileAfter(ctx, lead, adminPort, seconds, pr.path)
+	r, err := b.loginRun(ctx, t, lead+time.Duration(seconds)*time.Second+2*time.Second)
 	if err != nil {
 		return err
 	}

@@ -78,7 +78,7 @@ func (b *bench) measureLogins(ctx context.Context) error {
 	for round := range max(1, b.o.loginRounds) {
 		for _, t := range rotate(targets, round) {
 			b.logf("login round %d/%d (%s): %d clients for %s", round+1, b.o.loginRounds, t.key, b.o.loginClients, b.o.loginDuration)
-			r, err := b.loginRun(ctx, t)
+			r, err := b.loginRun(ctx, t, b.o.loginDuration)
 			if err != nil {
 				return fmt.Errorf("(%s) logins: %w", t.key, err)
 			}
@@ -110,7 +110,8 @@ func perLogin(cpu time.Duration, r *loginResult) float64 {
 	return float64(cpu.Microseconds()) / float64(max(r.logins, 1))
 }
 
-func (b *bench) loginRun(ctx context.Context, t loginTarget) (*loginResult, error) {
+// loginRun runs the login clients against t for d.
+func (b *bench) loginRun(ctx context.Context, t loginTarget, d time.Duration) (*loginResult, error) {
 	r := &loginResult{key: t.key}
 	serverBefore, err := t.cpu()
 	if err != nil {
@@ -119,7 +120,7 @@ func (b *bench) loginRun(ctx context.Context, t loginTarget) (*loginResult, erro
 	selfBefore := selfCPU()
 	opBefore := b.op.Counts()
 	start := time.Now()
-	deadline := start.Add(b.o.loginDuration)
+	deadline := start.Add(d)
 	var logins, failures atomic.Int64
 	var once sync.Once
 	var wg sync.WaitGroup

@@ -355,16 +355,7 @@ func (b *bench) profileRun(ctx context.Context) error {
 	b.logf("CPU profile of Caddy, configuration %s, %ds under load", c.key, b.o.profileSeconds)
 	lead := 2 * time.Second
 	pr := &profileResult{path: filepath.Join(b.work, "caddy-"+c.key+".cpu.pprof")}
-	fetched := make(chan error, 1)
-	go func() {
-		select {
-		case <-time.After(lead):
-		case <-ctx.Done():
-			fetched <- ctx.Err()
-			return
-		}
-		fetched <- fetchProfile(ctx, adminPort, b.o.profileSeconds, pr.path)
-	}()
+	fetched := fetchProfileAfter(ctx, lead, adminPort, b.o.profileSeconds, pr.path)
 	r, err := b.load(ctx, c, lead+time.Duration(b.o.profileSeconds)*time.Second+2*time.Second)
 	if err != nil {
 		return err
@@ -379,6 +370,22 @@ func (b *bench) profileRun(ctx context.Context) error {
 	}
 	b.profile = pr
 	return b.profileLogins(ctx, adminPort)
+}
+
+// fetchProfileAfter waits lead (the load getting under way), then fetches a CPU profile of
+// seconds into path; the channel gets the outcome.
+func fetchProfileAfter(ctx context.Context, lead time.Duration, adminPort, seconds int, path string) <-chan error {
+	fetched := make(chan error, 1)
+	go func() {
+		select {
+		case <-time.After(lead):
+		case <-ctx.Done():
+			fetched <- ctx.Err()
+			return
+		}
+		fetched <- fetchProfile(ctx, adminPort, seconds, path)
+	}()
+	return fetched
 }
 
 // profilePart is a slice of a CPU profile reported as a share of Caddy's samples: the stacks
